@@ -1,0 +1,40 @@
+# envault: PGXS build
+#
+#   make && make install      build and install into the server of pg_config
+#   make installcheck         pg_regress suite on a temporary instance, then
+#                             the TAP tests (test/t); run as a non-root user
+#   scripts/test.sh           everything, as CI runs it
+#
+# The install script is edited in src/envault.sql and built into
+# envault--$(EXTVERSION).sql; upgrade scripts are src/envault--A--B.sql.
+
+EXTENSION  = envault
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" envault.control)
+
+MODULE_big = envault
+OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
+       src/masterkey.o src/keystore.o src/encrypt.o src/keys.o
+
+DATA_built = envault--$(EXTVERSION).sql
+DATA = $(wildcard src/envault--*--*.sql)
+
+REGRESS = setup encrypt errors privileges format_vectors
+REGRESS_OPTS = --temp-instance=./tmp_check_regress \
+               --temp-config=test/regress.conf \
+               --load-extension=pgcrypto
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+SHLIB_LINK += -lcrypto
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+             -Wno-sign-compare $(if $(WERROR),-Werror)
+
+EXTRA_CLEAN = tmp_check_regress results regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+envault--$(EXTVERSION).sql: src/envault.sql envault.control
+	cp $< $@

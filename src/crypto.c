@@ -1,0 +1,366 @@
+/*-------------------------------------------------------------------------
+ *
+ * crypto.c
+ *		XAES-256-GCM, HMAC-SHA256, randomness and locked memory through
+ *		OpenSSL's EVP interface.
+ *
+ * XAES-256-GCM (c2sp.org/XAES-256-GCM) derives a fresh AES-256-GCM key
+ * from the input key and the first 12 bytes of a 24-byte random nonce, and
+ * encrypts with that key and the last 12 bytes.  A key can therefore be used
+ * for about 2^80 messages with random nonces instead of the 2^32 that NIST
+ * SP 800-38D allows for AES-256-GCM with random 96-bit IVs.
+ *
+ * Secrets: the derived key Kx lives on the stack of env_xaes_seal() and
+ * env_xaes_open() and is wiped before they return, on every path.  The
+ * per-backend GCM contexts hold the last derived key schedule until the next
+ * call re-keys them; they are process-private and never written anywhere.
+ * Nothing here raises a PostgreSQL error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "crypto.h"
+
+static EVP_CIPHER *cr_aes256_ecb = NULL;
+static EVP_CIPHER *cr_aes256_gcm = NULL;
+static EVP_CIPHER_CTX *cr_seal_ctx = NULL;
+static EVP_CIPHER_CTX *cr_open_ctx = NULL;
+
+/*
+ * Fetch the algorithms once per process; fetching them on every call costs
+ * more than the encryption of a short value.
+ */
+bool
+env_crypto_init(void)
+{
+	if (cr_seal_ctx != NULL)
+		return true;
+
+	if (cr_aes256_ecb == NULL)
+		cr_aes256_ecb = EVP_CIPHER_fetch(NULL, "AES-256-ECB", NULL);
+	if (cr_aes256_gcm == NULL)
+		cr_aes256_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	if (cr_aes256_ecb == NULL || cr_aes256_gcm == NULL)
+		return false;
+
+	cr_seal_ctx = EVP_CIPHER_CTX_new();
+	cr_open_ctx = EVP_CIPHER_CTX_new();
+	if (cr_seal_ctx == NULL || cr_open_ctx == NULL ||
+		EVP_EncryptInit_ex2(cr_seal_ctx, cr_aes256_gcm, NULL, NULL, NULL) != 1 ||
+		EVP_DecryptInit_ex2(cr_open_ctx, cr_aes256_gcm, NULL, NULL, NULL) != 1)
+	{
+		EVP_CIPHER_CTX_free(cr_seal_ctx);
+		EVP_CIPHER_CTX_free(cr_open_ctx);
+		cr_seal_ctx = cr_open_ctx = NULL;
+		return false;
+	}
+	return true;
+}
+
+void
+env_wipe(void *ptr, size_t len)
+{
+	if (ptr != NULL && len > 0)
+		OPENSSL_cleanse(ptr, len);
+}
+
+/* One AES-256 block encryption with a prepared ECB context. */
+static bool
+cr_aes_block(EVP_CIPHER_CTX *ecb, const uint8_t *in, uint8_t *out)
+{
+	int			outl = 0;
+
+	return EVP_EncryptUpdate(ecb, out, &outl, in, 16) == 1 && outl == 16;
+}
+
+/*
+ * Prepare an input key: keep its AES-256 key schedule and compute the CMAC
+ * subkey K1 = dbl(AES-256_K(0^128)).
+ */
+bool
+env_xaes_key_init(EnvXaesKey *xk, const uint8_t *key)
+{
+	EVP_CIPHER_CTX *ecb;
+	uint8_t		zero[16] = {0};
+	uint8_t		l[16];
+	int			i;
+
+	memset(xk, 0, sizeof(*xk));
+	if (!env_crypto_init())
+		return false;
+	ecb = EVP_CIPHER_CTX_new();
+	if (ecb == NULL)
+		return false;
+	if (EVP_EncryptInit_ex2(ecb, cr_aes256_ecb, key, NULL, NULL) != 1 ||
+		EVP_CIPHER_CTX_set_padding(ecb, 0) != 1 ||
+		!cr_aes_block(ecb, zero, l))
+	{
+		EVP_CIPHER_CTX_free(ecb);	/* cleanses the key schedule */
+		env_wipe(l, sizeof(l));
+		return false;
+	}
+
+	for (i = 0; i < 15; i++)
+		xk->k1[i] = (uint8_t) ((l[i] << 1) | (l[i + 1] >> 7));
+	xk->k1[15] = (uint8_t) (l[15] << 1);
+	if (l[0] & 0x80)
+		xk->k1[15] ^= 0x87;
+	env_wipe(l, sizeof(l));
+	xk->ecb = ecb;
+	return true;
+}
+
+void
+env_xaes_key_clear(EnvXaesKey *xk)
+{
+	if (xk->ecb != NULL)
+		EVP_CIPHER_CTX_free((EVP_CIPHER_CTX *) xk->ecb);
+	xk->ecb = NULL;
+	env_wipe(xk->k1, sizeof(xk->k1));
+}
+
+/* Kx = AES_K(M1 xor K1) || AES_K(M2 xor K1), with Mi = 0x00 i 'X' 0x00 N[:12] */
+static bool
+cr_xaes_derive(const EnvXaesKey *xk, const uint8_t *nonce, uint8_t *kx)
+{
+	uint8_t		m[16];
+	int			i;
+	bool		ok;
+
+	for (i = 0; i < 2; i++)
+	{
+		int			j;
+
+		m[0] = 0x00;
+		m[1] = (uint8_t) (i + 1);
+		m[2] = 0x58;
+		m[3] = 0x00;
+		memcpy(m + 4, nonce, 12);
+		for (j = 0; j < 16; j++)
+			m[j] ^= xk->k1[j];
+		ok = cr_aes_block((EVP_CIPHER_CTX *) xk->ecb, m, kx + 16 * i);
+		if (!ok)
+			break;
+	}
+	env_wipe(m, sizeof(m));
+	return ok;
+}
+
+EnvCryptoStatus
+env_xaes_seal(const EnvXaesKey *xk, const uint8_t *nonce,
+			  const uint8_t *aad, size_t aad_len,
+			  const uint8_t *in, size_t in_len,
+			  uint8_t *out, uint8_t *tag)
+{
+	EVP_CIPHER_CTX *ctx;
+	uint8_t		kx[ENV_KEY_LEN];
+	int			outl;
+	bool		ok;
+
+	if (in_len > INT32_MAX || aad_len > INT32_MAX || !env_crypto_init())
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	ctx = cr_seal_ctx;
+
+	ok = cr_xaes_derive(xk, nonce, kx);
+	ok = ok && EVP_EncryptInit_ex2(ctx, NULL, kx, nonce + 12, NULL) == 1;
+	env_wipe(kx, sizeof(kx));
+	ok = ok && (aad_len == 0 ||
+				EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int) aad_len) == 1);
+	ok = ok && (in_len == 0 ||
+				EVP_EncryptUpdate(ctx, out, &outl, in, (int) in_len) == 1);
+	ok = ok && EVP_EncryptFinal_ex(ctx, out + in_len, &outl) == 1;
+	ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG,
+								   ENV_TAG_LEN, tag) == 1;
+	return ok ? ENV_CRYPTO_OK : ENV_CRYPTO_LIBRARY_ERROR;
+}
+
+/*
+ * Decrypt and verify.  GCM produces plaintext before the tag is checked, so
+ * on failure the output buffer is wiped before returning: a caller never
+ * sees unauthenticated plaintext.
+ */
+EnvCryptoStatus
+env_xaes_open(const EnvXaesKey *xk, const uint8_t *nonce,
+			  const uint8_t *aad, size_t aad_len,
+			  const uint8_t *in, size_t in_len,
+			  const uint8_t *tag, uint8_t *out)
+{
+	EVP_CIPHER_CTX *ctx;
+	uint8_t		kx[ENV_KEY_LEN];
+	uint8_t		tagbuf[ENV_TAG_LEN];
+	int			outl;
+	bool		ok;
+
+	if (in_len > INT32_MAX || aad_len > INT32_MAX || !env_crypto_init())
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	ctx = cr_open_ctx;
+
+	memcpy(tagbuf, tag, ENV_TAG_LEN);
+	ok = cr_xaes_derive(xk, nonce, kx);
+	ok = ok && EVP_DecryptInit_ex2(ctx, NULL, kx, nonce + 12, NULL) == 1;
+	env_wipe(kx, sizeof(kx));
+	ok = ok && (aad_len == 0 ||
+				EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int) aad_len) == 1);
+	ok = ok && (in_len == 0 ||
+				EVP_DecryptUpdate(ctx, out, &outl, in, (int) in_len) == 1);
+	ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG,
+								   ENV_TAG_LEN, tagbuf) == 1;
+	if (!ok)
+	{
+		env_wipe(out, in_len);
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	}
+	if (EVP_DecryptFinal_ex(ctx, out + in_len, &outl) != 1)
+	{
+		env_wipe(out, in_len);
+		return ENV_CRYPTO_AUTH_FAILED;
+	}
+	return ENV_CRYPTO_OK;
+}
+
+bool
+env_random_bytes(uint8_t *buf, size_t len)
+{
+	return len <= INT32_MAX && RAND_bytes(buf, (int) len) == 1;
+}
+
+/*
+ * Nonces are drawn from a per-process buffer refilled from RAND_bytes() in
+ * 4 kB blocks: OpenSSL 3 costs about a microsecond per call, more than the
+ * encryption of a short value.  Nonces are public, but used bytes are
+ * wiped anyway, and a forked child never inherits unused ones (it would
+ * otherwise repeat its parent's nonces).
+ */
+#define CR_NONCE_POOL	4096
+
+static uint8_t cr_pool[CR_NONCE_POOL];
+static size_t cr_pool_pos = CR_NONCE_POOL;
+static bool cr_atfork_done = false;
+
+static void
+cr_pool_forget(void)
+{
+	env_wipe(cr_pool, sizeof(cr_pool));
+	cr_pool_pos = CR_NONCE_POOL;
+}
+
+bool
+env_random_nonce(uint8_t *nonce)
+{
+	if (!cr_atfork_done)
+	{
+		if (pthread_atfork(NULL, NULL, cr_pool_forget) != 0)
+			return env_random_bytes(nonce, ENV_NONCE_LEN);
+		cr_atfork_done = true;
+	}
+	if (cr_pool_pos + ENV_NONCE_LEN > CR_NONCE_POOL)
+	{
+		if (RAND_bytes(cr_pool, CR_NONCE_POOL) != 1)
+			return false;
+		cr_pool_pos = 0;
+	}
+	memcpy(nonce, cr_pool + cr_pool_pos, ENV_NONCE_LEN);
+	env_wipe(cr_pool + cr_pool_pos, ENV_NONCE_LEN);
+	cr_pool_pos += ENV_NONCE_LEN;
+	return true;
+}
+
+bool
+env_hmac_sha256(const uint8_t *key, size_t key_len,
+				const uint8_t *data, size_t data_len, uint8_t *out)
+{
+	size_t		outl = 0;
+
+	return EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, key_len,
+					 data, data_len, out, 32, &outl) != NULL && outl == 32;
+}
+
+/*
+ * Memory for key material: whole pages, locked against swapping and
+ * excluded from core dumps where the kernel allows.  Locking can fail
+ * (RLIMIT_MEMLOCK); the memory is still returned and is still wiped on
+ * release, so the caller only loses the swap guarantee.
+ *
+ * mlock() is not inherited by fork(), so a backend re-locks inherited pages
+ * with env_locked_relock(); MADV_DONTDUMP is inherited.
+ */
+void *
+env_locked_alloc(size_t size)
+{
+	void	   *p;
+
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+#ifdef MADV_DONTDUMP
+	(void) madvise(p, size, MADV_DONTDUMP);
+#endif
+	(void) mlock(p, size);
+	return p;
+}
+
+bool
+env_locked_relock(void *ptr, size_t size)
+{
+	return ptr != NULL && mlock(ptr, size) == 0;
+}
+
+void
+env_locked_free(void *ptr, size_t size)
+{
+	if (ptr == NULL)
+		return;
+	env_wipe(ptr, size);
+	(void) munlock(ptr, size);
+	(void) munmap(ptr, size);
+}
+
+static int
+cr_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Decode exactly out_len bytes of hex.  Returns 0 on success, -1 on a bad
+ * length or character.  Does not reveal which character was bad.
+ */
+int
+env_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_len)
+{
+	size_t		i;
+	int			bad = 0;
+
+	if (hex_len != out_len * 2)
+		return -1;
+	for (i = 0; i < out_len; i++)
+	{
+		int			hi = cr_hexval(hex[2 * i]);
+		int			lo = cr_hexval(hex[2 * i + 1]);
+
+		bad |= (hi < 0) | (lo < 0);
+		out[i] = (uint8_t) (((hi & 0xf) << 4) | (lo & 0xf));
+	}
+	if (bad)
+	{
+		env_wipe(out, out_len);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,74 @@
+/*-------------------------------------------------------------------------
+ *
+ * crypto.h
+ *		The small cryptographic layer of envault: XAES-256-GCM, HMAC,
+ *		randomness and locked memory, all through OpenSSL.
+ *
+ * Nothing in this layer calls ereport(): every function returns a status
+ * and leaves no secret behind in its own buffers, so callers can clean up
+ * and raise one well-formed error.  The layer is plain C and also builds
+ * outside the server (fuzzing, envault-verify).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ENVAULT_CRYPTO_H
+#define ENVAULT_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ENV_KEY_LEN			32	/* AES-256 */
+#define ENV_NONCE_LEN		24	/* XAES-256-GCM nonce */
+#define ENV_TAG_LEN			16	/* GCM tag */
+#define ENV_KCV_LEN			16	/* key check value */
+
+/*
+ * An XAES-256-GCM key prepared for repeated use: the AES-256 key schedule
+ * of the input key and the CMAC subkey K1 (steps 1 and 2 of the XAES
+ * derivation).  Both are secret; env_xaes_key_clear() wipes them.
+ */
+typedef struct EnvXaesKey
+{
+	void	   *ecb;			/* EVP_CIPHER_CTX keyed with the input key */
+	uint8_t		k1[16];
+} EnvXaesKey;
+
+/* Status codes of the layer; see env_crypto_strerror(). */
+typedef enum EnvCryptoStatus
+{
+	ENV_CRYPTO_OK = 0,
+	ENV_CRYPTO_AUTH_FAILED,		/* tag mismatch: wrong key, aad or data */
+	ENV_CRYPTO_LIBRARY_ERROR	/* OpenSSL failed (out of memory ...) */
+} EnvCryptoStatus;
+
+extern bool env_crypto_init(void);
+extern bool env_xaes_key_init(EnvXaesKey *xk, const uint8_t *key);
+extern void env_xaes_key_clear(EnvXaesKey *xk);
+
+extern EnvCryptoStatus env_xaes_seal(const EnvXaesKey *xk,
+									 const uint8_t *nonce,
+									 const uint8_t *aad, size_t aad_len,
+									 const uint8_t *in, size_t in_len,
+									 uint8_t *out, uint8_t *tag);
+extern EnvCryptoStatus env_xaes_open(const EnvXaesKey *xk,
+									 const uint8_t *nonce,
+									 const uint8_t *aad, size_t aad_len,
+									 const uint8_t *in, size_t in_len,
+									 const uint8_t *tag, uint8_t *out);
+
+extern bool env_random_bytes(uint8_t *buf, size_t len);
+extern bool env_random_nonce(uint8_t *nonce);
+extern bool env_hmac_sha256(const uint8_t *key, size_t key_len,
+							const uint8_t *data, size_t data_len,
+							uint8_t *out);
+extern void env_wipe(void *ptr, size_t len);
+
+extern void *env_locked_alloc(size_t size);
+extern void env_locked_free(void *ptr, size_t size);
+extern bool env_locked_relock(void *ptr, size_t size);
+
+extern int	env_hex_decode(const char *hex, size_t hex_len,
+						   uint8_t *out, size_t out_len);
+
+#endif							/* ENVAULT_CRYPTO_H */

@@ -1,0 +1,217 @@
+/*-------------------------------------------------------------------------
+ *
+ * encrypt.c
+ *		SQL wrappers of the data path: env_encrypt, env_decrypt and
+ *		env_decrypt_text.
+ *
+ * Every decryption goes through env_open_ciphertext(), the one place where
+ * later layers (tenant checks, the access log) hook in.
+ *
+ * Secrets: plaintext is read from the argument and written into the result
+ * only; a detoasted copy of the argument is wiped before it is freed, and a
+ * result that fails authentication is wiped (by the crypto layer) before it
+ * is freed.  The key lookups, which may raise errors, happen before any
+ * plaintext is copied.  A returned plaintext belongs to the executor from
+ * then on.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include "access/detoast.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+/* Associated data up to this size is assembled on the stack */
+#define ENC_AAD_STACK	1024
+
+typedef struct EncAad
+{
+	uint8		stack[ENC_AAD_STACK];
+	uint8	   *buf;
+	size_t		len;
+} EncAad;
+
+static void
+enc_aad_build(EncAad *a, const EnvDataKey *key, const uint8 *header,
+			  bytea *user_aad)
+{
+	const uint8 *ua = user_aad ? (const uint8 *) VARDATA_ANY(user_aad) : NULL;
+	size_t		ua_len = user_aad ? VARSIZE_ANY_EXHDR(user_aad) : 0;
+
+	a->len = env_data_aad_len(key->context_len, ua_len);
+	a->buf = a->len <= ENC_AAD_STACK ? a->stack : palloc(a->len);
+	env_data_aad_build(a->buf, header, key->context, key->context_len,
+					   ua, ua_len);
+}
+
+static void
+enc_aad_free(EncAad *a)
+{
+	if (a->buf != a->stack)
+		pfree(a->buf);
+}
+
+static bytea *
+enc_optional_aad(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	return PG_GETARG_BYTEA_PP(argno);
+}
+
+static void
+enc_require(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
+/*
+ * SQL function: envault.env_encrypt(tenant text, purpose text,
+ *                                   plaintext bytea, aad bytea) returns bytea
+ * SQL function: envault.env_encrypt(tenant text, purpose text,
+ *                                   plaintext text, aad bytea) returns bytea
+ *
+ * text and bytea share a representation, so one entry point serves both.
+ */
+PG_FUNCTION_INFO_V1(envault_env_encrypt);
+Datum
+envault_env_encrypt(PG_FUNCTION_ARGS)
+{
+	text	   *tenant;
+	text	   *purpose;
+	const EnvDataKey *key;
+	bytea	   *aad;
+	Datum		ptdatum;
+	struct varlena *pt;
+	size_t		ptlen;
+	size_t		total;
+	bytea	   *result;
+	uint8	   *out;
+	EncAad		a;
+	EnvCryptoStatus st;
+
+	if (PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	enc_require(fcinfo, 0, "tenant");
+	enc_require(fcinfo, 1, "purpose");
+	tenant = PG_GETARG_TEXT_PP(0);
+	purpose = PG_GETARG_TEXT_PP(1);
+
+	key = env_keystore_active_key(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant),
+								  VARDATA_ANY(purpose), VARSIZE_ANY_EXHDR(purpose));
+	aad = enc_optional_aad(fcinfo, 3);
+
+	ptdatum = PG_GETARG_DATUM(2);
+	ptlen = toast_raw_datum_size(ptdatum) - VARHDRSZ;
+	total = ENV_CT_OVERHEAD + ptlen;
+	if (total > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value is too large to encrypt"),
+				 errdetail("A plaintext can be at most %d bytes.",
+						   (int) (MaxAllocSize - VARHDRSZ - ENV_CT_OVERHEAD))));
+	result = palloc(VARHDRSZ + total);
+	SET_VARSIZE(result, VARHDRSZ + total);
+	out = (uint8 *) VARDATA(result);
+
+	{
+		uint8		nonce[ENV_NONCE_LEN];
+
+		if (!env_random_nonce(nonce))
+			env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a nonce");
+		env_ct_write_header(out, key->key_id, nonce);
+	}
+	enc_aad_build(&a, key, out, aad);
+
+	/* no error may be raised from here until the copy is wiped */
+	pt = PG_DETOAST_DATUM_PACKED(ptdatum);
+	st = env_xaes_seal(key->xk, out + 12, a.buf, a.len,
+					   (const uint8 *) VARDATA_ANY(pt), ptlen,
+					   out + ENV_CT_HEADER_LEN, out + ENV_CT_HEADER_LEN + ptlen);
+	if ((Pointer) pt != DatumGetPointer(ptdatum))
+	{
+		env_wipe(pt, VARSIZE_ANY(pt));
+		pfree(pt);
+	}
+	enc_aad_free(&a);
+	if (st != ENV_CRYPTO_OK)
+		env_error_crypto(st, "encrypting");
+	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * Decrypt and authenticate a ciphertext.  Returns the plaintext as a new
+ * varlena (whose header the caller may relabel as text) and, if key_out is
+ * given, the data key that opened it.
+ */
+bytea *
+env_open_ciphertext(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out)
+{
+	EnvCiphertext ct;
+	const EnvDataKey *key;
+	bytea	   *result;
+	EncAad		a;
+	EnvCryptoStatus st;
+
+	if (!env_ct_parse((const uint8 *) VARDATA_ANY(ciphertext),
+					  VARSIZE_ANY_EXHDR(ciphertext), &ct))
+		env_error_auth_failed();
+	key = env_keystore_key_by_id(ct.key_id);
+
+	enc_aad_build(&a, key, ct.header, aad);
+	result = palloc(VARHDRSZ + ct.body_len);
+	SET_VARSIZE(result, VARHDRSZ + ct.body_len);
+	st = env_xaes_open(key->xk, ct.nonce, a.buf, a.len, ct.body, ct.body_len,
+					   ct.tag, (uint8 *) VARDATA(result));
+	enc_aad_free(&a);
+	if (st != ENV_CRYPTO_OK)
+	{
+		pfree(result);			/* already wiped by env_xaes_open */
+		env_error_crypto(st, "decrypting");
+	}
+	if (key_out)
+		*key_out = key;
+	return result;
+}
+
+/* SQL function: envault.env_decrypt(ciphertext bytea, aad bytea) returns bytea */
+PG_FUNCTION_INFO_V1(envault_env_decrypt);
+Datum
+envault_env_decrypt(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_BYTEA_P(env_open_ciphertext(PG_GETARG_BYTEA_PP(0),
+										  enc_optional_aad(fcinfo, 1), NULL));
+}
+
+/* SQL function: envault.env_decrypt_text(ciphertext bytea, aad bytea) returns text */
+PG_FUNCTION_INFO_V1(envault_env_decrypt_text);
+Datum
+envault_env_decrypt_text(PG_FUNCTION_ARGS)
+{
+	bytea	   *pt;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	pt = env_open_ciphertext(PG_GETARG_BYTEA_PP(0),
+							 enc_optional_aad(fcinfo, 1), NULL);
+	if (!pg_verify_mbstr(GetDatabaseEncoding(), VARDATA(pt),
+						 VARSIZE(pt) - VARHDRSZ, true))
+	{
+		env_wipe(pt, VARSIZE(pt));
+		pfree(pt);
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("decrypted value is not valid text in encoding \"%s\"",
+						GetDatabaseEncodingName()),
+				 errhint("Use env_decrypt() to get the value as bytea.")));
+	}
+	PG_RETURN_TEXT_P((text *) pt);
+}

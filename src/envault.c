@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * envault.c
+ *		Module entry point: _PG_init dispatches to each module's init.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	/* pg_upgrade only checks that the library loads */
+	if (IsBinaryUpgrade)
+		return;
+
+	if (!env_crypto_init())
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("OpenSSL does not provide AES-256-GCM and AES-256-ECB")));
+	env_masterkey_init();
+	env_keystore_init();
+	MarkGUCPrefixReserved("envault");
+}

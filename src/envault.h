@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * envault.h
+ *		Interfaces between envault's server-side modules.
+ *
+ * Layers, bottom up:
+ *		crypto.c	XAES-256-GCM, HMAC, randomness, locked memory (OpenSSL)
+ *		format.c	byte layouts of ciphertexts, wrapped keys, associated data
+ *		masterkey.c	the master key: settings, loading, check value
+ *		keystore.c	tenant keys and data keys: tables, wrapping, cache
+ *		errors.c	SQLSTATEs and messages shared by the SQL wrappers
+ *		encrypt.c	SQL wrappers of the data path (env_encrypt ...)
+ *		keys.c		SQL wrappers of key management (create_tenant ...)
+ *
+ * Key material is reachable only through masterkey.c and keystore.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ENVAULT_H
+#define ENVAULT_H
+
+#include "postgres.h"
+
+#include "crypto.h"
+#include "format.h"
+
+/* SQLSTATE of every ciphertext authentication failure: class 22, "V01" */
+#define ERRCODE_ENVAULT_AUTH_FAILED		MAKE_SQLSTATE('2','2','V','0','1')
+
+/* masterkey.c */
+extern void env_masterkey_init(void);
+extern const EnvXaesKey *env_master_key(void);
+extern const uint8 *env_master_kcv(void);
+extern char *env_kcv_fingerprint(const uint8 *kcv);
+
+/* keystore.c */
+typedef struct EnvDataKey
+{
+	uint64		key_id;
+	int32		version;
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		purpose[ENV_PURPOSE_MAXLEN + 1];
+	uint8	   *context;		/* tenant and purpose, as bound into AAD */
+	size_t		context_len;
+	EnvXaesKey *xk;				/* in locked memory */
+} EnvDataKey;
+
+extern void env_keystore_init(void);
+extern const EnvDataKey *env_keystore_active_key(const char *tenant,
+												 size_t tenant_len,
+												 const char *purpose,
+												 size_t purpose_len);
+extern const EnvDataKey *env_keystore_key_by_id(uint64 key_id);
+extern void env_keystore_create_tenant(const char *tenant, size_t tenant_len);
+extern int32 env_keystore_create_data_key(const char *tenant,
+										  size_t tenant_len,
+										  const char *purpose,
+										  size_t purpose_len);
+
+/* encrypt.c */
+extern bytea *env_open_ciphertext(bytea *ciphertext, bytea *aad,
+								  const EnvDataKey **key_out);
+
+/* errors.c */
+extern void env_check_tenant_name(const char *tenant, size_t len);
+extern void env_check_purpose_name(const char *purpose, size_t len);
+extern void env_error_crypto(EnvCryptoStatus status, const char *what) pg_attribute_noreturn();
+extern void env_error_auth_failed(void) pg_attribute_noreturn();
+
+#endif							/* ENVAULT_H */

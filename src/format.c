@@ -1,0 +1,185 @@
+/*-------------------------------------------------------------------------
+ *
+ * format.c
+ *		Build and parse envault ciphertexts, wrapped keys and associated
+ *		data, exactly as docs/format.md specifies them.
+ *
+ * All integers are big-endian.  Every variable-length field of associated
+ * data is preceded by its 32-bit length, so no two different inputs encode
+ * to the same bytes.
+ *
+ * Secrets: env_key_unwrap() writes the unwrapped key only into the caller's
+ * buffer and wipes it there on failure.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <string.h>
+
+#include "format.h"
+
+static const char fmt_tenant_label[] = "envault/v1/tenant-key";
+static const char fmt_dek_label[] = "envault/v1/data-key";
+
+static inline void
+fmt_put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t) (v >> 24);
+	p[1] = (uint8_t) (v >> 16);
+	p[2] = (uint8_t) (v >> 8);
+	p[3] = (uint8_t) v;
+}
+
+static inline void
+fmt_put_u64(uint8_t *p, uint64_t v)
+{
+	fmt_put_u32(p, (uint32_t) (v >> 32));
+	fmt_put_u32(p + 4, (uint32_t) v);
+}
+
+static inline uint64_t
+fmt_get_u64(const uint8_t *p)
+{
+	uint64_t	v = 0;
+	int			i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* Append a 32-bit length and the bytes; returns the new write position. */
+static inline uint8_t *
+fmt_put_field(uint8_t *p, const void *data, size_t len)
+{
+	fmt_put_u32(p, (uint32_t) len);
+	if (len > 0)
+		memcpy(p + 4, data, len);
+	return p + 4 + len;
+}
+
+/*
+ * Split a data ciphertext into its parts.  Returns false for anything that
+ * is not a complete format-1 ciphertext; the caller reports that exactly as
+ * it reports a failed tag, so a forger learns nothing from the difference.
+ */
+bool
+env_ct_parse(const uint8_t *buf, size_t len, EnvCiphertext *ct)
+{
+	if (buf == NULL || len < ENV_CT_OVERHEAD)
+		return false;
+	if (buf[0] != ENV_CT_MAGIC0 || buf[1] != ENV_CT_MAGIC1 ||
+		buf[2] != ENV_CT_FORMAT_1 || buf[3] != ENV_CT_ALG_XAES256GCM)
+		return false;
+	ct->header = buf;
+	ct->key_id = fmt_get_u64(buf + 4);
+	ct->nonce = buf + 12;
+	ct->body = buf + ENV_CT_HEADER_LEN;
+	ct->body_len = len - ENV_CT_OVERHEAD;
+	ct->tag = buf + len - ENV_TAG_LEN;
+	return true;
+}
+
+void
+env_ct_write_header(uint8_t *buf, uint64_t key_id, const uint8_t *nonce)
+{
+	buf[0] = ENV_CT_MAGIC0;
+	buf[1] = ENV_CT_MAGIC1;
+	buf[2] = ENV_CT_FORMAT_1;
+	buf[3] = ENV_CT_ALG_XAES256GCM;
+	fmt_put_u64(buf + 4, key_id);
+	memcpy(buf + 12, nonce, ENV_NONCE_LEN);
+}
+
+/*
+ * The "context" of a data key: the tenant and purpose that every ciphertext
+ * under it is bound to.  Computed once per cached key.
+ */
+size_t
+env_context_len(size_t tenant_len, size_t purpose_len)
+{
+	return 4 + tenant_len + 4 + purpose_len;
+}
+
+void
+env_context_build(uint8_t *buf, const char *tenant, size_t tenant_len,
+				  const char *purpose, size_t purpose_len)
+{
+	buf = fmt_put_field(buf, tenant, tenant_len);
+	(void) fmt_put_field(buf, purpose, purpose_len);
+}
+
+/* AAD of a data ciphertext: header || context || u32 len(aad) || aad */
+size_t
+env_data_aad_len(size_t context_len, size_t aad_len)
+{
+	return ENV_CT_HEADER_LEN + context_len + 4 + aad_len;
+}
+
+void
+env_data_aad_build(uint8_t *buf, const uint8_t *header,
+				   const uint8_t *context, size_t context_len,
+				   const uint8_t *aad, size_t aad_len)
+{
+	memcpy(buf, header, ENV_CT_HEADER_LEN);
+	memcpy(buf + ENV_CT_HEADER_LEN, context, context_len);
+	(void) fmt_put_field(buf + ENV_CT_HEADER_LEN + context_len, aad, aad_len);
+}
+
+/* AAD of a tenant key wrap: label || u32 len || tenant || u32 key_version */
+size_t
+env_tenant_wrap_aad(uint8_t *buf, const char *tenant, size_t tenant_len,
+					uint32_t key_version)
+{
+	uint8_t    *p = buf;
+
+	memcpy(p, fmt_tenant_label, sizeof(fmt_tenant_label) - 1);
+	p += sizeof(fmt_tenant_label) - 1;
+	p = fmt_put_field(p, tenant, tenant_len);
+	fmt_put_u32(p, key_version);
+	return (size_t) (p + 4 - buf);
+}
+
+/*
+ * AAD of a data key wrap:
+ * label || u32 len || tenant || u32 len || purpose || u32 version || u64 key_id
+ */
+size_t
+env_dek_wrap_aad(uint8_t *buf, const char *tenant, size_t tenant_len,
+				 const char *purpose, size_t purpose_len,
+				 uint32_t version, uint64_t key_id)
+{
+	uint8_t    *p = buf;
+
+	memcpy(p, fmt_dek_label, sizeof(fmt_dek_label) - 1);
+	p += sizeof(fmt_dek_label) - 1;
+	p = fmt_put_field(p, tenant, tenant_len);
+	p = fmt_put_field(p, purpose, purpose_len);
+	fmt_put_u32(p, version);
+	fmt_put_u64(p + 4, key_id);
+	return (size_t) (p + 12 - buf);
+}
+
+/* Wrap a 32-byte key: out = 0x01 || nonce || XAES-256-GCM(kek, key) || tag */
+EnvCryptoStatus
+env_key_wrap(const EnvXaesKey *kek, const uint8_t *key,
+			 const uint8_t *aad, size_t aad_len, uint8_t *out)
+{
+	out[0] = ENV_WRAP_FORMAT_1;
+	if (!env_random_bytes(out + 1, ENV_NONCE_LEN))
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	return env_xaes_seal(kek, out + 1, aad, aad_len, key, ENV_KEY_LEN,
+						 out + 1 + ENV_NONCE_LEN,
+						 out + 1 + ENV_NONCE_LEN + ENV_KEY_LEN);
+}
+
+EnvCryptoStatus
+env_key_unwrap(const EnvXaesKey *kek, const uint8_t *wrapped,
+			   size_t wrapped_len, const uint8_t *aad, size_t aad_len,
+			   uint8_t *key)
+{
+	if (wrapped_len != ENV_WRAPPED_LEN || wrapped[0] != ENV_WRAP_FORMAT_1)
+		return ENV_CRYPTO_AUTH_FAILED;
+	return env_xaes_open(kek, wrapped + 1, aad, aad_len,
+						 wrapped + 1 + ENV_NONCE_LEN, ENV_KEY_LEN,
+						 wrapped + 1 + ENV_NONCE_LEN + ENV_KEY_LEN, key);
+}

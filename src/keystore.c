@@ -1,0 +1,915 @@
+/*-------------------------------------------------------------------------
+ *
+ * keystore.c
+ *		Tenant keys and data keys: reading and writing the key tables,
+ *		wrapping and unwrapping, and the per-backend key cache.
+ *
+ * Key tables (envault.tenants, envault.data_keys) hold only wrapped keys.
+ * Roles that may encrypt cannot read them, so this module reads and writes
+ * them through SPI as the owner of the envault schema, with every operator
+ * and function schema-qualified so that a caller's search_path cannot
+ * interfere.  That happens only on a cache miss.
+ *
+ * The cache is an LRU of unwrapped keys bounded by envault.key_cache_size
+ * entries, each entry living at most envault.key_cache_ttl seconds.  An
+ * entry added during a (sub)transaction that aborts is evicted with it, so
+ * a data key created by an aborted transaction is never used to encrypt.
+ *
+ * Secrets: an unwrapped key exists on the stack of ks_unwrap() only until it
+ * is prepared into an EnvXaesKey, and is wiped there on every path.  Prepared
+ * keys live in slots of locked, non-dumpable pages; an evicted slot is wiped
+ * (and its OpenSSL context freed, which cleanses the key schedule) before it
+ * is reused.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include <time.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+/* settings */
+static int	ks_cache_size = 1000;
+static int	ks_cache_ttl = 300;
+
+/* --- slots for prepared keys, in locked pages ------------------------- */
+
+#define KS_PAGE_SIZE	4096
+
+typedef union KsSlot
+{
+	EnvXaesKey	xk;
+	union KsSlot *next;
+} KsSlot;
+
+static KsSlot *ks_free_slots = NULL;
+
+static EnvXaesKey *
+ks_slot_alloc(void)
+{
+	KsSlot	   *slot;
+
+	if (ks_free_slots == NULL)
+	{
+		KsSlot	   *page = env_locked_alloc(KS_PAGE_SIZE);
+		int			i;
+
+		if (page == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory for the envault key cache")));
+		for (i = 0; i < (int) (KS_PAGE_SIZE / sizeof(KsSlot)); i++)
+		{
+			page[i].next = ks_free_slots;
+			ks_free_slots = &page[i];
+		}
+	}
+	slot = ks_free_slots;
+	ks_free_slots = slot->next;
+	memset(slot, 0, sizeof(KsSlot));
+	return &slot->xk;
+}
+
+static void
+ks_slot_free(EnvXaesKey *xk)
+{
+	KsSlot	   *slot = (KsSlot *) xk;
+
+	env_xaes_key_clear(xk);
+	env_wipe(slot, sizeof(KsSlot));
+	slot->next = ks_free_slots;
+	ks_free_slots = slot;
+}
+
+/* --- cache entries ------------------------------------------------------ */
+
+typedef enum KsKind
+{
+	KS_TENANT,
+	KS_DATA_KEY
+} KsKind;
+
+typedef struct KsNode
+{
+	dlist_node	lru;			/* most recently used at the head */
+	KsKind		kind;
+	int64		loaded_at;		/* monotonic seconds */
+	SubTransactionId subxid;	/* adding (sub)transaction, until commit */
+	EnvXaesKey *xk;
+} KsNode;
+
+typedef struct KsTenant
+{
+	char		name[ENV_TENANT_MAXLEN + 1];	/* hash key */
+	KsNode		node;
+	int32		key_version;
+} KsTenant;
+
+typedef struct KsDataKey
+{
+	uint64		key_id;			/* hash key */
+	KsNode		node;
+	EnvDataKey	pub;
+} KsDataKey;
+
+/* "tenant" 0x1F "purpose": control characters never occur in either name */
+#define KS_ACTIVE_KEYLEN (ENV_TENANT_MAXLEN + 1 + ENV_PURPOSE_MAXLEN + 1)
+
+typedef struct KsActive
+{
+	char		name[KS_ACTIVE_KEYLEN]; /* hash key */
+	uint64		key_id;
+} KsActive;
+
+static HTAB *ks_tenants = NULL;
+static HTAB *ks_data_keys = NULL;
+static HTAB *ks_active = NULL;
+static dlist_head ks_lru = DLIST_STATIC_INIT(ks_lru);
+static int	ks_count = 0;
+static int	ks_pending = 0;
+
+#define KS_CONTAINER(type, node) \
+	((type *) ((char *) (node) - offsetof(type, node)))
+
+static int64
+ks_now(void)
+{
+	struct timespec ts;
+
+#ifdef CLOCK_MONOTONIC_COARSE
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+	return (int64) ts.tv_sec;
+}
+
+static void
+ks_active_name(char *buf, const char *tenant, size_t tenant_len,
+			   const char *purpose, size_t purpose_len)
+{
+	memcpy(buf, tenant, tenant_len);
+	buf[tenant_len] = 0x1F;
+	memcpy(buf + tenant_len + 1, purpose, purpose_len);
+	buf[tenant_len + 1 + purpose_len] = '\0';
+}
+
+static void
+ks_evict(KsNode *node)
+{
+	dlist_delete(&node->lru);
+	ks_slot_free(node->xk);
+	node->xk = NULL;
+	ks_count--;
+	if (node->subxid != InvalidSubTransactionId)
+		ks_pending--;
+
+	if (node->kind == KS_TENANT)
+	{
+		KsTenant   *t = KS_CONTAINER(KsTenant, node);
+
+		hash_search(ks_tenants, t->name, HASH_REMOVE, NULL);
+	}
+	else
+	{
+		KsDataKey  *d = KS_CONTAINER(KsDataKey, node);
+		char		name[KS_ACTIVE_KEYLEN];
+		KsActive   *a;
+
+		ks_active_name(name, d->pub.tenant, strlen(d->pub.tenant),
+					   d->pub.purpose, strlen(d->pub.purpose));
+		a = hash_search(ks_active, name, HASH_FIND, NULL);
+		if (a != NULL && a->key_id == d->key_id)
+			hash_search(ks_active, name, HASH_REMOVE, NULL);
+		if (d->pub.context != NULL)
+			pfree(d->pub.context);
+		hash_search(ks_data_keys, &d->key_id, HASH_REMOVE, NULL);
+	}
+}
+
+/* A hit: false if the entry has outlived the TTL (it is then evicted). */
+static bool
+ks_touch(KsNode *node)
+{
+	if (ks_now() - node->loaded_at >= ks_cache_ttl)
+	{
+		ks_evict(node);
+		return false;
+	}
+	dlist_move_head(&ks_lru, &node->lru);
+	return true;
+}
+
+/* Make room for one more entry, evicting the least recently used. */
+static void
+ks_make_room(void)
+{
+	while (ks_count >= ks_cache_size && !dlist_is_empty(&ks_lru))
+		ks_evict(dlist_tail_element(KsNode, lru, &ks_lru));
+}
+
+static void
+ks_link(KsNode *node, KsKind kind, EnvXaesKey *xk)
+{
+	node->kind = kind;
+	node->xk = xk;
+	node->loaded_at = ks_now();
+	node->subxid = GetCurrentSubTransactionId();
+	dlist_push_head(&ks_lru, &node->lru);
+	ks_count++;
+	ks_pending++;
+}
+
+/* Evict every entry added by subtransaction subxid (or by any, if invalid). */
+static void
+ks_evict_pending(SubTransactionId subxid)
+{
+	dlist_mutable_iter iter;
+
+	if (ks_pending == 0)
+		return;
+	dlist_foreach_modify(iter, &ks_lru)
+	{
+		KsNode	   *node = dlist_container(KsNode, lru, iter.cur);
+
+		if (node->subxid != InvalidSubTransactionId &&
+			(subxid == InvalidSubTransactionId || node->subxid == subxid))
+			ks_evict(node);
+	}
+}
+
+static void
+ks_reassign_pending(SubTransactionId from, SubTransactionId to)
+{
+	dlist_iter	iter;
+
+	if (ks_pending == 0)
+		return;
+	dlist_foreach(iter, &ks_lru)
+	{
+		KsNode	   *node = dlist_container(KsNode, lru, iter.cur);
+
+		if (node->subxid == from)
+		{
+			node->subxid = to;
+			if (to == InvalidSubTransactionId)
+				ks_pending--;
+		}
+	}
+}
+
+static void
+ks_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			{
+				dlist_iter	iter;
+
+				if (ks_pending == 0)
+					break;
+				dlist_foreach(iter, &ks_lru)
+					dlist_container(KsNode, lru, iter.cur)->subxid =
+					InvalidSubTransactionId;
+				ks_pending = 0;
+				break;
+			}
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction may still roll back: forget its keys */
+			ks_evict_pending(InvalidSubTransactionId);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+ks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		ks_evict_pending(mySubid);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		ks_reassign_pending(mySubid, parentSubid);
+}
+
+/* --- privileged access to the key tables ------------------------------ */
+
+typedef struct KsSpi
+{
+	Oid			save_userid;
+	int			save_sec;
+	MemoryContext caller_cxt;
+	char	   *caller_name;
+} KsSpi;
+
+static void
+ks_spi_begin(KsSpi *s)
+{
+	Oid			nsp = get_namespace_oid("envault", true);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"envault\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION envault.")));
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&s->save_userid, &s->save_sec);
+	s->caller_cxt = CurrentMemoryContext;
+	s->caller_name = GetUserNameFromId(s->save_userid, false);
+	SetUserIdAndSecContext(owner, s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+ks_spi_end(KsSpi *s)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(s->save_userid, s->save_sec);
+}
+
+static void
+ks_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL,
+										   false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "envault key table query failed: %s",
+			 SPI_result_code_string(rc));
+}
+
+/* Column of the first result row, copied into the caller's context. */
+static Datum
+ks_col(KsSpi *s, int col, bool *isnull, bool byval, int typlen)
+{
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								  col, isnull);
+	MemoryContext old;
+
+	if (*isnull || byval)
+		return d;
+	old = MemoryContextSwitchTo(s->caller_cxt);
+	d = datumCopy(d, false, typlen);
+	MemoryContextSwitchTo(old);
+	return d;
+}
+
+/* --- wrapping ----------------------------------------------------------- */
+
+/*
+ * Unwrap a 32-byte key and prepare it into a fresh slot.  Returns the slot,
+ * or NULL when the wrapped key fails authentication.
+ */
+static EnvXaesKey *
+ks_unwrap(const EnvXaesKey *kek, bytea *wrapped, const uint8 *aad,
+		  size_t aad_len)
+{
+	EnvXaesKey *slot = ks_slot_alloc();
+	uint8		key[ENV_KEY_LEN];
+	EnvCryptoStatus st;
+	bool		ok;
+
+	st = env_key_unwrap(kek, (uint8 *) VARDATA_ANY(wrapped),
+						VARSIZE_ANY_EXHDR(wrapped), aad, aad_len, key);
+	ok = (st == ENV_CRYPTO_OK) && env_xaes_key_init(slot, key);
+	env_wipe(key, sizeof(key));
+	if (!ok)
+	{
+		ks_slot_free(slot);
+		if (st == ENV_CRYPTO_AUTH_FAILED)
+			return NULL;
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "unwrapping a key");
+	}
+	return slot;
+}
+
+/* Wrap a freshly generated key; the key itself is wiped before returning. */
+static bytea *
+ks_wrap_new_key(const EnvXaesKey *kek, const uint8 *aad, size_t aad_len,
+				EnvXaesKey **prepared)
+{
+	bytea	   *wrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
+	EnvXaesKey *slot = prepared ? ks_slot_alloc() : NULL;
+	uint8		key[ENV_KEY_LEN];
+	bool		ok;
+
+	SET_VARSIZE(wrapped, VARHDRSZ + ENV_WRAPPED_LEN);
+	ok = env_random_bytes(key, sizeof(key)) &&
+		env_key_wrap(kek, key, aad, aad_len,
+					 (uint8 *) VARDATA(wrapped)) == ENV_CRYPTO_OK &&
+		(slot == NULL || env_xaes_key_init(slot, key));
+	env_wipe(key, sizeof(key));
+	if (!ok)
+	{
+		if (slot)
+			ks_slot_free(slot);
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a key");
+	}
+	if (prepared)
+		*prepared = slot;
+	return wrapped;
+}
+
+/*
+ * The tenant key, from the cache or unwrapped from its row.  The check value
+ * stored with the row tells a wrong master key from a damaged row.
+ */
+static const EnvXaesKey *
+ks_tenant_key(const char *tenant, int32 key_version, bytea *wrapped,
+			  bytea *kcv)
+{
+	KsTenant   *t;
+	EnvXaesKey *xk;
+	uint8		aad[ENV_WRAP_AAD_MAXLEN];
+	size_t		aad_len;
+	const uint8 *mkcv;
+	bool		found;
+
+	t = hash_search(ks_tenants, tenant, HASH_FIND, NULL);
+	if (t != NULL)
+	{
+		if (t->key_version != key_version)
+			ks_evict(&t->node);
+		else if (ks_touch(&t->node))
+			return t->node.xk;
+	}
+
+	mkcv = env_master_kcv();
+	if (VARSIZE_ANY_EXHDR(kcv) != ENV_KCV_LEN ||
+		memcmp(VARDATA_ANY(kcv), mkcv, ENV_KCV_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("configured envault master key does not match the key that wrapped tenant \"%s\"",
+						tenant),
+				 errdetail("The tenant key was wrapped by the master key with check value %s; the configured master key has check value %s.",
+						   VARSIZE_ANY_EXHDR(kcv) >= 8 ?
+						   env_kcv_fingerprint((uint8 *) VARDATA_ANY(kcv)) : "(none)",
+						   env_kcv_fingerprint(mkcv)),
+				 errhint("Configure the master key that this database's keys were created with.")));
+
+	aad_len = env_tenant_wrap_aad(aad, tenant, strlen(tenant),
+								  (uint32) key_version);
+	xk = ks_unwrap(env_master_key(), wrapped, aad, aad_len);
+	if (xk == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("wrapped key of tenant \"%s\" failed authentication", tenant),
+				 errdetail("Its row in envault.tenants was altered or copied from another tenant.")));
+
+	ks_make_room();
+	t = hash_search(ks_tenants, tenant, HASH_ENTER, &found);
+	t->key_version = key_version;
+	ks_link(&t->node, KS_TENANT, xk);
+	return xk;
+}
+
+/* Put a prepared data key into the cache. */
+static KsDataKey *
+ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
+				  int32 version, bool active, EnvXaesKey *xk)
+{
+	KsDataKey  *d;
+	size_t		tlen = strlen(tenant);
+	size_t		plen = strlen(purpose);
+	bool		found;
+
+	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
+	if (d != NULL)
+		ks_evict(&d->node);
+	ks_make_room();
+	d = hash_search(ks_data_keys, &key_id, HASH_ENTER, &found);
+	memset(&d->pub, 0, sizeof(EnvDataKey));
+	d->pub.key_id = key_id;
+	d->pub.version = version;
+	strlcpy(d->pub.tenant, tenant, sizeof(d->pub.tenant));
+	strlcpy(d->pub.purpose, purpose, sizeof(d->pub.purpose));
+	d->pub.context_len = env_context_len(tlen, plen);
+	d->pub.context = MemoryContextAlloc(TopMemoryContext, d->pub.context_len);
+	env_context_build(d->pub.context, tenant, tlen, purpose, plen);
+	d->pub.xk = xk;
+	ks_link(&d->node, KS_DATA_KEY, xk);
+
+	if (active)
+	{
+		char		name[KS_ACTIVE_KEYLEN];
+		KsActive   *a;
+
+		ks_active_name(name, tenant, tlen, purpose, plen);
+		a = hash_search(ks_active, name, HASH_ENTER, &found);
+		a->key_id = key_id;
+	}
+	return d;
+}
+
+static EnvXaesKey *
+ks_unwrap_data_key(const EnvXaesKey *tenant_key, const char *tenant,
+				   const char *purpose, int32 version, uint64 key_id,
+				   bytea *wrapped)
+{
+	uint8		aad[ENV_WRAP_AAD_MAXLEN];
+	size_t		aad_len;
+	EnvXaesKey *xk;
+
+	aad_len = env_dek_wrap_aad(aad, tenant, strlen(tenant), purpose,
+							   strlen(purpose), (uint32) version, key_id);
+	xk = ks_unwrap(tenant_key, wrapped, aad, aad_len);
+	if (xk == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("wrapped data key %s of tenant \"%s\", purpose \"%s\", version %d failed authentication",
+						psprintf(INT64_FORMAT, (int64) key_id), tenant,
+						purpose, version),
+				 errdetail("Its row in envault.data_keys was altered or copied from another key.")));
+	return xk;
+}
+
+/* --- queries ------------------------------------------------------------ */
+
+/* columns 1-3: the tenant; 4-7: the data key */
+#define KS_Q_ACTIVE \
+	"SELECT t.key_version, t.wrapped_key, t.master_kcv," \
+	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version" \
+	"  FROM envault.tenants t" \
+	"  LEFT JOIN envault.data_keys d" \
+	"    ON d.tenant OPERATOR(pg_catalog.=) t.tenant" \
+	"   AND d.purpose OPERATOR(pg_catalog.=) $2" \
+	"   AND d.state OPERATOR(pg_catalog.=) 'active'::pg_catalog.text" \
+	" WHERE t.tenant OPERATOR(pg_catalog.=) $1"
+
+#define KS_Q_BY_ID \
+	"SELECT t.key_version, t.wrapped_key, t.master_kcv," \
+	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version," \
+	"       d.tenant, d.purpose, d.state" \
+	"  FROM envault.data_keys d" \
+	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) d.tenant" \
+	" WHERE d.key_id OPERATOR(pg_catalog.=) $1"
+
+#define KS_Q_NEXT_VERSION \
+	"SELECT COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1" \
+	"  FROM envault.data_keys" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) $2"
+
+#define KS_Q_INSERT_DATA_KEY \
+	"INSERT INTO envault.data_keys" \
+	"  (key_id, tenant, purpose, version, state, wrapped_key," \
+	"   tenant_key_version, created_by)" \
+	" VALUES ($1, $2, $3, $4, 'active', $5, $6, $7)" \
+	" ON CONFLICT DO NOTHING"
+
+#define KS_Q_INSERT_TENANT \
+	"INSERT INTO envault.tenants" \
+	"  (tenant, key_version, wrapped_key, master_kcv, created_by)" \
+	" VALUES ($1, 1, $2, $3, $4)" \
+	" ON CONFLICT (tenant) DO NOTHING"
+
+static uint64
+ks_new_key_id(void)
+{
+	uint64		id = 0;
+
+	while (id == 0)
+	{
+		if (!env_random_bytes((uint8 *) &id, sizeof(id)))
+			env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a key id");
+		id &= UINT64CONST(0x7FFFFFFFFFFFFFFF);	/* a positive bigint */
+	}
+	return id;
+}
+
+/*
+ * Create the next data key version for (tenant, purpose), active.  Returns
+ * NULL if another transaction created one first; the caller looks again.
+ */
+static KsDataKey *
+ks_create_data_key(KsSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
+				   const char *purpose, int32 tenant_key_version)
+{
+	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT4OID, BYTEAOID,
+	INT4OID, NAMEOID};
+	Datum		values[7];
+	bool		isnull;
+	int32		version;
+	uint64		key_id = ks_new_key_id();
+	uint8		aad[ENV_WRAP_AAD_MAXLEN];
+	size_t		aad_len;
+	EnvXaesKey *xk;
+	bytea	   *wrapped;
+
+	values[0] = CStringGetTextDatum(tenant);
+	values[1] = CStringGetTextDatum(purpose);
+	ks_spi_run(KS_Q_NEXT_VERSION, 2, types + 1, values, SPI_OK_SELECT);
+	version = DatumGetInt32(ks_col(s, 1, &isnull, true, 4));
+
+	aad_len = env_dek_wrap_aad(aad, tenant, strlen(tenant), purpose,
+							   strlen(purpose), (uint32) version, key_id);
+	wrapped = ks_wrap_new_key(tenant_key, aad, aad_len, &xk);
+
+	values[0] = Int64GetDatum((int64) key_id);
+	values[1] = CStringGetTextDatum(tenant);
+	values[2] = CStringGetTextDatum(purpose);
+	values[3] = Int32GetDatum(version);
+	values[4] = PointerGetDatum(wrapped);
+	values[5] = Int32GetDatum(tenant_key_version);
+	values[6] = CStringGetDatum(s->caller_name);
+	PG_TRY();
+	{
+		ks_spi_run(KS_Q_INSERT_DATA_KEY, 7, types, values, SPI_OK_INSERT);
+	}
+	PG_CATCH();
+	{
+		ks_slot_free(xk);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (SPI_processed == 0)
+	{
+		ks_slot_free(xk);
+		return NULL;
+	}
+	return ks_cache_data_key(key_id, tenant, purpose, version, true, xk);
+}
+
+static void
+ks_no_tenant(const char *tenant)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("envault tenant \"%s\" does not exist", tenant),
+			 errhint("Create it with envault.create_tenant().")));
+}
+
+/* Cache miss of the active key: read it, or create it. */
+static KsDataKey *
+ks_load_active(const char *tenant, const char *purpose)
+{
+	KsSpi		s;
+	KsDataKey  *d = NULL;
+	int			attempt;
+
+	ks_spi_begin(&s);
+	for (attempt = 0; d == NULL && attempt < 3; attempt++)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2];
+		bool		isnull;
+		int32		tversion;
+		bytea	   *twrapped;
+		bytea	   *kcv;
+		const EnvXaesKey *tkey;
+		uint64		key_id;
+
+		values[0] = CStringGetTextDatum(tenant);
+		values[1] = CStringGetTextDatum(purpose);
+		ks_spi_run(KS_Q_ACTIVE, 2, types, values, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ks_no_tenant(tenant);
+
+		tversion = DatumGetInt32(ks_col(&s, 1, &isnull, true, 4));
+		twrapped = DatumGetByteaPP(ks_col(&s, 2, &isnull, false, -1));
+		kcv = DatumGetByteaPP(ks_col(&s, 3, &isnull, false, -1));
+		key_id = (uint64) DatumGetInt64(ks_col(&s, 4, &isnull, true, 8));
+
+		if (!isnull)
+		{
+			KsDataKey  *cached = hash_search(ks_data_keys, &key_id,
+											 HASH_FIND, NULL);
+			int32		version;
+			bytea	   *wrapped;
+			EnvXaesKey *xk;
+
+			if (cached != NULL && ks_touch(&cached->node))
+			{
+				/* cached by id, but not yet known to be the active one */
+				char		name[KS_ACTIVE_KEYLEN];
+				KsActive   *a;
+				bool		found;
+
+				ks_active_name(name, tenant, strlen(tenant), purpose,
+							   strlen(purpose));
+				a = hash_search(ks_active, name, HASH_ENTER, &found);
+				a->key_id = key_id;
+				d = cached;
+				break;
+			}
+			version = DatumGetInt32(ks_col(&s, 5, &isnull, true, 4));
+			wrapped = DatumGetByteaPP(ks_col(&s, 6, &isnull, false, -1));
+			tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
+			xk = ks_unwrap_data_key(tkey, tenant, purpose, version, key_id,
+									wrapped);
+			d = ks_cache_data_key(key_id, tenant, purpose, version, true, xk);
+			break;
+		}
+
+		if (XactReadOnly || RecoveryInProgress())
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg("tenant \"%s\" has no data key for purpose \"%s\"",
+							tenant, purpose),
+					 errdetail("A data key cannot be created in a read-only transaction."),
+					 errhint("Create it with envault.create_data_key() in a read-write transaction.")));
+
+		tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
+		d = ks_create_data_key(&s, tkey, tenant, purpose, tversion);
+		if (d == NULL && IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent creation of a data key"),
+					 errhint("Retry the transaction.")));
+	}
+	ks_spi_end(&s);
+	if (d == NULL)
+		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
+			 tenant, purpose);
+	return d;
+}
+
+/* --- public interface --------------------------------------------------- */
+
+/*
+ * The active data key of (tenant, purpose), created on first use.  Names are
+ * validated before the cache is consulted.
+ */
+const EnvDataKey *
+env_keystore_active_key(const char *tenant, size_t tenant_len,
+						const char *purpose, size_t purpose_len)
+{
+	char		name[KS_ACTIVE_KEYLEN];
+	KsActive   *a;
+	char		tbuf[ENV_TENANT_MAXLEN + 1];
+	char		pbuf[ENV_PURPOSE_MAXLEN + 1];
+
+	env_check_tenant_name(tenant, tenant_len);
+	env_check_purpose_name(purpose, purpose_len);
+	ks_active_name(name, tenant, tenant_len, purpose, purpose_len);
+
+	a = hash_search(ks_active, name, HASH_FIND, NULL);
+	if (a != NULL)
+	{
+		KsDataKey  *d = hash_search(ks_data_keys, &a->key_id, HASH_FIND, NULL);
+
+		if (d != NULL && ks_touch(&d->node))
+			return &d->pub;
+	}
+
+	memcpy(tbuf, tenant, tenant_len);
+	tbuf[tenant_len] = '\0';
+	memcpy(pbuf, purpose, purpose_len);
+	pbuf[purpose_len] = '\0';
+	return &ks_load_active(tbuf, pbuf)->pub;
+}
+
+/* The data key a ciphertext names, from the cache or its row. */
+const EnvDataKey *
+env_keystore_key_by_id(uint64 key_id)
+{
+	KsDataKey  *d;
+	KsSpi		s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	int32		tversion;
+	bytea	   *twrapped;
+	bytea	   *kcv;
+	int32		version;
+	bytea	   *wrapped;
+	char	   *tenant;
+	char	   *purpose;
+	const EnvXaesKey *tkey;
+	EnvXaesKey *xk;
+
+	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
+	if (d != NULL && ks_touch(&d->node))
+		return &d->pub;
+
+	ks_spi_begin(&s);
+	values[0] = Int64GetDatum((int64) key_id);
+	ks_spi_run(KS_Q_BY_ID, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("envault data key of this ciphertext does not exist"),
+				 errdetail("The ciphertext names data key id " INT64_FORMAT ", which is not in envault.data_keys.",
+						   (int64) key_id),
+				 errhint("The value may come from another database, or its header was altered.")));
+
+	tversion = DatumGetInt32(ks_col(&s, 1, &isnull, true, 4));
+	twrapped = DatumGetByteaPP(ks_col(&s, 2, &isnull, false, -1));
+	kcv = DatumGetByteaPP(ks_col(&s, 3, &isnull, false, -1));
+	version = DatumGetInt32(ks_col(&s, 5, &isnull, true, 4));
+	wrapped = DatumGetByteaPP(ks_col(&s, 6, &isnull, false, -1));
+	tenant = TextDatumGetCString(ks_col(&s, 8, &isnull, false, -1));
+	purpose = TextDatumGetCString(ks_col(&s, 9, &isnull, false, -1));
+
+	tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
+	xk = ks_unwrap_data_key(tkey, tenant, purpose, version, key_id, wrapped);
+	d = ks_cache_data_key(key_id, tenant, purpose, version, false, xk);
+	ks_spi_end(&s);
+	return &d->pub;
+}
+
+void
+env_keystore_create_tenant(const char *tenant, size_t tenant_len)
+{
+	KsSpi		s;
+	Oid			types[4] = {TEXTOID, BYTEAOID, BYTEAOID, NAMEOID};
+	Datum		values[4];
+	char	   *name;
+	uint8		aad[ENV_WRAP_AAD_MAXLEN];
+	size_t		aad_len;
+	bytea	   *wrapped;
+	bytea	   *kcv;
+
+	env_check_tenant_name(tenant, tenant_len);
+	name = pnstrdup(tenant, tenant_len);
+
+	aad_len = env_tenant_wrap_aad(aad, name, tenant_len, 1);
+	wrapped = ks_wrap_new_key(env_master_key(), aad, aad_len, NULL);
+	kcv = palloc(VARHDRSZ + ENV_KCV_LEN);
+	SET_VARSIZE(kcv, VARHDRSZ + ENV_KCV_LEN);
+	memcpy(VARDATA(kcv), env_master_kcv(), ENV_KCV_LEN);
+
+	ks_spi_begin(&s);
+	values[0] = CStringGetTextDatum(name);
+	values[1] = PointerGetDatum(wrapped);
+	values[2] = PointerGetDatum(kcv);
+	values[3] = CStringGetDatum(s.caller_name);
+	ks_spi_run(KS_Q_INSERT_TENANT, 4, types, values, SPI_OK_INSERT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("envault tenant \"%s\" already exists", name)));
+	ks_spi_end(&s);
+}
+
+int32
+env_keystore_create_data_key(const char *tenant, size_t tenant_len,
+							 const char *purpose, size_t purpose_len)
+{
+	return env_keystore_active_key(tenant, tenant_len, purpose,
+								   purpose_len)->version;
+}
+
+void
+env_keystore_init(void)
+{
+	HASHCTL		ctl;
+
+	DefineCustomIntVariable("envault.key_cache_size",
+							gettext_noop("Maximum number of unwrapped keys each session caches."),
+							NULL,
+							&ks_cache_size,
+							1000, 1, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("envault.key_cache_ttl",
+							gettext_noop("Time after which a cached unwrapped key is unwrapped again."),
+							NULL,
+							&ks_cache_ttl,
+							300, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = ENV_TENANT_MAXLEN + 1;
+	ctl.entrysize = sizeof(KsTenant);
+	ks_tenants = hash_create("envault tenant keys", 64, &ctl,
+							 HASH_ELEM | HASH_STRINGS);
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(KsDataKey);
+	ks_data_keys = hash_create("envault data keys", 256, &ctl,
+							   HASH_ELEM | HASH_BLOBS);
+	ctl.keysize = KS_ACTIVE_KEYLEN;
+	ctl.entrysize = sizeof(KsActive);
+	ks_active = hash_create("envault active data keys", 256, &ctl,
+							HASH_ELEM | HASH_STRINGS);
+
+	RegisterXactCallback(ks_xact_callback, NULL);
+	RegisterSubXactCallback(ks_subxact_callback, NULL);
+}
