@@ -20,8 +20,7 @@ DATA = $(wildcard src/envault--*--*.sql)
 
 REGRESS = setup encrypt errors privileges format_vectors
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
-               --temp-config=test/regress.conf \
-               --load-extension=pgcrypto
+               --temp-config=test/regress.conf
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

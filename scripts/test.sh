@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Run the whole envault test suite: build and install, then
+#   1. pg_regress (sql/, expected/) on a temporary instance,
+#   2. TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster,
+#   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
+#   4. the format test vectors against an independent implementation.
+# Ends with one line "N passed, N failed"; exits non-zero if anything failed.
+# Runs as root (tests then run as the postgres user) or as a sudoer.
+
+source "$(dirname "$0")/lib.sh"
+
+install_deps
+build_and_install
+
+work=$(pg_workdir test)
+trap 'rm -rf "$work"' EXIT
+cp -a "$ENVAULT_ROOT"/. "$work/src"
+[ "$(id -u)" = 0 ] && chown -R postgres: "$work"
+tree="$work/src"
+passed=0
+failed=0
+
+count_prove() {				# add prove's counts from log $1
+	local total bad
+	total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$1" | tail -1)
+	bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$1" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
+	dubious=$(grep -c 'Dubious' "$1" || true)
+	passed=$((passed + ${total:-0} - bad))
+	failed=$((failed + bad + dubious))
+	[ -n "$total" ] || failed=$((failed + 1))
+}
+
+say "pg_regress"
+set +e
+as_pg make -C "$tree" -s installcheck TAP_TESTS= 2>&1 | tee "$work/regress.log"
+set -e
+ok=$(grep -cE '^(ok|test) .*\.\.\. ok|^ok [0-9]+ ' "$work/regress.log" || true)
+bad=$(grep -cE '\.\.\. FAILED|^not ok ' "$work/regress.log" || true)
+passed=$((passed + ok)); failed=$((failed + bad))
+[ "$ok" -gt 0 ] || failed=$((failed + 1))
+[ -f "$tree/regression.diffs" ] && cat "$tree/regression.diffs"
+
+say "TAP tests"
+set +e
+as_pg make -C "$tree" -s installcheck REGRESS= PROVE_FLAGS=--timer 2>&1 | tee "$work/tap.log"
+set -e
+count_prove "$work/tap.log"
+if grep -qE 'Failed|Dubious' "$work/tap.log"; then
+	for f in "$tree"/tmp_check/log/regress_log_*; do
+		[ -f "$f" ] && { echo "--- $f"; tail -n 60 "$f"; }
+	done
+fi
+
+say "pgTAP tests"
+pgdir="$work/pgtap"
+as_pg mkdir -p "$pgdir"
+new_key_file "$pgdir/master.key"
+cluster_start "$pgdir" 54391 "envault.master_key_file = '$pgdir/master.key'"
+as_pg "$PGBIN/psql" -h "$pgdir" -p 54391 -d postgres -qAt -v ON_ERROR_STOP=1 \
+	-c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION envault" >/dev/null
+set +e
+(cd "$tree" && as_pg pg_prove -h "$pgdir" -p 54391 -d postgres test/pgtap/*.sql) 2>&1 | tee "$work/pgtap.log"
+set -e
+cluster_stop "$pgdir"
+count_prove "$work/pgtap.log"
+
+say "format test vectors (independent implementation)"
+if python3 "$tree/test/vectors/check_vectors.py" "$tree/docs/format.md"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
