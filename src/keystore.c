@@ -543,10 +543,10 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, const char *tenant,
 	if (xk == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("wrapped data key %s of tenant \"%s\", purpose \"%s\", version %d failed authentication",
-						psprintf(INT64_FORMAT, (int64) key_id), tenant,
-						purpose, version),
-				 errdetail("Its row in envault.data_keys was altered or copied from another key.")));
+				 errmsg("wrapped data key of tenant \"%s\", purpose \"%s\", version %d failed authentication",
+						tenant, purpose, version),
+				 errdetail("Its row in envault.data_keys (key id " INT64_FORMAT ") was altered or copied from another key.",
+						   (int64) key_id)));
 	return xk;
 }
 

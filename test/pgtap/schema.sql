@@ -1,0 +1,91 @@
+-- Schema lock: envault's objects, their signatures and who may use them.
+-- A change to any of these must be deliberate, and shows up here first.
+BEGIN;
+SELECT plan(50);
+
+SELECT has_extension('envault');
+SELECT has_schema('envault');
+SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'envault'), false,
+          'envault is not relocatable');
+SELECT has_role('envault_user');
+SELECT has_role('envault_admin');
+SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
+            WHERE rolname IN ('envault_user', 'envault_admin')), false,
+          'the extension roles cannot log in');
+
+SELECT tables_are('envault', ARRAY['tenants', 'data_keys']);
+SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
+                                      'create_tenant', 'create_data_key']);
+
+-- signatures
+SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'bytea');
+SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'text', 'bytea'], 'bytea');
+SELECT function_returns('envault', 'env_decrypt', ARRAY['bytea', 'bytea'], 'bytea');
+SELECT function_returns('envault', 'env_decrypt_text', ARRAY['bytea', 'bytea'], 'text');
+SELECT function_returns('envault', 'create_tenant', ARRAY['text'], 'void');
+SELECT function_returns('envault', 'create_data_key', ARRAY['text', 'text'], 'integer');
+SELECT is((SELECT pronargdefaults FROM pg_proc
+            WHERE oid = 'envault.env_decrypt(bytea, bytea)'::regprocedure), 1::smallint,
+          'env_decrypt: aad has a default');
+
+-- volatility and parallel safety: encryption creates keys, decryption only reads
+SELECT volatility_is('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'volatile');
+SELECT volatility_is('envault', 'env_decrypt', ARRAY['bytea', 'bytea'], 'stable');
+SELECT volatility_is('envault', 'env_decrypt_text', ARRAY['bytea', 'bytea'], 'stable');
+SELECT is((SELECT proparallel FROM pg_proc
+            WHERE oid = 'envault.env_decrypt(bytea, bytea)'::regprocedure), 'r'::"char",
+          'env_decrypt is parallel restricted');
+SELECT is((SELECT count(*)::int FROM pg_proc
+            WHERE pronamespace = 'envault'::regnamespace AND prosecdef), 0,
+          'no SECURITY DEFINER functions: the key store elevates itself');
+
+-- function privileges per role
+SELECT function_privs_are('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'env_encrypt', ARRAY['text', 'text', 'text', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'env_decrypt', ARRAY['bytea', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'env_decrypt_text', ARRAY['bytea', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'create_tenant', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'create_data_key', ARRAY['text', 'text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'env_decrypt', ARRAY['bytea', 'bytea'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'create_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'create_data_key', ARRAY['text', 'text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT is((SELECT count(*)::int FROM pg_proc
+            WHERE pronamespace = 'envault'::regnamespace
+              AND has_function_privilege('public', oid, 'EXECUTE')), 0,
+          'PUBLIC may execute no envault function');
+
+-- schema and table privileges
+SELECT schema_privs_are('envault', 'envault_user', ARRAY['USAGE']);
+SELECT schema_privs_are('envault', 'envault_admin', ARRAY['USAGE']);
+SELECT is(has_schema_privilege('public', 'envault', 'USAGE'), false,
+          'PUBLIC has no usage on schema envault');
+SELECT table_privs_are('envault', 'tenants', 'envault_user', ARRAY[]::text[]);
+SELECT table_privs_are('envault', 'data_keys', 'envault_user', ARRAY[]::text[]);
+SELECT table_privs_are('envault', 'tenants', 'envault_admin', ARRAY['SELECT']);
+SELECT table_privs_are('envault', 'data_keys', 'envault_admin', ARRAY['SELECT']);
+SELECT is(has_table_privilege('public', 'envault.tenants', 'SELECT'), false,
+          'PUBLIC cannot read envault.tenants');
+
+-- key tables: keys, constraints, dump
+SELECT col_is_pk('envault', 'tenants', 'tenant', 'tenants is keyed by tenant');
+SELECT col_is_pk('envault', 'data_keys', 'key_id', 'data_keys is keyed by key_id');
+SELECT fk_ok('envault', 'data_keys', 'tenant', 'envault', 'tenants', 'tenant');
+SELECT col_is_unique('envault', 'data_keys', ARRAY['tenant', 'purpose', 'version']);
+SELECT index_is_unique('envault', 'data_keys', 'data_keys_one_active');
+SELECT col_not_null('envault', 'tenants', 'master_kcv', 'every tenant records its master key check value');
+SELECT col_not_null('envault', 'data_keys', 'wrapped_key', 'every data key is stored wrapped');
+SELECT col_type_is('envault', 'data_keys', 'key_id', 'bigint', 'key ids are bigint');
+SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
+                WHERE extname = 'envault'$$,
+              ARRAY['envault.tenants', 'envault.data_keys'],
+              'key tables are dumped by pg_dump');
+
+-- settings: secret ones are hidden from SHOW ALL and pg_settings
+SELECT is((SELECT count(*)::int FROM pg_settings
+            WHERE name IN ('envault.master_key', 'envault.master_key_command')), 0,
+          'master key settings are not listed in pg_settings');
+SELECT is(current_setting('envault.master_key'), '', 'master_key is unset here');
+
+SELECT * FROM finish();
+ROLLBACK;
