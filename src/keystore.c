@@ -35,6 +35,7 @@
 #include "executor/spi.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -57,6 +58,9 @@ typedef union KsSlot
 } KsSlot;
 
 static KsSlot *ks_free_slots = NULL;
+static bool ks_exit_registered = false;
+
+static void ks_wipe_at_exit(int code, Datum arg);
 
 static EnvXaesKey *
 ks_slot_alloc(void)
@@ -72,6 +76,11 @@ ks_slot_alloc(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory for the envault key cache")));
+		if (!ks_exit_registered)
+		{
+			on_proc_exit(ks_wipe_at_exit, (Datum) 0);
+			ks_exit_registered = true;
+		}
 		for (i = 0; i < (int) (KS_PAGE_SIZE / sizeof(KsSlot)); i++)
 		{
 			page[i].next = ks_free_slots;
@@ -212,6 +221,14 @@ ks_touch(KsNode *node)
 	}
 	dlist_move_head(&ks_lru, &node->lru);
 	return true;
+}
+
+/* Evict (and so wipe) every cached key when the backend exits. */
+static void
+ks_wipe_at_exit(int code, Datum arg)
+{
+	while (!dlist_is_empty(&ks_lru))
+		ks_evict(dlist_tail_element(KsNode, lru, &ks_lru));
 }
 
 /* Make room for one more entry, evicting the least recently used. */

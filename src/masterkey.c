@@ -32,6 +32,7 @@
 #include "miscadmin.h"
 #include "port.h"
 #include "storage/fd.h"
+#include "storage/ipc.h"
 #include "utils/guc.h"
 
 #define MK_PAGE_SIZE	4096
@@ -56,6 +57,7 @@ static bool mk_loaded = false;
 static uint8 mk_kcv[ENV_KCV_LEN];
 static pid_t mk_locked_pid = 0;
 static pid_t mk_prepared_pid = 0;
+static pid_t mk_exit_pid = 0;
 
 /* why the last load failed; plain buffers, as the postmaster has no palloc */
 static int	mk_err_code = 0;
@@ -281,6 +283,31 @@ mk_throw(void)
 }
 
 /*
+ * Wipe the key at process exit.  Child processes drop the postmaster's exit
+ * callbacks, so each process that holds the key registers its own.
+ */
+static void
+mk_wipe_at_exit(int code, Datum arg)
+{
+	if (mk_page == NULL)
+		return;
+	if (mk_prepared_pid == MyProcPid)
+		env_xaes_key_clear(&mk_page->xk);
+	env_wipe(mk_page, MK_PAGE_SIZE);
+	mk_loaded = false;
+}
+
+static void
+mk_register_exit(void)
+{
+	if (mk_exit_pid != MyProcPid)
+	{
+		on_proc_exit(mk_wipe_at_exit, (Datum) 0);
+		mk_exit_pid = MyProcPid;
+	}
+}
+
+/*
  * The master key, ready for wrapping and unwrapping.  Raises a clear error
  * when it is not configured or cannot be read.
  */
@@ -289,6 +316,7 @@ env_master_key(void)
 {
 	if (!mk_loaded && !mk_load())
 		mk_throw();
+	mk_register_exit();
 	if (mk_locked_pid != MyProcPid)
 	{
 		(void) env_locked_relock(mk_page, MK_PAGE_SIZE);
@@ -361,7 +389,9 @@ env_masterkey_init(void)
 	 * inherit it.  A failure is logged here and raised again, as an error,
 	 * in each session that needs the key.
 	 */
-	if (process_shared_preload_libraries_in_progress && !mk_load())
+	if (process_shared_preload_libraries_in_progress && mk_load())
+		mk_register_exit();
+	else if (process_shared_preload_libraries_in_progress)
 		ereport(WARNING,
 				(errcode(mk_err_code),
 				 errmsg_internal("%s", mk_err_msg),
