@@ -18,7 +18,7 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
 DATA_built = envault--$(EXTVERSION).sql
 DATA = $(wildcard src/envault--*--*.sql)
 
-REGRESS = setup encrypt errors privileges
+REGRESS = setup format_vectors encrypt errors privileges
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
 

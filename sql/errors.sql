@@ -122,6 +122,16 @@ SET search_path = public, envault;
 \set SHOW_CONTEXT never
 SELECT env_decrypt_text(c, 'row:1') FROM regress_ct;
 
+-- A data key row that claims to be wrapped under another tenant key version
+UPDATE envault.data_keys SET tenant_key_version = 7
+ WHERE tenant = 'acme' AND purpose = 'secrets';
+\c
+SET search_path = public, envault;
+\set SHOW_CONTEXT never
+SELECT env_decrypt(c, 'row:1') FROM regress_ct;
+UPDATE envault.data_keys SET tenant_key_version = 1
+ WHERE tenant = 'acme' AND purpose = 'secrets';
+
 -- Swap the wrapped keys of two tenants
 CREATE TABLE regress_saved_t AS SELECT * FROM envault.tenants;
 UPDATE envault.tenants t SET wrapped_key = o.wrapped_key

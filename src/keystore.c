@@ -545,14 +545,26 @@ ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 	return d;
 }
 
+/*
+ * Unwrap a data key.  It must be wrapped under the tenant's current key
+ * version: rotating a tenant key rewraps all its data keys at once.
+ */
 static EnvXaesKey *
-ks_unwrap_data_key(const EnvXaesKey *tenant_key, const char *tenant,
+ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
+				   int32 wrapped_under, const char *tenant,
 				   const char *purpose, int32 version, uint64 key_id,
 				   bytea *wrapped)
 {
 	uint8		aad[ENV_WRAP_AAD_MAXLEN];
 	size_t		aad_len;
 	EnvXaesKey *xk;
+
+	if (wrapped_under != tenant_key_version)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d is wrapped under tenant key version %d, not the current version %d",
+						tenant, purpose, version, wrapped_under,
+						tenant_key_version)));
 
 	aad_len = env_dek_wrap_aad(aad, tenant, strlen(tenant), purpose,
 							   strlen(purpose), (uint32) version, key_id);
@@ -718,6 +730,7 @@ ks_load_active(const char *tenant, const char *purpose)
 			KsDataKey  *cached = hash_search(ks_data_keys, &key_id,
 											 HASH_FIND, NULL);
 			int32		version;
+			int32		wrapped_under;
 			bytea	   *wrapped;
 			EnvXaesKey *xk;
 
@@ -737,9 +750,10 @@ ks_load_active(const char *tenant, const char *purpose)
 			}
 			version = DatumGetInt32(ks_col(&s, 5, &isnull, true, 4));
 			wrapped = DatumGetByteaPP(ks_col(&s, 6, &isnull, false, -1));
+			wrapped_under = DatumGetInt32(ks_col(&s, 7, &isnull, true, 4));
 			tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
-			xk = ks_unwrap_data_key(tkey, tenant, purpose, version, key_id,
-									wrapped);
+			xk = ks_unwrap_data_key(tkey, tversion, wrapped_under, tenant,
+									purpose, version, key_id, wrapped);
 			d = ks_cache_data_key(key_id, tenant, purpose, version, true, xk);
 			break;
 		}
@@ -815,6 +829,7 @@ env_keystore_key_by_id(uint64 key_id)
 	bytea	   *twrapped;
 	bytea	   *kcv;
 	int32		version;
+	int32		wrapped_under;
 	bytea	   *wrapped;
 	char	   *tenant;
 	char	   *purpose;
@@ -841,11 +856,13 @@ env_keystore_key_by_id(uint64 key_id)
 	kcv = DatumGetByteaPP(ks_col(&s, 3, &isnull, false, -1));
 	version = DatumGetInt32(ks_col(&s, 5, &isnull, true, 4));
 	wrapped = DatumGetByteaPP(ks_col(&s, 6, &isnull, false, -1));
+	wrapped_under = DatumGetInt32(ks_col(&s, 7, &isnull, true, 4));
 	tenant = TextDatumGetCString(ks_col(&s, 8, &isnull, false, -1));
 	purpose = TextDatumGetCString(ks_col(&s, 9, &isnull, false, -1));
 
 	tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
-	xk = ks_unwrap_data_key(tkey, tenant, purpose, version, key_id, wrapped);
+	xk = ks_unwrap_data_key(tkey, tversion, wrapped_under, tenant, purpose,
+							version, key_id, wrapped);
 	d = ks_cache_data_key(key_id, tenant, purpose, version, false, xk);
 	ks_spi_end(&s);
 	return &d->pub;
