@@ -13,12 +13,13 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" envault.control
 
 MODULE_big = envault
 OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
-       src/masterkey.o src/keystore.o src/encrypt.o src/keys.o
+       src/secrets.o src/keystore.o src/encrypt.o src/keys.o \
+       src/tenant.o src/tokens.o
 
 DATA_built = envault--$(EXTVERSION).sql
 DATA = $(wildcard src/envault--*--*.sql)
 
-REGRESS = setup format_vectors encrypt errors privileges
+REGRESS = setup format_vectors encrypt errors privileges tenant_context rls
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
 

@@ -55,7 +55,9 @@ say "pgTAP tests"
 pgdir="$work/pgtap"
 as_pg mkdir -p "$pgdir"
 new_key_file "$pgdir/master.key"
-cluster_start "$pgdir" 54391 "envault.master_key_file = '$pgdir/master.key'"
+new_key_file "$pgdir/pepper.key"
+cluster_start "$pgdir" 54391 "envault.master_key_file = '$pgdir/master.key'" \
+	"envault.pepper_file = '$pgdir/pepper.key'"
 as_pg "$PGBIN/psql" -h "$pgdir" -p 54391 -d postgres -qAt -v ON_ERROR_STOP=1 \
 	-c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION envault" >/dev/null
 set +e

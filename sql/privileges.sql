@@ -6,6 +6,8 @@ GRANT envault_admin TO regress_keyadmin;
 CREATE ROLE regress_nobody LOGIN;
 CREATE TABLE regress_app_data (id int PRIMARY KEY, secret bytea);
 GRANT ALL ON regress_app_data TO regress_app;
+-- the application's request token for tenant acme
+SELECT envault.issue_token('acme', 'regress app') AS acme_token \gset
 
 -- Every function and who may execute it; PUBLIC may execute none.
 SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args,
@@ -24,9 +26,11 @@ SELECT c.relname,
   FROM pg_class c WHERE c.relnamespace = 'envault'::regnamespace AND c.relkind = 'r'
  ORDER BY 1;
 
--- An application role encrypts and decrypts, and cannot touch the keys.
+-- An application role, authenticated as tenant acme for the session,
+-- encrypts and decrypts, and cannot touch the keys.
 SET ROLE regress_app;
 SET search_path = public, envault;
+SELECT envault.authenticate(:'acme_token', true);
 INSERT INTO regress_app_data VALUES (1, env_encrypt('acme', 'secrets', 'from the app', int4send(1)));
 SELECT env_decrypt_text(secret, int4send(id)) FROM regress_app_data;
 -- a purpose never used before: the key store creates its data key for the app
@@ -55,8 +59,10 @@ SET ROLE regress_keyadmin;
 SELECT envault.create_tenant('initech');
 SELECT envault.create_data_key('initech', 'secrets');
 SELECT tenant, created_by FROM envault.tenants WHERE tenant = 'initech';
+SELECT envault.issue_token('initech', 'regress app') AS initech_token \gset
 UPDATE envault.tenants SET key_version = 2;
 DELETE FROM envault.data_keys;
+DELETE FROM envault.tokens;
 RESET ROLE;
 
 -- The key store's own queries are immune to the caller's search_path: an
@@ -71,8 +77,12 @@ CREATE OPERATOR regress_evil.= (LEFTARG = text, RIGHTARG = text,
 CREATE FUNCTION regress_evil.max(integer) RETURNS integer
   LANGUAGE sql AS $$ SELECT 1000 $$;
 SET search_path = regress_evil, envault, pg_catalog;
+SELECT envault.authenticate(:'initech_token', true);
 SELECT env_decrypt_text(env_encrypt('initech', 'evil-test', 'still correct'));
+SELECT envault.verify_token(:'initech_token');
+SELECT envault.authenticate(:'acme_token', true);
 SELECT env_decrypt_text(secret, int4send(id)) FROM public.regress_app_data;
+SELECT envault.reset_tenant();
 RESET ROLE;
 RESET search_path;
 SELECT tenant, purpose, version FROM envault.data_keys WHERE purpose = 'evil-test';

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -225,6 +226,88 @@ env_xaes_open(const EnvXaesKey *xk, const uint8_t *nonce,
 		return ENV_CRYPTO_AUTH_FAILED;
 	}
 	return ENV_CRYPTO_OK;
+}
+
+/*
+ * A 32-byte subkey of an XAES key, derived like XAES-256-GCM derives its
+ * per-message keys (NIST SP 800-108r1 counter KDF with CMAC-AES-256) but
+ * with the given one-byte label instead of 'X' and an all-zero context, so
+ * it never equals a message key.  Used for blind-index keys.
+ */
+bool
+env_xaes_derive_subkey(const EnvXaesKey *xk, uint8_t label, uint8_t *out)
+{
+	uint8_t		m[16];
+	int			i;
+	bool		ok = true;
+
+	for (i = 0; ok && i < 2; i++)
+	{
+		int			j;
+
+		memset(m, 0, sizeof(m));
+		m[1] = (uint8_t) (i + 1);
+		m[2] = label;
+		for (j = 0; j < 16; j++)
+			m[j] ^= xk->k1[j];
+		ok = cr_aes_block((EVP_CIPHER_CTX *) xk->ecb, m, out + 16 * i);
+	}
+	env_wipe(m, sizeof(m));
+	if (!ok)
+		env_wipe(out, 32);
+	return ok;
+}
+
+static EVP_MAC *cr_hmac = NULL;
+
+bool
+env_hmac_key_init(EnvHmacKey *hk, const uint8_t *key, size_t len)
+{
+	OSSL_PARAM	params[2];
+	EVP_MAC_CTX *ctx;
+
+	hk->ctx = NULL;
+	if (cr_hmac == NULL)
+		cr_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (cr_hmac == NULL || (ctx = EVP_MAC_CTX_new(cr_hmac)) == NULL)
+		return false;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+												 (char *) "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(ctx, key, len, params) != 1)
+	{
+		EVP_MAC_CTX_free(ctx);
+		return false;
+	}
+	hk->ctx = ctx;
+	return true;
+}
+
+/* HMAC-SHA256 with a prepared key: re-initialising keeps the key. */
+bool
+env_hmac(const EnvHmacKey *hk, const uint8_t *data, size_t len, uint8_t *out)
+{
+	EVP_MAC_CTX *ctx = (EVP_MAC_CTX *) hk->ctx;
+	size_t		outl = 0;
+
+	return ctx != NULL &&
+		EVP_MAC_init(ctx, NULL, 0, NULL) == 1 &&
+		EVP_MAC_update(ctx, data, len) == 1 &&
+		EVP_MAC_final(ctx, out, &outl, 32) == 1 && outl == 32;
+}
+
+void
+env_hmac_key_clear(EnvHmacKey *hk)
+{
+	if (hk->ctx != NULL)
+		EVP_MAC_CTX_free((EVP_MAC_CTX *) hk->ctx);	/* cleanses the state */
+	hk->ctx = NULL;
+}
+
+int
+env_memcmp_ct(const void *a, const void *b, size_t len)
+{
+	return CRYPTO_memcmp(a, b, len);
 }
 
 bool

@@ -57,6 +57,20 @@ extern EnvCryptoStatus env_xaes_open(const EnvXaesKey *xk,
 									 const uint8_t *in, size_t in_len,
 									 const uint8_t *tag, uint8_t *out);
 
+/* An HMAC-SHA256 key prepared for repeated use (secret; see clear). */
+typedef struct EnvHmacKey
+{
+	void	   *ctx;			/* EVP_MAC_CTX holding the keyed state */
+} EnvHmacKey;
+
+extern bool env_hmac_key_init(EnvHmacKey *hk, const uint8_t *key, size_t len);
+extern bool env_hmac(const EnvHmacKey *hk, const uint8_t *data, size_t len,
+					 uint8_t *out);
+extern void env_hmac_key_clear(EnvHmacKey *hk);
+extern bool env_xaes_derive_subkey(const EnvXaesKey *xk, uint8_t label,
+								   uint8_t *out);
+extern int	env_memcmp_ct(const void *a, const void *b, size_t len);
+
 extern bool env_random_bytes(uint8_t *buf, size_t len);
 extern bool env_random_nonce(uint8_t *nonce);
 extern bool env_hmac_sha256(const uint8_t *key, size_t key_len,

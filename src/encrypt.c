@@ -5,7 +5,8 @@
  *		env_decrypt_text.
  *
  * Every decryption goes through env_open_ciphertext(), the one place where
- * later layers (tenant checks, the access log) hook in.
+ * the tenant check happens and later layers (the access log) hook in.
+ * Encryption and blind indexes check the tenant before touching a key.
  *
  * Secrets: plaintext is read from the argument and written into the result
  * only; a detoasted copy of the argument is wiped before it is freed, and a
@@ -103,6 +104,7 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 	tenant = PG_GETARG_TEXT_PP(0);
 	purpose = PG_GETARG_TEXT_PP(1);
 
+	env_tenant_check(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), false);
 	key = env_keystore_active_key(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant),
 								  VARDATA_ANY(purpose), VARSIZE_ANY_EXHDR(purpose));
 	aad = enc_optional_aad(fcinfo, 3);
@@ -163,6 +165,7 @@ env_open_ciphertext(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out)
 					  VARSIZE_ANY_EXHDR(ciphertext), &ct))
 		env_error_auth_failed();
 	key = env_keystore_key_by_id(ct.key_id);
+	env_tenant_check(key->tenant, strlen(key->tenant), true);
 
 	enc_aad_build(&a, key, ct.header, aad);
 	result = palloc(VARHDRSZ + ct.body_len);
@@ -214,4 +217,50 @@ envault_env_decrypt_text(PG_FUNCTION_ARGS)
 				 errhint("Use env_decrypt() to get the value as bytea.")));
 	}
 	PG_RETURN_TEXT_P((text *) pt);
+}
+
+/*
+ * SQL function: envault.blind_index(tenant text, purpose text, value text)
+ *               returns bytea
+ *
+ * HMAC-SHA256 of the value under a key derived from the blind-index key of
+ * (tenant, purpose).  The derived key lives on the stack and is wiped.
+ */
+PG_FUNCTION_INFO_V1(envault_blind_index);
+Datum
+envault_blind_index(PG_FUNCTION_ARGS)
+{
+	text	   *tenant;
+	text	   *purpose;
+	text	   *value;
+	const EnvDataKey *key;
+	uint8		k[32];
+	uint8		mac[32];
+	bool		ok;
+
+	if (PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tenant" : "purpose")));
+	tenant = PG_GETARG_TEXT_PP(0);
+	purpose = PG_GETARG_TEXT_PP(1);
+	env_tenant_check(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), false);
+	key = env_keystore_index_key(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant),
+								 VARDATA_ANY(purpose), VARSIZE_ANY_EXHDR(purpose));
+	value = PG_GETARG_TEXT_PP(2);
+	ok = env_xaes_derive_subkey(key->xk, 'B', k) &&
+		env_hmac_sha256(k, sizeof(k), (uint8 *) VARDATA_ANY(value),
+						VARSIZE_ANY_EXHDR(value), mac);
+	env_wipe(k, sizeof(k));
+	if (!ok)
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "computing a blind index");
+	{
+		bytea	   *result = palloc(VARHDRSZ + sizeof(mac));
+
+		SET_VARSIZE(result, VARHDRSZ + sizeof(mac));
+		memcpy(VARDATA(result), mac, sizeof(mac));
+		PG_RETURN_BYTEA_P(result);
+	}
 }

@@ -26,7 +26,8 @@ _PG_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("OpenSSL does not provide AES-256-GCM and AES-256-ECB")));
-	env_masterkey_init();
+	env_secrets_init();
 	env_keystore_init();
+	env_tenant_init();
 	MarkGUCPrefixReserved("envault");
 }

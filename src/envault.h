@@ -6,13 +6,15 @@
  * Layers, bottom up:
  *		crypto.c	XAES-256-GCM, HMAC, randomness, locked memory (OpenSSL)
  *		format.c	byte layouts of ciphertexts, wrapped keys, associated data
- *		masterkey.c	the master key: settings, loading, check value
+ *		secrets.c	master key and pepper: settings, loading, check values
  *		keystore.c	tenant keys and data keys: tables, wrapping, cache
  *		errors.c	SQLSTATEs and messages shared by the SQL wrappers
+ *		tenant.c	the current tenant, and who may use which tenant's keys
+ *		tokens.c	API tokens stored as pepper-HMACs
  *		encrypt.c	SQL wrappers of the data path (env_encrypt ...)
  *		keys.c		SQL wrappers of key management (create_tenant ...)
  *
- * Key material is reachable only through masterkey.c and keystore.c.
+ * Key material is reachable only through secrets.c and keystore.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,10 +29,11 @@
 /* SQLSTATE of every ciphertext authentication failure: class 22, "V01" */
 #define ERRCODE_ENVAULT_AUTH_FAILED		MAKE_SQLSTATE('2','2','V','0','1')
 
-/* masterkey.c */
-extern void env_masterkey_init(void);
+/* secrets.c */
+extern void env_secrets_init(void);
 extern const EnvXaesKey *env_master_key(void);
 extern const uint8 *env_master_kcv(void);
+extern const uint8 *env_pepper(bool previous, const uint8 **kcv);
 extern char *env_kcv_fingerprint(const uint8 *kcv);
 
 /* keystore.c */
@@ -45,7 +48,27 @@ typedef struct EnvDataKey
 	EnvXaesKey *xk;				/* in locked memory */
 } EnvDataKey;
 
+typedef struct EnvSpi
+{
+	Oid			save_userid;
+	int			save_sec;
+	MemoryContext caller_cxt;
+	char	   *caller_name;
+} EnvSpi;
+
+extern void env_spi_begin(EnvSpi *s);
+extern void env_spi_end(EnvSpi *s);
+extern void env_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
+						int expect);
+extern Datum env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval,
+						 int typlen);
+
 extern void env_keystore_init(void);
+extern bool env_keystore_tenant_exists(const char *tenant, size_t tenant_len);
+extern const EnvDataKey *env_keystore_index_key(const char *tenant,
+												size_t tenant_len,
+												const char *purpose,
+												size_t purpose_len);
 extern const EnvDataKey *env_keystore_active_key(const char *tenant,
 												 size_t tenant_len,
 												 const char *purpose,
@@ -60,6 +83,13 @@ extern int32 env_keystore_create_data_key(const char *tenant,
 /* encrypt.c */
 extern bytea *env_open_ciphertext(bytea *ciphertext, bytea *aad,
 								  const EnvDataKey **key_out);
+
+/* tenant.c */
+extern void env_tenant_init(void);
+extern void env_tenant_check(const char *tenant, size_t len, bool for_ciphertext);
+
+/* tokens.c */
+extern bool env_token_verify(text *token, char *tenant_out);
 
 /* errors.c */
 extern void env_check_tenant_name(const char *tenant, size_t len);

@@ -42,7 +42,8 @@ CREATE TABLE envault.data_keys (
 	key_id		bigint PRIMARY KEY,
 	tenant		text NOT NULL REFERENCES envault.tenants (tenant),
 	purpose		text NOT NULL
-				CHECK (purpose OPERATOR(pg_catalog.~) '^[a-z0-9][a-z0-9_.-]{0,62}$'),
+				CHECK (purpose OPERATOR(pg_catalog.~) '^(_bidx\.)?[a-z0-9][a-z0-9_.-]{0,62}$'
+				       AND pg_catalog.length(purpose) OPERATOR(pg_catalog.<=) 63),
 	version		integer NOT NULL CHECK (version OPERATOR(pg_catalog.>=) 1),
 	state		text NOT NULL DEFAULT 'active'
 				CHECK (state OPERATOR(pg_catalog.=) 'active'),
@@ -58,11 +59,31 @@ CREATE UNIQUE INDEX data_keys_one_active
 COMMENT ON TABLE envault.data_keys IS
 	'Data keys per (tenant, purpose, version), wrapped by the tenant key';
 
+-- API tokens: only HMAC-SHA256(pepper, ...) of each token is kept.
+CREATE TABLE envault.tokens (
+	token_id	text PRIMARY KEY,
+	tenant		text NOT NULL REFERENCES envault.tenants (tenant),
+	token_hmac	bytea NOT NULL,
+	pepper_version text NOT NULL,
+	label		text NOT NULL,
+	created_by	name NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	expires_at	timestamptz,
+	last_used_at timestamptz,
+	revoked_at	timestamptz
+);
+CREATE INDEX tokens_tenant ON envault.tokens (tenant);
+COMMENT ON TABLE envault.tokens IS
+	'API tokens, stored as pepper-HMACs; the token itself is shown once';
+COMMENT ON COLUMN envault.tokens.pepper_version IS
+	'Check value of the pepper that made token_hmac (first 8 bytes, hex)';
+
 SELECT pg_catalog.pg_extension_config_dump('envault.tenants', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.data_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.tokens', '');
 
-REVOKE ALL ON envault.tenants, envault.data_keys FROM PUBLIC;
-GRANT SELECT ON envault.tenants, envault.data_keys TO envault_admin;
+REVOKE ALL ON envault.tenants, envault.data_keys, envault.tokens FROM PUBLIC;
+GRANT SELECT ON envault.tenants, envault.data_keys, envault.tokens TO envault_admin;
 
 -- Data path
 
@@ -112,6 +133,195 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.create_data_key(text, text) IS
 	'Make sure (tenant, purpose) has an active data key; returns its version';
 
+CREATE FUNCTION envault.blind_index(tenant text, purpose text, value text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'envault_blind_index'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION envault.blind_index(text, text, text) IS
+	'Keyed hash of a value for equality lookups, per tenant and purpose';
+
+-- Tenant context
+
+CREATE FUNCTION envault.authenticate(token text, session boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_authenticate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.authenticate(text, boolean) IS
+	'Verify an API token and make its tenant current until the end of the transaction (or session)';
+
+CREATE FUNCTION envault.set_tenant(tenant text, is_local boolean DEFAULT true)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_set_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.set_tenant(text, boolean) IS
+	'Make a tenant current without a token (trusted middleware; envault_admin only)';
+
+CREATE FUNCTION envault.reset_tenant()
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_reset_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.reset_tenant() IS 'Clear the current tenant';
+
+CREATE FUNCTION envault.current_tenant()
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_current_tenant'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION envault.current_tenant() IS
+	'The current tenant, or NULL; held in backend memory, not settable by SQL';
+
+-- API tokens
+
+CREATE FUNCTION envault.issue_token(tenant text, label text,
+									expires_at timestamptz DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_issue_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.issue_token(text, text, timestamptz) IS
+	'Issue an API token for a tenant; the token is returned once and never stored';
+
+CREATE FUNCTION envault.verify_token(token text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_verify_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.verify_token(text) IS
+	'The tenant of a valid token; NULL for an unknown, expired, revoked or malformed one';
+
+CREATE FUNCTION envault.revoke_token(token_id text)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE envault.tokens t SET revoked_at = pg_catalog.now()
+	 WHERE t.token_id OPERATOR(pg_catalog.=) revoke_token.token_id
+	   AND t.revoked_at IS NULL;
+	IF FOUND THEN
+		RETURN true;
+	END IF;
+	IF NOT EXISTS (SELECT FROM envault.tokens t
+				   WHERE t.token_id OPERATOR(pg_catalog.=) revoke_token.token_id) THEN
+		RAISE EXCEPTION 'envault token "%" does not exist', token_id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN false;
+END
+$$;
+COMMENT ON FUNCTION envault.revoke_token(text) IS
+	'Revoke a token at once; false if it was already revoked';
+
+CREATE FUNCTION envault.revoke_tenant_tokens(tenant text)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE envault.tokens t SET revoked_at = pg_catalog.now()
+	 WHERE t.tenant OPERATOR(pg_catalog.=) revoke_tenant_tokens.tenant
+	   AND t.revoked_at IS NULL;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION envault.revoke_tenant_tokens(text) IS
+	'Revoke every token of a tenant at once; returns how many were revoked';
+
+CREATE FUNCTION envault.pepper_hmac(data bytea)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'envault_pepper_hmac'
+LANGUAGE C STABLE PARALLEL SAFE STRICT;
+COMMENT ON FUNCTION envault.pepper_hmac(bytea) IS
+	'HMAC-SHA256 of data under the current pepper';
+
+-- Row-level security
+
+CREATE FUNCTION envault.isolate_table(tbl regclass, tenant_column name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	coltype text;
+	expr text;
+	existing text;
+BEGIN
+	SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO coltype
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
+	   AND a.attname OPERATOR(pg_catalog.=) tenant_column
+	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+	IF coltype IS NULL THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
+			USING ERRCODE = 'undefined_column';
+	END IF;
+
+	-- (SELECT ...) makes the tenant an InitPlan: evaluated once per query
+	expr := pg_catalog.format('(%I OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::%s)',
+							  tenant_column, coltype);
+	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+	EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+
+	SELECT pg_catalog.pg_get_expr(p.polqual, p.polrelid) INTO existing
+	  FROM pg_catalog.pg_policy p
+	 WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
+	   AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation';
+	IF existing IS NOT NULL THEN
+		-- the same policy again changes nothing; another column replaces it
+		IF existing OPERATOR(pg_catalog.=) (SELECT pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+											 FROM pg_catalog.pg_policy p
+											WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
+											  AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation')
+		   AND pg_catalog.strpos(existing, pg_catalog.quote_ident(tenant_column)) OPERATOR(pg_catalog.>) 0 THEN
+			RETURN;
+		END IF;
+		EXECUTE pg_catalog.format('DROP POLICY envault_tenant_isolation ON %s', tbl);
+	END IF;
+	EXECUTE pg_catalog.format('CREATE POLICY envault_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
+							  tbl, expr, expr);
+END
+$$;
+COMMENT ON FUNCTION envault.isolate_table(regclass, name) IS
+	'Enable and force row-level security with a policy on the current tenant';
+
+CREATE FUNCTION envault.isolation_report()
+RETURNS TABLE (table_name regclass, tenant_column name, owner name,
+			   rls_enabled boolean, rls_forced boolean, policies text[],
+			   isolated boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.oid::pg_catalog.regclass, a.attname, r.rolname,
+		   c.relrowsecurity, c.relforcerowsecurity,
+		   COALESCE((SELECT pg_catalog.array_agg(p.polname::pg_catalog.text ORDER BY p.polname)
+					   FROM pg_catalog.pg_policy p
+					  WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid), '{}'),
+		   c.relrowsecurity AND c.relforcerowsecurity
+		   AND EXISTS (SELECT FROM pg_catalog.pg_policy p
+					   WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid
+						 AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation')
+		   -- any other permissive policy would widen access beyond the tenant
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_policy p
+						   WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid
+							 AND p.polpermissive
+							 AND p.polname OPERATOR(pg_catalog.<>) 'envault_tenant_isolation')
+	  FROM pg_catalog.pg_class c
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+	  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+	 WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[])
+	   AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema,envault}'::pg_catalog.name[])
+	   AND n.nspname OPERATOR(pg_catalog.!~) '^pg_(toast|temp)'
+	   AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (
+			pg_catalog.string_to_array(pg_catalog.replace(
+				COALESCE(pg_catalog.current_setting('envault.tenant_columns', true),
+						 'tenant,tenant_id'), ' ', ''), ','))
+	 ORDER BY c.oid::pg_catalog.regclass::pg_catalog.text, a.attname
+$$;
+COMMENT ON FUNCTION envault.isolation_report() IS
+	'Every table with a tenant column, and whether envault isolates it';
+
 -- Privileges: nothing for PUBLIC, the data path for both roles,
 -- management for envault_admin.
 
@@ -120,9 +330,21 @@ GRANT EXECUTE ON FUNCTION
 	envault.env_encrypt(text, text, bytea, bytea),
 	envault.env_encrypt(text, text, text, bytea),
 	envault.env_decrypt(bytea, bytea),
-	envault.env_decrypt_text(bytea, bytea)
+	envault.env_decrypt_text(bytea, bytea),
+	envault.blind_index(text, text, text),
+	envault.authenticate(text, boolean),
+	envault.reset_tenant(),
+	envault.current_tenant(),
+	envault.verify_token(text),
+	envault.pepper_hmac(bytea)
 	TO envault_user, envault_admin;
 GRANT EXECUTE ON FUNCTION
 	envault.create_tenant(text),
-	envault.create_data_key(text, text)
+	envault.create_data_key(text, text),
+	envault.set_tenant(text, boolean),
+	envault.issue_token(text, text, timestamptz),
+	envault.revoke_token(text),
+	envault.revoke_tenant_tokens(text),
+	envault.isolate_table(regclass, name),
+	envault.isolation_report()
 	TO envault_admin;

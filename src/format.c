@@ -183,3 +183,115 @@ env_key_unwrap(const EnvXaesKey *kek, const uint8_t *wrapped,
 						 wrapped + 1 + ENV_NONCE_LEN, ENV_KEY_LEN,
 						 wrapped + 1 + ENV_NONCE_LEN + ENV_KEY_LEN, key);
 }
+
+/* --- API tokens ----------------------------------------------------------- */
+
+uint32_t
+env_crc32(const uint8_t *data, size_t len)
+{
+	uint32_t	crc = 0xFFFFFFFFu;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		int			b;
+
+		crc ^= data[i];
+		for (b = 0; b < 8; b++)
+			crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+	}
+	return crc ^ 0xFFFFFFFFu;
+}
+
+static const char fmt_hexdigits[] = "0123456789abcdef";
+
+static char *
+fmt_put_hex(char *p, const uint8_t *data, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		*p++ = fmt_hexdigits[data[i] >> 4];
+		*p++ = fmt_hexdigits[data[i] & 0xf];
+	}
+	return p;
+}
+
+/* Lowercase hex only: a token has exactly one spelling. */
+static bool
+fmt_get_hex(const char *p, size_t len, uint8_t *out)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		int			hi,
+					lo;
+		char		h = p[2 * i],
+					l = p[2 * i + 1];
+
+		hi = (h >= '0' && h <= '9') ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : -1;
+		lo = (l >= '0' && l <= '9') ? l - '0' : (l >= 'a' && l <= 'f') ? l - 'a' + 10 : -1;
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t) ((hi << 4) | lo);
+	}
+	return true;
+}
+
+/* Write a token of ENV_TOKEN_LEN characters and a terminating NUL. */
+void
+env_token_format(char *out, const uint8_t *id, const uint8_t *secret)
+{
+	char	   *p = out;
+	uint8_t		crc[4];
+	uint32_t	c;
+
+	memcpy(p, ENV_TOKEN_PREFIX, 4);
+	p = fmt_put_hex(p + 4, id, ENV_TOKEN_ID_BYTES);
+	*p++ = '_';
+	p = fmt_put_hex(p, secret, ENV_TOKEN_SECRET_BYTES);
+	c = env_crc32((const uint8_t *) out, (size_t) (p - out));
+	crc[0] = (uint8_t) (c >> 24);
+	crc[1] = (uint8_t) (c >> 16);
+	crc[2] = (uint8_t) (c >> 8);
+	crc[3] = (uint8_t) c;
+	*p++ = '_';
+	p = fmt_put_hex(p, crc, 4);
+	*p = '\0';
+}
+
+/*
+ * Split a token into its id and secret.  Anything but the exact format is
+ * malformed; a well-formed token whose checksum does not match was
+ * mistyped.  The secret is wiped from the output on failure.
+ */
+EnvTokenStatus
+env_token_parse(const char *token, size_t len, uint8_t *id, uint8_t *secret)
+{
+	const size_t body = ENV_TOKEN_LEN - 9;	/* up to the last '_' */
+	uint8_t		crc[4];
+	uint32_t	want;
+
+	if (token == NULL || len != ENV_TOKEN_LEN ||
+		memcmp(token, ENV_TOKEN_PREFIX, 4) != 0 ||
+		token[4 + ENV_TOKEN_ID_HEXLEN] != '_' || token[body] != '_')
+		return ENV_TOKEN_MALFORMED;
+	if (!fmt_get_hex(token + 4, ENV_TOKEN_ID_BYTES, id) ||
+		!fmt_get_hex(token + 5 + ENV_TOKEN_ID_HEXLEN, ENV_TOKEN_SECRET_BYTES,
+					 secret) ||
+		!fmt_get_hex(token + body + 1, 4, crc))
+	{
+		env_wipe(secret, ENV_TOKEN_SECRET_BYTES);
+		return ENV_TOKEN_MALFORMED;
+	}
+	want = ((uint32_t) crc[0] << 24) | ((uint32_t) crc[1] << 16) |
+		((uint32_t) crc[2] << 8) | crc[3];
+	if (env_crc32((const uint8_t *) token, body) != want)
+	{
+		env_wipe(secret, ENV_TOKEN_SECRET_BYTES);
+		return ENV_TOKEN_BAD_CHECKSUM;
+	}
+	return ENV_TOKEN_OK;
+}

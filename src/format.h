@@ -30,6 +30,10 @@
 #define ENV_TENANT_MAXLEN		255
 #define ENV_PURPOSE_MAXLEN		63
 
+/* Purposes of blind-index keys: this prefix, then the user's purpose */
+#define ENV_INDEX_PREFIX		"_bidx."
+#define ENV_INDEX_PREFIX_LEN	6
+
 /* Associated data of a key wrap is at most this long */
 #define ENV_WRAP_AAD_MAXLEN		(32 + 4 + ENV_TENANT_MAXLEN + 4 + \
 								 ENV_PURPOSE_MAXLEN + 4 + 8)
@@ -71,5 +75,30 @@ extern EnvCryptoStatus env_key_unwrap(const EnvXaesKey *kek,
 									  const uint8_t *wrapped, size_t wrapped_len,
 									  const uint8_t *aad, size_t aad_len,
 									  uint8_t *key);
+
+/*
+ * API token: "evt_" id[16 hex] "_" secret[64 hex] "_" crc[8 hex], where crc
+ * is the CRC-32 (IEEE 802.3, as zlib computes it) of everything before the
+ * last "_", so a client can reject a mistyped token without asking.
+ */
+#define ENV_TOKEN_PREFIX		"evt_"
+#define ENV_TOKEN_ID_BYTES		8
+#define ENV_TOKEN_SECRET_BYTES	32
+#define ENV_TOKEN_ID_HEXLEN		(2 * ENV_TOKEN_ID_BYTES)
+#define ENV_TOKEN_LEN			(4 + 2 * ENV_TOKEN_ID_BYTES + 1 + \
+								 2 * ENV_TOKEN_SECRET_BYTES + 1 + 8)
+
+typedef enum EnvTokenStatus
+{
+	ENV_TOKEN_OK = 0,
+	ENV_TOKEN_MALFORMED,
+	ENV_TOKEN_BAD_CHECKSUM
+} EnvTokenStatus;
+
+extern uint32_t env_crc32(const uint8_t *data, size_t len);
+extern void env_token_format(char *out, const uint8_t *id,
+							 const uint8_t *secret);
+extern EnvTokenStatus env_token_parse(const char *token, size_t len,
+									  uint8_t *id, uint8_t *secret);
 
 #endif							/* ENVAULT_FORMAT_H */

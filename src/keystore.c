@@ -330,16 +330,13 @@ ks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* --- privileged access to the key tables ------------------------------ */
 
-typedef struct KsSpi
-{
-	Oid			save_userid;
-	int			save_sec;
-	MemoryContext caller_cxt;
-	char	   *caller_name;
-} KsSpi;
-
-static void
-ks_spi_begin(KsSpi *s)
+/*
+ * Run SPI as the owner of the envault schema, so that roles without any
+ * privilege on the key tables can use them through envault.  The caller's
+ * own role is restored by env_spi_end(), or by transaction abort.
+ */
+void
+env_spi_begin(EnvSpi *s)
 {
 	Oid			nsp = get_namespace_oid("envault", true);
 	HeapTuple	tup;
@@ -364,15 +361,15 @@ ks_spi_begin(KsSpi *s)
 		elog(ERROR, "SPI_connect failed");
 }
 
-static void
-ks_spi_end(KsSpi *s)
+void
+env_spi_end(EnvSpi *s)
 {
 	SPI_finish();
 	SetUserIdAndSecContext(s->save_userid, s->save_sec);
 }
 
-static void
-ks_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
+void
+env_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL,
 										   false, 0);
@@ -383,8 +380,8 @@ ks_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
 }
 
 /* Column of the first result row, copied into the caller's context. */
-static Datum
-ks_col(KsSpi *s, int col, bool *isnull, bool byval, int typlen)
+Datum
+env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval, int typlen)
 {
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 								  col, isnull);
@@ -637,7 +634,7 @@ ks_new_key_id(void)
  * NULL if another transaction created one first; the caller looks again.
  */
 static KsDataKey *
-ks_create_data_key(KsSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
+ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 				   const char *purpose, int32 tenant_key_version)
 {
 	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT4OID, BYTEAOID,
@@ -653,8 +650,8 @@ ks_create_data_key(KsSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 
 	values[0] = CStringGetTextDatum(tenant);
 	values[1] = CStringGetTextDatum(purpose);
-	ks_spi_run(KS_Q_NEXT_VERSION, 2, types + 1, values, SPI_OK_SELECT);
-	version = DatumGetInt32(ks_col(s, 1, &isnull, true, 4));
+	env_spi_run(KS_Q_NEXT_VERSION, 2, types + 1, values, SPI_OK_SELECT);
+	version = DatumGetInt32(env_spi_col(s, 1, &isnull, true, 4));
 
 	aad_len = env_dek_wrap_aad(aad, tenant, strlen(tenant), purpose,
 							   strlen(purpose), (uint32) version, key_id);
@@ -669,7 +666,7 @@ ks_create_data_key(KsSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 	values[6] = CStringGetDatum(s->caller_name);
 	PG_TRY();
 	{
-		ks_spi_run(KS_Q_INSERT_DATA_KEY, 7, types, values, SPI_OK_INSERT);
+		env_spi_run(KS_Q_INSERT_DATA_KEY, 7, types, values, SPI_OK_INSERT);
 	}
 	PG_CATCH();
 	{
@@ -698,11 +695,11 @@ ks_no_tenant(const char *tenant)
 static KsDataKey *
 ks_load_active(const char *tenant, const char *purpose)
 {
-	KsSpi		s;
+	EnvSpi		s;
 	KsDataKey  *d = NULL;
 	int			attempt;
 
-	ks_spi_begin(&s);
+	env_spi_begin(&s);
 	for (attempt = 0; d == NULL && attempt < 3; attempt++)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
@@ -716,14 +713,14 @@ ks_load_active(const char *tenant, const char *purpose)
 
 		values[0] = CStringGetTextDatum(tenant);
 		values[1] = CStringGetTextDatum(purpose);
-		ks_spi_run(KS_Q_ACTIVE, 2, types, values, SPI_OK_SELECT);
+		env_spi_run(KS_Q_ACTIVE, 2, types, values, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			ks_no_tenant(tenant);
 
-		tversion = DatumGetInt32(ks_col(&s, 1, &isnull, true, 4));
-		twrapped = DatumGetByteaPP(ks_col(&s, 2, &isnull, false, -1));
-		kcv = DatumGetByteaPP(ks_col(&s, 3, &isnull, false, -1));
-		key_id = (uint64) DatumGetInt64(ks_col(&s, 4, &isnull, true, 8));
+		tversion = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
+		twrapped = DatumGetByteaPP(env_spi_col(&s, 2, &isnull, false, -1));
+		kcv = DatumGetByteaPP(env_spi_col(&s, 3, &isnull, false, -1));
+		key_id = (uint64) DatumGetInt64(env_spi_col(&s, 4, &isnull, true, 8));
 
 		if (!isnull)
 		{
@@ -748,9 +745,9 @@ ks_load_active(const char *tenant, const char *purpose)
 				d = cached;
 				break;
 			}
-			version = DatumGetInt32(ks_col(&s, 5, &isnull, true, 4));
-			wrapped = DatumGetByteaPP(ks_col(&s, 6, &isnull, false, -1));
-			wrapped_under = DatumGetInt32(ks_col(&s, 7, &isnull, true, 4));
+			version = DatumGetInt32(env_spi_col(&s, 5, &isnull, true, 4));
+			wrapped = DatumGetByteaPP(env_spi_col(&s, 6, &isnull, false, -1));
+			wrapped_under = DatumGetInt32(env_spi_col(&s, 7, &isnull, true, 4));
 			tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
 			xk = ks_unwrap_data_key(tkey, tversion, wrapped_under, tenant,
 									purpose, version, key_id, wrapped);
@@ -774,7 +771,7 @@ ks_load_active(const char *tenant, const char *purpose)
 					 errmsg("could not serialize access due to concurrent creation of a data key"),
 					 errhint("Retry the transaction.")));
 	}
-	ks_spi_end(&s);
+	env_spi_end(&s);
 	if (d == NULL)
 		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
 			 tenant, purpose);
@@ -783,23 +780,17 @@ ks_load_active(const char *tenant, const char *purpose)
 
 /* --- public interface --------------------------------------------------- */
 
-/*
- * The active data key of (tenant, purpose), created on first use.  Names are
- * validated before the cache is consulted.
- */
-const EnvDataKey *
-env_keystore_active_key(const char *tenant, size_t tenant_len,
-						const char *purpose, size_t purpose_len)
+/* The active data key of (tenant, purpose), for names already checked. */
+static const EnvDataKey *
+ks_active_key(const char *tenant, size_t tenant_len,
+			  const char *purpose, size_t purpose_len)
 {
 	char		name[KS_ACTIVE_KEYLEN];
 	KsActive   *a;
 	char		tbuf[ENV_TENANT_MAXLEN + 1];
 	char		pbuf[ENV_PURPOSE_MAXLEN + 1];
 
-	env_check_tenant_name(tenant, tenant_len);
-	env_check_purpose_name(purpose, purpose_len);
 	ks_active_name(name, tenant, tenant_len, purpose, purpose_len);
-
 	a = hash_search(ks_active, name, HASH_FIND, NULL);
 	if (a != NULL)
 	{
@@ -816,12 +807,70 @@ env_keystore_active_key(const char *tenant, size_t tenant_len,
 	return &ks_load_active(tbuf, pbuf)->pub;
 }
 
+/*
+ * The active data key of (tenant, purpose), created on first use.  Names are
+ * validated before the cache is consulted.
+ */
+const EnvDataKey *
+env_keystore_active_key(const char *tenant, size_t tenant_len,
+						const char *purpose, size_t purpose_len)
+{
+	env_check_tenant_name(tenant, tenant_len);
+	env_check_purpose_name(purpose, purpose_len);
+	return ks_active_key(tenant, tenant_len, purpose, purpose_len);
+}
+
+/*
+ * The key of the blind indexes of (tenant, purpose): a data key of its own,
+ * under the reserved purpose "_bidx.<purpose>", which user purposes cannot
+ * name (they never start with "_").  It is never used to encrypt.
+ */
+const EnvDataKey *
+env_keystore_index_key(const char *tenant, size_t tenant_len,
+					   const char *purpose, size_t purpose_len)
+{
+	char		ipurpose[ENV_PURPOSE_MAXLEN + 1];
+
+	env_check_tenant_name(tenant, tenant_len);
+	env_check_purpose_name(purpose, purpose_len);
+	if (purpose_len > ENV_PURPOSE_MAXLEN - ENV_INDEX_PREFIX_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("purpose of a blind index is too long"),
+				 errdetail("A blind index purpose can be at most %d characters.",
+						   ENV_PURPOSE_MAXLEN - ENV_INDEX_PREFIX_LEN)));
+	memcpy(ipurpose, ENV_INDEX_PREFIX, ENV_INDEX_PREFIX_LEN);
+	memcpy(ipurpose + ENV_INDEX_PREFIX_LEN, purpose, purpose_len);
+	return ks_active_key(tenant, tenant_len, ipurpose,
+						 ENV_INDEX_PREFIX_LEN + purpose_len);
+}
+
+#define KS_Q_TENANT_EXISTS \
+	"SELECT 1 FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1"
+
+bool
+env_keystore_tenant_exists(const char *tenant, size_t tenant_len)
+{
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		exists;
+
+	env_check_tenant_name(tenant, tenant_len);
+	values[0] = PointerGetDatum(cstring_to_text_with_len(tenant, tenant_len));
+	env_spi_begin(&s);
+	env_spi_run(KS_Q_TENANT_EXISTS, 1, types, values, SPI_OK_SELECT);
+	exists = (SPI_processed > 0);
+	env_spi_end(&s);
+	return exists;
+}
+
 /* The data key a ciphertext names, from the cache or its row. */
 const EnvDataKey *
 env_keystore_key_by_id(uint64 key_id)
 {
 	KsDataKey  *d;
-	KsSpi		s;
+	EnvSpi		s;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 	bool		isnull;
@@ -840,9 +889,9 @@ env_keystore_key_by_id(uint64 key_id)
 	if (d != NULL && ks_touch(&d->node))
 		return &d->pub;
 
-	ks_spi_begin(&s);
+	env_spi_begin(&s);
 	values[0] = Int64GetDatum((int64) key_id);
-	ks_spi_run(KS_Q_BY_ID, 1, types, values, SPI_OK_SELECT);
+	env_spi_run(KS_Q_BY_ID, 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -851,27 +900,27 @@ env_keystore_key_by_id(uint64 key_id)
 						   (int64) key_id),
 				 errhint("The value may come from another database, or its header was altered.")));
 
-	tversion = DatumGetInt32(ks_col(&s, 1, &isnull, true, 4));
-	twrapped = DatumGetByteaPP(ks_col(&s, 2, &isnull, false, -1));
-	kcv = DatumGetByteaPP(ks_col(&s, 3, &isnull, false, -1));
-	version = DatumGetInt32(ks_col(&s, 5, &isnull, true, 4));
-	wrapped = DatumGetByteaPP(ks_col(&s, 6, &isnull, false, -1));
-	wrapped_under = DatumGetInt32(ks_col(&s, 7, &isnull, true, 4));
-	tenant = TextDatumGetCString(ks_col(&s, 8, &isnull, false, -1));
-	purpose = TextDatumGetCString(ks_col(&s, 9, &isnull, false, -1));
+	tversion = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
+	twrapped = DatumGetByteaPP(env_spi_col(&s, 2, &isnull, false, -1));
+	kcv = DatumGetByteaPP(env_spi_col(&s, 3, &isnull, false, -1));
+	version = DatumGetInt32(env_spi_col(&s, 5, &isnull, true, 4));
+	wrapped = DatumGetByteaPP(env_spi_col(&s, 6, &isnull, false, -1));
+	wrapped_under = DatumGetInt32(env_spi_col(&s, 7, &isnull, true, 4));
+	tenant = TextDatumGetCString(env_spi_col(&s, 8, &isnull, false, -1));
+	purpose = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
 
 	tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
 	xk = ks_unwrap_data_key(tkey, tversion, wrapped_under, tenant, purpose,
 							version, key_id, wrapped);
 	d = ks_cache_data_key(key_id, tenant, purpose, version, false, xk);
-	ks_spi_end(&s);
+	env_spi_end(&s);
 	return &d->pub;
 }
 
 void
 env_keystore_create_tenant(const char *tenant, size_t tenant_len)
 {
-	KsSpi		s;
+	EnvSpi		s;
 	Oid			types[4] = {TEXTOID, BYTEAOID, BYTEAOID, NAMEOID};
 	Datum		values[4];
 	char	   *name;
@@ -889,17 +938,17 @@ env_keystore_create_tenant(const char *tenant, size_t tenant_len)
 	SET_VARSIZE(kcv, VARHDRSZ + ENV_KCV_LEN);
 	memcpy(VARDATA(kcv), env_master_kcv(), ENV_KCV_LEN);
 
-	ks_spi_begin(&s);
+	env_spi_begin(&s);
 	values[0] = CStringGetTextDatum(name);
 	values[1] = PointerGetDatum(wrapped);
 	values[2] = PointerGetDatum(kcv);
 	values[3] = CStringGetDatum(s.caller_name);
-	ks_spi_run(KS_Q_INSERT_TENANT, 4, types, values, SPI_OK_INSERT);
+	env_spi_run(KS_Q_INSERT_TENANT, 4, types, values, SPI_OK_INSERT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("envault tenant \"%s\" already exists", name)));
-	ks_spi_end(&s);
+	env_spi_end(&s);
 }
 
 int32

@@ -1,6 +1,6 @@
 -- Errors with their SQLSTATEs and messages, as an application sees them.
 BEGIN;
-SELECT plan(27);
+SELECT plan(34);
 SET LOCAL search_path = public, envault;
 
 SELECT lives_ok($$SELECT envault.create_tenant('tap-acme')$$, 'create a tenant');
@@ -64,9 +64,28 @@ SELECT throws_ok($$SET envault.key_cache_size = 0$$, '22023', NULL,
 CREATE ROLE tap_app;
 GRANT envault_user TO tap_app;
 CREATE ROLE tap_nobody;
+CREATE TEMP TABLE other AS SELECT env_encrypt('tap-globex', 'secrets', 'x') AS c;
+GRANT SELECT ON other TO tap_app;
+SELECT envault.issue_token('tap-acme', 'tap') AS tok \gset
 SET LOCAL ROLE tap_app;
+-- without a tenant, an application role uses no key at all
+SELECT throws_ok($$SELECT env_encrypt('tap-acme', 'secrets', 'x')$$,
+                 '42501', 'no envault tenant is set', 'no tenant, no encryption');
+SELECT throws_ok($$SELECT envault.set_tenant('tap-acme')$$,
+                 '42501', 'permission denied for function set_tenant',
+                 'envault_user cannot pick a tenant');
+SELECT throws_ok($$SELECT envault.authenticate('evt_0000')$$,
+                 '28000', 'envault token is not valid', 'a malformed token');
+-- with one, only that tenant's keys
+SELECT is(envault.authenticate(:'tok'), 'tap-acme', 'authenticate with a token');
 SELECT is(env_decrypt_text(env_encrypt('tap-acme', 'secrets', 'app')), 'app',
-          'envault_user encrypts and decrypts');
+          'envault_user encrypts and decrypts for the current tenant');
+SELECT throws_ok($$SELECT env_decrypt(c) FROM other$$,
+                 '42501', 'envault ciphertext belongs to another tenant',
+                 'another tenant''s ciphertext is refused');
+SELECT throws_ok($$SELECT env_encrypt('tap-globex', 'secrets', 'x')$$,
+                 '42501', 'envault tenant "tap-globex" is not the current tenant',
+                 'encrypting for another tenant is refused');
 SELECT throws_ok($$SELECT envault.create_tenant('tap-mallory')$$,
                  '42501', 'permission denied for function create_tenant',
                  'envault_user cannot create tenants');
@@ -76,6 +95,9 @@ SELECT throws_ok($$SELECT wrapped_key FROM envault.data_keys$$,
 SELECT throws_ok($$SELECT wrapped_key FROM envault.tenants$$,
                  '42501', 'permission denied for table tenants',
                  'envault_user cannot read tenant keys');
+SELECT throws_ok($$SELECT token_hmac FROM envault.tokens$$,
+                 '42501', 'permission denied for table tokens',
+                 'envault_user cannot read tokens');
 SELECT throws_ok($$SHOW envault.master_key$$, '42501', NULL,
                  'envault_user cannot SHOW the master key setting');
 RESET ROLE;

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(50);
+SELECT plan(66);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -13,9 +13,13 @@ SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
             WHERE rolname IN ('envault_user', 'envault_admin')), false,
           'the extension roles cannot log in');
 
-SELECT tables_are('envault', ARRAY['tenants', 'data_keys']);
+SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
-                                      'create_tenant', 'create_data_key']);
+                                      'blind_index', 'create_tenant', 'create_data_key',
+                                      'authenticate', 'set_tenant', 'reset_tenant',
+                                      'current_tenant', 'issue_token', 'verify_token',
+                                      'revoke_token', 'revoke_tenant_tokens', 'pepper_hmac',
+                                      'isolate_table', 'isolation_report']);
 
 -- signatures
 SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'bytea');
@@ -35,9 +39,17 @@ SELECT volatility_is('envault', 'env_decrypt_text', ARRAY['bytea', 'bytea'], 'st
 SELECT is((SELECT proparallel FROM pg_proc
             WHERE oid = 'envault.env_decrypt(bytea, bytea)'::regprocedure), 'r'::"char",
           'env_decrypt is parallel restricted');
+SELECT bag_eq($$SELECT proname::text FROM pg_proc
+                WHERE pronamespace = 'envault'::regnamespace AND prosecdef$$,
+              ARRAY['revoke_token', 'revoke_tenant_tokens'],
+              'only the token revocations are SECURITY DEFINER; C functions elevate themselves');
 SELECT is((SELECT count(*)::int FROM pg_proc
-            WHERE pronamespace = 'envault'::regnamespace AND prosecdef), 0,
-          'no SECURITY DEFINER functions: the key store elevates itself');
+            WHERE pronamespace = 'envault'::regnamespace AND prolang <> 13
+              AND NOT ('search_path=pg_catalog, pg_temp' = ANY (proconfig))), 0,
+          'every SQL-language function pins search_path');
+SELECT is((SELECT proparallel FROM pg_proc
+            WHERE oid = 'envault.current_tenant()'::regprocedure), 'r'::"char",
+          'current_tenant is parallel restricted: workers do not share the context');
 
 -- function privileges per role
 SELECT function_privs_are('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
@@ -50,6 +62,18 @@ SELECT function_privs_are('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea
 SELECT function_privs_are('envault', 'env_decrypt', ARRAY['bytea', 'bytea'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'create_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'create_data_key', ARRAY['text', 'text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'authenticate', ARRAY['text', 'boolean'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'current_tenant', ARRAY[]::text[], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'reset_tenant', ARRAY[]::text[], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'verify_token', ARRAY['text'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'blind_index', ARRAY['text', 'text', 'text'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'set_tenant', ARRAY['text', 'boolean'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'issue_token', ARRAY['text', 'text', 'timestamptz'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'revoke_token', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'isolate_table', ARRAY['regclass', 'name'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'set_tenant', ARRAY['text', 'boolean'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'issue_token', ARRAY['text', 'text', 'timestamptz'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'revoke_tenant_tokens', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT is((SELECT count(*)::int FROM pg_proc
             WHERE pronamespace = 'envault'::regnamespace
               AND has_function_privilege('public', oid, 'EXECUTE')), 0,
@@ -64,6 +88,8 @@ SELECT table_privs_are('envault', 'tenants', 'envault_user', ARRAY[]::text[]);
 SELECT table_privs_are('envault', 'data_keys', 'envault_user', ARRAY[]::text[]);
 SELECT table_privs_are('envault', 'tenants', 'envault_admin', ARRAY['SELECT']);
 SELECT table_privs_are('envault', 'data_keys', 'envault_admin', ARRAY['SELECT']);
+SELECT table_privs_are('envault', 'tokens', 'envault_user', ARRAY[]::text[]);
+SELECT table_privs_are('envault', 'tokens', 'envault_admin', ARRAY['SELECT']);
 SELECT is(has_table_privilege('public', 'envault.tenants', 'SELECT'), false,
           'PUBLIC cannot read envault.tenants');
 
@@ -78,13 +104,14 @@ SELECT col_not_null('envault', 'data_keys', 'wrapped_key', 'every data key is st
 SELECT col_type_is('envault', 'data_keys', 'key_id', 'bigint', 'key ids are bigint');
 SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
                 WHERE extname = 'envault'$$,
-              ARRAY['envault.tenants', 'envault.data_keys'],
+              ARRAY['envault.tenants', 'envault.data_keys', 'envault.tokens'],
               'key tables are dumped by pg_dump');
 
 -- settings: secret ones are hidden from SHOW ALL and pg_settings
 SELECT is((SELECT count(*)::int FROM pg_settings
-            WHERE name IN ('envault.master_key', 'envault.master_key_command')), 0,
-          'master key settings are not listed in pg_settings');
+            WHERE name IN ('envault.master_key', 'envault.master_key_command',
+                           'envault.pepper', 'envault.previous_pepper')), 0,
+          'secret settings are not listed in pg_settings');
 SELECT is(current_setting('envault.master_key'), '', 'master_key is unset here');
 
 SELECT * FROM finish();

@@ -1,0 +1,122 @@
+-- rls: row-level security that the application cannot bypass, blind
+-- indexes, and the plain pepper HMAC.
+SET search_path = public, envault;
+\set SHOW_CONTEXT never
+CREATE ROLE regress_rls_app LOGIN;
+GRANT envault_user TO regress_rls_app;
+SELECT envault.issue_token('acme', 'rls') AS tok_acme \gset
+SELECT envault.issue_token('globex', 'rls') AS tok_globex \gset
+
+-- tables owned by the superuser; the application role owns none
+CREATE TABLE regress_orders (id int PRIMARY KEY, tenant text NOT NULL, amount int);
+INSERT INTO regress_orders VALUES (1, 'acme', 10), (2, 'acme', 20), (3, 'globex', 30);
+CREATE TABLE regress_uuid (id int, tenant_id uuid);
+CREATE TABLE regress_bigint (id int, tenant_id bigint);
+CREATE TABLE regress_open (id int, tenant text);
+CREATE TABLE regress_leaky (id int, tenant text);
+GRANT SELECT, INSERT, UPDATE, DELETE ON regress_orders TO regress_rls_app;
+
+SELECT envault.isolate_table('regress_orders', 'tenant');
+SELECT envault.isolate_table('regress_uuid', 'tenant_id');
+SELECT envault.isolate_table('regress_bigint', 'tenant_id');
+SELECT envault.isolate_table('regress_leaky', 'tenant');
+CREATE POLICY too_wide ON regress_leaky USING (true);
+
+-- the policy: all commands, USING and WITH CHECK on the current tenant,
+-- cast to the column's type, behind a sub-select (evaluated once per query)
+SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, p.polname, p.polcmd,
+       p.polpermissive, p.polroles = '{0}' AS to_public,
+       pg_get_expr(p.polqual, p.polrelid) AS using_expr,
+       pg_get_expr(p.polqual, p.polrelid) = pg_get_expr(p.polwithcheck, p.polrelid) AS check_same
+  FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+ WHERE p.polname = 'envault_tenant_isolation'
+ ORDER BY c.relname;
+
+-- calling it twice changes nothing
+SELECT oid AS policy_oid FROM pg_policy WHERE polrelid = 'regress_orders'::regclass \gset
+SELECT envault.isolate_table('regress_orders', 'tenant');
+SELECT oid = :policy_oid AS same_policy, count(*) OVER () AS policies
+  FROM pg_policy WHERE polrelid = 'regress_orders'::regclass;
+SELECT envault.isolate_table('regress_orders', 'no_such_column');
+
+-- the report: every table with a tenant column, and whether it is isolated
+SELECT table_name, tenant_column, owner, rls_enabled, rls_forced, policies, isolated
+  FROM envault.isolation_report()
+ WHERE table_name::text IN ('regress_orders', 'regress_uuid', 'regress_bigint',
+                            'regress_open', 'regress_leaky');
+-- which columns mark a tenant-owned table is a setting
+SET envault.tenant_columns = 'id';
+SELECT array_agg(table_name ORDER BY table_name::text) AS tables_with_id
+  FROM envault.isolation_report()
+ WHERE table_name::text IN ('regress_orders', 'regress_uuid', 'regress_bigint',
+                            'regress_open', 'regress_leaky');
+RESET envault.tenant_columns;
+
+-- The application sees and writes only its tenant's rows
+SET ROLE regress_rls_app;
+SELECT count(*) AS rows_without_tenant FROM regress_orders;
+BEGIN;
+SELECT envault.authenticate(:'tok_acme');
+SELECT id, tenant, amount FROM regress_orders ORDER BY id;
+INSERT INTO regress_orders VALUES (4, 'acme', 40);
+INSERT INTO regress_orders VALUES (5, 'globex', 50);
+COMMIT;
+BEGIN;
+SELECT envault.authenticate(:'tok_acme');
+UPDATE regress_orders SET tenant = 'globex' WHERE id = 1;
+COMMIT;
+BEGIN;
+SELECT envault.authenticate(:'tok_acme');
+UPDATE regress_orders SET amount = amount + 1;
+DELETE FROM regress_orders WHERE id = 3;
+SELECT id, tenant, amount FROM regress_orders ORDER BY id;
+COMMIT;
+BEGIN;
+SELECT envault.authenticate(:'tok_globex');
+SELECT id, tenant, amount FROM regress_orders ORDER BY id;
+-- the tenant is computed once per query: an InitPlan, not a per-row call
+EXPLAIN (COSTS OFF) SELECT count(*) FROM regress_orders;
+COMMIT;
+-- it cannot turn the policy off
+ALTER TABLE regress_orders DISABLE ROW LEVEL SECURITY;
+ALTER TABLE regress_orders NO FORCE ROW LEVEL SECURITY;
+DROP POLICY envault_tenant_isolation ON regress_orders;
+RESET ROLE;
+
+-- Blind indexes: deterministic per (tenant, purpose), unrelated across them
+SELECT octet_length(envault.blind_index('acme', 'email', 'alice@example.com')) AS len,
+       envault.blind_index('acme', 'email', 'alice@example.com')
+         = envault.blind_index('acme', 'email', 'alice@example.com') AS deterministic,
+       envault.blind_index('acme', 'email', 'alice@example.com')
+         <> envault.blind_index('globex', 'email', 'alice@example.com') AS per_tenant,
+       envault.blind_index('acme', 'email', 'alice@example.com')
+         <> envault.blind_index('acme', 'login', 'alice@example.com') AS per_purpose,
+       envault.blind_index('acme', 'email', 'alice@example.com')
+         <> envault.blind_index('acme', 'email', 'Alice@example.com') AS exact_match,
+       envault.blind_index('acme', 'email', NULL) IS NULL AS null_in_null_out;
+-- it has a key of its own, under a purpose no user purpose can name
+SELECT tenant, purpose, version FROM envault.data_keys
+ WHERE purpose LIKE '\_bidx.%' ORDER BY tenant, purpose;
+SELECT env_encrypt('acme', '_bidx.email', 'x');
+SELECT envault.blind_index('acme', repeat('p', 58), 'x');
+-- a lookup through an ordinary index
+CREATE TABLE regress_people (id int, email bytea, email_idx bytea);
+CREATE INDEX ON regress_people (email_idx);
+INSERT INTO regress_people
+SELECT g, env_encrypt('acme', 'pii', 'user' || g || '@example.com'),
+       envault.blind_index('acme', 'email', 'user' || g || '@example.com')
+  FROM generate_series(1, 100) g;
+SELECT id, env_decrypt_text(email) FROM regress_people
+ WHERE email_idx = envault.blind_index('acme', 'email', 'user42@example.com');
+
+-- The plain pepper HMAC is HMAC-SHA256 under the configured pepper
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+SELECT envault.pepper_hmac('hello'::bytea)
+       = hmac('hello'::bytea,
+              '\xf0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00112233445566778899aabbccddeeff'::bytea,
+              'sha256') AS matches,
+       envault.pepper_hmac(NULL) IS NULL AS null_in_null_out;
+
+DROP TABLE regress_orders, regress_uuid, regress_bigint, regress_open, regress_leaky,
+           regress_people;
+DROP ROLE regress_rls_app;

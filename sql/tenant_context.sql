@@ -1,0 +1,184 @@
+-- tenant_context: API tokens stored as pepper-HMACs, and the current tenant
+-- they set, which SQL cannot forge.
+SET search_path = public, envault;
+\set SHOW_CONTEXT never
+CREATE EXTENSION pgcrypto;
+
+-- CRC-32 (IEEE, as zlib), the way a client checks a token offline
+CREATE FUNCTION regress_crc32(s text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	crc bigint := 4294967295;
+	b bytea := convert_to(s, 'UTF8');
+BEGIN
+	FOR i IN 0 .. length(b) - 1 LOOP
+		crc := crc # get_byte(b, i);
+		FOR k IN 1 .. 8 LOOP
+			crc := (crc >> 1) # (3988292384 * (crc & 1));
+		END LOOP;
+	END LOOP;
+	RETURN lpad(to_hex(crc # 4294967295), 8, '0');
+END
+$$;
+
+-- Issue: shown once, in a recognisable, checksummed format
+SELECT envault.issue_token('acme', 'api server') AS tok \gset
+SELECT length(:'tok') AS len,
+       :'tok' ~ '^evt_[0-9a-f]{16}_[0-9a-f]{64}_[0-9a-f]{8}$' AS format,
+       regress_crc32(left(:'tok', 85)) = right(:'tok', 8) AS checksum_ok;
+
+-- Stored: id, tenant, HMAC(pepper, "envault/v1/token" || id || secret),
+-- pepper version, label, creator, times; never the token or its secret
+SELECT token_id = substr(:'tok', 5, 16) AS id_matches, tenant,
+       octet_length(token_hmac) AS hmac_len, label, created_by,
+       expires_at IS NULL AS no_expiry, last_used_at IS NULL AS unused,
+       revoked_at IS NULL AS not_revoked
+  FROM envault.tokens WHERE label = 'api server';
+SELECT token_hmac = hmac(convert_to('envault/v1/token', 'UTF8')
+                         || decode(substr(:'tok', 5, 16), 'hex')
+                         || decode(substr(:'tok', 22, 64), 'hex'),
+                         '\xf0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00112233445566778899aabbccddeeff'::bytea,
+                         'sha256') AS hmac_is_pepper_hmac
+  FROM envault.tokens WHERE label = 'api server';
+SELECT count(*) AS rows_holding_the_secret
+  FROM envault.tokens t
+ WHERE strpos(t::text, substr(:'tok', 22, 64)) > 0
+    OR strpos(encode(t.token_hmac, 'hex'), substr(:'tok', 22, 64)) > 0;
+-- the pepper version is the pepper's check value (first 8 bytes)
+SELECT pepper_version = left(encode(hmac('envault/v1/pepper-check-value',
+        '\xf0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00112233445566778899aabbccddeeff'::bytea,
+        'sha256'), 'hex'), 16) AS version_is_check_value
+  FROM envault.tokens WHERE label = 'api server';
+
+-- Verify: the tenant, and last_used_at is recorded
+SELECT envault.verify_token(:'tok');
+SELECT last_used_at IS NOT NULL AS used FROM envault.tokens WHERE label = 'api server';
+
+-- Everything else gets NULL: mistyped, malformed, forged, unknown, NULL
+SELECT envault.verify_token(overlay(:'tok' PLACING
+         CASE WHEN substr(:'tok', 30, 1) = 'a' THEN 'b' ELSE 'a' END FROM 30 FOR 1)) IS NULL AS mistyped,
+       envault.verify_token(upper(:'tok')) IS NULL AS uppercase,
+       envault.verify_token(left(:'tok', 93)) IS NULL AS truncated,
+       envault.verify_token(:'tok' || ' ') IS NULL AS trailing_space,
+       envault.verify_token('evt_') IS NULL AS prefix_only,
+       envault.verify_token('') IS NULL AS empty,
+       envault.verify_token(NULL) IS NULL AS null_token;
+-- a forged token: the right id, an invented secret, a correct checksum
+SELECT left(:'tok', 21) || repeat('ab', 32) AS forged_body \gset
+SELECT envault.verify_token(:'forged_body' || '_' || regress_crc32(:'forged_body')) IS NULL AS forged;
+-- an unknown id with a correct checksum
+SELECT 'evt_00000000000000ff_' || repeat('cd', 32) AS unknown_body \gset
+SELECT envault.verify_token(:'unknown_body' || '_' || regress_crc32(:'unknown_body')) IS NULL AS unknown;
+
+-- Expired and revoked tokens get NULL at once
+SELECT envault.issue_token('acme', 'short-lived', now() + interval '1 hour') AS tok_exp \gset
+SELECT envault.verify_token(:'tok_exp');
+UPDATE envault.tokens SET expires_at = now() - interval '1 second'
+ WHERE token_id = substr(:'tok_exp', 5, 16);
+SELECT envault.verify_token(:'tok_exp') IS NULL AS expired;
+SELECT envault.issue_token('acme', 'to revoke') AS tok_rev \gset
+SELECT envault.verify_token(:'tok_rev');
+SELECT envault.revoke_token(substr(:'tok_rev', 5, 16)) AS revoked,
+       envault.revoke_token(substr(:'tok_rev', 5, 16)) AS revoked_again;
+SELECT envault.verify_token(:'tok_rev') IS NULL AS after_revoke;
+SELECT envault.revoke_token('0000000000000000');
+SELECT envault.issue_token('globex', 'g1') AS tok_g1 \gset
+SELECT envault.issue_token('globex', 'g2') AS tok_g2 \gset
+SELECT envault.revoke_tenant_tokens('globex') AS revoked_count;
+SELECT envault.verify_token(:'tok_g1') IS NULL AS g1_null,
+       envault.verify_token(:'tok_g2') IS NULL AS g2_null;
+SELECT envault.issue_token('globex', 'after revocation') AS tok_g \gset
+SELECT envault.verify_token(:'tok_g');
+
+-- Issuing refuses bad requests
+SELECT envault.issue_token('nobody', 'x');
+SELECT envault.issue_token('acme', NULL);
+SELECT envault.issue_token('acme', 'late', now() - interval '1 minute');
+
+-- The tenant context: NULL until authenticated
+SELECT envault.current_tenant() IS NULL AS unset;
+SELECT envault.authenticate('evt_nonsense');
+SELECT envault.authenticate(:'tok_rev');
+-- by default it lasts until the end of the transaction
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SELECT envault.current_tenant();
+COMMIT;
+SELECT envault.current_tenant() IS NULL AS cleared_by_commit;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+ROLLBACK;
+SELECT envault.current_tenant() IS NULL AS cleared_by_rollback;
+-- in autocommit, each statement is its own transaction
+SELECT envault.authenticate(:'tok');
+SELECT envault.current_tenant() IS NULL AS cleared_after_statement;
+-- session scope, on request; an aborted transaction restores the context
+-- it started with; reset_tenant clears it
+SELECT envault.authenticate(:'tok', true);
+SELECT envault.current_tenant() AS session_tenant;
+BEGIN;
+SELECT envault.authenticate(:'tok_g');
+SELECT envault.current_tenant();
+ROLLBACK;
+SELECT envault.current_tenant() AS restored;
+SELECT envault.reset_tenant();
+SELECT envault.current_tenant() IS NULL AS reset;
+
+-- SQL cannot set it: there is no setting to forge
+SET envault.current_tenant = 'globex';
+SELECT set_config('envault.tenant', 'globex', false);
+SELECT set_config('app.current_tenant', 'globex', false);
+SELECT envault.current_tenant() IS NULL AS still_unset;
+
+-- An application role: not a superuser, no BYPASSRLS, owns no table
+CREATE ROLE regress_tc_app LOGIN;
+GRANT envault_user TO regress_tc_app;
+CREATE TABLE regress_shared (id int PRIMARY KEY, tenant text, secret bytea);
+INSERT INTO regress_shared VALUES
+	(1, 'acme', env_encrypt('acme', 'secrets', 'acme secret')),
+	(2, 'globex', env_encrypt('globex', 'secrets', 'globex secret'));
+GRANT SELECT, INSERT ON regress_shared TO regress_tc_app;
+SET ROLE regress_tc_app;
+-- without a tenant: nothing
+SELECT env_encrypt('acme', 'secrets', 'x');
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+-- cannot pick a tenant without a token
+SELECT envault.set_tenant('acme');
+BEGIN;
+SELECT envault.authenticate(:'tok');
+-- its own tenant's data only, even in rows it can read
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+SELECT env_decrypt_text(env_encrypt('acme', 'secrets', 'own tenant'));
+COMMIT;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 2;
+ROLLBACK;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SELECT env_encrypt('globex', 'secrets', 'x');
+ROLLBACK;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SELECT envault.blind_index('globex', 'email', 'x');
+ROLLBACK;
+-- the next transaction has no tenant again
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+-- an expired, revoked, mistyped or forged token gets nothing
+SELECT envault.authenticate(:'tok_exp');
+SELECT envault.authenticate(:'tok_rev');
+SELECT envault.authenticate(:'forged_body' || '_' || regress_crc32(:'forged_body'));
+SELECT envault.current_tenant() IS NULL AS nothing;
+RESET ROLE;
+
+-- Admins keep explicit cross-tenant access, with or without a context
+SELECT envault.set_tenant('acme');
+SELECT env_decrypt_text(secret) FROM regress_shared ORDER BY id;
+SELECT envault.set_tenant('nobody');
+SELECT envault.set_tenant('globex', false);
+SELECT envault.current_tenant();
+SELECT envault.set_tenant(NULL);
+SELECT envault.current_tenant() IS NULL AS cleared;
+
+DROP TABLE regress_shared;
+DROP ROLE regress_tc_app;

@@ -1,0 +1,329 @@
+/*-------------------------------------------------------------------------
+ *
+ * tokens.c
+ *		API tokens stored as pepper-HMACs: issue, verify, and the plain
+ *		pepper HMAC.
+ *
+ * A token is shown once, at issue; envault.tokens keeps only
+ * HMAC-SHA256(pepper, "envault/v1/token" || id || secret) and the version
+ * (check value) of the pepper that made it.  Verification recomputes the
+ * HMAC with that pepper, compares in constant time, and, when the token was
+ * made under the previous pepper during a rotation, stores it again under
+ * the current one.
+ *
+ * Secrets: the pepper HMAC keys are prepared once per process (OpenSSL
+ * holds their state; it is cleansed when freed at process exit).  A token's
+ * secret is parsed into a stack buffer that is wiped before returning; the
+ * token text returned by issue_token belongs to the client from then on.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+static const char tok_label[] = "envault/v1/token";
+
+typedef struct TokPepper
+{
+	EnvHmacKey	key;
+	char		version[17];	/* fingerprint of the pepper's check value */
+	bool		present;
+} TokPepper;
+
+static TokPepper tok_current;
+static TokPepper tok_previous;
+static pid_t tok_prepared_pid = 0;
+static SPIPlanPtr tok_lookup_plan = NULL;
+
+static void
+tok_clear_at_exit(int code, Datum arg)
+{
+	env_hmac_key_clear(&tok_current.key);
+	env_hmac_key_clear(&tok_previous.key);
+}
+
+static void
+tok_prepare_one(TokPepper *tp, bool previous)
+{
+	const uint8 *kcv;
+	const uint8 *pepper = env_pepper(previous, &kcv);
+	char	   *fp;
+
+	tp->present = false;
+	if (pepper == NULL)
+		return;
+	if (!env_hmac_key_init(&tp->key, pepper, ENV_KEY_LEN))
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "preparing the pepper");
+	fp = env_kcv_fingerprint(kcv);
+	strlcpy(tp->version, fp, sizeof(tp->version));
+	pfree(fp);
+	tp->present = true;
+}
+
+/* Prepare the peppers in this process; an error if none is configured. */
+static void
+tok_prepare(void)
+{
+	if (tok_prepared_pid == MyProcPid)
+		return;
+	memset(&tok_current, 0, sizeof(tok_current));
+	memset(&tok_previous, 0, sizeof(tok_previous));
+	tok_prepare_one(&tok_current, false);
+	tok_prepare_one(&tok_previous, true);
+	on_proc_exit(tok_clear_at_exit, (Datum) 0);
+	tok_prepared_pid = MyProcPid;
+}
+
+/* HMAC of a token under one pepper */
+static void
+tok_mac(const TokPepper *tp, const uint8 *id, const uint8 *secret, uint8 *out)
+{
+	uint8		msg[sizeof(tok_label) - 1 + ENV_TOKEN_ID_BYTES + ENV_TOKEN_SECRET_BYTES];
+	bool		ok;
+
+	memcpy(msg, tok_label, sizeof(tok_label) - 1);
+	memcpy(msg + sizeof(tok_label) - 1, id, ENV_TOKEN_ID_BYTES);
+	memcpy(msg + sizeof(tok_label) - 1 + ENV_TOKEN_ID_BYTES, secret,
+		   ENV_TOKEN_SECRET_BYTES);
+	ok = env_hmac(&tp->key, msg, sizeof(msg), out);
+	env_wipe(msg, sizeof(msg));
+	if (!ok)
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "computing a token HMAC");
+}
+
+static void
+tok_hex(const uint8 *data, size_t len, char *out)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		snprintf(out + 2 * i, 3, "%02x", data[i]);
+}
+
+static bytea *
+tok_bytea(const uint8 *data, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
+
+#define TOK_Q_INSERT \
+	"INSERT INTO envault.tokens" \
+	"  (token_id, tenant, token_hmac, pepper_version, label, created_by, expires_at)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7)"
+
+/*
+ * SQL function: envault.issue_token(tenant text, label text,
+ *                                   expires_at timestamptz) returns text
+ */
+PG_FUNCTION_INFO_V1(envault_issue_token);
+Datum
+envault_issue_token(PG_FUNCTION_ARGS)
+{
+	text	   *tenant;
+	text	   *label;
+	uint8		id[ENV_TOKEN_ID_BYTES];
+	uint8		secret[ENV_TOKEN_SECRET_BYTES];
+	uint8		mac[32];
+	char		id_hex[ENV_TOKEN_ID_HEXLEN + 1];
+	char		token[ENV_TOKEN_LEN + 1];
+	EnvSpi		s;
+	Oid			types[7] = {TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID,
+	NAMEOID, TIMESTAMPTZOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
+	text	   *result;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tenant" : "label")));
+	tenant = PG_GETARG_TEXT_PP(0);
+	label = PG_GETARG_TEXT_PP(1);
+	if (!env_keystore_tenant_exists(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("envault tenant \"%s\" does not exist",
+						text_to_cstring(tenant))));
+	if (!PG_ARGISNULL(2) &&
+		PG_GETARG_TIMESTAMPTZ(2) <= GetCurrentTransactionStartTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_at must be in the future")));
+	tok_prepare();
+
+	if (!env_random_bytes(id, sizeof(id)) ||
+		!env_random_bytes(secret, sizeof(secret)))
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a token");
+	tok_mac(&tok_current, id, secret, mac);
+	env_token_format(token, id, secret);
+	env_wipe(secret, sizeof(secret));
+	result = cstring_to_text(token);
+	env_wipe(token, sizeof(token));
+	tok_hex(id, sizeof(id), id_hex);
+
+	values[0] = CStringGetTextDatum(id_hex);
+	values[1] = PointerGetDatum(tenant);
+	values[2] = PointerGetDatum(tok_bytea(mac, sizeof(mac)));
+	values[3] = CStringGetTextDatum(tok_current.version);
+	values[4] = PointerGetDatum(label);
+	if (PG_ARGISNULL(2))
+		nulls[6] = 'n';
+	else
+		values[6] = PG_GETARG_DATUM(2);
+	env_spi_begin(&s);
+	values[5] = CStringGetDatum(s.caller_name);
+	if (SPI_execute_with_args(TOK_Q_INSERT, 7, types, values, nulls,
+							  false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store the token");
+	env_spi_end(&s);
+	PG_RETURN_TEXT_P(result);
+}
+
+#define TOK_Q_LOOKUP \
+	"SELECT tenant, token_hmac, pepper_version," \
+	"       revoked_at IS NOT NULL OR" \
+	"       COALESCE((expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()), false)," \
+	"       last_used_at IS NULL OR (last_used_at OPERATOR(pg_catalog.<)" \
+	"         (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval))" \
+	"  FROM envault.tokens WHERE token_id OPERATOR(pg_catalog.=) $1"
+
+#define TOK_Q_TOUCH \
+	"UPDATE envault.tokens SET last_used_at = pg_catalog.now()" \
+	" WHERE token_id OPERATOR(pg_catalog.=) $1"
+
+#define TOK_Q_REHMAC \
+	"UPDATE envault.tokens SET token_hmac = $2, pepper_version = $3" \
+	" WHERE token_id OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Verify a token.  On success, copies its tenant into tenant_out (at least
+ * ENV_TENANT_MAXLEN + 1 bytes) and returns true.  Unknown, expired, revoked
+ * and malformed tokens all return false.  last_used_at is updated at most
+ * once a minute per token, and not in read-only transactions.
+ */
+bool
+env_token_verify(text *token, char *tenant_out)
+{
+	uint8		id[ENV_TOKEN_ID_BYTES];
+	uint8		secret[ENV_TOKEN_SECRET_BYTES];
+	uint8		mac[32];
+	char		id_hex[ENV_TOKEN_ID_HEXLEN + 1];
+	EnvSpi		s;
+	Datum		values[3];
+	Oid			types[3] = {TEXTOID, BYTEAOID, TEXTOID};
+	bool		isnull;
+	bytea	   *stored;
+	char	   *version;
+	char	   *tenant;
+	bool		dead;
+	bool		stale;
+	TokPepper  *tp;
+	bool		ok;
+
+	if (env_token_parse(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token), id,
+						secret) != ENV_TOKEN_OK)
+		return false;
+	tok_prepare();
+	tok_hex(id, sizeof(id), id_hex);
+	values[0] = CStringGetTextDatum(id_hex);
+
+	env_spi_begin(&s);
+	if (tok_lookup_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(TOK_Q_LOOKUP, 1, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the token lookup");
+		tok_lookup_plan = plan;
+	}
+	if (SPI_execute_plan(tok_lookup_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "token lookup failed");
+	if (SPI_processed == 0)
+	{
+		env_spi_end(&s);
+		env_wipe(secret, sizeof(secret));
+		return false;
+	}
+	tenant = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	stored = DatumGetByteaPP(env_spi_col(&s, 2, &isnull, false, -1));
+	version = TextDatumGetCString(env_spi_col(&s, 3, &isnull, false, -1));
+	dead = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
+	stale = DatumGetBool(env_spi_col(&s, 5, &isnull, true, 1));
+
+	if (strcmp(version, tok_current.version) == 0)
+		tp = &tok_current;
+	else if (tok_previous.present && strcmp(version, tok_previous.version) == 0)
+		tp = &tok_previous;
+	else
+		tp = NULL;				/* made under a pepper no longer configured */
+
+	ok = false;
+	if (tp != NULL)
+	{
+		tok_mac(tp, id, secret, mac);
+		ok = VARSIZE_ANY_EXHDR(stored) == sizeof(mac) &&
+			env_memcmp_ct(VARDATA_ANY(stored), mac, sizeof(mac)) == 0;
+	}
+	ok = ok && !dead;
+
+	if (ok && !XactReadOnly && !RecoveryInProgress())
+	{
+		if (tp == &tok_previous)
+		{
+			tok_mac(&tok_current, id, secret, mac);
+			values[1] = PointerGetDatum(tok_bytea(mac, sizeof(mac)));
+			values[2] = CStringGetTextDatum(tok_current.version);
+			env_spi_run(TOK_Q_REHMAC, 3, types, values, SPI_OK_UPDATE);
+		}
+		if (stale)
+			env_spi_run(TOK_Q_TOUCH, 1, types, values, SPI_OK_UPDATE);
+	}
+	env_spi_end(&s);
+	env_wipe(secret, sizeof(secret));
+	if (ok)
+		strlcpy(tenant_out, tenant, ENV_TENANT_MAXLEN + 1);
+	return ok;
+}
+
+/* SQL function: envault.verify_token(token text) returns text */
+PG_FUNCTION_INFO_V1(envault_verify_token);
+Datum
+envault_verify_token(PG_FUNCTION_ARGS)
+{
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+
+	if (PG_ARGISNULL(0) || !env_token_verify(PG_GETARG_TEXT_PP(0), tenant))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(tenant));
+}
+
+/* SQL function: envault.pepper_hmac(data bytea) returns bytea */
+PG_FUNCTION_INFO_V1(envault_pepper_hmac);
+Datum
+envault_pepper_hmac(PG_FUNCTION_ARGS)
+{
+	bytea	   *data;
+	uint8		mac[32];
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	data = PG_GETARG_BYTEA_PP(0);
+	tok_prepare();
+	if (!env_hmac(&tok_current.key, (uint8 *) VARDATA_ANY(data),
+				  VARSIZE_ANY_EXHDR(data), mac))
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "computing an HMAC");
+	PG_RETURN_BYTEA_P(tok_bytea(mac, sizeof(mac)));
+}

@@ -1,0 +1,191 @@
+# envault TAP test: envault without shared_preload_libraries.
+#
+# The master key is configured but the library is not preloaded, so it is
+# loaded by CREATE EXTENSION or by the first call in each session, and each
+# session reads the key when it first needs it.  Encryption and decryption
+# work, in the session that created the data and in later ones, across a
+# restart; with envault.master_key_command the command runs once in each
+# session that needs the key, and never in the postmaster.
+
+use strict;
+use warnings;
+
+use Digest::SHA qw(hmac_sha256_hex);
+use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# A fresh random master key, as 64 lowercase hex characters.
+sub random_key_hex
+{
+	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
+	my $n = read($fh, my $bytes, 32);
+	close $fh;
+	die "short read from /dev/urandom" unless defined $n && $n == 32;
+	return unpack('H*', $bytes);
+}
+
+# Check value of a master key (hex), as envault stores it: the first 16
+# bytes of HMAC-SHA256(key, "envault/v1/key-check-value").
+sub kcv_hex
+{
+	my ($key_hex) = @_;
+	return substr(
+		hmac_sha256_hex('envault/v1/key-check-value', pack('H*', $key_hex)),
+		0, 32);
+}
+
+sub write_private_file
+{
+	my ($path, $contents, $mode) = @_;
+	$mode = 0600 unless defined $mode;
+	unlink $path;
+	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
+	  or die "could not create \"$path\": $!";
+	print $fh $contents or die "could not write \"$path\": $!";
+	close $fh or die "could not close \"$path\": $!";
+	chmod($mode, $path) or die "could not chmod \"$path\": $!";
+	return;
+}
+
+my $key = random_key_hex();
+my $node = PostgreSQL::Test::Cluster->new('not_preloaded');
+my $dir = $node->basedir;
+my $conf = $node->data_dir . '/envault.conf';
+my $runs = "$dir/runs";
+
+# Run $sql in a new session and check that it succeeds with output $expected.
+# (Not safe_psql: a failure is reported as a failed test, and the rest of
+# the file still runs.)
+sub query_is
+{
+	my ($sql, $expected, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql);
+	is($ret, 0, "$name: succeeds") or diag($err);
+	is($out, $expected, "$name: result");
+	return;
+}
+
+# How many times the key command ran since the last call.
+sub take_runs
+{
+	my $n = 0;
+	if (-e $runs)
+	{
+		$n = () = slurp_file($runs) =~ /^run$/mg;
+		unlink($runs) or die "unlink: $!";
+	}
+	return $n;
+}
+
+sub restart_and_log
+{
+	my $offset = -s $node->logfile;
+	$node->restart;
+	return slurp_file($node->logfile, $offset);
+}
+
+$node->init;
+$node->append_conf('postgresql.conf', "include 'envault.conf'");
+write_private_file($conf, "envault.master_key = '$key'\n");
+$node->start;
+
+is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'),
+	'', 'envault is not preloaded');
+
+# --- everything in one session ------------------------------------------------
+
+my ($ret, $out, $err) = $node->psql('postgres', 'CREATE EXTENSION envault');
+is($ret, 0, 'CREATE EXTENSION envault without preloading succeeds')
+  or diag($err);
+if ($ret != 0)
+{
+	# Nothing below can work without the extension.
+	$node->stop;
+	done_testing();
+	exit;
+}
+
+query_is(
+	q{
+SELECT envault.create_tenant('acme');
+CREATE TABLE secrets (id int PRIMARY KEY, ct bytea NOT NULL);
+INSERT INTO secrets VALUES
+	(1, envault.env_encrypt('acme', 'secrets', 'loaded lazily'::text)),
+	(2, envault.env_encrypt('acme', 'files', '\xdeadbeef'::bytea));
+SELECT envault.env_decrypt_text(ct) FROM secrets WHERE id = 1;
+SELECT encode(envault.env_decrypt(ct), 'hex') FROM secrets WHERE id = 2;
+},
+	"\nloaded lazily\ndeadbeef",
+	'create a tenant, encrypt and decrypt in one session');
+
+my $decrypt_sql = q{
+SELECT envault.env_decrypt_text(ct) FROM secrets WHERE id = 1;
+SELECT encode(envault.env_decrypt(ct), 'hex') FROM secrets WHERE id = 2;
+};
+my $expected = "loaded lazily\ndeadbeef";
+
+# --- other sessions load the library and the key themselves -------------------
+
+query_is($decrypt_sql, $expected, 'a new session decrypts');
+query_is(
+	q{SELECT encode(master_kcv, 'hex') FROM envault.tenants WHERE tenant = 'acme'},
+	kcv_hex($key),
+	'the tenant key is wrapped by the configured key');
+query_is(
+	q{INSERT INTO secrets VALUES
+	(3, envault.env_encrypt('acme', 'secrets', 'third'::text));
+SELECT envault.env_decrypt_text(ct) FROM secrets WHERE id = 3},
+	'third',
+	'a new session encrypts');
+
+my $log = restart_and_log();
+unlike($log, qr/WARNING/, 'no warning at startup');
+query_is($decrypt_sql, $expected, 'values decrypt after a restart');
+
+# --- the key is read by each session that needs it ------------------------------
+
+my $script = "$dir/fetch-envault-key.sh";
+write_private_file($script, "#!/bin/sh\necho run >> '$runs'\necho '$key'\n",
+	0700);
+write_private_file($conf, "envault.master_key_command = '$script'\n");
+take_runs();
+$log = restart_and_log();
+unlike($log, qr/WARNING/, 'no warning at startup with a key command');
+is(take_runs(), 0, 'the postmaster does not run the command');
+
+query_is('SELECT count(*) FROM secrets', '3',
+	'a session that does not use envault');
+is(take_runs(), 0, 'does not run the command');
+
+query_is("$decrypt_sql\n$decrypt_sql", "$expected\n$expected",
+	'a session decrypting twice');
+is(take_runs(), 1, 'runs the command once');
+
+query_is($decrypt_sql, $expected, 'the next session');
+is(take_runs(), 1, 'runs the command once too');
+
+# --- a missing key is reported in the session -------------------------------------
+
+write_private_file($conf, '');
+$log = restart_and_log();
+unlike($log, qr/WARNING/,
+	'without preloading, a missing key is not reported at startup');
+($ret, $out, $err) =
+  $node->psql('postgres', "\\set VERBOSITY verbose\n$decrypt_sql");
+is($ret, 3, 'decrypt without a master key fails');
+like(
+	$err,
+	qr/^psql:<stdin>:\d+: \QERROR:  F0000: envault master key is not configured\E\n\QHINT:  Set exactly one of envault.master_key, envault.master_key_file or envault.master_key_command in postgresql.conf and restart the server.\E$/m,
+	'decrypt without a master key: the error and its hint');
+
+$node->stop;
+
+$log = slurp_file($node->logfile);
+like($log, qr/statement: \s*CREATE EXTENSION envault/,
+	'the server log was written to');
+unlike($log, qr/\Q$key\E/i, 'the server log does not contain the master key');
+
+done_testing();
