@@ -14,6 +14,8 @@ build_and_install
 
 work=$(pg_workdir test)
 trap 'rm -rf "$work"' EXIT
+# a stage that dies without counting must not end the run silently
+trap 'echo "scripts/test.sh: stopped at line $LINENO" >&2; echo; echo "$passed passed, $((failed + 1)) failed"' ERR
 cp -a "$ENVAULT_ROOT"/. "$work/src"
 [ "$(id -u)" = 0 ] && chown -R postgres: "$work"
 tree="$work/src"
@@ -21,9 +23,10 @@ passed=0
 failed=0
 
 count_prove() {				# add prove's counts from log $1
-	local total bad
+	local total bad dubious
 	total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$1" | tail -1)
-	bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$1" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
+	bad=$( (grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$1" || true) |
+		awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
 	dubious=$(grep -c 'Dubious' "$1" || true)
 	passed=$((passed + ${total:-0} - bad))
 	failed=$((failed + bad + dubious))
