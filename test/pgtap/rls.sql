@@ -1,0 +1,53 @@
+-- The policies that envault.isolate_table() creates, checked with pgTAP.
+BEGIN;
+SELECT plan(17);
+SET LOCAL search_path = public;
+
+CREATE TABLE tap_orders (id int PRIMARY KEY, tenant text NOT NULL);
+CREATE TABLE tap_accounts (id int PRIMARY KEY, tenant_id uuid NOT NULL);
+SELECT lives_ok($$SELECT envault.isolate_table('tap_orders', 'tenant')$$, 'isolate a text column');
+SELECT lives_ok($$SELECT envault.isolate_table('tap_accounts', 'tenant_id')$$, 'isolate a uuid column');
+
+SELECT policies_are('public', 'tap_orders', ARRAY['envault_tenant_isolation']);
+SELECT policy_cmd_is('public'::name, 'tap_orders'::name, 'envault_tenant_isolation'::name, 'all'::text);
+-- (pgTAP's policy_roles_are cannot name PUBLIC, role 0: check directly)
+SELECT is((SELECT polroles FROM pg_policy WHERE polrelid = 'tap_orders'::regclass),
+          '{0}'::oid[], 'the policy applies to PUBLIC, so to every role');
+SELECT is((SELECT polpermissive FROM pg_policy
+            WHERE polrelid = 'tap_orders'::regclass), true, 'the policy is permissive');
+SELECT is((SELECT relrowsecurity AND relforcerowsecurity FROM pg_class
+            WHERE oid = 'tap_orders'::regclass), true, 'RLS is enabled and forced');
+SELECT is((SELECT pg_get_expr(polqual, polrelid) FROM pg_policy
+            WHERE polrelid = 'tap_orders'::regclass),
+          '(tenant = ( SELECT envault.current_tenant() AS current_tenant))',
+          'USING compares the column with the current tenant, in a sub-select');
+SELECT is((SELECT pg_get_expr(polwithcheck, polrelid) FROM pg_policy
+            WHERE polrelid = 'tap_orders'::regclass),
+          '(tenant = ( SELECT envault.current_tenant() AS current_tenant))',
+          'WITH CHECK is the same expression');
+SELECT is((SELECT pg_get_expr(polqual, polrelid) FROM pg_policy
+            WHERE polrelid = 'tap_accounts'::regclass),
+          '(tenant_id = (( SELECT envault.current_tenant() AS current_tenant))::uuid)',
+          'the tenant is cast to the column''s type');
+SELECT policies_are('public', 'tap_accounts', ARRAY['envault_tenant_isolation']);
+
+-- idempotent
+SELECT lives_ok($$SELECT envault.isolate_table('tap_orders', 'tenant')$$, 'isolate again');
+SELECT policies_are('public', 'tap_orders', ARRAY['envault_tenant_isolation'],
+                    'still exactly one policy');
+
+-- the report agrees, and flags a table that is not isolated
+CREATE TABLE tap_open (id int, tenant text);
+SELECT is((SELECT isolated FROM envault.isolation_report() WHERE table_name = 'tap_orders'::regclass),
+          true, 'the report says tap_orders is isolated');
+SELECT is((SELECT isolated FROM envault.isolation_report() WHERE table_name = 'tap_open'::regclass),
+          false, 'the report says tap_open is not');
+
+-- bad input
+SELECT throws_ok($$SELECT envault.isolate_table('tap_orders', 'nope')$$, '42703',
+                 'column "nope" of relation public.tap_orders does not exist', 'unknown column');
+SELECT throws_ok($$SELECT envault.isolate_table('no_such_table', 'tenant')$$, '42P01', NULL,
+                 'unknown table');
+
+SELECT * FROM finish();
+ROLLBACK;
