@@ -14,12 +14,12 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" envault.control
 MODULE_big = envault
 OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
        src/secrets.o src/keystore.o src/encrypt.o src/keys.o \
-       src/tenant.o src/tokens.o
+       src/tenant.o src/tokens.o src/lifecycle.o
 
 DATA_built = envault--$(EXTVERSION).sql
 DATA = $(wildcard src/envault--*--*.sql)
 
-REGRESS = setup format_vectors encrypt errors privileges tenant_context rls
+REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
 

@@ -39,7 +39,7 @@ SELECT * FROM envault.tenants;
 SELECT * FROM envault.data_keys;
 SELECT envault.create_tenant('mallory');
 SELECT envault.create_data_key('acme', 'x');
-INSERT INTO envault.tenants VALUES ('mallory', 1, '\x00', '\x00', now(), 'me');
+INSERT INTO envault.tenants (tenant, wrapped_key, master_kcv, created_by) VALUES ('mallory', '\x00', '\x00', 'me');
 DELETE FROM envault.data_keys;
 RESET ROLE;
 

@@ -80,6 +80,54 @@ enc_require(FunctionCallInfo fcinfo, int argno, const char *what)
  *
  * text and bytea share a representation, so one entry point serves both.
  */
+/*
+ * Start a ciphertext of ptlen bytes under key: allocate it, write its header
+ * with a fresh nonce, and assemble its associated data into *a.
+ */
+static bytea *
+enc_begin(const EnvDataKey *key, size_t ptlen, bytea *aad, EncAad *a)
+{
+	size_t		total = ENV_CT_OVERHEAD + ptlen;
+	bytea	   *result;
+	uint8		nonce[ENV_NONCE_LEN];
+
+	if (total > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value is too large to encrypt"),
+				 errdetail("A plaintext can be at most %d bytes.",
+						   (int) (MaxAllocSize - VARHDRSZ - ENV_CT_OVERHEAD))));
+	result = palloc(VARHDRSZ + total);
+	SET_VARSIZE(result, VARHDRSZ + total);
+	if (!env_random_nonce(nonce))
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a nonce");
+	env_ct_write_header((uint8 *) VARDATA(result), key->key_id, nonce);
+	enc_aad_build(a, key, (uint8 *) VARDATA(result), aad);
+	return result;
+}
+
+/* Seal the plaintext into a ciphertext begun by enc_begin(); never raises. */
+static EnvCryptoStatus
+enc_finish(const EnvDataKey *key, bytea *result, EncAad *a,
+		   const uint8 *pt, size_t ptlen)
+{
+	uint8	   *out = (uint8 *) VARDATA(result);
+	EnvCryptoStatus st;
+
+	st = env_xaes_seal(key->xk, out + 12, a->buf, a->len, pt, ptlen,
+					   out + ENV_CT_HEADER_LEN, out + ENV_CT_HEADER_LEN + ptlen);
+	enc_aad_free(a);
+	return st;
+}
+
+/*
+ * SQL function: envault.env_encrypt(tenant text, purpose text,
+ *                                   plaintext bytea, aad bytea) returns bytea
+ * SQL function: envault.env_encrypt(tenant text, purpose text,
+ *                                   plaintext text, aad bytea) returns bytea
+ *
+ * text and bytea share a representation, so one entry point serves both.
+ */
 PG_FUNCTION_INFO_V1(envault_env_encrypt);
 Datum
 envault_env_encrypt(PG_FUNCTION_ARGS)
@@ -87,13 +135,10 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 	text	   *tenant;
 	text	   *purpose;
 	const EnvDataKey *key;
-	bytea	   *aad;
 	Datum		ptdatum;
 	struct varlena *pt;
 	size_t		ptlen;
-	size_t		total;
 	bytea	   *result;
-	uint8	   *out;
 	EncAad		a;
 	EnvCryptoStatus st;
 
@@ -107,41 +152,18 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 	env_tenant_check(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), false);
 	key = env_keystore_active_key(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant),
 								  VARDATA_ANY(purpose), VARSIZE_ANY_EXHDR(purpose));
-	aad = enc_optional_aad(fcinfo, 3);
-
 	ptdatum = PG_GETARG_DATUM(2);
 	ptlen = toast_raw_datum_size(ptdatum) - VARHDRSZ;
-	total = ENV_CT_OVERHEAD + ptlen;
-	if (total > MaxAllocSize - VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("value is too large to encrypt"),
-				 errdetail("A plaintext can be at most %d bytes.",
-						   (int) (MaxAllocSize - VARHDRSZ - ENV_CT_OVERHEAD))));
-	result = palloc(VARHDRSZ + total);
-	SET_VARSIZE(result, VARHDRSZ + total);
-	out = (uint8 *) VARDATA(result);
-
-	{
-		uint8		nonce[ENV_NONCE_LEN];
-
-		if (!env_random_nonce(nonce))
-			env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a nonce");
-		env_ct_write_header(out, key->key_id, nonce);
-	}
-	enc_aad_build(&a, key, out, aad);
+	result = enc_begin(key, ptlen, enc_optional_aad(fcinfo, 3), &a);
 
 	/* no error may be raised from here until the copy is wiped */
 	pt = PG_DETOAST_DATUM_PACKED(ptdatum);
-	st = env_xaes_seal(key->xk, out + 12, a.buf, a.len,
-					   (const uint8 *) VARDATA_ANY(pt), ptlen,
-					   out + ENV_CT_HEADER_LEN, out + ENV_CT_HEADER_LEN + ptlen);
+	st = enc_finish(key, result, &a, (const uint8 *) VARDATA_ANY(pt), ptlen);
 	if ((Pointer) pt != DatumGetPointer(ptdatum))
 	{
 		env_wipe(pt, VARSIZE_ANY(pt));
 		pfree(pt);
 	}
-	enc_aad_free(&a);
 	if (st != ENV_CRYPTO_OK)
 		env_error_crypto(st, "encrypting");
 	PG_RETURN_BYTEA_P(result);
@@ -150,7 +172,8 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 /*
  * Decrypt and authenticate a ciphertext.  Returns the plaintext as a new
  * varlena (whose header the caller may relabel as text) and, if key_out is
- * given, the data key that opened it.
+ * given, the data key that opened it.  *key_out lives in the key cache: it
+ * is valid only until the next key lookup.
  */
 bytea *
 env_open_ciphertext(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out)
@@ -263,4 +286,102 @@ envault_blind_index(PG_FUNCTION_ARGS)
 		memcpy(VARDATA(result), mac, sizeof(mac));
 		PG_RETURN_BYTEA_P(result);
 	}
+}
+
+/* The (tenant, purpose, key id) of a cached key, copied out of the cache. */
+typedef struct EncKeyRef
+{
+	uint64		key_id;
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		purpose[ENV_PURPOSE_MAXLEN + 1];
+} EncKeyRef;
+
+static void
+enc_key_ref(const EnvDataKey *key, EncKeyRef *ref)
+{
+	ref->key_id = key->key_id;
+	strlcpy(ref->tenant, key->tenant, sizeof(ref->tenant));
+	strlcpy(ref->purpose, key->purpose, sizeof(ref->purpose));
+}
+
+static const EnvDataKey *
+enc_active_for(const EncKeyRef *ref)
+{
+	return env_keystore_active_key(ref->tenant, strlen(ref->tenant),
+								   ref->purpose, strlen(ref->purpose));
+}
+
+/*
+ * SQL function: envault.env_reencrypt(ciphertext bytea, aad bytea) returns bytea
+ *
+ * The value under the active data key of its tenant and purpose, with the
+ * same associated data; the input itself if it already is.  The plaintext
+ * exists only inside this call and is wiped before it returns, errors
+ * included.
+ */
+PG_FUNCTION_INFO_V1(envault_env_reencrypt);
+Datum
+envault_env_reencrypt(PG_FUNCTION_ARGS)
+{
+	bytea	   *aad;
+	bytea	   *pt;
+	const EnvDataKey *key;
+	EncKeyRef	ref;
+	bytea	   *volatile result = NULL;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	aad = enc_optional_aad(fcinfo, 1);
+	pt = env_open_ciphertext(PG_GETARG_BYTEA_PP(0), aad, &key);
+	enc_key_ref(key, &ref);
+	PG_TRY();
+	{
+		const EnvDataKey *active = enc_active_for(&ref);
+
+		if (active->key_id != ref.key_id)
+		{
+			size_t		ptlen = VARSIZE(pt) - VARHDRSZ;
+			EncAad		a;
+			bytea	   *r = enc_begin(active, ptlen, aad, &a);
+			EnvCryptoStatus st = enc_finish(active, r, &a,
+											(const uint8 *) VARDATA(pt), ptlen);
+
+			if (st != ENV_CRYPTO_OK)
+				env_error_crypto(st, "encrypting");
+			result = r;
+		}
+	}
+	PG_FINALLY();
+	{
+		env_wipe(pt, VARSIZE(pt));
+		pfree(pt);
+	}
+	PG_END_TRY();
+	if (result == NULL)
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * SQL function: envault.env_is_current(ciphertext bytea) returns boolean
+ *
+ * Is the value under the active data key of its tenant and purpose?  Reads
+ * the header only; decrypts nothing.
+ */
+PG_FUNCTION_INFO_V1(envault_env_is_current);
+Datum
+envault_env_is_current(PG_FUNCTION_ARGS)
+{
+	bytea	   *c;
+	EnvCiphertext ct;
+	EncKeyRef	ref;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	c = PG_GETARG_BYTEA_PP(0);
+	if (!env_ct_parse((const uint8 *) VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c), &ct))
+		env_error_auth_failed();
+	enc_key_ref(env_keystore_key_by_id(ct.key_id), &ref);
+	env_tenant_check(ref.tenant, strlen(ref.tenant), true);
+	PG_RETURN_BOOL(enc_active_for(&ref)->key_id == ref.key_id);
 }

@@ -64,6 +64,13 @@ extern Datum env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval,
 						 int typlen);
 
 extern void env_keystore_init(void);
+extern void env_keystore_changed(void);
+extern void env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row);
+extern int32 env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
+										  const char *purpose, size_t purpose_len);
+extern int32 env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len);
+extern void env_key_event(EnvSpi *s, const char *operation, const char *tenant,
+						  const char *purpose, int32 version, const char *detail);
 extern bool env_keystore_tenant_exists(const char *tenant, size_t tenant_len);
 extern const EnvDataKey *env_keystore_index_key(const char *tenant,
 												size_t tenant_len,

@@ -26,12 +26,18 @@ GRANT USAGE ON SCHEMA envault TO envault_user, envault_admin;
 CREATE TABLE envault.tenants (
 	tenant		text PRIMARY KEY
 				CHECK (pg_catalog.octet_length(tenant) OPERATOR(pg_catalog.<=) 255),
+	state		text NOT NULL DEFAULT 'active'
+				CHECK (state OPERATOR(pg_catalog.=) ANY ('{active,revoked,destroyed}'::pg_catalog.text[])),
 	key_version	integer NOT NULL DEFAULT 1
 				CHECK (key_version OPERATOR(pg_catalog.>=) 1),
-	wrapped_key	bytea NOT NULL,
-	master_kcv	bytea NOT NULL,
+	wrapped_key	bytea,
+	master_kcv	bytea,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	created_by	name NOT NULL
+	created_by	name NOT NULL,
+	state_changed_at timestamptz,
+	-- a destroyed tenant keeps its name and history, never its key
+	CHECK ((state OPERATOR(pg_catalog.=) 'destroyed') OPERATOR(pg_catalog.=) (wrapped_key IS NULL)),
+	CHECK ((state OPERATOR(pg_catalog.=) 'destroyed') OPERATOR(pg_catalog.=) (master_kcv IS NULL))
 );
 COMMENT ON TABLE envault.tenants IS
 	'One key per tenant (a key-encryption key), wrapped by the master key';
@@ -46,18 +52,56 @@ CREATE TABLE envault.data_keys (
 				       AND pg_catalog.length(purpose) OPERATOR(pg_catalog.<=) 63),
 	version		integer NOT NULL CHECK (version OPERATOR(pg_catalog.>=) 1),
 	state		text NOT NULL DEFAULT 'active'
-				CHECK (state OPERATOR(pg_catalog.=) 'active'),
-	wrapped_key	bytea NOT NULL,
+				CHECK (state OPERATOR(pg_catalog.=) ANY ('{active,rotated,retired,destroyed}'::pg_catalog.text[])),
+	wrapped_key	bytea,
 	tenant_key_version integer NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	created_by	name NOT NULL,
-	UNIQUE (tenant, purpose, version)
+	state_changed_at timestamptz,
+	UNIQUE (tenant, purpose, version),
+	CHECK ((state OPERATOR(pg_catalog.=) 'destroyed') OPERATOR(pg_catalog.=) (wrapped_key IS NULL))
 );
 CREATE UNIQUE INDEX data_keys_one_active
 	ON envault.data_keys (tenant, purpose)
 	WHERE state OPERATOR(pg_catalog.=) 'active';
 COMMENT ON TABLE envault.data_keys IS
 	'Data keys per (tenant, purpose, version), wrapped by the tenant key';
+COMMENT ON COLUMN envault.data_keys.state IS
+	'active: encrypts and decrypts; rotated: decrypts only; retired: neither, reversibly; destroyed: key wiped';
+
+-- Every key operation, append-only.  Never holds key material.
+CREATE SEQUENCE envault.key_events_seq;
+CREATE TABLE envault.key_events (
+	event_id	bigint PRIMARY KEY
+				DEFAULT pg_catalog.nextval('envault.key_events_seq'::pg_catalog.regclass),
+	at			timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	actor		name NOT NULL,
+	operation	text NOT NULL,
+	tenant		text,
+	purpose		text,
+	version		integer,
+	detail		text
+);
+COMMENT ON TABLE envault.key_events IS
+	'Every key operation: who, when, which key; append-only, no key material';
+
+CREATE FUNCTION envault.key_events_append_only()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'envault.key_events is append-only'
+		USING ERRCODE = 'insufficient_privilege',
+			  DETAIL = pg_catalog.format('%s is refused, for every role.', TG_OP);
+END
+$$;
+CREATE TRIGGER key_events_append_only
+	BEFORE UPDATE OR DELETE ON envault.key_events
+	FOR EACH ROW EXECUTE FUNCTION envault.key_events_append_only();
+CREATE TRIGGER key_events_no_truncate
+	BEFORE TRUNCATE ON envault.key_events
+	FOR EACH STATEMENT EXECUTE FUNCTION envault.key_events_append_only();
 
 -- API tokens: only HMAC-SHA256(pepper, ...) of each token is kept.
 CREATE TABLE envault.tokens (
@@ -81,9 +125,13 @@ COMMENT ON COLUMN envault.tokens.pepper_version IS
 SELECT pg_catalog.pg_extension_config_dump('envault.tenants', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.data_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.key_events', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.key_events_seq', '');
 
-REVOKE ALL ON envault.tenants, envault.data_keys, envault.tokens FROM PUBLIC;
-GRANT SELECT ON envault.tenants, envault.data_keys, envault.tokens TO envault_admin;
+REVOKE ALL ON envault.tenants, envault.data_keys, envault.tokens,
+	envault.key_events, envault.key_events_seq FROM PUBLIC;
+GRANT SELECT ON envault.tenants, envault.data_keys, envault.tokens,
+	envault.key_events TO envault_admin;
 
 -- Data path
 
@@ -139,6 +187,20 @@ AS 'MODULE_PATHNAME', 'envault_blind_index'
 LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION envault.blind_index(text, text, text) IS
 	'Keyed hash of a value for equality lookups, per tenant and purpose';
+
+CREATE FUNCTION envault.env_reencrypt(ciphertext bytea, aad bytea DEFAULT NULL)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'envault_env_reencrypt'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.env_reencrypt(bytea, bytea) IS
+	'The value under the active data key of its tenant and purpose (unchanged if it already is)';
+
+CREATE FUNCTION envault.env_is_current(ciphertext bytea)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'envault_env_is_current'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION envault.env_is_current(bytea) IS
+	'Is the value under the active data key of its tenant and purpose?  Decrypts nothing';
 
 -- Tenant context
 
@@ -322,6 +384,157 @@ $$;
 COMMENT ON FUNCTION envault.isolation_report() IS
 	'Every table with a tenant column, and whether envault isolates it';
 
+-- Key lifecycle
+
+CREATE FUNCTION envault.rotate_data_key(tenant text, purpose text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'envault_rotate_data_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.rotate_data_key(text, text) IS
+	'Make a new data key version active; the previous one only decrypts from now on';
+
+CREATE FUNCTION envault.rotate_tenant_key(tenant text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'envault_rotate_tenant_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.rotate_tenant_key(text) IS
+	'A new tenant key, with every data key of the tenant rewrapped under it';
+
+CREATE FUNCTION envault.retire_data_key(tenant text, purpose text, version integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_retire_data_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.retire_data_key(text, text, integer) IS
+	'Stop a rotated data key version from decrypting (reversible)';
+
+CREATE FUNCTION envault.restore_data_key(tenant text, purpose text, version integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_restore_data_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.restore_data_key(text, text, integer) IS
+	'Let a retired data key version decrypt again';
+
+CREATE FUNCTION envault.destroy_data_key(tenant text, purpose text, version integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_destroy_data_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.destroy_data_key(text, text, integer) IS
+	'Wipe a data key version that is not active: its values become unreadable (irreversible)';
+
+CREATE FUNCTION envault.destroy_tenant(tenant text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_destroy_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.destroy_tenant(text) IS
+	'Crypto-shred a tenant: wipe every key, revoke every token (irreversible)';
+
+CREATE FUNCTION envault.revoke_tenant(tenant text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_revoke_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.revoke_tenant(text) IS
+	'Make a tenant''s data unreadable at once, in every session (reversible)';
+
+CREATE FUNCTION envault.restore_tenant(tenant text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_restore_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.restore_tenant(text) IS 'Undo envault.revoke_tenant()';
+
+CREATE PROCEDURE envault.reencrypt_column(tbl regclass, col name,
+										  aad_col name DEFAULT NULL,
+										  batch_size integer DEFAULT 10000)
+LANGUAGE plpgsql
+-- No SET search_path: PostgreSQL forbids COMMIT in a procedure with SET
+-- options.  It runs with its caller's rights (SECURITY INVOKER), and every
+-- name in it is schema-qualified.
+AS $$
+DECLARE
+	pk name;
+	pktype text;
+	coltype regtype;
+	aad_expr text;
+	remaining bigint;
+	done bigint := 0;
+	hi text;
+	lo text;
+	n bigint;
+	m bigint;
+BEGIN
+	IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
+		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT a.atttypid::pg_catalog.regtype INTO coltype
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+	IF coltype IS NULL THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+			USING ERRCODE = 'undefined_column';
+	END IF;
+	IF coltype OPERATOR(pg_catalog.<>) 'bytea'::pg_catalog.regtype THEN
+		RAISE EXCEPTION 'column "%" of relation % is not of type bytea', col, tbl
+			USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pk, pktype
+	  FROM pg_catalog.pg_index i
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
+	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'relation % has no single-column primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'reencrypt_column walks the table in primary key order, one batch per transaction.';
+	END IF;
+	IF aad_col IS NOT NULL AND NOT EXISTS (
+			SELECT FROM pg_catalog.pg_attribute a
+			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
+			   AND a.attname OPERATOR(pg_catalog.=) aad_col
+			   AND a.atttypid OPERATOR(pg_catalog.=) 'bytea'::pg_catalog.regtype
+			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
+			USING ERRCODE = 'datatype_mismatch',
+				  HINT = 'Keep the associated data in a bytea column, for example GENERATED ALWAYS AS (int4send(id)) STORED.';
+	END IF;
+	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL'
+					 ELSE pg_catalog.format('%I', aad_col) END;
+
+	EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.count(*) FROM %s WHERE %I IS NOT NULL AND NOT envault.env_is_current(%I)',
+		tbl, col, col) INTO remaining;
+	RAISE NOTICE 'reencrypt_column: % rows of % to re-encrypt', remaining, tbl;
+
+	-- walk the table in primary key order, one committed batch at a time;
+	-- a restart walks it again, but rows already current are not rewritten
+	LOOP
+		EXECUTE pg_catalog.format(
+			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*) FROM'
+			' (SELECT %1$I AS k FROM %2$s WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
+			'  ORDER BY %1$I LIMIT %4$s) b',
+			pk, tbl, pktype, batch_size) INTO hi, n USING lo;
+		EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+		EXECUTE pg_catalog.format(
+			'UPDATE %2$s SET %3$I = envault.env_reencrypt(%3$I, %4$s)'
+			' WHERE ($1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%5$s)'
+			'   AND %1$I OPERATOR(pg_catalog.<=) $2::%5$s'
+			'   AND %3$I IS NOT NULL AND NOT envault.env_is_current(%3$I)',
+			pk, tbl, col, aad_expr, pktype) USING lo, hi;
+		GET DIAGNOSTICS m = ROW_COUNT;
+		done := done OPERATOR(pg_catalog.+) m;
+		remaining := GREATEST(remaining OPERATOR(pg_catalog.-) m, 0);
+		lo := hi;
+		COMMIT;
+		IF m OPERATOR(pg_catalog.>) 0 THEN
+			RAISE NOTICE 'reencrypt_column: % rows re-encrypted, % remaining', done, remaining;
+		END IF;
+	END LOOP;
+	RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted', done;
+END
+$$;
+COMMENT ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer) IS
+	'Move a column onto the active data keys, one committed batch at a time; restartable';
+
 -- Privileges: nothing for PUBLIC, the data path for both roles,
 -- management for envault_admin.
 
@@ -332,6 +545,8 @@ GRANT EXECUTE ON FUNCTION
 	envault.env_decrypt(bytea, bytea),
 	envault.env_decrypt_text(bytea, bytea),
 	envault.blind_index(text, text, text),
+	envault.env_reencrypt(bytea, bytea),
+	envault.env_is_current(bytea),
 	envault.authenticate(text, boolean),
 	envault.reset_tenant(),
 	envault.current_tenant(),
@@ -346,5 +561,16 @@ GRANT EXECUTE ON FUNCTION
 	envault.revoke_token(text),
 	envault.revoke_tenant_tokens(text),
 	envault.isolate_table(regclass, name),
-	envault.isolation_report()
+	envault.isolation_report(),
+	envault.rotate_data_key(text, text),
+	envault.rotate_tenant_key(text),
+	envault.retire_data_key(text, text, integer),
+	envault.restore_data_key(text, text, integer),
+	envault.destroy_data_key(text, text, integer),
+	envault.destroy_tenant(text),
+	envault.revoke_tenant(text),
+	envault.restore_tenant(text)
+	TO envault_admin;
+REVOKE ALL ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer)
 	TO envault_admin;

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * keys.c
- *		SQL wrappers of key management: envault.create_tenant and
- *		envault.create_data_key.
+ *		SQL wrappers of key management: creating tenants and data keys, and
+ *		rotating them.
  *
  * EXECUTE on these is granted to envault_admin only; the key store does the
  * work with the privileges of the extension's owner.
@@ -47,4 +47,29 @@ envault_create_data_key(PG_FUNCTION_ARGS)
 												 VARSIZE_ANY_EXHDR(tenant),
 												 VARDATA_ANY(purpose),
 												 VARSIZE_ANY_EXHDR(purpose)));
+}
+
+/* SQL function: envault.rotate_data_key(tenant text, purpose text) returns integer */
+PG_FUNCTION_INFO_V1(envault_rotate_data_key);
+Datum
+envault_rotate_data_key(PG_FUNCTION_ARGS)
+{
+	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+	text	   *purpose = keys_arg(fcinfo, 1, "purpose");
+
+	PG_RETURN_INT32(env_keystore_rotate_data_key(VARDATA_ANY(tenant),
+												 VARSIZE_ANY_EXHDR(tenant),
+												 VARDATA_ANY(purpose),
+												 VARSIZE_ANY_EXHDR(purpose)));
+}
+
+/* SQL function: envault.rotate_tenant_key(tenant text) returns integer */
+PG_FUNCTION_INFO_V1(envault_rotate_tenant_key);
+Datum
+envault_rotate_tenant_key(PG_FUNCTION_ARGS)
+{
+	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+
+	PG_RETURN_INT32(env_keystore_rotate_tenant_key(VARDATA_ANY(tenant),
+												   VARSIZE_ANY_EXHDR(tenant)));
 }

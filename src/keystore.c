@@ -35,7 +35,12 @@
 #include "executor/spi.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -223,12 +228,119 @@ ks_touch(KsNode *node)
 	return true;
 }
 
-/* Evict (and so wipe) every cached key when the backend exits. */
+/* Evict (and so wipe) every cached key. */
 static void
-ks_wipe_at_exit(int code, Datum arg)
+ks_evict_all(void)
 {
 	while (!dlist_is_empty(&ks_lru))
 		ks_evict(dlist_tail_element(KsNode, lru, &ks_lru));
+}
+
+static void
+ks_wipe_at_exit(int code, Datum arg)
+{
+	ks_evict_all();
+}
+
+/* --- invalidation across backends --------------------------------------
+ *
+ * A transaction that changes the state of a key (rotation, retirement,
+ * destruction, revocation ...) calls env_keystore_changed().  After it
+ * commits, every backend drops its whole cache before its next key lookup:
+ *
+ * - preloaded: a generation counter in shared memory is bumped after the
+ *   commit (from the commit callback, so a backend that reloads in between
+ *   can only see the new state or be flushed again), and every lookup
+ *   compares it with the last one it saw: one atomic read;
+ * - not preloaded: a relcache invalidation of envault.tenants, which other
+ *   backends process at their next transaction start.
+ */
+typedef struct KsShared
+{
+	pg_atomic_uint64 generation;
+} KsShared;
+
+static KsShared *ks_shared = NULL;
+static uint64 ks_seen_generation = 0;
+static bool ks_bump_at_commit = false;
+static Oid	ks_tenants_relid = InvalidOid;
+static shmem_request_hook_type ks_prev_shmem_request = NULL;
+static shmem_startup_hook_type ks_prev_shmem_startup = NULL;
+
+static void
+ks_shmem_request(void)
+{
+	if (ks_prev_shmem_request)
+		ks_prev_shmem_request();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(KsShared)));
+}
+
+static void
+ks_shmem_startup(void)
+{
+	bool		found;
+
+	if (ks_prev_shmem_startup)
+		ks_prev_shmem_startup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ks_shared = ShmemInitStruct("envault key store", sizeof(KsShared), &found);
+	if (!found)
+		pg_atomic_init_u64(&ks_shared->generation, 1);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static bool ks_flush_requested = false;
+
+/*
+ * Called at the entry of every key lookup, never in the middle of an
+ * operation that holds cached keys.
+ */
+static inline void
+ks_check_generation(void)
+{
+	if (ks_shared != NULL)
+	{
+		uint64		g = pg_atomic_read_u64(&ks_shared->generation);
+
+		if (g != ks_seen_generation)
+		{
+			ks_flush_requested = true;
+			ks_seen_generation = g;
+		}
+	}
+	if (ks_flush_requested)
+	{
+		ks_evict_all();
+		ks_flush_requested = false;
+	}
+}
+
+/*
+ * Invalidations arrive at arbitrary points, even inside this module's own
+ * SPI calls (our own, at CommandCounterIncrement): only note them here.
+ */
+static void
+ks_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid ||
+		(OidIsValid(ks_tenants_relid) && relid == ks_tenants_relid))
+		ks_flush_requested = true;
+}
+
+/*
+ * The state of some key changed in this transaction: forget every cached
+ * key now, and make every other backend do the same once this commits.
+ */
+void
+env_keystore_changed(void)
+{
+	Oid			nsp = get_namespace_oid("envault", false);
+
+	ks_evict_all();
+	ks_bump_at_commit = true;
+	ks_tenants_relid = get_relname_relid("tenants", nsp);
+	if (OidIsValid(ks_tenants_relid))
+		CacheInvalidateRelcacheByRelid(ks_tenants_relid);
 }
 
 /* Make room for one more entry, evicting the least recently used. */
@@ -299,6 +411,10 @@ ks_xact_callback(XactEvent event, void *arg)
 			{
 				dlist_iter	iter;
 
+				if (ks_bump_at_commit && ks_shared != NULL)
+					pg_atomic_fetch_add_u64(&ks_shared->generation, 1);
+				ks_bump_at_commit = false;
+
 				if (ks_pending == 0)
 					break;
 				dlist_foreach(iter, &ks_lru)
@@ -307,9 +423,21 @@ ks_xact_callback(XactEvent event, void *arg)
 				ks_pending = 0;
 				break;
 			}
+		case XACT_EVENT_PRE_PREPARE:
+
+			/*
+			 * The change would become visible at COMMIT PREPARED, maybe in
+			 * another backend, with nobody to tell the others.
+			 */
+			if (ks_bump_at_commit)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that changed envault keys")));
+			break;
+		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
+			ks_bump_at_commit = false;
 			/* a prepared transaction may still roll back: forget its keys */
 			ks_evict_pending(InvalidSubTransactionId);
 			break;
@@ -352,6 +480,7 @@ env_spi_begin(EnvSpi *s)
 		elog(ERROR, "cache lookup failed for namespace %u", nsp);
 	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
 	ReleaseSysCache(tup);
+	ks_tenants_relid = get_relname_relid("tenants", nsp);
 
 	GetUserIdAndSecContext(&s->save_userid, &s->save_sec);
 	s->caller_cxt = CurrentMemoryContext;
@@ -578,9 +707,9 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
 
 /* --- queries ------------------------------------------------------------ */
 
-/* columns 1-3: the tenant; 4-7: the data key */
+/* columns 1-4: the tenant (see ks_tenant_row); 5-8: the data key */
 #define KS_Q_ACTIVE \
-	"SELECT t.key_version, t.wrapped_key, t.master_kcv," \
+	"SELECT t.state, t.key_version, t.wrapped_key, t.master_kcv," \
 	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version" \
 	"  FROM envault.tenants t" \
 	"  LEFT JOIN envault.data_keys d" \
@@ -589,13 +718,85 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
 	"   AND d.state OPERATOR(pg_catalog.=) 'active'::pg_catalog.text" \
 	" WHERE t.tenant OPERATOR(pg_catalog.=) $1"
 
+/* columns 1-4: the tenant; 5-11: the data key */
 #define KS_Q_BY_ID \
-	"SELECT t.key_version, t.wrapped_key, t.master_kcv," \
+	"SELECT t.state, t.key_version, t.wrapped_key, t.master_kcv," \
 	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version," \
 	"       d.tenant, d.purpose, d.state" \
 	"  FROM envault.data_keys d" \
 	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) d.tenant" \
 	" WHERE d.key_id OPERATOR(pg_catalog.=) $1"
+
+#define KS_Q_EVENT \
+	"INSERT INTO envault.key_events" \
+	"  (actor, operation, tenant, purpose, version, detail)" \
+	" VALUES ($1, $2, $3, $4, $5, $6)"
+
+/*
+ * Record a key operation in envault.key_events.  purpose, version (when
+ * negative) and detail may be NULL.
+ */
+void
+env_key_event(EnvSpi *s, const char *operation, const char *tenant,
+			  const char *purpose, int32 version, const char *detail)
+{
+	Oid			types[6] = {NAMEOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+
+	values[0] = CStringGetDatum(s->caller_name);
+	values[1] = CStringGetTextDatum(operation);
+	values[2] = CStringGetTextDatum(tenant);
+	if (purpose)
+		values[3] = CStringGetTextDatum(purpose);
+	else
+		nulls[3] = 'n';
+	values[4] = Int32GetDatum(version);
+	if (version < 0)
+		nulls[4] = 'n';
+	if (detail)
+		values[5] = CStringGetTextDatum(detail);
+	else
+		nulls[5] = 'n';
+	if (SPI_execute_with_args(KS_Q_EVENT, 6, types, values, nulls, false, 0)
+		!= SPI_OK_INSERT)
+		elog(ERROR, "could not record a key event");
+}
+
+/* A tenant row as the queries above return it, in columns 1-4. */
+typedef struct KsTenantRow
+{
+	int32		key_version;
+	bytea	   *wrapped;
+	bytea	   *kcv;
+} KsTenantRow;
+
+/*
+ * Read the tenant columns of the current result row.  A tenant whose keys
+ * were destroyed, or that is revoked, opens nothing: raise that here, before
+ * its (possibly NULL) key is looked at.
+ */
+static void
+ks_tenant_row(EnvSpi *s, const char *tenant, KsTenantRow *row)
+{
+	bool		isnull;
+	char	   *state = TextDatumGetCString(env_spi_col(s, 1, &isnull, false, -1));
+
+	if (strcmp(state, "destroyed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the keys of envault tenant \"%s\" were destroyed", tenant),
+				 errdetail("The tenant was crypto-shredded: its data can never be decrypted again.")));
+	if (strcmp(state, "revoked") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("envault tenant \"%s\" is revoked", tenant),
+				 errdetail("Its keys cannot be used until it is restored."),
+				 errhint("An administrator can restore it with envault.restore_tenant().")));
+	row->key_version = DatumGetInt32(env_spi_col(s, 2, &isnull, true, 4));
+	row->wrapped = DatumGetByteaPP(env_spi_col(s, 3, &isnull, false, -1));
+	row->kcv = DatumGetByteaPP(env_spi_col(s, 4, &isnull, false, -1));
+}
 
 #define KS_Q_NEXT_VERSION \
 	"SELECT COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1" \
@@ -679,6 +880,7 @@ ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 		ks_slot_free(xk);
 		return NULL;
 	}
+	env_key_event(s, "data key created", tenant, purpose, version, NULL);
 	return ks_cache_data_key(key_id, tenant, purpose, version, true, xk);
 }
 
@@ -705,9 +907,7 @@ ks_load_active(const char *tenant, const char *purpose)
 		Oid			types[2] = {TEXTOID, TEXTOID};
 		Datum		values[2];
 		bool		isnull;
-		int32		tversion;
-		bytea	   *twrapped;
-		bytea	   *kcv;
+		KsTenantRow t;
 		const EnvXaesKey *tkey;
 		uint64		key_id;
 
@@ -716,11 +916,8 @@ ks_load_active(const char *tenant, const char *purpose)
 		env_spi_run(KS_Q_ACTIVE, 2, types, values, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			ks_no_tenant(tenant);
-
-		tversion = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
-		twrapped = DatumGetByteaPP(env_spi_col(&s, 2, &isnull, false, -1));
-		kcv = DatumGetByteaPP(env_spi_col(&s, 3, &isnull, false, -1));
-		key_id = (uint64) DatumGetInt64(env_spi_col(&s, 4, &isnull, true, 8));
+		ks_tenant_row(&s, tenant, &t);
+		key_id = (uint64) DatumGetInt64(env_spi_col(&s, 5, &isnull, true, 8));
 
 		if (!isnull)
 		{
@@ -745,11 +942,11 @@ ks_load_active(const char *tenant, const char *purpose)
 				d = cached;
 				break;
 			}
-			version = DatumGetInt32(env_spi_col(&s, 5, &isnull, true, 4));
-			wrapped = DatumGetByteaPP(env_spi_col(&s, 6, &isnull, false, -1));
-			wrapped_under = DatumGetInt32(env_spi_col(&s, 7, &isnull, true, 4));
-			tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
-			xk = ks_unwrap_data_key(tkey, tversion, wrapped_under, tenant,
+			version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
+			wrapped = DatumGetByteaPP(env_spi_col(&s, 7, &isnull, false, -1));
+			wrapped_under = DatumGetInt32(env_spi_col(&s, 8, &isnull, true, 4));
+			tkey = ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv);
+			xk = ks_unwrap_data_key(tkey, t.key_version, wrapped_under, tenant,
 									purpose, version, key_id, wrapped);
 			d = ks_cache_data_key(key_id, tenant, purpose, version, true, xk);
 			break;
@@ -763,8 +960,8 @@ ks_load_active(const char *tenant, const char *purpose)
 					 errdetail("A data key cannot be created in a read-only transaction."),
 					 errhint("Create it with envault.create_data_key() in a read-write transaction.")));
 
-		tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
-		d = ks_create_data_key(&s, tkey, tenant, purpose, tversion);
+		tkey = ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv);
+		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version);
 		if (d == NULL && IsolationUsesXactSnapshot())
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -817,6 +1014,7 @@ env_keystore_active_key(const char *tenant, size_t tenant_len,
 {
 	env_check_tenant_name(tenant, tenant_len);
 	env_check_purpose_name(purpose, purpose_len);
+	ks_check_generation();
 	return ks_active_key(tenant, tenant_len, purpose, purpose_len);
 }
 
@@ -839,6 +1037,7 @@ env_keystore_index_key(const char *tenant, size_t tenant_len,
 				 errmsg("purpose of a blind index is too long"),
 				 errdetail("A blind index purpose can be at most %d characters.",
 						   ENV_PURPOSE_MAXLEN - ENV_INDEX_PREFIX_LEN)));
+	ks_check_generation();
 	memcpy(ipurpose, ENV_INDEX_PREFIX, ENV_INDEX_PREFIX_LEN);
 	memcpy(ipurpose + ENV_INDEX_PREFIX_LEN, purpose, purpose_len);
 	return ks_active_key(tenant, tenant_len, ipurpose,
@@ -874,17 +1073,17 @@ env_keystore_key_by_id(uint64 key_id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 	bool		isnull;
-	int32		tversion;
-	bytea	   *twrapped;
-	bytea	   *kcv;
+	KsTenantRow t;
 	int32		version;
 	int32		wrapped_under;
 	bytea	   *wrapped;
 	char	   *tenant;
 	char	   *purpose;
+	char	   *state;
 	const EnvXaesKey *tkey;
 	EnvXaesKey *xk;
 
+	ks_check_generation();
 	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
 	if (d != NULL && ks_touch(&d->node))
 		return &d->pub;
@@ -900,17 +1099,29 @@ env_keystore_key_by_id(uint64 key_id)
 						   (int64) key_id),
 				 errhint("The value may come from another database, or its header was altered.")));
 
-	tversion = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
-	twrapped = DatumGetByteaPP(env_spi_col(&s, 2, &isnull, false, -1));
-	kcv = DatumGetByteaPP(env_spi_col(&s, 3, &isnull, false, -1));
-	version = DatumGetInt32(env_spi_col(&s, 5, &isnull, true, 4));
-	wrapped = DatumGetByteaPP(env_spi_col(&s, 6, &isnull, false, -1));
-	wrapped_under = DatumGetInt32(env_spi_col(&s, 7, &isnull, true, 4));
-	tenant = TextDatumGetCString(env_spi_col(&s, 8, &isnull, false, -1));
-	purpose = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
+	tenant = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
+	purpose = TextDatumGetCString(env_spi_col(&s, 10, &isnull, false, -1));
+	ks_tenant_row(&s, tenant, &t);
+	version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
+	state = TextDatumGetCString(env_spi_col(&s, 11, &isnull, false, -1));
+	if (strcmp(state, "retired") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d is retired",
+						tenant, purpose, version),
+				 errdetail("A retired data key decrypts nothing."),
+				 errhint("An administrator can restore it with envault.restore_data_key().")));
+	if (strcmp(state, "destroyed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d was destroyed",
+						tenant, purpose, version),
+				 errdetail("Values encrypted under it can never be decrypted again.")));
+	wrapped = DatumGetByteaPP(env_spi_col(&s, 7, &isnull, false, -1));
+	wrapped_under = DatumGetInt32(env_spi_col(&s, 8, &isnull, true, 4));
 
-	tkey = ks_tenant_key(tenant, tversion, twrapped, kcv);
-	xk = ks_unwrap_data_key(tkey, tversion, wrapped_under, tenant, purpose,
+	tkey = ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv);
+	xk = ks_unwrap_data_key(tkey, t.key_version, wrapped_under, tenant, purpose,
 							version, key_id, wrapped);
 	d = ks_cache_data_key(key_id, tenant, purpose, version, false, xk);
 	env_spi_end(&s);
@@ -948,6 +1159,7 @@ env_keystore_create_tenant(const char *tenant, size_t tenant_len)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("envault tenant \"%s\" already exists", name)));
+	env_key_event(&s, "tenant created", name, NULL, -1, NULL);
 	env_spi_end(&s);
 }
 
@@ -957,6 +1169,201 @@ env_keystore_create_data_key(const char *tenant, size_t tenant_len,
 {
 	return env_keystore_active_key(tenant, tenant_len, purpose,
 								   purpose_len)->version;
+}
+
+/* --- rotation ------------------------------------------------------------ */
+
+#define KS_Q_LOCK_TENANT \
+	"SELECT state, key_version, wrapped_key, master_kcv FROM envault.tenants" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+
+/*
+ * Lock a tenant's row (serialising every key change of that tenant) and read
+ * it; raises for unknown, revoked and destroyed tenants.
+ */
+void
+env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(tenant);
+	env_spi_run(KS_Q_LOCK_TENANT, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ks_no_tenant(tenant);
+	if (row)
+		ks_tenant_row(s, tenant, (KsTenantRow *) row);
+}
+
+#define KS_Q_RETIRE_ACTIVE \
+	"UPDATE envault.data_keys SET state = 'rotated', state_changed_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) $2" \
+	"   AND state OPERATOR(pg_catalog.=) 'active'"
+
+/*
+ * A new active data key version for (tenant, purpose); the previous one is
+ * rotated: it still decrypts, it never encrypts again.  Returns the new
+ * version.
+ */
+int32
+env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
+							 const char *purpose, size_t purpose_len)
+{
+	EnvSpi		s;
+	KsTenantRow t;
+	char	   *tname;
+	char	   *pname;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	KsDataKey  *d;
+	int32		version;
+	char		detail[64];
+
+	env_check_tenant_name(tenant, tenant_len);
+	env_check_purpose_name(purpose, purpose_len);
+	tname = pnstrdup(tenant, tenant_len);
+	pname = pnstrdup(purpose, purpose_len);
+
+	env_spi_begin(&s);
+	env_keystore_lock_tenant(&s, tname, &t);
+	env_keystore_changed();
+	values[0] = CStringGetTextDatum(tname);
+	values[1] = CStringGetTextDatum(pname);
+	env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
+	d = ks_create_data_key(&s, ks_tenant_key(tname, t.key_version, t.wrapped, t.kcv),
+						   tname, pname, t.key_version);
+	if (d == NULL)
+		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
+			 tname, pname);
+	version = d->pub.version;
+	snprintf(detail, sizeof(detail), "version %d is now active", version);
+	env_key_event(&s, "data key rotated", tname, pname, version, detail);
+	env_spi_end(&s);
+	return version;
+}
+
+#define KS_Q_TENANT_DATA_KEYS \
+	"SELECT key_id, purpose, version, wrapped_key, tenant_key_version" \
+	"  FROM envault.data_keys" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1" \
+	"   AND state OPERATOR(pg_catalog.<>) 'destroyed'"
+
+#define KS_Q_REWRAP_DATA_KEY \
+	"UPDATE envault.data_keys SET wrapped_key = $2, tenant_key_version = $3" \
+	" WHERE key_id OPERATOR(pg_catalog.=) $1"
+
+#define KS_Q_NEW_TENANT_KEY \
+	"UPDATE envault.tenants SET key_version = $2, wrapped_key = $3," \
+	"       master_kcv = $4, state_changed_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1"
+
+/*
+ * A new key for a tenant, and every data key of the tenant rewrapped under
+ * it, in this transaction.  No data ciphertext changes; the old wrapped
+ * tenant key is gone once this commits.  Returns the new key version.
+ */
+int32
+env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
+{
+	EnvSpi		s;
+	KsTenantRow t;
+	char	   *tname;
+	const EnvXaesKey *old_key;
+	EnvXaesKey *new_key;
+	bytea	   *new_wrapped;
+	bytea	   *kcv;
+	uint8		aad[ENV_WRAP_AAD_MAXLEN];
+	size_t		aad_len;
+	int32		new_version;
+	Oid			types[4] = {INT8OID, BYTEAOID, INT4OID, BYTEAOID};
+	Oid			ttypes[4] = {TEXTOID, INT4OID, BYTEAOID, BYTEAOID};
+	Datum		values[4];
+	SPITupleTable *dks;
+	volatile uint64 n = 0;
+	uint64		i;
+	SPIPlanPtr	rewrap;
+	char		detail[96];
+
+	env_check_tenant_name(tenant, tenant_len);
+	tname = pnstrdup(tenant, tenant_len);
+
+	env_spi_begin(&s);
+	env_keystore_lock_tenant(&s, tname, &t);
+	env_keystore_changed();
+	old_key = ks_tenant_key(tname, t.key_version, t.wrapped, t.kcv);
+	new_version = t.key_version + 1;
+	aad_len = env_tenant_wrap_aad(aad, tname, strlen(tname), (uint32) new_version);
+	new_wrapped = ks_wrap_new_key(env_master_key(), aad, aad_len, &new_key);
+
+	PG_TRY();
+	{
+		values[0] = CStringGetTextDatum(tname);
+		env_spi_run(KS_Q_TENANT_DATA_KEYS, 1, ttypes, values, SPI_OK_SELECT);
+		dks = SPI_tuptable;
+		n = SPI_processed;
+		rewrap = SPI_prepare(KS_Q_REWRAP_DATA_KEY, 3, types);
+		if (rewrap == NULL)
+			elog(ERROR, "could not prepare the data key rewrap");
+		for (i = 0; i < n; i++)
+		{
+			HeapTuple	tup = dks->vals[i];
+			bool		isnull;
+			uint64		key_id = (uint64) DatumGetInt64(SPI_getbinval(tup, dks->tupdesc, 1, &isnull));
+			char	   *purpose = TextDatumGetCString(SPI_getbinval(tup, dks->tupdesc, 2, &isnull));
+			int32		version = DatumGetInt32(SPI_getbinval(tup, dks->tupdesc, 3, &isnull));
+			bytea	   *wrapped = DatumGetByteaPP(SPI_getbinval(tup, dks->tupdesc, 4, &isnull));
+			int32		under = DatumGetInt32(SPI_getbinval(tup, dks->tupdesc, 5, &isnull));
+			bytea	   *rewrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
+			uint8		dek[ENV_KEY_LEN];
+			EnvCryptoStatus st;
+
+			if (under != t.key_version)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d is wrapped under tenant key version %d, not the current version %d",
+								tname, purpose, version, under, t.key_version)));
+			aad_len = env_dek_wrap_aad(aad, tname, strlen(tname), purpose,
+									   strlen(purpose), (uint32) version, key_id);
+			st = env_key_unwrap(old_key, (uint8 *) VARDATA_ANY(wrapped),
+								VARSIZE_ANY_EXHDR(wrapped), aad, aad_len, dek);
+			if (st == ENV_CRYPTO_OK)
+				st = env_key_wrap(new_key, dek, aad, aad_len,
+								  (uint8 *) VARDATA(rewrapped));
+			env_wipe(dek, sizeof(dek));
+			if (st == ENV_CRYPTO_AUTH_FAILED)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("wrapped data key of tenant \"%s\", purpose \"%s\", version %d failed authentication",
+								tname, purpose, version)));
+			if (st != ENV_CRYPTO_OK)
+				env_error_crypto(st, "rewrapping a data key");
+			SET_VARSIZE(rewrapped, VARHDRSZ + ENV_WRAPPED_LEN);
+			values[0] = Int64GetDatum((int64) key_id);
+			values[1] = PointerGetDatum(rewrapped);
+			values[2] = Int32GetDatum(new_version);
+			if (SPI_execute_plan(rewrap, values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not rewrap a data key");
+		}
+	}
+	PG_FINALLY();
+	{
+		ks_slot_free(new_key);
+	}
+	PG_END_TRY();
+
+	kcv = palloc(VARHDRSZ + ENV_KCV_LEN);
+	SET_VARSIZE(kcv, VARHDRSZ + ENV_KCV_LEN);
+	memcpy(VARDATA(kcv), env_master_kcv(), ENV_KCV_LEN);
+	values[0] = CStringGetTextDatum(tname);
+	values[1] = Int32GetDatum(new_version);
+	values[2] = PointerGetDatum(new_wrapped);
+	values[3] = PointerGetDatum(kcv);
+	env_spi_run(KS_Q_NEW_TENANT_KEY, 4, ttypes, values, SPI_OK_UPDATE);
+	snprintf(detail, sizeof(detail), "key version %d; " UINT64_FORMAT " data keys rewrapped",
+			 new_version, n);
+	env_key_event(&s, "tenant key rotated", tname, NULL, -1, detail);
+	env_spi_end(&s);
+	return new_version;
 }
 
 void
@@ -995,4 +1402,13 @@ env_keystore_init(void)
 
 	RegisterXactCallback(ks_xact_callback, NULL);
 	RegisterSubXactCallback(ks_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(ks_relcache_callback, (Datum) 0);
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		ks_prev_shmem_request = shmem_request_hook;
+		shmem_request_hook = ks_shmem_request;
+		ks_prev_shmem_startup = shmem_startup_hook;
+		shmem_startup_hook = ks_shmem_startup;
+	}
 }

@@ -9,7 +9,7 @@
  * (check value) of the pepper that made it.  Verification recomputes the
  * HMAC with that pepper, compares in constant time, and, when the token was
  * made under the previous pepper during a rotation, stores it again under
- * the current one.
+ * the current one.  Tokens of revoked or destroyed tenants verify to nothing.
  *
  * Secrets: the pepper HMAC keys are prepared once per process (OpenSSL
  * holds their state; it is cleansed when freed at process exit).  A token's
@@ -193,12 +193,14 @@ envault_issue_token(PG_FUNCTION_ARGS)
 }
 
 #define TOK_Q_LOOKUP \
-	"SELECT tenant, token_hmac, pepper_version," \
-	"       revoked_at IS NOT NULL OR" \
-	"       COALESCE((expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()), false)," \
-	"       last_used_at IS NULL OR (last_used_at OPERATOR(pg_catalog.<)" \
+	"SELECT k.tenant, k.token_hmac, k.pepper_version," \
+	"       k.revoked_at IS NOT NULL OR t.state OPERATOR(pg_catalog.<>) 'active' OR" \
+	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()), false)," \
+	"       k.last_used_at IS NULL OR (k.last_used_at OPERATOR(pg_catalog.<)" \
 	"         (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval))" \
-	"  FROM envault.tokens WHERE token_id OPERATOR(pg_catalog.=) $1"
+	"  FROM envault.tokens k" \
+	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) k.tenant" \
+	" WHERE k.token_id OPERATOR(pg_catalog.=) $1"
 
 #define TOK_Q_TOUCH \
 	"UPDATE envault.tokens SET last_used_at = pg_catalog.now()" \

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(66);
+SELECT plan(76);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -13,13 +13,18 @@ SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
             WHERE rolname IN ('envault_user', 'envault_admin')), false,
           'the extension roles cannot log in');
 
-SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens']);
+SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'key_events']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
                                       'blind_index', 'create_tenant', 'create_data_key',
                                       'authenticate', 'set_tenant', 'reset_tenant',
                                       'current_tenant', 'issue_token', 'verify_token',
                                       'revoke_token', 'revoke_tenant_tokens', 'pepper_hmac',
-                                      'isolate_table', 'isolation_report']);
+                                      'isolate_table', 'isolation_report',
+                                      'env_reencrypt', 'env_is_current', 'rotate_data_key',
+                                      'rotate_tenant_key', 'retire_data_key', 'restore_data_key',
+                                      'destroy_data_key', 'destroy_tenant', 'revoke_tenant',
+                                      'restore_tenant', 'reencrypt_column',
+                                      'key_events_append_only']);
 
 -- signatures
 SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'bytea');
@@ -45,8 +50,9 @@ SELECT bag_eq($$SELECT proname::text FROM pg_proc
               'only the token revocations are SECURITY DEFINER; C functions elevate themselves');
 SELECT is((SELECT count(*)::int FROM pg_proc
             WHERE pronamespace = 'envault'::regnamespace AND prolang <> 13
+              AND prokind = 'f'
               AND NOT ('search_path=pg_catalog, pg_temp' = ANY (proconfig))), 0,
-          'every SQL-language function pins search_path');
+          'every SQL-language function pins search_path (procedures cannot: they COMMIT)');
 SELECT is((SELECT proparallel FROM pg_proc
             WHERE oid = 'envault.current_tenant()'::regprocedure), 'r'::"char",
           'current_tenant is parallel restricted: workers do not share the context');
@@ -90,6 +96,18 @@ SELECT table_privs_are('envault', 'tenants', 'envault_admin', ARRAY['SELECT']);
 SELECT table_privs_are('envault', 'data_keys', 'envault_admin', ARRAY['SELECT']);
 SELECT table_privs_are('envault', 'tokens', 'envault_user', ARRAY[]::text[]);
 SELECT table_privs_are('envault', 'tokens', 'envault_admin', ARRAY['SELECT']);
+SELECT table_privs_are('envault', 'key_events', 'envault_user', ARRAY[]::text[]);
+SELECT table_privs_are('envault', 'key_events', 'envault_admin', ARRAY['SELECT']);
+SELECT has_trigger('envault', 'key_events', 'key_events_append_only'::name,
+                   'key_events refuses UPDATE and DELETE');
+SELECT has_trigger('envault', 'key_events', 'key_events_no_truncate'::name,
+                   'key_events refuses TRUNCATE');
+SELECT function_privs_are('envault', 'env_reencrypt', ARRAY['bytea', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'rotate_data_key', ARRAY['text', 'text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'rotate_data_key', ARRAY['text', 'text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'destroy_tenant', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'destroy_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'revoke_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT is(has_table_privilege('public', 'envault.tenants', 'SELECT'), false,
           'PUBLIC cannot read envault.tenants');
 
@@ -99,12 +117,19 @@ SELECT col_is_pk('envault', 'data_keys', 'key_id', 'data_keys is keyed by key_id
 SELECT fk_ok('envault', 'data_keys', 'tenant', 'envault', 'tenants', 'tenant');
 SELECT col_is_unique('envault', 'data_keys', ARRAY['tenant', 'purpose', 'version']);
 SELECT index_is_unique('envault', 'data_keys', 'data_keys_one_active');
-SELECT col_not_null('envault', 'tenants', 'master_kcv', 'every tenant records its master key check value');
-SELECT col_not_null('envault', 'data_keys', 'wrapped_key', 'every data key is stored wrapped');
+SELECT is((SELECT count(*)::int FROM pg_constraint
+            WHERE conrelid = 'envault.tenants'::regclass AND contype = 'c'
+              AND pg_get_constraintdef(oid) ~ 'destroyed.*(wrapped_key|master_kcv) IS NULL'), 2,
+          'a tenant has a wrapped key and a master key check value unless destroyed');
+SELECT is((SELECT count(*)::int FROM pg_constraint
+            WHERE conrelid = 'envault.data_keys'::regclass AND contype = 'c'
+              AND pg_get_constraintdef(oid) ~ 'destroyed.*wrapped_key IS NULL'), 1,
+          'a data key is stored wrapped unless destroyed');
 SELECT col_type_is('envault', 'data_keys', 'key_id', 'bigint', 'key ids are bigint');
 SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
                 WHERE extname = 'envault'$$,
-              ARRAY['envault.tenants', 'envault.data_keys', 'envault.tokens'],
+              ARRAY['envault.tenants', 'envault.data_keys', 'envault.tokens',
+                    'envault.key_events', 'envault.key_events_seq'],
               'key tables are dumped by pg_dump');
 
 -- settings: secret ones are hidden from SHOW ALL and pg_settings

@@ -1,0 +1,154 @@
+-- bench/harness.sql: the timing harness every topic file uses.
+--
+-- Read first by bench/run.sh, in the same psql session as the topic files
+-- and bench/report.sql.  Everything lives in schema "bench" of the
+-- throwaway database.
+--
+-- A topic file (bench/<topic>.sql) creates its data and registers
+--   CALL bench.add_case(...)   the queries to time,
+--   CALL bench.add_ratio(...)  the ratios to report,
+--   CALL bench.add_fact(...)   lines for the report header (or INSERT INTO
+--                              bench.facts),
+-- then runs CALL bench.run('<topic>').  A case is one query of the form
+-- SELECT count(f(col)) FROM table, or anything else returning one bigint:
+-- the number of values computed, which is checked against the case's row
+-- count, so a case that silently computed nothing is an error.  Slow cases,
+-- where a warm-up run would cost more than it could change, pass
+-- warmup => false.
+--
+-- Method: bench.run() runs rounds 1..reps; in each round every case of the
+-- topic runs once, interleaved with the others (the starting case rotates
+-- each round, so no case always follows the same one), and is timed with
+-- clock_timestamp() around EXECUTE.  Each timed run of a warmup case is
+-- immediately preceded by one untimed run of the same query: the key cache,
+-- the table's pages and pgcrypto's cipher lookup are warm for every timed
+-- run, whatever ran before (on some virtual machines, memory left untouched
+-- for a few seconds is reclaimed and the next scan pays to fault it back
+-- in).  Each round commits, so timings are kept as they are taken.  The
+-- report uses the median of the rounds.
+
+SET client_min_messages = notice;
+
+CREATE SCHEMA bench;
+
+CREATE TABLE bench.cases (
+	ord			serial,
+	topic		text NOT NULL,
+	name		text PRIMARY KEY,
+	baseline	text REFERENCES bench.cases (name),	-- ratio shown in the table
+	query		text NOT NULL,
+	nrows		bigint NOT NULL,	-- values the query computes
+	reps		integer NOT NULL,	-- timed rounds
+	warmup		boolean NOT NULL	-- run once untimed before each timed run
+);
+
+CREATE TABLE bench.timings (
+	name		text NOT NULL REFERENCES bench.cases (name),
+	round		integer NOT NULL,
+	ms			double precision NOT NULL,
+	PRIMARY KEY (name, round)
+);
+
+-- Ratios for the summary: median(num) / median(den); "net" subtracts the
+-- median of case "floor" (the scan without any function) from both.
+CREATE TABLE bench.ratios (
+	ord			serial,
+	label		text NOT NULL,
+	num			text NOT NULL REFERENCES bench.cases (name),
+	den			text NOT NULL REFERENCES bench.cases (name),
+	floor		text REFERENCES bench.cases (name),
+	target		double precision	-- informative only, never asserted
+);
+
+-- Facts a topic wants printed above the tables (row count, table size...).
+CREATE TABLE bench.facts (
+	ord			serial,
+	fact		text NOT NULL,
+	value		text NOT NULL
+);
+
+CREATE PROCEDURE bench.add_case(topic text, name text, baseline text,
+							   query text, nrows bigint, reps integer,
+							   warmup boolean DEFAULT true)
+LANGUAGE sql
+BEGIN ATOMIC
+	INSERT INTO bench.cases (topic, name, baseline, query, nrows, reps, warmup)
+	VALUES (topic, name, baseline, query, nrows, reps, warmup);
+END;
+
+CREATE PROCEDURE bench.add_ratio(label text, num text, den text,
+								floor text DEFAULT NULL,
+								target double precision DEFAULT NULL)
+LANGUAGE sql
+BEGIN ATOMIC
+	INSERT INTO bench.ratios (label, num, den, floor, target)
+	VALUES (label, num, den, floor, target);
+END;
+
+CREATE PROCEDURE bench.add_fact(fact text, value text)
+LANGUAGE sql
+BEGIN ATOMIC
+	INSERT INTO bench.facts (fact, value) VALUES (fact, value);
+END;
+
+-- Run one case once; returns its duration in milliseconds.
+CREATE FUNCTION bench.time_case(c bench.cases)
+RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+	t0		timestamptz;
+	t1		timestamptz;
+	n		bigint;
+BEGIN
+	t0 := clock_timestamp();
+	EXECUTE c.query INTO n;
+	t1 := clock_timestamp();
+	IF n IS DISTINCT FROM c.nrows THEN
+		RAISE EXCEPTION 'bench case "%" computed % values, expected %',
+			c.name, n, c.nrows;
+	END IF;
+	RETURN extract(epoch FROM t1 - t0) * 1000;
+END
+$$;
+
+CREATE PROCEDURE bench.run(run_topic text)
+LANGUAGE plpgsql AS $$
+DECLARE
+	c			bench.cases;
+	ncases		integer;
+	maxreps		integer;
+	r			integer;
+	ms			double precision;
+BEGIN
+	SELECT count(*), max(reps) INTO ncases, maxreps
+	FROM bench.cases WHERE topic = run_topic;
+	IF ncases = 0 THEN
+		RAISE EXCEPTION 'no bench cases for topic "%"', run_topic;
+	END IF;
+
+	FOR r IN 1 .. maxreps LOOP
+		RAISE NOTICE '% round %/%', run_topic, r, maxreps;
+		FOR c IN
+			SELECT * FROM bench.cases x
+			WHERE x.topic = run_topic AND x.reps >= r
+			ORDER BY ((SELECT count(*) FROM bench.cases y
+					   WHERE y.topic = run_topic AND y.ord < x.ord)
+					  + ncases - r % ncases) % ncases
+		LOOP
+			IF c.warmup THEN
+				PERFORM bench.time_case(c);
+			END IF;
+			ms := bench.time_case(c);
+			INSERT INTO bench.timings VALUES (c.name, r, ms);
+		END LOOP;
+		COMMIT;
+	END LOOP;
+END
+$$;
+
+-- Median per case, and the ratio to its baseline.
+CREATE VIEW bench.medians AS
+SELECT c.ord, c.topic, c.name, c.baseline, c.nrows, count(t.ms) AS reps,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY t.ms) AS ms,
+	   min(t.ms) AS min_ms, max(t.ms) AS max_ms
+FROM bench.cases c LEFT JOIN bench.timings t USING (name)
+GROUP BY c.ord, c.topic, c.name, c.baseline, c.nrows;

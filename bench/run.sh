@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# envault benchmarks: bench/run.sh
+#
+# Installs what is needed, builds and installs envault, starts a throwaway
+# PostgreSQL 15 cluster (envault preloaded, a fresh master key file, pgcrypto),
+# runs bench/harness.sql, each topic file bench/<topic>.sql and
+# bench/report.sql in ONE psql session, prints the tables, then stops and
+# removes the cluster.  Benchmarks never assert timings: they print medians
+# and ratios measured side by side in the same run.  See docs/benchmarks.md.
+#
+# Run as root (the cluster runs as the postgres user) or as a sudoer.
+#
+# Environment (all optional):
+#   BENCH_ROWS=200000       rows of 64-byte values
+#   BENCH_REPS=7            timed rounds per case (median reported)
+#   BENCH_SLOW_REPS=3       timed rounds for the slow cases (pgp_sym_*)
+#   BENCH_TOPICS="encrypt"  topic files to run, in order
+#   BENCH_PORT=54392        port of the throwaway cluster
+#   BENCH_SHARED_BUFFERS=1GB  large enough that the table stays in shared buffers
+#   BENCH_SKIP_BUILD=1      skip build_and_install (for iterating on bench/;
+#                           the installed envault is used as it is)
+# The output is also saved to bench/out/<UTC time>.txt (git-ignored).
+
+source "$(dirname "$0")/../scripts/lib.sh"
+
+rows=${BENCH_ROWS:-200000}
+reps=${BENCH_REPS:-7}
+slow_reps=${BENCH_SLOW_REPS:-3}
+topics=${BENCH_TOPICS:-encrypt}
+port=${BENCH_PORT:-54392}
+shared_buffers=${BENCH_SHARED_BUFFERS:-1GB}
+bench="$ENVAULT_ROOT/bench"
+
+for n in "$rows" "$reps" "$slow_reps" "$port"; do
+	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: not a positive integer: $n" >&2; exit 2; }
+done
+for t in $topics; do
+	[ -f "$bench/$t.sql" ] || { echo "bench/run.sh: no topic file bench/$t.sql" >&2; exit 2; }
+done
+
+install_deps
+if [ -n "${BENCH_SKIP_BUILD:-}" ]; then
+	say "BENCH_SKIP_BUILD set: using the installed envault as it is"
+else
+	build_and_install
+fi
+
+dir=$(pg_workdir bench)
+trap 'cluster_stop "$dir"; rm -rf "$dir"' EXIT
+
+say "starting a throwaway cluster on port $port in $dir"
+new_key_file "$dir/master.key"
+# jit off: JIT compile time would land in some cases and not others.
+# No parallel query: env_encrypt is PARALLEL UNSAFE and env_decrypt
+# PARALLEL RESTRICTED, while md5 and pgcrypto are PARALLEL SAFE; with
+# parallel workers the comparison would measure worker counts, not functions.
+# autovacuum off: the table is vacuumed and analyzed once, explicitly.
+cluster_start "$dir" "$port" \
+	"envault.master_key_file = '$dir/master.key'" \
+	"shared_buffers = '$shared_buffers'" \
+	"jit = off" \
+	"max_parallel_workers_per_gather = 0" \
+	"autovacuum = off"
+
+psql_bench() {
+	as_pg "$PGBIN/psql" -h "$dir" -p "$port" -d postgres -X -q \
+		-v ON_ERROR_STOP=1 -v rows="$rows" -v reps="$reps" -v slow_reps="$slow_reps" "$@"
+}
+psql_bench -c "CREATE EXTENSION pgcrypto" -c "CREATE EXTENSION envault"
+
+mkdir -p "$bench/out"
+out="$bench/out/$(date -u +%Y%m%dT%H%M%SZ).txt"
+
+machine() {
+	local mem rev
+	mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+	echo "== Machine"
+	echo "nproc:      $(nproc)"
+	echo "CPU:        $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+	echo "RAM:        $mem"
+	echo "Debian:     $(cat /etc/debian_version 2>/dev/null || echo unknown)"
+	echo "PostgreSQL: $("$PGBIN/postgres" --version)"
+	echo "OpenSSL:    $(openssl version)"
+	if rev=$(git -C "$ENVAULT_ROOT" rev-parse --short HEAD 2>/dev/null); then
+		git -C "$ENVAULT_ROOT" diff --quiet HEAD -- src || rev="$rev, src/ modified"
+	else
+		rev="unknown (not a git checkout)"
+	fi
+	[ -z "${BENCH_SKIP_BUILD:-}" ] || rev="$rev, not rebuilt (BENCH_SKIP_BUILD)"
+	echo "envault:    commit $rev"
+	echo "command:    bench/run.sh (rows=$rows reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
+}
+
+say "running topics: $topics ($rows rows, $reps rounds, $slow_reps for slow cases)"
+{
+	machine
+	{
+		cat "$bench/harness.sql"
+		for t in $topics; do cat "$bench/$t.sql"; done
+		cat "$bench/report.sql"
+	} | psql_bench
+} | tee "$out"
+
+say "saved to ${out#"$ENVAULT_ROOT"/}; stopping and removing the cluster"

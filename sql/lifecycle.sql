@@ -1,0 +1,141 @@
+-- lifecycle: rotation at the data key and tenant key levels, re-encryption,
+-- retirement, destruction, crypto-shredding, revocation, and the key events
+-- that record all of it.
+SET search_path = public, envault;
+\set SHOW_CONTEXT never
+SELECT envault.create_tenant('lc');
+SELECT envault.create_tenant('lc-other');
+CREATE FUNCTION regress_version(c bytea) RETURNS integer
+LANGUAGE sql AS $$
+	SELECT version FROM envault.data_keys
+	 WHERE key_id = ('x' || encode(substr(c, 5, 8), 'hex'))::bit(64)::bigint
+$$;
+-- each value is bound to its row by aad, kept in a generated column
+CREATE TABLE regress_docs (id int PRIMARY KEY, body bytea,
+                           aad bytea GENERATED ALWAYS AS (int4send(id)) STORED);
+INSERT INTO regress_docs
+SELECT g, env_encrypt('lc', 'docs', 'document ' || g, int4send(g)) FROM generate_series(1, 25) g;
+
+-- a value kept under version 1 for the end of its life
+CREATE TABLE regress_kept AS SELECT env_encrypt('lc', 'docs', 'kept under v1') AS c;
+
+-- Rotating a data key: a new active version; the old one still decrypts,
+-- never encrypts; existing ciphertexts are untouched
+SELECT envault.rotate_data_key('lc', 'docs') AS new_version;
+SELECT version, state FROM envault.data_keys
+ WHERE tenant = 'lc' AND purpose = 'docs' ORDER BY version;
+SELECT regress_version(env_encrypt('lc', 'docs', 'new')) AS encrypts_under;
+SELECT count(*) FILTER (WHERE env_decrypt_text(body, int4send(id)) = 'document ' || id) AS readable,
+       count(*) FILTER (WHERE regress_version(body) = 1) AS still_v1,
+       count(*) FILTER (WHERE env_is_current(body)) AS current
+  FROM regress_docs;
+
+-- env_reencrypt: under the active version, same aad; unchanged if current
+SELECT regress_version(env_reencrypt(body, int4send(id))) AS now_under,
+       env_decrypt_text(env_reencrypt(body, int4send(id)), int4send(id)) AS same_plaintext
+  FROM regress_docs WHERE id = 1;
+SELECT env_reencrypt(c, NULL) = c AS unchanged_when_current
+  FROM (SELECT env_encrypt('lc', 'docs', 'x') AS c) x;
+SELECT env_reencrypt(body) FROM regress_docs WHERE id = 1;    -- wrong aad
+SELECT env_reencrypt(NULL) IS NULL AS null_in_null_out, env_is_current(NULL) IS NULL AS null_current;
+
+-- reencrypt_column moves a whole column, batch by batch
+CALL envault.reencrypt_column('regress_docs', 'body', 'aad', batch_size => 10);
+SELECT count(*) FILTER (WHERE env_decrypt_text(body, int4send(id)) = 'document ' || id) AS readable,
+       count(*) FILTER (WHERE regress_version(body) = 2) AS under_v2
+  FROM regress_docs;
+-- a second run has nothing to do
+CALL envault.reencrypt_column('regress_docs', 'body', 'aad', batch_size => 10);
+CALL envault.reencrypt_column('regress_docs', 'nope');
+CALL envault.reencrypt_column('regress_docs', 'id');
+CALL envault.reencrypt_column('regress_docs', 'body', 'id');
+CREATE TABLE regress_nopk (body bytea);
+CALL envault.reencrypt_column('regress_nopk', 'body');
+CALL envault.reencrypt_column('regress_docs', 'body', batch_size => 0);
+
+-- Retiring: that version stops decrypting, with an error that names it;
+-- restoring brings it back; the active version cannot be retired
+INSERT INTO regress_docs VALUES (100, env_encrypt('lc', 'docs', 'under v2', int4send(100)));
+SELECT envault.rotate_data_key('lc', 'docs');
+SELECT envault.retire_data_key('lc', 'docs', 2);
+SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 100;
+SELECT envault.retire_data_key('lc', 'docs', 3);
+SELECT envault.restore_data_key('lc', 'docs', 2);
+SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 100;
+SELECT envault.restore_data_key('lc', 'docs', 2);
+SELECT envault.retire_data_key('lc', 'docs', 99);
+SELECT envault.retire_data_key('nobody', 'docs', 1);
+
+-- Destroying: irreversible, refused for the active version
+SELECT envault.destroy_data_key('lc', 'docs', 3);
+SELECT envault.destroy_data_key('lc', 'docs', 1);
+SELECT version, state, wrapped_key IS NULL AS wiped FROM envault.data_keys
+ WHERE tenant = 'lc' AND purpose = 'docs' ORDER BY version;
+SELECT envault.restore_data_key('lc', 'docs', 1);
+SELECT envault.retire_data_key('lc', 'docs', 1);
+-- a value under the destroyed version is unreadable; the others are not
+SELECT env_decrypt_text(c) FROM regress_kept;
+SELECT env_decrypt_text(env_encrypt('lc', 'docs', 'v3 still works'));
+
+-- Rotating the tenant key rewraps every data key; no ciphertext changes
+SELECT key_version FROM envault.tenants WHERE tenant = 'lc';
+CREATE TEMP TABLE regress_wraps AS
+SELECT key_id, wrapped_key FROM envault.data_keys WHERE tenant = 'lc';
+SELECT envault.rotate_tenant_key('lc') AS new_tenant_key_version;
+SELECT key_version FROM envault.tenants WHERE tenant = 'lc';
+SELECT count(*) AS rewrapped,
+       count(*) FILTER (WHERE d.tenant_key_version = 2) AS under_v2
+  FROM envault.data_keys d JOIN regress_wraps w USING (key_id)
+ WHERE d.wrapped_key IS DISTINCT FROM w.wrapped_key AND d.state <> 'destroyed';
+SELECT count(*) FILTER (WHERE env_decrypt_text(body, int4send(id)) IS NOT NULL) AS readable
+  FROM regress_docs;
+SELECT envault.rotate_tenant_key('nobody');
+
+-- Revoking a tenant: nothing of it opens, nor do its tokens, until restored
+SELECT envault.issue_token('lc', 'lc app') AS lc_token \gset
+SELECT envault.revoke_tenant('lc');
+SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 1;
+SELECT env_encrypt('lc', 'docs', 'x');
+SELECT envault.verify_token(:'lc_token') IS NULL AS token_refused;
+SELECT envault.revoke_tenant('lc');
+SELECT envault.restore_tenant('lc');
+SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 1;
+SELECT envault.verify_token(:'lc_token');
+SELECT envault.restore_tenant('lc');
+
+-- Crypto-shredding: every key wiped, every ciphertext unreadable for good
+SELECT envault.destroy_tenant('lc');
+SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 1;
+SELECT env_encrypt('lc', 'docs', 'x');
+SELECT state, wrapped_key IS NULL AS wiped, master_kcv IS NULL AS no_kcv
+  FROM envault.tenants WHERE tenant = 'lc';
+SELECT count(*) AS keys, count(*) FILTER (WHERE state = 'destroyed' AND wrapped_key IS NULL) AS wiped
+  FROM envault.data_keys WHERE tenant = 'lc';
+SELECT count(*) FILTER (WHERE revoked_at IS NULL) AS live_tokens FROM envault.tokens WHERE tenant = 'lc';
+SELECT envault.destroy_tenant('lc');
+SELECT envault.restore_tenant('lc');
+SELECT envault.create_tenant('lc');
+-- the other tenant is untouched
+SELECT env_decrypt_text(env_encrypt('lc-other', 'docs', 'unaffected'));
+
+-- Every operation is recorded, with actor and key, and never key material
+SELECT operation, tenant, purpose, version, detail, actor = current_user AS by_me
+  FROM envault.key_events WHERE tenant = 'lc' ORDER BY event_id;
+UPDATE envault.key_events SET detail = 'forged';
+DELETE FROM envault.key_events;
+TRUNCATE envault.key_events;
+
+-- Only admins manage keys
+CREATE ROLE regress_lc_app;
+GRANT envault_user TO regress_lc_app;
+SET ROLE regress_lc_app;
+SELECT envault.rotate_data_key('lc-other', 'docs');
+SELECT envault.rotate_tenant_key('lc-other');
+SELECT envault.retire_data_key('lc-other', 'docs', 1);
+SELECT envault.destroy_tenant('lc-other');
+SELECT envault.revoke_tenant('lc-other');
+CALL envault.reencrypt_column('regress_docs', 'body');
+SELECT * FROM envault.key_events;
+RESET ROLE;
+DROP ROLE regress_lc_app;
+DROP TABLE regress_docs, regress_nopk, regress_kept;

@@ -1,0 +1,310 @@
+/*-------------------------------------------------------------------------
+ *
+ * lifecycle.c
+ *		States of data keys and tenants: retire, restore, destroy, and
+ *		crypto-shredding and revocation of whole tenants.
+ *
+ * Data key states: active (encrypts and decrypts), rotated (decrypts only),
+ * retired (neither, reversibly), destroyed (its wrapped key is gone).
+ * Tenant states: active, revoked (nothing opens until restored), destroyed
+ * (every key gone for good).  Each change locks the tenant's row, is
+ * recorded in envault.key_events, and, once committed, empties the key
+ * cache of every backend before its next key lookup.
+ *
+ * Nothing here handles key material: destroying a key is overwriting its
+ * wrapped form with NULL.  (The old row version stays in the table until
+ * VACUUM, and in WAL and backups; docs/operations.md says what that means.)
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+typedef struct LcKey
+{
+	char	   *tenant;
+	char	   *purpose;
+	int32		version;
+} LcKey;
+
+static char *
+lc_text_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	text	   *t;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	t = PG_GETARG_TEXT_PP(argno);
+	return text_to_cstring(t);
+}
+
+static void
+lc_key_args(FunctionCallInfo fcinfo, LcKey *k)
+{
+	k->tenant = lc_text_arg(fcinfo, 0, "tenant");
+	k->purpose = lc_text_arg(fcinfo, 1, "purpose");
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("version must not be null")));
+	k->version = PG_GETARG_INT32(2);
+	env_check_tenant_name(k->tenant, strlen(k->tenant));
+	env_check_purpose_name(k->purpose, strlen(k->purpose));
+}
+
+#define LC_Q_KEY_STATE \
+	"SELECT state FROM envault.data_keys" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) $2" \
+	"   AND version OPERATOR(pg_catalog.=) $3 FOR UPDATE"
+
+#define LC_Q_SET_KEY_STATE \
+	"UPDATE envault.data_keys SET state = $4, state_changed_at = pg_catalog.now()," \
+	"       wrapped_key = CASE WHEN $4 OPERATOR(pg_catalog.=) 'destroyed' THEN NULL" \
+	"                          ELSE wrapped_key END" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) $2" \
+	"   AND version OPERATOR(pg_catalog.=) $3"
+
+/*
+ * Lock the tenant and the data key version, and return the key's state
+ * (palloc'd); raises if the key does not exist.
+ */
+static char *
+lc_lock_key(EnvSpi *s, const LcKey *k)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, INT4OID};
+	Datum		values[3];
+	bool		isnull;
+
+	env_keystore_lock_tenant(s, k->tenant, NULL);
+	values[0] = CStringGetTextDatum(k->tenant);
+	values[1] = CStringGetTextDatum(k->purpose);
+	values[2] = Int32GetDatum(k->version);
+	env_spi_run(LC_Q_KEY_STATE, 3, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d does not exist",
+						k->tenant, k->purpose, k->version)));
+	return TextDatumGetCString(env_spi_col(s, 1, &isnull, false, -1));
+}
+
+static void
+lc_set_key_state(EnvSpi *s, const LcKey *k, const char *state,
+				 const char *event)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		values[4];
+
+	values[0] = CStringGetTextDatum(k->tenant);
+	values[1] = CStringGetTextDatum(k->purpose);
+	values[2] = Int32GetDatum(k->version);
+	values[3] = CStringGetTextDatum(state);
+	env_spi_run(LC_Q_SET_KEY_STATE, 4, types, values, SPI_OK_UPDATE);
+	env_key_event(s, event, k->tenant, k->purpose, k->version, NULL);
+	env_keystore_changed();
+}
+
+static int
+lc_errhint(const char *hint)
+{
+	if (hint)
+		errhint("%s", hint);
+	return 0;
+}
+
+static void
+lc_refuse(const LcKey *k, const char *what, const char *state, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot %s data key of tenant \"%s\", purpose \"%s\", version %d: it is %s",
+					what, k->tenant, k->purpose, k->version, state),
+			 lc_errhint(hint)));
+}
+
+/* SQL function: envault.retire_data_key(tenant text, purpose text, version integer) returns void */
+PG_FUNCTION_INFO_V1(envault_retire_data_key);
+Datum
+envault_retire_data_key(PG_FUNCTION_ARGS)
+{
+	LcKey		k;
+	EnvSpi		s;
+	char	   *state;
+
+	lc_key_args(fcinfo, &k);
+	env_spi_begin(&s);
+	state = lc_lock_key(&s, &k);
+	if (strcmp(state, "active") == 0)
+		lc_refuse(&k, "retire", "the active version",
+				  "Rotate it first with envault.rotate_data_key().");
+	if (strcmp(state, "destroyed") == 0)
+		lc_refuse(&k, "retire", "destroyed", NULL);
+	if (strcmp(state, "rotated") == 0)
+		lc_set_key_state(&s, &k, "retired", "data key retired");
+	env_spi_end(&s);
+	PG_RETURN_VOID();
+}
+
+/* SQL function: envault.restore_data_key(tenant text, purpose text, version integer) returns void */
+PG_FUNCTION_INFO_V1(envault_restore_data_key);
+Datum
+envault_restore_data_key(PG_FUNCTION_ARGS)
+{
+	LcKey		k;
+	EnvSpi		s;
+	char	   *state;
+
+	lc_key_args(fcinfo, &k);
+	env_spi_begin(&s);
+	state = lc_lock_key(&s, &k);
+	if (strcmp(state, "destroyed") == 0)
+		lc_refuse(&k, "restore", "destroyed",
+				  "A destroyed data key is gone for good.");
+	if (strcmp(state, "retired") != 0)
+		lc_refuse(&k, "restore", "not retired", NULL);
+	lc_set_key_state(&s, &k, "rotated", "data key restored");
+	env_spi_end(&s);
+	PG_RETURN_VOID();
+}
+
+/* SQL function: envault.destroy_data_key(tenant text, purpose text, version integer) returns void */
+PG_FUNCTION_INFO_V1(envault_destroy_data_key);
+Datum
+envault_destroy_data_key(PG_FUNCTION_ARGS)
+{
+	LcKey		k;
+	EnvSpi		s;
+	char	   *state;
+
+	lc_key_args(fcinfo, &k);
+	env_spi_begin(&s);
+	state = lc_lock_key(&s, &k);
+	if (strcmp(state, "active") == 0)
+		lc_refuse(&k, "destroy", "the active version",
+				  "Rotate it first with envault.rotate_data_key().");
+	if (strcmp(state, "destroyed") != 0)
+		lc_set_key_state(&s, &k, "destroyed", "data key destroyed");
+	env_spi_end(&s);
+	PG_RETURN_VOID();
+}
+
+#define LC_Q_SHRED_KEYS \
+	"UPDATE envault.data_keys SET state = 'destroyed', wrapped_key = NULL," \
+	"       state_changed_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.<>) 'destroyed'"
+
+#define LC_Q_SHRED_TENANT \
+	"UPDATE envault.tenants SET state = 'destroyed', wrapped_key = NULL," \
+	"       master_kcv = NULL, state_changed_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1"
+
+#define LC_Q_REVOKE_TOKENS \
+	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
+
+/*
+ * SQL function: envault.destroy_tenant(tenant text) returns void
+ *
+ * Crypto-shredding: every key of the tenant is wiped and its tokens are
+ * revoked.  Irreversible.  A revoked tenant can be destroyed too.
+ */
+PG_FUNCTION_INFO_V1(envault_destroy_tenant);
+Datum
+envault_destroy_tenant(PG_FUNCTION_ARGS)
+{
+	char	   *tenant = lc_text_arg(fcinfo, 0, "tenant");
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	char	   *state;
+	uint64		nkeys;
+	char		detail[64];
+
+	env_check_tenant_name(tenant, strlen(tenant));
+	env_spi_begin(&s);
+	values[0] = CStringGetTextDatum(tenant);
+	env_spi_run("SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("envault tenant \"%s\" does not exist", tenant)));
+	state = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	if (strcmp(state, "destroyed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the keys of envault tenant \"%s\" were already destroyed", tenant)));
+	env_spi_run(LC_Q_SHRED_KEYS, 1, types, values, SPI_OK_UPDATE);
+	nkeys = SPI_processed;
+	env_spi_run(LC_Q_SHRED_TENANT, 1, types, values, SPI_OK_UPDATE);
+	env_spi_run(LC_Q_REVOKE_TOKENS, 1, types, values, SPI_OK_UPDATE);
+	snprintf(detail, sizeof(detail), UINT64_FORMAT " data keys destroyed", nkeys);
+	env_key_event(&s, "tenant destroyed", tenant, NULL, -1, detail);
+	env_keystore_changed();
+	env_spi_end(&s);
+	PG_RETURN_VOID();
+}
+
+/* Move a tenant from one state to another, or raise. */
+static void
+lc_tenant_state(FunctionCallInfo fcinfo, const char *from, const char *to,
+				const char *event)
+{
+	char	   *tenant = lc_text_arg(fcinfo, 0, "tenant");
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	char	   *state;
+
+	env_check_tenant_name(tenant, strlen(tenant));
+	env_spi_begin(&s);
+	values[0] = CStringGetTextDatum(tenant);
+	env_spi_run("SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("envault tenant \"%s\" does not exist", tenant)));
+	state = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	if (strcmp(state, from) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("envault tenant \"%s\" is %s, not %s", tenant, state, from)));
+	env_spi_run(psprintf("UPDATE envault.tenants SET state = '%s', state_changed_at = pg_catalog.now()"
+						 " WHERE tenant OPERATOR(pg_catalog.=) $1", to),
+				1, types, values, SPI_OK_UPDATE);
+	env_key_event(&s, event, tenant, NULL, -1, NULL);
+	env_keystore_changed();
+	env_spi_end(&s);
+}
+
+/*
+ * SQL function: envault.revoke_tenant(tenant text) returns void
+ *
+ * Nothing of the tenant opens any more, in any backend, from its next
+ * statement on, cached keys or not.  Reversible with restore_tenant.
+ */
+PG_FUNCTION_INFO_V1(envault_revoke_tenant);
+Datum
+envault_revoke_tenant(PG_FUNCTION_ARGS)
+{
+	lc_tenant_state(fcinfo, "active", "revoked", "tenant revoked");
+	PG_RETURN_VOID();
+}
+
+/* SQL function: envault.restore_tenant(tenant text) returns void */
+PG_FUNCTION_INFO_V1(envault_restore_tenant);
+Datum
+envault_restore_tenant(PG_FUNCTION_ARGS)
+{
+	lc_tenant_state(fcinfo, "revoked", "active", "tenant restored");
+	PG_RETURN_VOID();
+}
