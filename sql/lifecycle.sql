@@ -125,6 +125,12 @@ UPDATE envault.key_events SET detail = 'forged';
 DELETE FROM envault.key_events;
 TRUNCATE envault.key_events;
 
+-- Master key rotation needs a previous master key; only the current one is
+-- configured here (docs/operations.md; test/t/009_master_rotation.pl)
+SELECT master_key, check_value FROM envault.master_key_status();
+SELECT * FROM envault.rewrap_tenant_keys(100);
+CALL envault.rotate_master_key();
+
 -- Only admins manage keys
 CREATE ROLE regress_lc_app;
 GRANT envault_user TO regress_lc_app;
@@ -135,6 +141,8 @@ SELECT envault.retire_data_key('lc-other', 'docs', 1);
 SELECT envault.destroy_tenant('lc-other');
 SELECT envault.revoke_tenant('lc-other');
 CALL envault.reencrypt_column('regress_docs', 'body');
+CALL envault.rotate_master_key();
+SELECT * FROM envault.master_key_status();
 SELECT * FROM envault.key_events;
 RESET ROLE;
 DROP ROLE regress_lc_app;

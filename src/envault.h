@@ -33,6 +33,7 @@
 extern void env_secrets_init(void);
 extern const EnvXaesKey *env_master_key(void);
 extern const uint8 *env_master_kcv(void);
+extern const EnvXaesKey *env_previous_master_key(const uint8 **kcv);
 extern const uint8 *env_pepper(bool previous, const uint8 **kcv);
 extern char *env_kcv_fingerprint(const uint8 *kcv);
 
@@ -69,6 +70,7 @@ extern void env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row);
 extern int32 env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 										  const char *purpose, size_t purpose_len);
 extern int32 env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len);
+extern int64 env_keystore_rewrap_tenants(int32 batch_size, int64 *remaining);
 extern void env_key_event(EnvSpi *s, const char *operation, const char *tenant,
 						  const char *purpose, int32 version, const char *detail);
 extern bool env_keystore_tenant_exists(const char *tenant, size_t tenant_len);

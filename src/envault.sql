@@ -441,6 +441,46 @@ AS 'MODULE_PATHNAME', 'envault_restore_tenant'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.restore_tenant(text) IS 'Undo envault.revoke_tenant()';
 
+CREATE FUNCTION envault.master_key_status(OUT master_key text, OUT check_value text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'envault_master_key_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.master_key_status() IS
+	'Check values of the configured master keys (current, and previous during a rotation)';
+
+CREATE FUNCTION envault.rewrap_tenant_keys(batch_size integer DEFAULT 1000,
+										   OUT rewrapped bigint, OUT remaining bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'envault_rewrap_tenant_keys'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.rewrap_tenant_keys(integer) IS
+	'One batch of a master key rotation: rewrap tenant keys from the previous master key to the current one';
+
+CREATE PROCEDURE envault.rotate_master_key(batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+-- No SET search_path: it COMMITs (see reencrypt_column); names are qualified.
+AS $$
+DECLARE
+	r record;
+	total bigint := 0;
+BEGIN
+	LOOP
+		SELECT * INTO r FROM envault.rewrap_tenant_keys(batch_size);
+		total := total OPERATOR(pg_catalog.+) r.rewrapped;
+		COMMIT;
+		RAISE NOTICE 'rotate_master_key: % tenant keys rewrapped, % remain', total, r.remaining;
+		EXIT WHEN r.rewrapped OPERATOR(pg_catalog.=) 0 OR r.remaining OPERATOR(pg_catalog.=) 0;
+	END LOOP;
+	IF r.remaining OPERATOR(pg_catalog.=) 0 THEN
+		RAISE NOTICE 'rotate_master_key: every tenant key is wrapped by the current master key; the previous master key can be removed from the configuration';
+	ELSE
+		RAISE NOTICE 'rotate_master_key: % tenant keys are locked by other transactions; call again', r.remaining;
+	END IF;
+END
+$$;
+COMMENT ON PROCEDURE envault.rotate_master_key(integer) IS
+	'Rewrap every tenant key still under the previous master key, one committed batch at a time; resumable';
+
 CREATE PROCEDURE envault.reencrypt_column(tbl regclass, col name,
 										  aad_col name DEFAULT NULL,
 										  batch_size integer DEFAULT 10000)
@@ -571,6 +611,12 @@ GRANT EXECUTE ON FUNCTION
 	envault.revoke_tenant(text),
 	envault.restore_tenant(text)
 	TO envault_admin;
-REVOKE ALL ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer) FROM PUBLIC;
-GRANT EXECUTE ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer)
+GRANT EXECUTE ON FUNCTION
+	envault.master_key_status(),
+	envault.rewrap_tenant_keys(integer)
+	TO envault_admin;
+REVOKE ALL ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer),
+	envault.rotate_master_key(integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer),
+	envault.rotate_master_key(integer)
 	TO envault_admin;

@@ -11,7 +11,9 @@
  */
 #include "envault.h"
 
+#include "access/htup_details.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
 
 static text *
@@ -72,4 +74,59 @@ envault_rotate_tenant_key(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT32(env_keystore_rotate_tenant_key(VARDATA_ANY(tenant),
 												   VARSIZE_ANY_EXHDR(tenant)));
+}
+
+/*
+ * SQL function: envault.rewrap_tenant_keys(batch_size integer,
+ *                   OUT rewrapped bigint, OUT remaining bigint) returns record
+ *
+ * One batch of a master key rotation, in the caller's transaction; see the
+ * procedure envault.rotate_master_key(), which commits batch by batch.
+ */
+PG_FUNCTION_INFO_V1(envault_rewrap_tenant_keys);
+Datum
+envault_rewrap_tenant_keys(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int64		remaining;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = Int64GetDatum(env_keystore_rewrap_tenants(PG_ARGISNULL(0) ? 1000 :
+														  PG_GETARG_INT32(0),
+														  &remaining));
+	values[1] = Int64GetDatum(remaining);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}
+
+/*
+ * SQL function: envault.master_key_status(OUT master_key text,
+ *                   OUT check_value text) returns setof record
+ *
+ * The check values of the configured master keys: 'current' and, during a
+ * rotation, 'previous'.
+ */
+PG_FUNCTION_INFO_V1(envault_master_key_status);
+Datum
+envault_master_key_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	const uint8 *pkcv;
+
+	InitMaterializedSRF(fcinfo, 0);
+	values[0] = CStringGetTextDatum("current");
+	values[1] = CStringGetTextDatum(env_kcv_fingerprint(env_master_kcv()));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	if (env_previous_master_key(&pkcv) != NULL)
+	{
+		values[0] = CStringGetTextDatum("previous");
+		values[1] = CStringGetTextDatum(env_kcv_fingerprint(pkcv));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

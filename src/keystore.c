@@ -580,6 +580,44 @@ ks_wrap_new_key(const EnvXaesKey *kek, const uint8 *aad, size_t aad_len,
 	return wrapped;
 }
 
+static bool
+ks_kcv_is(bytea *kcv, const uint8 *want)
+{
+	return want != NULL && VARSIZE_ANY_EXHDR(kcv) == ENV_KCV_LEN &&
+		memcmp(VARDATA_ANY(kcv), want, ENV_KCV_LEN) == 0;
+}
+
+/*
+ * The master key that wrapped a tenant key, told by the check value stored
+ * with it: the current one, or the previous one during a master key
+ * rotation.  Anything else is a configuration error, not damaged data.
+ */
+static const EnvXaesKey *
+ks_master_for(const char *tenant, bytea *kcv)
+{
+	const uint8 *mkcv = env_master_kcv();
+	const uint8 *pkcv;
+	const EnvXaesKey *previous;
+
+	if (ks_kcv_is(kcv, mkcv))
+		return env_master_key();
+	previous = env_previous_master_key(&pkcv);
+	if (previous != NULL && ks_kcv_is(kcv, pkcv))
+		return previous;
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIG_FILE_ERROR),
+			 errmsg("configured envault master key does not match the key that wrapped tenant \"%s\"",
+					tenant),
+			 errdetail("The tenant key was wrapped by the master key with check value %s; the configured master key has check value %s%s%s.",
+					   VARSIZE_ANY_EXHDR(kcv) >= 8 ?
+					   env_kcv_fingerprint((uint8 *) VARDATA_ANY(kcv)) : "(none)",
+					   env_kcv_fingerprint(mkcv),
+					   previous ? ", the previous one " : "",
+					   previous ? env_kcv_fingerprint(pkcv) : ""),
+			 errhint("Configure the master key that this database's keys were created with.")));
+	return NULL;				/* keep compiler quiet */
+}
+
 /*
  * The tenant key, from the cache or unwrapped from its row.  The check value
  * stored with the row tells a wrong master key from a damaged row.
@@ -592,7 +630,6 @@ ks_tenant_key(const char *tenant, int32 key_version, bytea *wrapped,
 	EnvXaesKey *xk;
 	uint8		aad[ENV_WRAP_AAD_MAXLEN];
 	size_t		aad_len;
-	const uint8 *mkcv;
 	bool		found;
 
 	t = hash_search(ks_tenants, tenant, HASH_FIND, NULL);
@@ -604,22 +641,9 @@ ks_tenant_key(const char *tenant, int32 key_version, bytea *wrapped,
 			return t->node.xk;
 	}
 
-	mkcv = env_master_kcv();
-	if (VARSIZE_ANY_EXHDR(kcv) != ENV_KCV_LEN ||
-		memcmp(VARDATA_ANY(kcv), mkcv, ENV_KCV_LEN) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("configured envault master key does not match the key that wrapped tenant \"%s\"",
-						tenant),
-				 errdetail("The tenant key was wrapped by the master key with check value %s; the configured master key has check value %s.",
-						   VARSIZE_ANY_EXHDR(kcv) >= 8 ?
-						   env_kcv_fingerprint((uint8 *) VARDATA_ANY(kcv)) : "(none)",
-						   env_kcv_fingerprint(mkcv)),
-				 errhint("Configure the master key that this database's keys were created with.")));
-
 	aad_len = env_tenant_wrap_aad(aad, tenant, strlen(tenant),
 								  (uint32) key_version);
-	xk = ks_unwrap(env_master_key(), wrapped, aad, aad_len);
+	xk = ks_unwrap(ks_master_for(tenant, kcv), wrapped, aad, aad_len);
 	if (xk == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -733,8 +757,8 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
 	" VALUES ($1, $2, $3, $4, $5, $6)"
 
 /*
- * Record a key operation in envault.key_events.  purpose, version (when
- * negative) and detail may be NULL.
+ * Record a key operation in envault.key_events.  tenant, purpose, version
+ * (when negative) and detail may be NULL.
  */
 void
 env_key_event(EnvSpi *s, const char *operation, const char *tenant,
@@ -746,7 +770,10 @@ env_key_event(EnvSpi *s, const char *operation, const char *tenant,
 
 	values[0] = CStringGetDatum(s->caller_name);
 	values[1] = CStringGetTextDatum(operation);
-	values[2] = CStringGetTextDatum(tenant);
+	if (tenant)
+		values[2] = CStringGetTextDatum(tenant);
+	else
+		nulls[2] = 'n';
 	if (purpose)
 		values[3] = CStringGetTextDatum(purpose);
 	else
@@ -1364,6 +1391,118 @@ env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
 	env_key_event(&s, "tenant key rotated", tname, NULL, -1, detail);
 	env_spi_end(&s);
 	return new_version;
+}
+
+/* --- master key rotation ------------------------------------------------- */
+
+#define KS_Q_UNDER_PREVIOUS \
+	"SELECT tenant, key_version, wrapped_key FROM envault.tenants" \
+	" WHERE master_kcv OPERATOR(pg_catalog.=) $1" \
+	" ORDER BY tenant LIMIT $2 FOR UPDATE SKIP LOCKED"
+
+#define KS_Q_REWRAP_TENANT \
+	"UPDATE envault.tenants SET wrapped_key = $2, master_kcv = $3" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1"
+
+#define KS_Q_COUNT_UNDER \
+	"SELECT pg_catalog.count(*) FROM envault.tenants" \
+	" WHERE master_kcv OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Rewrap up to batch_size tenant keys from the previous master key to the
+ * current one, in the caller's transaction.  Returns how many it rewrapped
+ * and, in *remaining, how many are left under the previous key.  Tenant keys
+ * do not change, so nothing cached goes stale.
+ */
+int64
+env_keystore_rewrap_tenants(int32 batch_size, int64 *remaining)
+{
+	EnvSpi		s;
+	const uint8 *pkcv;
+	const EnvXaesKey *previous = env_previous_master_key(&pkcv);
+	const EnvXaesKey *current;
+	Oid			types[3] = {TEXTOID, BYTEAOID, BYTEAOID};
+	Oid			qtypes[2] = {BYTEAOID, INT4OID};
+	Datum		values[3];
+	bytea	   *pkcv_b;
+	bytea	   *mkcv_b;
+	SPITupleTable *rows;
+	uint64		n;
+	uint64		i;
+	bool		isnull;
+	char		detail[96];
+
+	if (previous == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no previous envault master key is configured"),
+				 errhint("Set envault.previous_master_key_file (or _key, or _key_command) to the old key and the master key settings to the new one, and restart the server.")));
+	if (batch_size < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be at least 1")));
+	current = env_master_key();
+	pkcv_b = palloc(VARHDRSZ + ENV_KCV_LEN);
+	SET_VARSIZE(pkcv_b, VARHDRSZ + ENV_KCV_LEN);
+	memcpy(VARDATA(pkcv_b), pkcv, ENV_KCV_LEN);
+	mkcv_b = palloc(VARHDRSZ + ENV_KCV_LEN);
+	SET_VARSIZE(mkcv_b, VARHDRSZ + ENV_KCV_LEN);
+	memcpy(VARDATA(mkcv_b), env_master_kcv(), ENV_KCV_LEN);
+	if (memcmp(VARDATA(pkcv_b), VARDATA(mkcv_b), ENV_KCV_LEN) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the previous envault master key is the current one")));
+
+	env_spi_begin(&s);
+	values[0] = PointerGetDatum(pkcv_b);
+	values[1] = Int32GetDatum(batch_size);
+	env_spi_run(KS_Q_UNDER_PREVIOUS, 2, qtypes, values, SPI_OK_SELECT);
+	rows = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		char	   *tenant = TextDatumGetCString(SPI_getbinval(tup, rows->tupdesc, 1, &isnull));
+		int32		version = DatumGetInt32(SPI_getbinval(tup, rows->tupdesc, 2, &isnull));
+		bytea	   *wrapped = DatumGetByteaPP(SPI_getbinval(tup, rows->tupdesc, 3, &isnull));
+		bytea	   *rewrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
+		uint8		aad[ENV_WRAP_AAD_MAXLEN];
+		size_t		aad_len = env_tenant_wrap_aad(aad, tenant, strlen(tenant),
+												  (uint32) version);
+		uint8		key[ENV_KEY_LEN];
+		EnvCryptoStatus st;
+
+		st = env_key_unwrap(previous, (uint8 *) VARDATA_ANY(wrapped),
+							VARSIZE_ANY_EXHDR(wrapped), aad, aad_len, key);
+		if (st == ENV_CRYPTO_OK)
+			st = env_key_wrap(current, key, aad, aad_len,
+							  (uint8 *) VARDATA(rewrapped));
+		env_wipe(key, sizeof(key));
+		if (st == ENV_CRYPTO_AUTH_FAILED)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("wrapped key of tenant \"%s\" failed authentication", tenant),
+					 errdetail("Its row in envault.tenants was altered or copied from another tenant.")));
+		if (st != ENV_CRYPTO_OK)
+			env_error_crypto(st, "rewrapping a tenant key");
+		SET_VARSIZE(rewrapped, VARHDRSZ + ENV_WRAPPED_LEN);
+		values[0] = CStringGetTextDatum(tenant);
+		values[1] = PointerGetDatum(rewrapped);
+		values[2] = PointerGetDatum(mkcv_b);
+		env_spi_run(KS_Q_REWRAP_TENANT, 3, types, values, SPI_OK_UPDATE);
+	}
+	values[0] = PointerGetDatum(pkcv_b);
+	env_spi_run(KS_Q_COUNT_UNDER, 1, qtypes, values, SPI_OK_SELECT);
+	*remaining = DatumGetInt64(env_spi_col(&s, 1, &isnull, true, 8));
+	if (n > 0)
+	{
+		snprintf(detail, sizeof(detail),
+				 UINT64_FORMAT " tenant keys rewrapped, " INT64_FORMAT " remain",
+				 n, *remaining);
+		env_key_event(&s, "master key rotation", NULL, NULL, -1, detail);
+	}
+	env_spi_end(&s);
+	return (int64) n;
 }
 
 void

@@ -45,6 +45,8 @@ typedef struct SecPage
 {
 	uint8		master[ENV_KEY_LEN];
 	EnvXaesKey	master_xk;
+	uint8		previous_master[ENV_KEY_LEN];
+	EnvXaesKey	previous_master_xk;
 	uint8		pepper[ENV_KEY_LEN];
 	uint8		previous_pepper[ENV_KEY_LEN];
 } SecPage;
@@ -86,6 +88,15 @@ static EnvSecret sec_master = {
 	.required = true,
 	.offset = offsetof(SecPage, master)
 };
+/* the same label: a master key keeps its check value when it becomes previous */
+static EnvSecret sec_previous_master = {
+	.what = "previous master key",
+	.hex_name = "envault.previous_master_key",
+	.file_name = "envault.previous_master_key_file",
+	.command_name = "envault.previous_master_key_command",
+	.kcv_label = "envault/v1/key-check-value",
+	.offset = offsetof(SecPage, previous_master)
+};
 static EnvSecret sec_pepper = {
 	.what = "pepper",
 	.hex_name = "envault.pepper",
@@ -106,6 +117,7 @@ static EnvSecret sec_previous_pepper = {
 static SecPage *sec_page = NULL;
 static pid_t sec_locked_pid = 0;
 static pid_t sec_master_prepared_pid = 0;
+static pid_t sec_previous_prepared_pid = 0;
 static pid_t sec_exit_pid = 0;
 
 /* SHOW hooks: say whether a secret setting is set, never what it is */
@@ -117,6 +129,8 @@ fn(void) \
 }
 SEC_SHOW_HOOK(sec_show_master, sec_master.hex)
 SEC_SHOW_HOOK(sec_show_command, sec_master.command)
+SEC_SHOW_HOOK(sec_show_previous_master, sec_previous_master.hex)
+SEC_SHOW_HOOK(sec_show_previous_command, sec_previous_master.command)
 SEC_SHOW_HOOK(sec_show_pepper, sec_pepper.hex)
 SEC_SHOW_HOOK(sec_show_previous_pepper, sec_previous_pepper.hex)
 
@@ -381,8 +395,11 @@ sec_wipe_at_exit(int code, Datum arg)
 		return;
 	if (sec_master_prepared_pid == MyProcPid)
 		env_xaes_key_clear(&sec_page->master_xk);
+	if (sec_previous_prepared_pid == MyProcPid)
+		env_xaes_key_clear(&sec_page->previous_master_xk);
 	env_wipe(sec_page, SEC_PAGE_SIZE);
-	sec_master.loaded = sec_pepper.loaded = sec_previous_pepper.loaded = false;
+	sec_master.loaded = sec_previous_master.loaded = false;
+	sec_pepper.loaded = sec_previous_pepper.loaded = false;
 }
 
 /*
@@ -432,6 +449,29 @@ env_master_key(void)
 		sec_master_prepared_pid = MyProcPid;
 	}
 	return &sec_page->master_xk;
+}
+
+/*
+ * The previous master key (configured during a master key rotation), or
+ * NULL when there is none; *kcv receives its check value.
+ */
+const EnvXaesKey *
+env_previous_master_key(const uint8 **kcv)
+{
+	uint8	   *key = sec_get(&sec_previous_master, true);
+
+	if (kcv)
+		*kcv = key ? sec_previous_master.kcv : NULL;
+	if (key == NULL)
+		return NULL;
+	if (sec_previous_prepared_pid != MyProcPid)
+	{
+		memset(&sec_page->previous_master_xk, 0, sizeof(EnvXaesKey));
+		if (!env_xaes_key_init(&sec_page->previous_master_xk, key))
+			env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "preparing the previous master key");
+		sec_previous_prepared_pid = MyProcPid;
+	}
+	return &sec_page->previous_master_xk;
 }
 
 /* The 16-byte check value of the configured master key. */
@@ -498,7 +538,7 @@ sec_define(EnvSecret *s, GucShowHook show_hex, GucShowHook show_command)
 							   NULL, NULL, NULL);
 	if (s->command_name)
 		DefineCustomStringVariable(s->command_name,
-								   gettext_noop("Shell command that prints the master key of envault."),
+								   psprintf("Shell command that prints the %s of envault.", s->what),
 								   gettext_noop("It must print 64 hexadecimal characters and exit with status 0."),
 								   &s->command, "", context,
 								   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL |
@@ -532,6 +572,7 @@ void
 env_secrets_init(void)
 {
 	sec_define(&sec_master, sec_show_master, sec_show_command);
+	sec_define(&sec_previous_master, sec_show_previous_master, sec_show_previous_command);
 	sec_define(&sec_pepper, sec_show_pepper, NULL);
 	sec_define(&sec_previous_pepper, sec_show_previous_pepper, NULL);
 }

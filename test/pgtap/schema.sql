@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(76);
+SELECT plan(78);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -24,7 +24,8 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'rotate_tenant_key', 'retire_data_key', 'restore_data_key',
                                       'destroy_data_key', 'destroy_tenant', 'revoke_tenant',
                                       'restore_tenant', 'reencrypt_column',
-                                      'key_events_append_only']);
+                                      'key_events_append_only', 'master_key_status',
+                                      'rewrap_tenant_keys', 'rotate_master_key']);
 
 -- signatures
 SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'bytea');
@@ -108,6 +109,8 @@ SELECT function_privs_are('envault', 'rotate_data_key', ARRAY['text', 'text'], '
 SELECT function_privs_are('envault', 'destroy_tenant', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'destroy_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'revoke_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'rewrap_tenant_keys', ARRAY['integer'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'rewrap_tenant_keys', ARRAY['integer'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT is(has_table_privilege('public', 'envault.tenants', 'SELECT'), false,
           'PUBLIC cannot read envault.tenants');
 
@@ -135,6 +138,7 @@ SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
 -- settings: secret ones are hidden from SHOW ALL and pg_settings
 SELECT is((SELECT count(*)::int FROM pg_settings
             WHERE name IN ('envault.master_key', 'envault.master_key_command',
+                           'envault.previous_master_key', 'envault.previous_master_key_command',
                            'envault.pepper', 'envault.previous_pepper')), 0,
           'secret settings are not listed in pg_settings');
 SELECT is(current_setting('envault.master_key'), '', 'master_key is unset here');
