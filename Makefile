@@ -39,3 +39,6 @@ include $(PGXS)
 
 envault--$(EXTVERSION).sql: src/envault.sql envault.control
 	cp $< $@
+
+# PGXS does not track headers: every object depends on all of ours
+$(OBJS): $(wildcard src/*.h)

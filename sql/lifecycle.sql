@@ -125,6 +125,33 @@ UPDATE envault.key_events SET detail = 'forged';
 DELETE FROM envault.key_events;
 TRUNCATE envault.key_events;
 
+-- Automatic rotation by age, off by default: an active key older than
+-- envault.data_key_max_age is rotated before it encrypts again
+SHOW envault.data_key_max_age;
+SELECT envault.create_tenant('lc-age');
+SELECT regress_version(env_encrypt('lc-age', 'p', 'first')) AS version;
+UPDATE envault.data_keys SET created_at = now() - interval '2 days' WHERE tenant = 'lc-age';
+\c
+SET search_path = public, envault;
+SELECT regress_version(env_encrypt('lc-age', 'p', 'no limit, no rotation')) AS version;
+SET envault.data_key_max_age = '1d';
+SELECT regress_version(env_encrypt('lc-age', 'p', 'rotated first')) AS version;
+SELECT regress_version(env_encrypt('lc-age', 'p', 'fresh key')) AS version;
+-- read-only transactions keep using an old key: they cannot rotate
+UPDATE envault.data_keys SET created_at = now() - interval '2 days'
+ WHERE tenant = 'lc-age' AND version = 2;
+\c
+SET search_path = public, envault;
+SET envault.data_key_max_age = '1d';
+BEGIN READ ONLY;
+SELECT regress_version(env_encrypt('lc-age', 'p', 'read only')) AS version;
+COMMIT;
+SELECT regress_version(env_encrypt('lc-age', 'p', 'read write')) AS version;
+SELECT version, state FROM envault.data_keys WHERE tenant = 'lc-age' ORDER BY version;
+SELECT operation, version, detail FROM envault.key_events
+ WHERE tenant = 'lc-age' AND operation = 'data key rotated' ORDER BY event_id;
+RESET envault.data_key_max_age;
+
 -- Master key rotation needs a previous master key; only the current one is
 -- configured here (docs/operations.md; test/t/009_master_rotation.pl)
 SELECT master_key, check_value FROM envault.master_key_status();

@@ -23,6 +23,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 #include "crypto.h"
 #include "format.h"
 
@@ -46,6 +48,7 @@ typedef struct EnvDataKey
 	char		purpose[ENV_PURPOSE_MAXLEN + 1];
 	uint8	   *context;		/* tenant and purpose, as bound into AAD */
 	size_t		context_len;
+	TimestampTz created_at;		/* 0 when not known (loaded by id) */
 	EnvXaesKey *xk;				/* in locked memory */
 } EnvDataKey;
 

@@ -47,10 +47,12 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 /* settings */
 static int	ks_cache_size = 1000;
 static int	ks_cache_ttl = 300;
+static int	ks_data_key_max_age = 0;
 
 /* --- slots for prepared keys, in locked pages ------------------------- */
 
@@ -66,6 +68,7 @@ static KsSlot *ks_free_slots = NULL;
 static bool ks_exit_registered = false;
 
 static void ks_wipe_at_exit(int code, Datum arg);
+static int32 ks_rotate(const char *tenant, const char *purpose, int max_age);
 
 static EnvXaesKey *
 ks_slot_alloc(void)
@@ -660,7 +663,8 @@ ks_tenant_key(const char *tenant, int32 key_version, bytea *wrapped,
 /* Put a prepared data key into the cache. */
 static KsDataKey *
 ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
-				  int32 version, bool active, EnvXaesKey *xk)
+				  int32 version, bool active, TimestampTz created_at,
+				  EnvXaesKey *xk)
 {
 	KsDataKey  *d;
 	size_t		tlen = strlen(tenant);
@@ -680,6 +684,7 @@ ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 	d->pub.context_len = env_context_len(tlen, plen);
 	d->pub.context = MemoryContextAlloc(TopMemoryContext, d->pub.context_len);
 	env_context_build(d->pub.context, tenant, tlen, purpose, plen);
+	d->pub.created_at = created_at;
 	d->pub.xk = xk;
 	ks_link(&d->node, KS_DATA_KEY, xk);
 
@@ -731,10 +736,10 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
 
 /* --- queries ------------------------------------------------------------ */
 
-/* columns 1-4: the tenant (see ks_tenant_row); 5-8: the data key */
+/* columns 1-4: the tenant (see ks_tenant_row); 5-9: the data key */
 #define KS_Q_ACTIVE \
 	"SELECT t.state, t.key_version, t.wrapped_key, t.master_kcv," \
-	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version" \
+	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version, d.created_at" \
 	"  FROM envault.tenants t" \
 	"  LEFT JOIN envault.data_keys d" \
 	"    ON d.tenant OPERATOR(pg_catalog.=) t.tenant" \
@@ -908,7 +913,8 @@ ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 		return NULL;
 	}
 	env_key_event(s, "data key created", tenant, purpose, version, NULL);
-	return ks_cache_data_key(key_id, tenant, purpose, version, true, xk);
+	return ks_cache_data_key(key_id, tenant, purpose, version, true,
+							 GetCurrentTransactionStartTimestamp(), xk);
 }
 
 static void
@@ -967,6 +973,7 @@ ks_load_active(const char *tenant, const char *purpose)
 				a = hash_search(ks_active, name, HASH_ENTER, &found);
 				a->key_id = key_id;
 				d = cached;
+				d->pub.created_at = DatumGetTimestampTz(env_spi_col(&s, 9, &isnull, true, 8));
 				break;
 			}
 			version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
@@ -975,7 +982,9 @@ ks_load_active(const char *tenant, const char *purpose)
 			tkey = ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv);
 			xk = ks_unwrap_data_key(tkey, t.key_version, wrapped_under, tenant,
 									purpose, version, key_id, wrapped);
-			d = ks_cache_data_key(key_id, tenant, purpose, version, true, xk);
+			d = ks_cache_data_key(key_id, tenant, purpose, version, true,
+								  DatumGetTimestampTz(env_spi_col(&s, 9, &isnull, true, 8)),
+								  xk);
 			break;
 		}
 
@@ -1039,10 +1048,34 @@ const EnvDataKey *
 env_keystore_active_key(const char *tenant, size_t tenant_len,
 						const char *purpose, size_t purpose_len)
 {
+	const EnvDataKey *key;
+
 	env_check_tenant_name(tenant, tenant_len);
 	env_check_purpose_name(purpose, purpose_len);
 	ks_check_generation();
-	return ks_active_key(tenant, tenant_len, purpose, purpose_len);
+	key = ks_active_key(tenant, tenant_len, purpose, purpose_len);
+
+	/*
+	 * envault.data_key_max_age: an active key that old is rotated before it
+	 * encrypts again.  Not in read-only transactions, which keep using it
+	 * (it is no less safe: XAES-256-GCM has no per-key usage bound), and
+	 * never for blind-index keys, whose indexes would change.
+	 */
+	if (ks_data_key_max_age > 0 && key->created_at != 0 &&
+		!XactReadOnly && !RecoveryInProgress() &&
+		GetCurrentTransactionStartTimestamp() - key->created_at >=
+		(int64) ks_data_key_max_age * USECS_PER_SEC)
+	{
+		char		tbuf[ENV_TENANT_MAXLEN + 1];
+		char		pbuf[ENV_PURPOSE_MAXLEN + 1];
+
+		strlcpy(tbuf, key->tenant, sizeof(tbuf));
+		strlcpy(pbuf, key->purpose, sizeof(pbuf));
+		(void) ks_rotate(tbuf, pbuf, ks_data_key_max_age);
+		ks_check_generation();
+		key = ks_active_key(tenant, tenant_len, purpose, purpose_len);
+	}
+	return key;
 }
 
 /*
@@ -1150,7 +1183,7 @@ env_keystore_key_by_id(uint64 key_id)
 	tkey = ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv);
 	xk = ks_unwrap_data_key(tkey, t.key_version, wrapped_under, tenant, purpose,
 							version, key_id, wrapped);
-	d = ks_cache_data_key(key_id, tenant, purpose, version, false, xk);
+	d = ks_cache_data_key(key_id, tenant, purpose, version, false, 0, xk);
 	env_spi_end(&s);
 	return &d->pub;
 }
@@ -1202,11 +1235,12 @@ env_keystore_create_data_key(const char *tenant, size_t tenant_len,
 
 #define KS_Q_LOCK_TENANT \
 	"SELECT state, key_version, wrapped_key, master_kcv FROM envault.tenants" \
-	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE"
 
 /*
- * Lock a tenant's row (serialising every key change of that tenant) and read
- * it; raises for unknown, revoked and destroyed tenants.
+ * Lock a tenant's row (serialising every key change of that tenant, while
+ * letting other sessions add data keys, whose foreign key only shares the
+ * row) and read it; raises for unknown, revoked and destroyed tenants.
  */
 void
 env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row)
@@ -1227,6 +1261,66 @@ env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row)
 	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) $2" \
 	"   AND state OPERATOR(pg_catalog.=) 'active'"
 
+#define KS_Q_ACTIVE_AGE \
+	"SELECT pg_catalog.now() OPERATOR(pg_catalog.-) created_at" \
+	"       OPERATOR(pg_catalog.>=) pg_catalog.make_interval(secs => $3)" \
+	"  FROM envault.data_keys" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) $2" \
+	"   AND state OPERATOR(pg_catalog.=) 'active'"
+
+/*
+ * Rotate (tenant, purpose), names already checked.  With max_age > 0, only
+ * if its active key is at least max_age seconds old once the tenant is
+ * locked, so that sessions racing to rotate an old key rotate it once.
+ * Returns the new version, or 0 when nothing was rotated.
+ */
+static int32
+ks_rotate(const char *tenant, const char *purpose, int max_age)
+{
+	EnvSpi		s;
+	KsTenantRow t;
+	Oid			types[3] = {TEXTOID, TEXTOID, FLOAT8OID};
+	Datum		values[3];
+	KsDataKey  *d;
+	int32		version;
+	char		detail[96];
+
+	env_spi_begin(&s);
+	env_keystore_lock_tenant(&s, tenant, &t);
+	values[0] = CStringGetTextDatum(tenant);
+	values[1] = CStringGetTextDatum(purpose);
+	if (max_age > 0)
+	{
+		bool		isnull;
+
+		values[2] = Float8GetDatum((double) max_age);
+		env_spi_run(KS_Q_ACTIVE_AGE, 3, types, values, SPI_OK_SELECT);
+		if (SPI_processed == 0 ||
+			!DatumGetBool(env_spi_col(&s, 1, &isnull, true, 1)))
+		{
+			env_spi_end(&s);
+			return 0;
+		}
+	}
+	env_keystore_changed();
+	env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
+	d = ks_create_data_key(&s, ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv),
+						   tenant, purpose, t.key_version);
+	if (d == NULL)
+		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
+			 tenant, purpose);
+	version = d->pub.version;
+	if (max_age > 0)
+		snprintf(detail, sizeof(detail),
+				 "version %d is now active; automatic, the previous one was older than %d s",
+				 version, max_age);
+	else
+		snprintf(detail, sizeof(detail), "version %d is now active", version);
+	env_key_event(&s, "data key rotated", tenant, purpose, version, detail);
+	env_spi_end(&s);
+	return version;
+}
+
 /*
  * A new active data key version for (tenant, purpose); the previous one is
  * rotated: it still decrypts, it never encrypts again.  Returns the new
@@ -1236,37 +1330,10 @@ int32
 env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 							 const char *purpose, size_t purpose_len)
 {
-	EnvSpi		s;
-	KsTenantRow t;
-	char	   *tname;
-	char	   *pname;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	KsDataKey  *d;
-	int32		version;
-	char		detail[64];
-
 	env_check_tenant_name(tenant, tenant_len);
 	env_check_purpose_name(purpose, purpose_len);
-	tname = pnstrdup(tenant, tenant_len);
-	pname = pnstrdup(purpose, purpose_len);
-
-	env_spi_begin(&s);
-	env_keystore_lock_tenant(&s, tname, &t);
-	env_keystore_changed();
-	values[0] = CStringGetTextDatum(tname);
-	values[1] = CStringGetTextDatum(pname);
-	env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
-	d = ks_create_data_key(&s, ks_tenant_key(tname, t.key_version, t.wrapped, t.kcv),
-						   tname, pname, t.key_version);
-	if (d == NULL)
-		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
-			 tname, pname);
-	version = d->pub.version;
-	snprintf(detail, sizeof(detail), "version %d is now active", version);
-	env_key_event(&s, "data key rotated", tname, pname, version, detail);
-	env_spi_end(&s);
-	return version;
+	return ks_rotate(pnstrdup(tenant, tenant_len),
+					 pnstrdup(purpose, purpose_len), 0);
 }
 
 #define KS_Q_TENANT_DATA_KEYS \
@@ -1516,6 +1583,13 @@ env_keystore_init(void)
 							&ks_cache_size,
 							1000, 1, 1000000,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("envault.data_key_max_age",
+							gettext_noop("Age after which an active data key is rotated automatically (0 = never)."),
+							gettext_noop("Checked when the key is about to encrypt, in read-write transactions."),
+							&ks_data_key_max_age,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("envault.key_cache_ttl",
 							gettext_noop("Time after which a cached unwrapped key is unwrapped again."),
