@@ -38,6 +38,7 @@ extern const uint8 *env_master_kcv(void);
 extern const EnvXaesKey *env_previous_master_key(const uint8 **kcv);
 extern const uint8 *env_pepper(bool previous, const uint8 **kcv);
 extern char *env_kcv_fingerprint(const uint8 *kcv);
+extern void env_customer_key(const char *tenant, uint8 *key, uint8 *kcv);
 
 /* keystore.c */
 typedef struct EnvDataKey
@@ -74,6 +75,8 @@ extern int32 env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 										  const char *purpose, size_t purpose_len);
 extern int32 env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len);
 extern int64 env_keystore_rewrap_tenants(int32 batch_size, int64 *remaining);
+extern void env_keystore_set_key_source(const char *tenant, size_t tenant_len,
+										bool to_customer);
 extern void env_key_event(EnvSpi *s, const char *operation, const char *tenant,
 						  const char *purpose, int32 version, const char *detail);
 extern bool env_keystore_tenant_exists(const char *tenant, size_t tenant_len);

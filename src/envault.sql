@@ -30,19 +30,30 @@ CREATE TABLE envault.tenants (
 				CHECK (state OPERATOR(pg_catalog.=) ANY ('{active,revoked,destroyed}'::pg_catalog.text[])),
 	key_version	integer NOT NULL DEFAULT 1
 				CHECK (key_version OPERATOR(pg_catalog.>=) 1),
+	key_source	text NOT NULL DEFAULT 'master'
+				CHECK (key_source OPERATOR(pg_catalog.=) ANY ('{master,customer}'::pg_catalog.text[])),
 	wrapped_key	bytea,
 	master_kcv	bytea,
+	customer_kcv bytea,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	created_by	name NOT NULL,
 	state_changed_at timestamptz,
 	-- a destroyed tenant keeps its name and history, never its key
 	CHECK ((state OPERATOR(pg_catalog.=) 'destroyed') OPERATOR(pg_catalog.=) (wrapped_key IS NULL)),
-	CHECK ((state OPERATOR(pg_catalog.=) 'destroyed') OPERATOR(pg_catalog.=) (master_kcv IS NULL))
+	-- the check value of whichever key wraps the tenant key, and only that
+	CHECK (state OPERATOR(pg_catalog.=) 'destroyed' OR
+		   (master_kcv IS NOT NULL) OPERATOR(pg_catalog.=) (key_source OPERATOR(pg_catalog.=) 'master')),
+	CHECK (state OPERATOR(pg_catalog.=) 'destroyed' OR
+		   (customer_kcv IS NOT NULL) OPERATOR(pg_catalog.=) (key_source OPERATOR(pg_catalog.=) 'customer')),
+	CHECK (state OPERATOR(pg_catalog.<>) 'destroyed' OR
+		   (master_kcv IS NULL AND customer_kcv IS NULL))
 );
 COMMENT ON TABLE envault.tenants IS
 	'One key per tenant (a key-encryption key), wrapped by the master key';
 COMMENT ON COLUMN envault.tenants.master_kcv IS
 	'Check value of the master key that wrapped this tenant key';
+COMMENT ON COLUMN envault.tenants.customer_kcv IS
+	'Check value of the customer-managed key that wraps this tenant key (BYOK); the key itself is never stored';
 
 CREATE TABLE envault.data_keys (
 	key_id		bigint PRIMARY KEY,
@@ -441,6 +452,20 @@ AS 'MODULE_PATHNAME', 'envault_restore_tenant'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.restore_tenant(text) IS 'Undo envault.revoke_tenant()';
 
+CREATE FUNCTION envault.use_customer_key(tenant text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_use_customer_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.use_customer_key(text) IS
+	'Wrap the tenant key under the customer-managed key that envault.customer_key_command returns (BYOK)';
+
+CREATE FUNCTION envault.use_master_key(tenant text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_use_master_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.use_master_key(text) IS
+	'Wrap the tenant key under the master key again (needs the customer key once more)';
+
 CREATE FUNCTION envault.master_key_status(OUT master_key text, OUT check_value text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'envault_master_key_status'
@@ -613,7 +638,9 @@ GRANT EXECUTE ON FUNCTION
 	TO envault_admin;
 GRANT EXECUTE ON FUNCTION
 	envault.master_key_status(),
-	envault.rewrap_tenant_keys(integer)
+	envault.rewrap_tenant_keys(integer),
+	envault.use_customer_key(text),
+	envault.use_master_key(text)
 	TO envault_admin;
 REVOKE ALL ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer),
 	envault.rotate_master_key(integer) FROM PUBLIC;

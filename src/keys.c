@@ -130,3 +130,25 @@ envault_master_key_status(PG_FUNCTION_ARGS)
 	}
 	return (Datum) 0;
 }
+
+/* SQL function: envault.use_customer_key(tenant text) returns void */
+PG_FUNCTION_INFO_V1(envault_use_customer_key);
+Datum
+envault_use_customer_key(PG_FUNCTION_ARGS)
+{
+	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+
+	env_keystore_set_key_source(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), true);
+	PG_RETURN_VOID();
+}
+
+/* SQL function: envault.use_master_key(tenant text) returns void */
+PG_FUNCTION_INFO_V1(envault_use_master_key);
+Datum
+envault_use_master_key(PG_FUNCTION_ARGS)
+{
+	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+
+	env_keystore_set_key_source(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), false);
+	PG_RETURN_VOID();
+}

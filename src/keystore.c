@@ -53,6 +53,7 @@
 static int	ks_cache_size = 1000;
 static int	ks_cache_ttl = 300;
 static int	ks_data_key_max_age = 0;
+static int	ks_customer_key_ttl = 60;
 
 /* --- slots for prepared keys, in locked pages ------------------------- */
 
@@ -125,6 +126,7 @@ typedef struct KsNode
 	dlist_node	lru;			/* most recently used at the head */
 	KsKind		kind;
 	int64		loaded_at;		/* monotonic seconds */
+	int			ttl;			/* seconds it may be used after loading */
 	SubTransactionId subxid;	/* adding (sub)transaction, until commit */
 	EnvXaesKey *xk;
 } KsNode;
@@ -222,7 +224,7 @@ ks_evict(KsNode *node)
 static bool
 ks_touch(KsNode *node)
 {
-	if (ks_now() - node->loaded_at >= ks_cache_ttl)
+	if (ks_now() - node->loaded_at >= node->ttl)
 	{
 		ks_evict(node);
 		return false;
@@ -355,8 +357,9 @@ ks_make_room(void)
 }
 
 static void
-ks_link(KsNode *node, KsKind kind, EnvXaesKey *xk)
+ks_link(KsNode *node, KsKind kind, EnvXaesKey *xk, int ttl)
 {
+	node->ttl = ttl;
 	node->kind = kind;
 	node->xk = xk;
 	node->loaded_at = ks_now();
@@ -527,6 +530,16 @@ env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval, int typlen)
 	return d;
 }
 
+/* A tenant row as the key table queries return it */
+typedef struct KsTenantRow
+{
+	int32		key_version;
+	bytea	   *wrapped;
+	bytea	   *kcv;			/* of the master or customer key wrapping it */
+	bool		customer;		/* wrapped by a customer-managed key */
+	int			ttl;			/* cache lifetime of its keys, in seconds */
+} KsTenantRow;
+
 /* --- wrapping ----------------------------------------------------------- */
 
 /*
@@ -622,12 +635,92 @@ ks_master_for(const char *tenant, bytea *kcv)
 }
 
 /*
+ * Unwrap a tenant key under its customer-managed key, fetched now through
+ * envault.customer_key_command.  The customer key exists only here, and is
+ * wiped before returning, errors included.
+ */
+static EnvXaesKey *
+ks_unwrap_customer(const char *tenant, const KsTenantRow *row,
+				   const uint8 *aad, size_t aad_len)
+{
+	uint8		cmk[ENV_KEY_LEN];
+	uint8		ckcv[ENV_KCV_LEN];
+	EnvXaesKey	kek;
+	EnvXaesKey *volatile xk = NULL;
+	bool		ok;
+
+	env_customer_key(tenant, cmk, ckcv);
+	if (!ks_kcv_is(row->kcv, ckcv))
+	{
+		env_wipe(cmk, sizeof(cmk));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("customer key of envault tenant \"%s\" does not match the key that wraps its tenant key", tenant),
+				 errdetail("The tenant key is wrapped by the customer key with check value %s; envault.customer_key_command returned one with check value %s.",
+						   env_kcv_fingerprint((uint8 *) VARDATA_ANY(row->kcv)),
+						   env_kcv_fingerprint(ckcv))));
+	}
+	ok = env_xaes_key_init(&kek, cmk);
+	env_wipe(cmk, sizeof(cmk));
+	if (!ok)
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "preparing a customer key");
+	PG_TRY();
+	{
+		xk = ks_unwrap(&kek, row->wrapped, aad, aad_len);
+	}
+	PG_FINALLY();
+	{
+		env_xaes_key_clear(&kek);
+	}
+	PG_END_TRY();
+	return xk;
+}
+
+/*
+ * A new tenant key wrapped by the tenant's customer-managed key (for a
+ * tenant key rotation of a BYOK tenant).  The customer key is wiped before
+ * returning, errors included.
+ */
+static bytea *
+ks_wrap_new_key_customer(const char *tenant, const KsTenantRow *row,
+						 const uint8 *aad, size_t aad_len, EnvXaesKey **prepared)
+{
+	uint8		cmk[ENV_KEY_LEN];
+	uint8		ckcv[ENV_KCV_LEN];
+	EnvXaesKey	kek;
+	bytea	   *volatile wrapped = NULL;
+	EnvXaesKey *volatile slot = NULL;
+	bool		ok;
+
+	env_customer_key(tenant, cmk, ckcv);
+	ok = ks_kcv_is(row->kcv, ckcv) && env_xaes_key_init(&kek, cmk);
+	env_wipe(cmk, sizeof(cmk));
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("customer key of envault tenant \"%s\" does not match the key that wraps its tenant key", tenant)));
+	PG_TRY();
+	{
+		EnvXaesKey *k;
+
+		wrapped = ks_wrap_new_key(&kek, aad, aad_len, &k);
+		slot = k;
+	}
+	PG_FINALLY();
+	{
+		env_xaes_key_clear(&kek);
+	}
+	PG_END_TRY();
+	*prepared = slot;
+	return wrapped;
+}
+
+/*
  * The tenant key, from the cache or unwrapped from its row.  The check value
  * stored with the row tells a wrong master key from a damaged row.
  */
 static const EnvXaesKey *
-ks_tenant_key(const char *tenant, int32 key_version, bytea *wrapped,
-			  bytea *kcv)
+ks_tenant_key(const char *tenant, const KsTenantRow *row)
 {
 	KsTenant   *t;
 	EnvXaesKey *xk;
@@ -638,15 +731,18 @@ ks_tenant_key(const char *tenant, int32 key_version, bytea *wrapped,
 	t = hash_search(ks_tenants, tenant, HASH_FIND, NULL);
 	if (t != NULL)
 	{
-		if (t->key_version != key_version)
+		if (t->key_version != row->key_version)
 			ks_evict(&t->node);
 		else if (ks_touch(&t->node))
 			return t->node.xk;
 	}
 
 	aad_len = env_tenant_wrap_aad(aad, tenant, strlen(tenant),
-								  (uint32) key_version);
-	xk = ks_unwrap(ks_master_for(tenant, kcv), wrapped, aad, aad_len);
+								  (uint32) row->key_version);
+	if (row->customer)
+		xk = ks_unwrap_customer(tenant, row, aad, aad_len);
+	else
+		xk = ks_unwrap(ks_master_for(tenant, row->kcv), row->wrapped, aad, aad_len);
 	if (xk == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -655,8 +751,8 @@ ks_tenant_key(const char *tenant, int32 key_version, bytea *wrapped,
 
 	ks_make_room();
 	t = hash_search(ks_tenants, tenant, HASH_ENTER, &found);
-	t->key_version = key_version;
-	ks_link(&t->node, KS_TENANT, xk);
+	t->key_version = row->key_version;
+	ks_link(&t->node, KS_TENANT, xk, row->ttl);
 	return xk;
 }
 
@@ -664,7 +760,7 @@ ks_tenant_key(const char *tenant, int32 key_version, bytea *wrapped,
 static KsDataKey *
 ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 				  int32 version, bool active, TimestampTz created_at,
-				  EnvXaesKey *xk)
+				  int ttl, EnvXaesKey *xk)
 {
 	KsDataKey  *d;
 	size_t		tlen = strlen(tenant);
@@ -686,7 +782,7 @@ ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 	env_context_build(d->pub.context, tenant, tlen, purpose, plen);
 	d->pub.created_at = created_at;
 	d->pub.xk = xk;
-	ks_link(&d->node, KS_DATA_KEY, xk);
+	ks_link(&d->node, KS_DATA_KEY, xk, ttl);
 
 	if (active)
 	{
@@ -736,10 +832,12 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
 
 /* --- queries ------------------------------------------------------------ */
 
-/* columns 1-4: the tenant (see ks_tenant_row); 5-9: the data key */
+/* columns 1-4 and 10: the tenant (see ks_tenant_row); 5-9: the data key */
 #define KS_Q_ACTIVE \
-	"SELECT t.state, t.key_version, t.wrapped_key, t.master_kcv," \
-	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version, d.created_at" \
+	"SELECT t.state, t.key_version, t.wrapped_key," \
+	"       COALESCE(t.master_kcv, t.customer_kcv)," \
+	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version, d.created_at," \
+	"       t.key_source" \
 	"  FROM envault.tenants t" \
 	"  LEFT JOIN envault.data_keys d" \
 	"    ON d.tenant OPERATOR(pg_catalog.=) t.tenant" \
@@ -747,11 +845,12 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
 	"   AND d.state OPERATOR(pg_catalog.=) 'active'::pg_catalog.text" \
 	" WHERE t.tenant OPERATOR(pg_catalog.=) $1"
 
-/* columns 1-4: the tenant; 5-11: the data key */
+/* columns 1-4 and 12: the tenant; 5-11: the data key */
 #define KS_Q_BY_ID \
-	"SELECT t.state, t.key_version, t.wrapped_key, t.master_kcv," \
+	"SELECT t.state, t.key_version, t.wrapped_key," \
+	"       COALESCE(t.master_kcv, t.customer_kcv)," \
 	"       d.key_id, d.version, d.wrapped_key, d.tenant_key_version," \
-	"       d.tenant, d.purpose, d.state" \
+	"       d.tenant, d.purpose, d.state, t.key_source" \
 	"  FROM envault.data_keys d" \
 	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) d.tenant" \
 	" WHERE d.key_id OPERATOR(pg_catalog.=) $1"
@@ -795,21 +894,13 @@ env_key_event(EnvSpi *s, const char *operation, const char *tenant,
 		elog(ERROR, "could not record a key event");
 }
 
-/* A tenant row as the queries above return it, in columns 1-4. */
-typedef struct KsTenantRow
-{
-	int32		key_version;
-	bytea	   *wrapped;
-	bytea	   *kcv;
-} KsTenantRow;
-
 /*
  * Read the tenant columns of the current result row.  A tenant whose keys
  * were destroyed, or that is revoked, opens nothing: raise that here, before
  * its (possibly NULL) key is looked at.
  */
 static void
-ks_tenant_row(EnvSpi *s, const char *tenant, KsTenantRow *row)
+ks_tenant_row(EnvSpi *s, const char *tenant, KsTenantRow *row, int source_col)
 {
 	bool		isnull;
 	char	   *state = TextDatumGetCString(env_spi_col(s, 1, &isnull, false, -1));
@@ -828,6 +919,10 @@ ks_tenant_row(EnvSpi *s, const char *tenant, KsTenantRow *row)
 	row->key_version = DatumGetInt32(env_spi_col(s, 2, &isnull, true, 4));
 	row->wrapped = DatumGetByteaPP(env_spi_col(s, 3, &isnull, false, -1));
 	row->kcv = DatumGetByteaPP(env_spi_col(s, 4, &isnull, false, -1));
+	row->customer = strcmp(TextDatumGetCString(env_spi_col(s, source_col, &isnull,
+														   false, -1)),
+						   "customer") == 0;
+	row->ttl = row->customer ? Min(ks_customer_key_ttl, ks_cache_ttl) : ks_cache_ttl;
 }
 
 #define KS_Q_NEXT_VERSION \
@@ -868,7 +963,7 @@ ks_new_key_id(void)
  */
 static KsDataKey *
 ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
-				   const char *purpose, int32 tenant_key_version)
+				   const char *purpose, int32 tenant_key_version, int ttl)
 {
 	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT4OID, BYTEAOID,
 	INT4OID, NAMEOID};
@@ -914,7 +1009,7 @@ ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 	}
 	env_key_event(s, "data key created", tenant, purpose, version, NULL);
 	return ks_cache_data_key(key_id, tenant, purpose, version, true,
-							 GetCurrentTransactionStartTimestamp(), xk);
+							 GetCurrentTransactionStartTimestamp(), ttl, xk);
 }
 
 static void
@@ -949,7 +1044,7 @@ ks_load_active(const char *tenant, const char *purpose)
 		env_spi_run(KS_Q_ACTIVE, 2, types, values, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			ks_no_tenant(tenant);
-		ks_tenant_row(&s, tenant, &t);
+		ks_tenant_row(&s, tenant, &t, 10);
 		key_id = (uint64) DatumGetInt64(env_spi_col(&s, 5, &isnull, true, 8));
 
 		if (!isnull)
@@ -979,12 +1074,12 @@ ks_load_active(const char *tenant, const char *purpose)
 			version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
 			wrapped = DatumGetByteaPP(env_spi_col(&s, 7, &isnull, false, -1));
 			wrapped_under = DatumGetInt32(env_spi_col(&s, 8, &isnull, true, 4));
-			tkey = ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv);
+			tkey = ks_tenant_key(tenant, &t);
 			xk = ks_unwrap_data_key(tkey, t.key_version, wrapped_under, tenant,
 									purpose, version, key_id, wrapped);
 			d = ks_cache_data_key(key_id, tenant, purpose, version, true,
 								  DatumGetTimestampTz(env_spi_col(&s, 9, &isnull, true, 8)),
-								  xk);
+								  t.ttl, xk);
 			break;
 		}
 
@@ -996,8 +1091,8 @@ ks_load_active(const char *tenant, const char *purpose)
 					 errdetail("A data key cannot be created in a read-only transaction."),
 					 errhint("Create it with envault.create_data_key() in a read-write transaction.")));
 
-		tkey = ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv);
-		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version);
+		tkey = ks_tenant_key(tenant, &t);
+		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version, t.ttl);
 		if (d == NULL && IsolationUsesXactSnapshot())
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -1161,7 +1256,7 @@ env_keystore_key_by_id(uint64 key_id)
 
 	tenant = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
 	purpose = TextDatumGetCString(env_spi_col(&s, 10, &isnull, false, -1));
-	ks_tenant_row(&s, tenant, &t);
+	ks_tenant_row(&s, tenant, &t, 12);
 	version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
 	state = TextDatumGetCString(env_spi_col(&s, 11, &isnull, false, -1));
 	if (strcmp(state, "retired") == 0)
@@ -1180,10 +1275,10 @@ env_keystore_key_by_id(uint64 key_id)
 	wrapped = DatumGetByteaPP(env_spi_col(&s, 7, &isnull, false, -1));
 	wrapped_under = DatumGetInt32(env_spi_col(&s, 8, &isnull, true, 4));
 
-	tkey = ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv);
+	tkey = ks_tenant_key(tenant, &t);
 	xk = ks_unwrap_data_key(tkey, t.key_version, wrapped_under, tenant, purpose,
 							version, key_id, wrapped);
-	d = ks_cache_data_key(key_id, tenant, purpose, version, false, 0, xk);
+	d = ks_cache_data_key(key_id, tenant, purpose, version, false, 0, t.ttl, xk);
 	env_spi_end(&s);
 	return &d->pub;
 }
@@ -1234,7 +1329,8 @@ env_keystore_create_data_key(const char *tenant, size_t tenant_len,
 /* --- rotation ------------------------------------------------------------ */
 
 #define KS_Q_LOCK_TENANT \
-	"SELECT state, key_version, wrapped_key, master_kcv FROM envault.tenants" \
+	"SELECT state, key_version, wrapped_key, COALESCE(master_kcv, customer_kcv)," \
+	"       key_source FROM envault.tenants" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE"
 
 /*
@@ -1253,7 +1349,7 @@ env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row)
 	if (SPI_processed == 0)
 		ks_no_tenant(tenant);
 	if (row)
-		ks_tenant_row(s, tenant, (KsTenantRow *) row);
+		ks_tenant_row(s, tenant, (KsTenantRow *) row, 5);
 }
 
 #define KS_Q_RETIRE_ACTIVE \
@@ -1304,8 +1400,8 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 	}
 	env_keystore_changed();
 	env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
-	d = ks_create_data_key(&s, ks_tenant_key(tenant, t.key_version, t.wrapped, t.kcv),
-						   tenant, purpose, t.key_version);
+	d = ks_create_data_key(&s, ks_tenant_key(tenant, &t),
+						   tenant, purpose, t.key_version, t.ttl);
 	if (d == NULL)
 		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
 			 tenant, purpose);
@@ -1348,7 +1444,8 @@ env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 
 #define KS_Q_NEW_TENANT_KEY \
 	"UPDATE envault.tenants SET key_version = $2, wrapped_key = $3," \
-	"       master_kcv = $4, state_changed_at = pg_catalog.now()" \
+	"       master_kcv = CASE key_source WHEN 'master' THEN $4 END," \
+	"       state_changed_at = pg_catalog.now()" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1"
 
 /*
@@ -1384,10 +1481,13 @@ env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
 	env_spi_begin(&s);
 	env_keystore_lock_tenant(&s, tname, &t);
 	env_keystore_changed();
-	old_key = ks_tenant_key(tname, t.key_version, t.wrapped, t.kcv);
+	old_key = ks_tenant_key(tname, &t);
 	new_version = t.key_version + 1;
 	aad_len = env_tenant_wrap_aad(aad, tname, strlen(tname), (uint32) new_version);
-	new_wrapped = ks_wrap_new_key(env_master_key(), aad, aad_len, &new_key);
+	if (t.customer)
+		new_wrapped = ks_wrap_new_key_customer(tname, &t, aad, aad_len, &new_key);
+	else
+		new_wrapped = ks_wrap_new_key(env_master_key(), aad, aad_len, &new_key);
 
 	PG_TRY();
 	{
@@ -1458,6 +1558,124 @@ env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
 	env_key_event(&s, "tenant key rotated", tname, NULL, -1, detail);
 	env_spi_end(&s);
 	return new_version;
+}
+
+/* --- customer-managed keys (BYOK) ---------------------------------------- */
+
+#define KS_Q_SET_SOURCE \
+	"UPDATE envault.tenants SET key_source = $2, wrapped_key = $3," \
+	"       master_kcv = $4, customer_kcv = $5, state_changed_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1"
+
+static bytea *
+ks_kcv_bytea(const uint8 *kcv)
+{
+	bytea	   *b = palloc(VARHDRSZ + ENV_KCV_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + ENV_KCV_LEN);
+	memcpy(VARDATA(b), kcv, ENV_KCV_LEN);
+	return b;
+}
+
+/*
+ * Move a tenant key between the master key and the tenant's customer-managed
+ * key: unwrap it under one, wrap it under the other, in this transaction.
+ * The tenant key itself does not change, so no data key is touched.
+ */
+void
+env_keystore_set_key_source(const char *tenant, size_t tenant_len,
+							bool to_customer)
+{
+	EnvSpi		s;
+	KsTenantRow t;
+	char	   *tname;
+	uint8		cmk[ENV_KEY_LEN];
+	uint8		ckcv[ENV_KCV_LEN];
+	uint8		key[ENV_KEY_LEN];
+	uint8		aad[ENV_WRAP_AAD_MAXLEN];
+	size_t		aad_len;
+	EnvXaesKey	kek;
+	EnvCryptoStatus st;
+	bytea	   *rewrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
+	Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, BYTEAOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	char		detail[96];
+
+	env_check_tenant_name(tenant, tenant_len);
+	tname = pnstrdup(tenant, tenant_len);
+	env_spi_begin(&s);
+	env_keystore_lock_tenant(&s, tname, &t);
+	if (t.customer == to_customer)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("envault tenant \"%s\" already uses %s", tname,
+						to_customer ? "a customer-managed key" : "the master key")));
+
+	env_customer_key(tname, cmk, ckcv);
+	if (!to_customer && !ks_kcv_is(t.kcv, ckcv))
+	{
+		env_wipe(cmk, sizeof(cmk));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("customer key of envault tenant \"%s\" does not match the key that wraps its tenant key", tname)));
+	}
+	if (!env_xaes_key_init(&kek, cmk))
+	{
+		env_wipe(cmk, sizeof(cmk));
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "preparing a customer key");
+	}
+	env_wipe(cmk, sizeof(cmk));
+
+	aad_len = env_tenant_wrap_aad(aad, tname, strlen(tname), (uint32) t.key_version);
+	if (to_customer)
+	{
+		st = env_key_unwrap(ks_master_for(tname, t.kcv), (uint8 *) VARDATA_ANY(t.wrapped),
+							VARSIZE_ANY_EXHDR(t.wrapped), aad, aad_len, key);
+		if (st == ENV_CRYPTO_OK)
+			st = env_key_wrap(&kek, key, aad, aad_len, (uint8 *) VARDATA(rewrapped));
+	}
+	else
+	{
+		st = env_key_unwrap(&kek, (uint8 *) VARDATA_ANY(t.wrapped),
+							VARSIZE_ANY_EXHDR(t.wrapped), aad, aad_len, key);
+		if (st == ENV_CRYPTO_OK)
+			st = env_key_wrap(env_master_key(), key, aad, aad_len,
+							  (uint8 *) VARDATA(rewrapped));
+	}
+	env_wipe(key, sizeof(key));
+	env_xaes_key_clear(&kek);
+	if (st == ENV_CRYPTO_AUTH_FAILED)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("wrapped key of tenant \"%s\" failed authentication", tname),
+				 errdetail("Its row in envault.tenants was altered or copied from another tenant.")));
+	if (st != ENV_CRYPTO_OK)
+		env_error_crypto(st, "rewrapping a tenant key");
+	SET_VARSIZE(rewrapped, VARHDRSZ + ENV_WRAPPED_LEN);
+
+	env_keystore_changed();
+	values[0] = CStringGetTextDatum(tname);
+	values[1] = CStringGetTextDatum(to_customer ? "customer" : "master");
+	values[2] = PointerGetDatum(rewrapped);
+	if (to_customer)
+	{
+		nulls[3] = 'n';
+		values[4] = PointerGetDatum(ks_kcv_bytea(ckcv));
+	}
+	else
+	{
+		values[3] = PointerGetDatum(ks_kcv_bytea(env_master_kcv()));
+		nulls[4] = 'n';
+	}
+	if (SPI_execute_with_args(KS_Q_SET_SOURCE, 5, types, values, nulls, false, 0)
+		!= SPI_OK_UPDATE)
+		elog(ERROR, "could not update the tenant key");
+	snprintf(detail, sizeof(detail), "customer key check value %s",
+			 env_kcv_fingerprint(ckcv));
+	env_key_event(&s, to_customer ? "customer key imported" : "customer key removed",
+				  tname, NULL, -1, detail);
+	env_spi_end(&s);
 }
 
 /* --- master key rotation ------------------------------------------------- */
@@ -1589,6 +1807,13 @@ env_keystore_init(void)
 							gettext_noop("Checked when the key is about to encrypt, in read-write transactions."),
 							&ks_data_key_max_age,
 							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("envault.customer_key_ttl",
+							gettext_noop("Longest time the keys of a tenant with a customer-managed key stay cached."),
+							gettext_noop("Withholding the customer key takes effect within this time in sessions that hold its keys."),
+							&ks_customer_key_ttl,
+							60, 1, 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("envault.key_cache_ttl",

@@ -201,7 +201,7 @@ envault_destroy_data_key(PG_FUNCTION_ARGS)
 
 #define LC_Q_SHRED_TENANT \
 	"UPDATE envault.tenants SET state = 'destroyed', wrapped_key = NULL," \
-	"       master_kcv = NULL, state_changed_at = pg_catalog.now()" \
+	"       master_kcv = NULL, customer_kcv = NULL, state_changed_at = pg_catalog.now()" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1"
 
 #define LC_Q_REVOKE_TOKENS \

@@ -34,6 +34,7 @@
 #include "miscadmin.h"
 #include "port.h"
 #include "storage/fd.h"
+#include "lib/stringinfo.h"
 #include "storage/ipc.h"
 #include "utils/guc.h"
 
@@ -516,6 +517,112 @@ env_kcv_fingerprint(const uint8 *kcv)
  * settable with SET, and each session reads the secret once, when it first
  * needs it.
  */
+/* --- customer-managed keys ------------------------------------------------ */
+
+static char *sec_customer_command = NULL;
+static const char sec_customer_kcv_label[] = "envault/v1/customer-key-check-value";
+
+SEC_SHOW_HOOK(sec_show_customer_command, sec_customer_command)
+
+/* Append s to buf in single quotes, safe for the shell. */
+static void
+sec_shell_quote(StringInfo buf, const char *s)
+{
+	appendStringInfoChar(buf, '\'');
+	for (; *s; s++)
+	{
+		if (*s == '\'')
+			appendStringInfoString(buf, "'\\''");
+		else
+			appendStringInfoChar(buf, *s);
+	}
+	appendStringInfoChar(buf, '\'');
+}
+
+/*
+ * Fetch the customer-managed key of a tenant: run
+ * envault.customer_key_command with %t replaced by the tenant name (quoted
+ * for the shell) and %% by %.  Writes the 32 key bytes into key (the caller
+ * wipes them) and their check value into kcv.  Raises when the command is
+ * not configured, fails (the customer withheld its key) or prints anything
+ * but a key.  Neither the command nor its output appears in a message.
+ */
+void
+env_customer_key(const char *tenant, uint8 *key, uint8 *kcv)
+{
+	StringInfoData cmd;
+	const char *p;
+	char		buf[SEC_READ_MAX];
+	size_t		n;
+	int			rc;
+	FILE	   *fp;
+	uint8		mac[32];
+	bool		ok;
+
+	if (!sec_is_set(sec_customer_command))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("envault.customer_key_command is not configured"),
+				 errhint("Set it to a command that prints the customer's key of the tenant given as %%t.")));
+	initStringInfo(&cmd);
+	for (p = sec_customer_command; *p; p++)
+	{
+		if (p[0] == '%' && p[1] == 't')
+		{
+			sec_shell_quote(&cmd, tenant);
+			p++;
+		}
+		else if (p[0] == '%' && p[1] == '%')
+		{
+			appendStringInfoChar(&cmd, '%');
+			p++;
+		}
+		else
+			appendStringInfoChar(&cmd, *p);
+	}
+
+	fp = OpenPipeStream(cmd.data, "r");
+	pfree(cmd.data);
+	if (fp == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not run envault.customer_key_command: %m")));
+	n = fread(buf, 1, sizeof(buf), fp);
+	while (n == sizeof(buf) && fgetc(fp) != EOF)
+		;
+	rc = ClosePipeStream(fp);
+	if (rc != 0)
+	{
+		env_wipe(buf, sizeof(buf));
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("customer key of envault tenant \"%s\" is not available", tenant),
+				 errdetail("envault.customer_key_command failed: %s.", wait_result_to_str(rc)),
+				 errhint("The customer may have withheld or revoked its key.")));
+	}
+	if (n >= sizeof(buf))
+		n = 0;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+					 buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	rc = env_hex_decode(buf, n, key, ENV_KEY_LEN);
+	env_wipe(buf, sizeof(buf));
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("customer key of envault tenant \"%s\" is malformed", tenant),
+				 errdetail("envault.customer_key_command must print 64 hexadecimal characters.")));
+	ok = env_hmac_sha256(key, ENV_KEY_LEN, (const uint8 *) sec_customer_kcv_label,
+						 sizeof(sec_customer_kcv_label) - 1, mac);
+	memcpy(kcv, mac, ENV_KCV_LEN);
+	env_wipe(mac, sizeof(mac));
+	if (!ok)
+	{
+		env_wipe(key, ENV_KEY_LEN);
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "computing a check value");
+	}
+}
+
 static void
 sec_define(EnvSecret *s, GucShowHook show_hex, GucShowHook show_command)
 {
@@ -571,6 +678,12 @@ sec_define(EnvSecret *s, GucShowHook show_hex, GucShowHook show_command)
 void
 env_secrets_init(void)
 {
+	DefineCustomStringVariable("envault.customer_key_command",
+							   gettext_noop("Shell command that prints the customer-managed key of a tenant (%t: the tenant)."),
+							   gettext_noop("It must print 64 hexadecimal characters and exit with status 0; a failure means the key is withheld."),
+							   &sec_customer_command, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, sec_show_customer_command);
 	sec_define(&sec_master, sec_show_master, sec_show_command);
 	sec_define(&sec_previous_master, sec_show_previous_master, sec_show_previous_command);
 	sec_define(&sec_pepper, sec_show_pepper, NULL);

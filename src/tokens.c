@@ -42,6 +42,7 @@ typedef struct TokPepper
 static TokPepper tok_current;
 static TokPepper tok_previous;
 static pid_t tok_prepared_pid = 0;
+static bool tok_exit_registered = false;
 static SPIPlanPtr tok_lookup_plan = NULL;
 
 static void
@@ -52,13 +53,10 @@ tok_clear_at_exit(int code, Datum arg)
 }
 
 static void
-tok_prepare_one(TokPepper *tp, bool previous)
+tok_key_one(TokPepper *tp, const uint8 *pepper, const uint8 *kcv)
 {
-	const uint8 *kcv;
-	const uint8 *pepper = env_pepper(previous, &kcv);
 	char	   *fp;
 
-	tp->present = false;
 	if (pepper == NULL)
 		return;
 	if (!env_hmac_key_init(&tp->key, pepper, ENV_KEY_LEN))
@@ -69,17 +67,34 @@ tok_prepare_one(TokPepper *tp, bool previous)
 	tp->present = true;
 }
 
-/* Prepare the peppers in this process; an error if none is configured. */
+/*
+ * Prepare the peppers in this process; an error if the pepper, or a
+ * configured previous pepper, cannot be loaded.  Both are loaded before
+ * either is keyed, and the exit callback is in place before anything is,
+ * so a failure leaves no keyed state behind.
+ */
 static void
 tok_prepare(void)
 {
+	const uint8 *cur_kcv;
+	const uint8 *prev_kcv;
+	const uint8 *cur;
+	const uint8 *prev;
+
 	if (tok_prepared_pid == MyProcPid)
 		return;
+	cur = env_pepper(false, &cur_kcv);
+	prev = env_pepper(true, &prev_kcv);
+	if (!tok_exit_registered)
+	{
+		on_proc_exit(tok_clear_at_exit, (Datum) 0);
+		tok_exit_registered = true;
+	}
+	tok_clear_at_exit(0, (Datum) 0);
 	memset(&tok_current, 0, sizeof(tok_current));
 	memset(&tok_previous, 0, sizeof(tok_previous));
-	tok_prepare_one(&tok_current, false);
-	tok_prepare_one(&tok_previous, true);
-	on_proc_exit(tok_clear_at_exit, (Datum) 0);
+	tok_key_one(&tok_current, cur, cur_kcv);
+	tok_key_one(&tok_previous, prev, prev_kcv);
 	tok_prepared_pid = MyProcPid;
 }
 

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(78);
+SELECT plan(80);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -25,7 +25,8 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'destroy_data_key', 'destroy_tenant', 'revoke_tenant',
                                       'restore_tenant', 'reencrypt_column',
                                       'key_events_append_only', 'master_key_status',
-                                      'rewrap_tenant_keys', 'rotate_master_key']);
+                                      'rewrap_tenant_keys', 'rotate_master_key',
+                                      'use_customer_key', 'use_master_key']);
 
 -- signatures
 SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'bytea');
@@ -111,6 +112,8 @@ SELECT function_privs_are('envault', 'destroy_tenant', ARRAY['text'], 'envault_a
 SELECT function_privs_are('envault', 'revoke_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'rewrap_tenant_keys', ARRAY['integer'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'rewrap_tenant_keys', ARRAY['integer'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'use_customer_key', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'use_customer_key', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT is(has_table_privilege('public', 'envault.tenants', 'SELECT'), false,
           'PUBLIC cannot read envault.tenants');
 
@@ -139,7 +142,8 @@ SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
 SELECT is((SELECT count(*)::int FROM pg_settings
             WHERE name IN ('envault.master_key', 'envault.master_key_command',
                            'envault.previous_master_key', 'envault.previous_master_key_command',
-                           'envault.pepper', 'envault.previous_pepper')), 0,
+                           'envault.pepper', 'envault.previous_pepper',
+                           'envault.customer_key_command')), 0,
           'secret settings are not listed in pg_settings');
 SELECT is(current_setting('envault.master_key'), '', 'master_key is unset here');
 
