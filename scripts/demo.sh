@@ -12,9 +12,11 @@ build_and_install
 dir=$(pg_workdir demo)
 trap 'cluster_stop "$dir"; rm -rf "$dir"' EXIT
 
-say "starting a throwaway cluster with a fresh master key in $dir/master.key (mode 0600)"
+say "starting a throwaway cluster with a fresh master key and token pepper in $dir (mode 0600)"
 new_key_file "$dir/master.key"
-cluster_start "$dir" 54390 "envault.master_key_file = '$dir/master.key'"
+new_key_file "$dir/pepper.key"
+cluster_start "$dir" 54390 "envault.master_key_file = '$dir/master.key'" \
+	"envault.pepper_file = '$dir/pepper.key'"
 
 as_pg "$PGBIN/psql" -h "$dir" -p 54390 -d postgres -X -q < "$ENVAULT_ROOT/scripts/demo.sql"
 

@@ -82,20 +82,63 @@ END
 $$;
 
 \echo
-\echo '--- 6. the application role can encrypt and decrypt, but never read a key'
+\echo '--- 6. the application: a token per tenant, a tenant context SQL cannot forge'
 CREATE ROLE demo_app LOGIN;
 GRANT envault_user TO demo_app;
 GRANT SELECT ON customers TO demo_app;
+SELECT envault.issue_token('globex', 'globex api') AS globex_token \gset
+\echo 'an API token (shown once; only its HMAC is stored):'
+SELECT left(:'globex_token', 24) || '...' AS token;
 SET ROLE demo_app;
+BEGIN;
+SELECT envault.authenticate(:'globex_token') AS authenticated_as;
 SELECT id, env_decrypt_text(email, int4send(id)) AS email FROM customers WHERE id = 3;
+\echo 'acme''s row is visible to this role, but its ciphertext does not open under globex''s context:'
+SAVEPOINT s;
+DO $$
+BEGIN
+	PERFORM envault.env_decrypt_text(email, int4send(id)) FROM customers WHERE id = 1;
+	RAISE EXCEPTION 'DEMO FAILED: globex opened acme''s value';
+EXCEPTION WHEN insufficient_privilege THEN
+	RAISE NOTICE 'refused, SQLSTATE %: %', SQLSTATE, SQLERRM;
+END
+$$;
+\echo 'and the tenant cannot be switched with SQL:'
+DO $$
+BEGIN
+	PERFORM set_config('envault.current_tenant', 'acme', true);
+	RAISE EXCEPTION 'DEMO FAILED: the tenant setting was forged';
+EXCEPTION WHEN invalid_name THEN
+	RAISE NOTICE 'refused, SQLSTATE %: %', SQLSTATE, SQLERRM;
+END
+$$;
+COMMIT;
+\echo 'the context ended with the transaction, so a pooled connection carries nothing over:'
+SELECT envault.current_tenant() IS NULL AS no_tenant_now;
 DO $$
 BEGIN
 	PERFORM wrapped_key FROM envault.data_keys;
 	RAISE EXCEPTION 'DEMO FAILED: the application role read the key table';
 EXCEPTION WHEN insufficient_privilege THEN
-	RAISE NOTICE 'refused, SQLSTATE %: %', SQLSTATE, SQLERRM;
+	RAISE NOTICE 'and the key tables stay closed: SQLSTATE %: %', SQLSTATE, SQLERRM;
 END
 $$;
 RESET ROLE;
+
 \echo
-\echo 'demo finished: every value decrypted, every forgery was refused'
+\echo '--- 7. key lifecycle: rotate without downtime, then crypto-shred a tenant'
+SELECT envault.rotate_data_key('acme', 'pii') AS new_pii_version;
+SELECT id, env_decrypt_text(email, int4send(id)) AS still_readable FROM customers WHERE tenant = 'acme' ORDER BY id;
+SELECT envault.destroy_tenant('globex');
+DO $$
+BEGIN
+	PERFORM envault.env_decrypt_text(api_key) FROM customers WHERE id = 3;
+	RAISE EXCEPTION 'DEMO FAILED: a shredded tenant''s value opened';
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+	RAISE NOTICE 'refused, SQLSTATE %: %', SQLSTATE, SQLERRM;
+END
+$$;
+SELECT operation, tenant, purpose, version FROM envault.key_events ORDER BY event_id;
+
+\echo
+\echo 'demo finished: every value decrypted, every forgery and cross-tenant read was refused'
