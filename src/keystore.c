@@ -1595,6 +1595,7 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 	uint8		aad[ENV_WRAP_AAD_MAXLEN];
 	size_t		aad_len;
 	EnvXaesKey	kek;
+	const EnvXaesKey *master;
 	EnvCryptoStatus st;
 	bytea	   *rewrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
 	Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, BYTEAOID};
@@ -1612,6 +1613,8 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 				 errmsg("envault tenant \"%s\" already uses %s", tname,
 						to_customer ? "a customer-managed key" : "the master key")));
 
+	/* whatever may raise, before the customer key is in memory */
+	master = to_customer ? ks_master_for(tname, t.kcv) : env_master_key();
 	env_customer_key(tname, cmk, ckcv);
 	if (!to_customer && !ks_kcv_is(t.kcv, ckcv))
 	{
@@ -1630,7 +1633,7 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 	aad_len = env_tenant_wrap_aad(aad, tname, strlen(tname), (uint32) t.key_version);
 	if (to_customer)
 	{
-		st = env_key_unwrap(ks_master_for(tname, t.kcv), (uint8 *) VARDATA_ANY(t.wrapped),
+		st = env_key_unwrap(master, (uint8 *) VARDATA_ANY(t.wrapped),
 							VARSIZE_ANY_EXHDR(t.wrapped), aad, aad_len, key);
 		if (st == ENV_CRYPTO_OK)
 			st = env_key_wrap(&kek, key, aad, aad_len, (uint8 *) VARDATA(rewrapped));
@@ -1640,7 +1643,7 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 		st = env_key_unwrap(&kek, (uint8 *) VARDATA_ANY(t.wrapped),
 							VARSIZE_ANY_EXHDR(t.wrapped), aad, aad_len, key);
 		if (st == ENV_CRYPTO_OK)
-			st = env_key_wrap(env_master_key(), key, aad, aad_len,
+			st = env_key_wrap(master, key, aad, aad_len,
 							  (uint8 *) VARDATA(rewrapped));
 	}
 	env_wipe(key, sizeof(key));
