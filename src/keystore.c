@@ -46,6 +46,7 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -506,9 +507,21 @@ env_spi_end(EnvSpi *s)
 void
 env_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL,
-										   false, 0);
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	int			rc;
 
+	if (plan == NULL)
+		elog(ERROR, "envault key table query failed: %s",
+			 SPI_result_code_string(SPI_result));
+
+	/*
+	 * Key state is read as of now, not as of the caller's snapshot: a
+	 * REPEATABLE READ transaction that started before a revocation must not
+	 * reload (and cache) the keys it revoked.
+	 */
+	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, false, true, 0);
+	SPI_freeplan(plan);
 	if (rc != expect)
 		elog(ERROR, "envault key table query failed: %s",
 			 SPI_result_code_string(rc));

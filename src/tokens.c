@@ -28,6 +28,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 static const char tok_label[] = "envault/v1/token";
@@ -266,7 +267,9 @@ env_token_verify(text *token, char *tenant_out)
 			elog(ERROR, "could not prepare the token lookup");
 		tok_lookup_plan = plan;
 	}
-	if (SPI_execute_plan(tok_lookup_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+	/* as of now, like every key table read: a revocation bites at once */
+	if (SPI_execute_snapshot(tok_lookup_plan, values, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "token lookup failed");
 	if (SPI_processed == 0)
 	{
