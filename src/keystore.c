@@ -127,7 +127,7 @@ typedef struct KsNode
 	dlist_node	lru;			/* most recently used at the head */
 	KsKind		kind;
 	int64		loaded_at;		/* monotonic seconds */
-	int			ttl;			/* seconds it may be used after loading */
+	bool		customer;		/* its tenant uses a customer-managed key */
 	SubTransactionId subxid;	/* adding (sub)transaction, until commit */
 	EnvXaesKey *xk;
 } KsNode;
@@ -221,11 +221,21 @@ ks_evict(KsNode *node)
 	}
 }
 
+/*
+ * How long an entry may be used after it was loaded, by the settings in
+ * force now (so that lowering them shortens what is already cached).
+ */
+static int
+ks_ttl(bool customer)
+{
+	return customer ? Min(ks_customer_key_ttl, ks_cache_ttl) : ks_cache_ttl;
+}
+
 /* A hit: false if the entry has outlived the TTL (it is then evicted). */
 static bool
 ks_touch(KsNode *node)
 {
-	if (ks_now() - node->loaded_at >= node->ttl)
+	if (ks_now() - node->loaded_at >= ks_ttl(node->customer))
 	{
 		ks_evict(node);
 		return false;
@@ -358,9 +368,9 @@ ks_make_room(void)
 }
 
 static void
-ks_link(KsNode *node, KsKind kind, EnvXaesKey *xk, int ttl)
+ks_link(KsNode *node, KsKind kind, EnvXaesKey *xk, bool customer)
 {
-	node->ttl = ttl;
+	node->customer = customer;
 	node->kind = kind;
 	node->xk = xk;
 	node->loaded_at = ks_now();
@@ -550,7 +560,6 @@ typedef struct KsTenantRow
 	bytea	   *wrapped;
 	bytea	   *kcv;			/* of the master or customer key wrapping it */
 	bool		customer;		/* wrapped by a customer-managed key */
-	int			ttl;			/* cache lifetime of its keys, in seconds */
 } KsTenantRow;
 
 /* --- wrapping ----------------------------------------------------------- */
@@ -765,7 +774,7 @@ ks_tenant_key(const char *tenant, const KsTenantRow *row)
 	ks_make_room();
 	t = hash_search(ks_tenants, tenant, HASH_ENTER, &found);
 	t->key_version = row->key_version;
-	ks_link(&t->node, KS_TENANT, xk, row->ttl);
+	ks_link(&t->node, KS_TENANT, xk, row->customer);
 	return xk;
 }
 
@@ -773,7 +782,7 @@ ks_tenant_key(const char *tenant, const KsTenantRow *row)
 static KsDataKey *
 ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 				  int32 version, bool active, TimestampTz created_at,
-				  int ttl, EnvXaesKey *xk)
+				  bool customer, EnvXaesKey *xk)
 {
 	KsDataKey  *d;
 	size_t		tlen = strlen(tenant);
@@ -795,7 +804,7 @@ ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 	env_context_build(d->pub.context, tenant, tlen, purpose, plen);
 	d->pub.created_at = created_at;
 	d->pub.xk = xk;
-	ks_link(&d->node, KS_DATA_KEY, xk, ttl);
+	ks_link(&d->node, KS_DATA_KEY, xk, customer);
 
 	if (active)
 	{
@@ -935,7 +944,6 @@ ks_tenant_row(EnvSpi *s, const char *tenant, KsTenantRow *row, int source_col)
 	row->customer = strcmp(TextDatumGetCString(env_spi_col(s, source_col, &isnull,
 														   false, -1)),
 						   "customer") == 0;
-	row->ttl = row->customer ? Min(ks_customer_key_ttl, ks_cache_ttl) : ks_cache_ttl;
 }
 
 #define KS_Q_NEXT_VERSION \
@@ -976,7 +984,7 @@ ks_new_key_id(void)
  */
 static KsDataKey *
 ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
-				   const char *purpose, int32 tenant_key_version, int ttl)
+				   const char *purpose, int32 tenant_key_version, bool customer)
 {
 	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT4OID, BYTEAOID,
 	INT4OID, NAMEOID};
@@ -1022,7 +1030,7 @@ ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 	}
 	env_key_event(s, "data key created", tenant, purpose, version, NULL);
 	return ks_cache_data_key(key_id, tenant, purpose, version, true,
-							 GetCurrentTransactionStartTimestamp(), ttl, xk);
+							 GetCurrentTransactionStartTimestamp(), customer, xk);
 }
 
 static void
@@ -1092,7 +1100,7 @@ ks_load_active(const char *tenant, const char *purpose)
 									purpose, version, key_id, wrapped);
 			d = ks_cache_data_key(key_id, tenant, purpose, version, true,
 								  DatumGetTimestampTz(env_spi_col(&s, 9, &isnull, true, 8)),
-								  t.ttl, xk);
+								  t.customer, xk);
 			break;
 		}
 
@@ -1105,7 +1113,7 @@ ks_load_active(const char *tenant, const char *purpose)
 					 errhint("Create it with envault.create_data_key() in a read-write transaction.")));
 
 		tkey = ks_tenant_key(tenant, &t);
-		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version, t.ttl);
+		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version, t.customer);
 		if (d == NULL && IsolationUsesXactSnapshot())
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -1291,7 +1299,7 @@ env_keystore_key_by_id(uint64 key_id)
 	tkey = ks_tenant_key(tenant, &t);
 	xk = ks_unwrap_data_key(tkey, t.key_version, wrapped_under, tenant, purpose,
 							version, key_id, wrapped);
-	d = ks_cache_data_key(key_id, tenant, purpose, version, false, 0, t.ttl, xk);
+	d = ks_cache_data_key(key_id, tenant, purpose, version, false, 0, t.customer, xk);
 	env_spi_end(&s);
 	return &d->pub;
 }
@@ -1414,7 +1422,7 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 	env_keystore_changed();
 	env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
 	d = ks_create_data_key(&s, ks_tenant_key(tenant, &t),
-						   tenant, purpose, t.key_version, t.ttl);
+						   tenant, purpose, t.key_version, t.customer);
 	if (d == NULL)
 		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
 			 tenant, purpose);
