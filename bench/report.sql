@@ -5,6 +5,7 @@
 -- Ratios, those the topics asked for: plain (whole query against whole
 -- query, the scan included on both sides) and net of the scan floor (the
 -- floor case's median subtracted from both: the functions alone).
+-- Absolute targets, in ms or per row, hold on this machine only.
 -- Targets are printed for reading, never asserted.
 -- Then every timed round, to show how noisy the run was, and the queries.
 
@@ -33,7 +34,7 @@ SELECT fact, value FROM (
 \echo '== Cases (median of the timed rounds)'
 SELECT m.name AS "case",
 	   to_char(m.ms, 'FM999999990.0') AS "ms (median)",
-	   to_char(m.ms * 1000 / m.nrows, 'FM9990.000') AS "per-row us",
+	   to_char(m.ms * 1000 / m.nrows, 'FM99999990.000') AS "per-row us",
 	   CASE WHEN m.baseline IS NULL THEN ''
 			ELSE to_char(m.ms / b.ms, 'FM99990.00') || ' x ' || m.baseline
 	   END AS "ratio vs baseline"
@@ -54,6 +55,18 @@ JOIN bench.medians d ON d.name = r.den
 LEFT JOIN bench.medians f ON f.name = r.floor
 ORDER BY r.ord;
 
+\echo '== Absolute targets (this machine only)'
+SELECT l.label AS "absolute target",
+	   CASE l.unit WHEN 'ms' THEN to_char(m.ms, 'FM999999990.0') || ' ms'
+			ELSE to_char(m.ms * 1000 / m.nrows, 'FM99999990.000') || ' us per row'
+	   END AS "measured (median)",
+	   '< ' || l.below || ' ' || l.unit
+	   || CASE WHEN (CASE l.unit WHEN 'ms' THEN m.ms
+						 ELSE m.ms * 1000 / m.nrows END) < l.below
+			   THEN ' (met)' ELSE ' (NOT met)' END AS "target"
+FROM bench.limits l JOIN bench.medians m ON m.name = l.name
+ORDER BY l.ord;
+
 \echo '== Every timed round (ms, in round order)'
 SELECT m.name AS "case",
 	   (SELECT string_agg(to_char(t.ms, 'FM999999990.0'), '  ' ORDER BY t.round)
@@ -62,5 +75,8 @@ SELECT m.name AS "case",
 FROM bench.medians m
 ORDER BY m.ord;
 
-\echo '== Queries'
-SELECT name AS "case", query FROM bench.cases ORDER BY ord;
+\echo '== Queries (run as: the role of SET ROLE around the query; timed: in bench.run, or by bench.start/stop around top-level statements)'
+SELECT name AS "case", coalesce(run_as, '') AS "run as",
+	   CASE WHEN external THEN 'start/stop' ELSE 'bench.run' END AS "timed",
+	   query
+FROM bench.cases ORDER BY ord;

@@ -2,19 +2,25 @@
 # envault benchmarks: bench/run.sh
 #
 # Installs what is needed, builds and installs envault, starts a throwaway
-# PostgreSQL 15 cluster (envault preloaded, a fresh master key file, pgcrypto),
-# runs bench/harness.sql, each topic file bench/<topic>.sql and
-# bench/report.sql in ONE psql session, prints the tables, then stops and
+# PostgreSQL 15 cluster (envault preloaded, fresh master key and pepper
+# files, pgcrypto), runs bench/harness.sql, each topic file bench/<topic>.sql
+# and bench/report.sql in ONE psql session, prints the tables, then stops and
 # removes the cluster.  Benchmarks never assert timings: they print medians
 # and ratios measured side by side in the same run.  See docs/benchmarks.md.
 #
 # Run as root (the cluster runs as the postgres user) or as a sudoer.
 #
 # Environment (all optional):
-#   BENCH_ROWS=200000       rows of 64-byte values
+#   BENCH_ROWS=200000       rows of 64-byte values (topic encrypt)
+#   BENCH_LARGE_ROWS=1000000  rows of the tables of topics tenancy (RLS) and
+#                           lifecycle (reencrypt_column)
+#   BENCH_TOKENS=20000      API tokens per verify_token pass (topic tenancy)
+#   BENCH_DATA_KEYS=1000    data keys of the tenant whose key is rotated
+#                           (topic lifecycle)
 #   BENCH_REPS=7            timed rounds per case (median reported)
-#   BENCH_SLOW_REPS=3       timed rounds for the slow cases (pgp_sym_*)
-#   BENCH_TOPICS="encrypt"  topic files to run, in order
+#   BENCH_SLOW_REPS=3       timed rounds for the slow cases (pgp_sym_*,
+#                           verify_token on first use, reencrypt_column)
+#   BENCH_TOPICS="encrypt tenancy lifecycle"  topic files to run, in order
 #   BENCH_PORT=54392        port of the throwaway cluster
 #   BENCH_SHARED_BUFFERS=1GB  large enough that the table stays in shared buffers
 #   BENCH_SKIP_BUILD=1      skip build_and_install (for iterating on bench/;
@@ -24,14 +30,17 @@
 source "$(dirname "$0")/../scripts/lib.sh"
 
 rows=${BENCH_ROWS:-200000}
+large_rows=${BENCH_LARGE_ROWS:-1000000}
+tokens=${BENCH_TOKENS:-20000}
+data_keys=${BENCH_DATA_KEYS:-1000}
 reps=${BENCH_REPS:-7}
 slow_reps=${BENCH_SLOW_REPS:-3}
-topics=${BENCH_TOPICS:-encrypt}
+topics=${BENCH_TOPICS:-encrypt tenancy lifecycle}
 port=${BENCH_PORT:-54392}
 shared_buffers=${BENCH_SHARED_BUFFERS:-1GB}
 bench="$ENVAULT_ROOT/bench"
 
-for n in "$rows" "$reps" "$slow_reps" "$port"; do
+for n in "$rows" "$large_rows" "$tokens" "$data_keys" "$reps" "$slow_reps" "$port"; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: not a positive integer: $n" >&2; exit 2; }
 done
 for t in $topics; do
@@ -50,21 +59,29 @@ trap 'cluster_stop "$dir"; rm -rf "$dir"' EXIT
 
 say "starting a throwaway cluster on port $port in $dir"
 new_key_file "$dir/master.key"
+new_key_file "$dir/pepper.key"
 # jit off: JIT compile time would land in some cases and not others.
 # No parallel query: env_encrypt is PARALLEL UNSAFE and env_decrypt
 # PARALLEL RESTRICTED, while md5 and pgcrypto are PARALLEL SAFE; with
 # parallel workers the comparison would measure worker counts, not functions.
-# autovacuum off: the table is vacuumed and analyzed once, explicitly.
+# autovacuum off: the tables are vacuumed and analyzed explicitly.
+# max_wal_size 4GB: no checkpoint is triggered by WAL volume in the middle
+# of a timed statement (a 1,000,000-row UPDATE writes several hundred MB of
+# WAL).  Topics that write run CHECKPOINT before their timed statements.
 cluster_start "$dir" "$port" \
 	"envault.master_key_file = '$dir/master.key'" \
+	"envault.pepper_file = '$dir/pepper.key'" \
 	"shared_buffers = '$shared_buffers'" \
 	"jit = off" \
 	"max_parallel_workers_per_gather = 0" \
-	"autovacuum = off"
+	"autovacuum = off" \
+	"max_wal_size = '4GB'"
 
 psql_bench() {
 	as_pg "$PGBIN/psql" -h "$dir" -p "$port" -d postgres -X -q \
-		-v ON_ERROR_STOP=1 -v rows="$rows" -v reps="$reps" -v slow_reps="$slow_reps" "$@"
+		-v ON_ERROR_STOP=1 -v rows="$rows" -v large_rows="$large_rows" \
+		-v tokens="$tokens" -v data_keys="$data_keys" \
+		-v reps="$reps" -v slow_reps="$slow_reps" "$@"
 }
 psql_bench -c "CREATE EXTENSION pgcrypto" -c "CREATE EXTENSION envault"
 
@@ -88,10 +105,10 @@ machine() {
 	fi
 	[ -z "${BENCH_SKIP_BUILD:-}" ] || rev="$rev, not rebuilt (BENCH_SKIP_BUILD)"
 	echo "envault:    commit $rev"
-	echo "command:    bench/run.sh (rows=$rows reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
+	echo "command:    bench/run.sh (rows=$rows large_rows=$large_rows tokens=$tokens data_keys=$data_keys reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
 }
 
-say "running topics: $topics ($rows rows, $reps rounds, $slow_reps for slow cases)"
+say "running topics: $topics ($rows rows, $large_rows large, $reps rounds, $slow_reps for slow cases)"
 {
 	machine
 	{
