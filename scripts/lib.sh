@@ -5,7 +5,11 @@
 set -euo pipefail
 
 ENVAULT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
+# PG_CONFIG selects the PostgreSQL 15 installation to build against, install
+# into and run (default: Debian's); PGBIN follows it.
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=$(dirname "$PG_CONFIG")
+export PG_CONFIG
 ENVAULT_PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev make gcc
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
   python3 python3-cryptography openssl"
@@ -32,8 +36,8 @@ install_deps() {
 
 build_and_install() {
 	say "building envault"
-	make -C "$ENVAULT_ROOT" -s ${WERROR:+WERROR=1} all
-	as_root make -C "$ENVAULT_ROOT" -s install >/dev/null
+	make -C "$ENVAULT_ROOT" -s ${WERROR:+WERROR=1} PG_CONFIG="$PG_CONFIG" all
+	as_root make -C "$ENVAULT_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
 # Run a command as the postgres user when we are root, else as ourselves.
