@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * crypto.c
- *		XAES-256-GCM, HMAC-SHA256, randomness and locked memory through
- *		OpenSSL's EVP interface.
+ *		XAES-256-GCM, HMAC-SHA256, SHA-256, Ed25519, randomness and locked
+ *		memory through OpenSSL's EVP interface.
  *
  * XAES-256-GCM (c2sp.org/XAES-256-GCM) derives a fresh AES-256-GCM key
  * from the input key and the first 12 bytes of a 24-byte random nonce, and
@@ -26,10 +26,19 @@
 
 #include <openssl/crypto.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "crypto.h"
+
+/* Key files are never encrypted: refuse to prompt for a passphrase. */
+static int
+cr_no_password(char *buf, int size, int rwflag, void *u)
+{
+	return 0;
+}
 
 static EVP_CIPHER *cr_aes256_ecb = NULL;
 static EVP_CIPHER *cr_aes256_gcm = NULL;
@@ -446,4 +455,161 @@ env_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_len)
 		return -1;
 	}
 	return 0;
+}
+
+/* --- SHA-256 ------------------------------------------------------------- */
+
+static EVP_MD *cr_sha256 = NULL;
+static EVP_MD_CTX *cr_sha256_ctx = NULL;
+
+/*
+ * One-shot SHA-256 with a digest fetched once and a context reused for every
+ * call: hashing one audit-chain row costs less than looking SHA-256 up.
+ */
+bool
+env_sha256(const uint8_t *data, size_t len, uint8_t *out)
+{
+	unsigned int outl = 0;
+
+	if (cr_sha256 == NULL)
+		cr_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (cr_sha256_ctx == NULL)
+		cr_sha256_ctx = EVP_MD_CTX_new();
+	if (cr_sha256 == NULL || cr_sha256_ctx == NULL)
+		return false;
+	return EVP_DigestInit_ex2(cr_sha256_ctx, cr_sha256, NULL) == 1 &&
+		EVP_DigestUpdate(cr_sha256_ctx, data, len) == 1 &&
+		EVP_DigestFinal_ex(cr_sha256_ctx, out, &outl) == 1 &&
+		outl == ENV_SHA256_LEN;
+}
+
+/* --- Ed25519 -------------------------------------------------------------- */
+
+static bool
+cr_ed25519_take(EnvSigningKey *sk, EVP_PKEY *pkey)
+{
+	size_t		publen = ENV_ED25519_PUBLIC_LEN;
+
+	if (EVP_PKEY_get_raw_public_key(pkey, sk->pub, &publen) != 1 ||
+		publen != ENV_ED25519_PUBLIC_LEN)
+	{
+		EVP_PKEY_free(pkey);
+		return false;
+	}
+	sk->pkey = pkey;
+	return true;
+}
+
+/*
+ * Read an Ed25519 private key from PEM text (PKCS#8, as "openssl genpkey
+ * -algorithm ed25519" writes it).  OpenSSL keeps the private key in its own
+ * memory and wipes it when the key is freed; the caller wipes the text.
+ */
+EnvKeyLoadStatus
+env_ed25519_load_pem(EnvSigningKey *sk, const char *pem, size_t len)
+{
+	BIO		   *bio;
+	EVP_PKEY   *pkey;
+
+	memset(sk, 0, sizeof(*sk));
+	if (len > INT32_MAX || (bio = BIO_new_mem_buf(pem, (int) len)) == NULL)
+		return ENV_KEY_NOT_PEM;
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, cr_no_password, NULL);
+	BIO_free(bio);
+	ERR_clear_error();
+	if (pkey == NULL)
+		return ENV_KEY_NOT_PEM;
+	if (EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519)
+	{
+		EVP_PKEY_free(pkey);
+		return ENV_KEY_NOT_ED25519;
+	}
+	return cr_ed25519_take(sk, pkey) ? ENV_KEY_LOADED : ENV_KEY_NOT_PEM;
+}
+
+/* An Ed25519 key from its 32-byte seed (RFC 8032 private key). */
+bool
+env_ed25519_from_seed(EnvSigningKey *sk, const uint8_t *seed)
+{
+	EVP_PKEY   *pkey;
+
+	memset(sk, 0, sizeof(*sk));
+	pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+	return pkey != NULL && cr_ed25519_take(sk, pkey);
+}
+
+void
+env_ed25519_clear(EnvSigningKey *sk)
+{
+	if (sk->pkey != NULL)
+		EVP_PKEY_free((EVP_PKEY *) sk->pkey);
+	sk->pkey = NULL;
+}
+
+bool
+env_ed25519_sign(const EnvSigningKey *sk, const uint8_t *msg, size_t len,
+				 uint8_t *sig)
+{
+	EVP_MD_CTX *ctx;
+	size_t		siglen = ENV_ED25519_SIG_LEN;
+	bool		ok;
+
+	if (sk->pkey == NULL || (ctx = EVP_MD_CTX_new()) == NULL)
+		return false;
+	ok = EVP_DigestSignInit_ex(ctx, NULL, NULL, NULL, NULL,
+							   (EVP_PKEY *) sk->pkey, NULL) == 1 &&
+		EVP_DigestSign(ctx, sig, &siglen, msg, len) == 1 &&
+		siglen == ENV_ED25519_SIG_LEN;
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+bool
+env_ed25519_verify(const uint8_t *pub, const uint8_t *msg, size_t len,
+				   const uint8_t *sig)
+{
+	EVP_PKEY   *pkey;
+	EVP_MD_CTX *ctx;
+	bool		ok = false;
+
+	pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub,
+									   ENV_ED25519_PUBLIC_LEN);
+	if (pkey == NULL)
+	{
+		ERR_clear_error();
+		return false;
+	}
+	if ((ctx = EVP_MD_CTX_new()) != NULL)
+	{
+		ok = EVP_DigestVerifyInit_ex(ctx, NULL, NULL, NULL, NULL, pkey,
+									 NULL) == 1 &&
+			EVP_DigestVerify(ctx, sig, ENV_ED25519_SIG_LEN, msg, len) == 1;
+		EVP_MD_CTX_free(ctx);
+	}
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+	return ok;
+}
+
+/* The raw public key of a PEM public key ("openssl pkey -pubout"). */
+bool
+env_ed25519_public_from_pem(const char *pem, size_t len, uint8_t *pub)
+{
+	BIO		   *bio;
+	EVP_PKEY   *pkey;
+	size_t		publen = ENV_ED25519_PUBLIC_LEN;
+	bool		ok;
+
+	if (len > INT32_MAX || (bio = BIO_new_mem_buf(pem, (int) len)) == NULL)
+		return false;
+	pkey = PEM_read_bio_PUBKEY(bio, NULL, cr_no_password, NULL);
+	BIO_free(bio);
+	ERR_clear_error();
+	if (pkey == NULL)
+		return false;
+	ok = EVP_PKEY_get_id(pkey) == EVP_PKEY_ED25519 &&
+		EVP_PKEY_get_raw_public_key(pkey, pub, &publen) == 1 &&
+		publen == ENV_ED25519_PUBLIC_LEN;
+	EVP_PKEY_free(pkey);
+	return ok;
 }

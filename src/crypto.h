@@ -85,4 +85,41 @@ extern bool env_locked_relock(void *ptr, size_t size);
 extern int	env_hex_decode(const char *hex, size_t hex_len,
 						   uint8_t *out, size_t out_len);
 
+/* SHA-256 */
+#define ENV_SHA256_LEN		32
+
+extern bool env_sha256(const uint8_t *data, size_t len, uint8_t *out);
+
+/*
+ * Ed25519.  A signing key is an OpenSSL key object (its private half is
+ * secret; env_ed25519_clear() frees it, and OpenSSL wipes it) and the raw
+ * public key.
+ */
+#define ENV_ED25519_PUBLIC_LEN	32
+#define ENV_ED25519_SIG_LEN		64
+
+typedef struct EnvSigningKey
+{
+	void	   *pkey;			/* EVP_PKEY, or NULL */
+	uint8_t		pub[ENV_ED25519_PUBLIC_LEN];
+} EnvSigningKey;
+
+typedef enum EnvKeyLoadStatus
+{
+	ENV_KEY_LOADED = 0,
+	ENV_KEY_NOT_PEM,			/* not a PEM private key */
+	ENV_KEY_NOT_ED25519			/* a private key, of another algorithm */
+} EnvKeyLoadStatus;
+
+extern EnvKeyLoadStatus env_ed25519_load_pem(EnvSigningKey *sk,
+											 const char *pem, size_t len);
+extern bool env_ed25519_from_seed(EnvSigningKey *sk, const uint8_t *seed);
+extern void env_ed25519_clear(EnvSigningKey *sk);
+extern bool env_ed25519_sign(const EnvSigningKey *sk, const uint8_t *msg,
+							 size_t len, uint8_t *sig);
+extern bool env_ed25519_verify(const uint8_t *pub, const uint8_t *msg,
+							   size_t len, const uint8_t *sig);
+extern bool env_ed25519_public_from_pem(const char *pem, size_t len,
+										uint8_t *pub);
+
 #endif							/* ENVAULT_CRYPTO_H */

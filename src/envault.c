@@ -29,5 +29,7 @@ _PG_init(void)
 	env_secrets_init();
 	env_keystore_init();
 	env_tenant_init();
+	env_chain_init();
+	env_checkpoint_init();
 	MarkGUCPrefixReserved("envault");
 }

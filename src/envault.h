@@ -13,6 +13,13 @@
  *		tokens.c	API tokens stored as pepper-HMACs
  *		encrypt.c	SQL wrappers of the data path (env_encrypt ...)
  *		keys.c		SQL wrappers of key management (create_tenant ...)
+ *		note.c		base64, signed notes and checkpoint text (plain C)
+ *		chainfmt.c	the bytes a chain row hash covers (plain C)
+ *		canon.c		canonical text of column values, for row hashes
+ *		chain.c		audit chains: registry, insert trigger, per-tenant heads
+ *		chainguard.c	refusing changes to chained tables (event triggers)
+ *		checkpoint.c	the signing key and signed checkpoints
+ *		chainverify.c	verify_chain, export_chain, purge_chain
  *
  * Key material is reachable only through secrets.c and keystore.c.
  *
@@ -24,9 +31,14 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "access/skey.h"
+#include "utils/rel.h"
 
+#include "chainfmt.h"
 #include "crypto.h"
 #include "format.h"
+#include "note.h"
 
 /* SQLSTATE of every ciphertext authentication failure: class 22, "V01" */
 #define ERRCODE_ENVAULT_AUTH_FAILED		MAKE_SQLSTATE('2','2','V','0','1')
@@ -111,5 +123,122 @@ extern void env_check_tenant_name(const char *tenant, size_t len);
 extern void env_check_purpose_name(const char *purpose, size_t len);
 extern void env_error_crypto(EnvCryptoStatus status, const char *what) pg_attribute_noreturn();
 extern void env_error_auth_failed(void) pg_attribute_noreturn();
+
+/* canon.c */
+#define ENV_CANON_BUFLEN	128
+
+typedef enum EnvCanonKind
+{
+	ENV_CANON_BOOL,
+	ENV_CANON_INT2,
+	ENV_CANON_INT4,
+	ENV_CANON_INT8,
+	ENV_CANON_UINT32,
+	ENV_CANON_FLOAT4,
+	ENV_CANON_FLOAT8,
+	ENV_CANON_NUMERIC,
+	ENV_CANON_TEXT,
+	ENV_CANON_NAME,
+	ENV_CANON_BYTEA,
+	ENV_CANON_UUID,
+	ENV_CANON_DATE,
+	ENV_CANON_TIME,
+	ENV_CANON_TIMETZ,
+	ENV_CANON_TIMESTAMP,
+	ENV_CANON_TIMESTAMPTZ,
+	ENV_CANON_INTERVAL,
+	ENV_CANON_OUTPUT,			/* output function, reads no setting */
+	ENV_CANON_PINNED			/* output function, with settings pinned */
+} EnvCanonKind;
+
+typedef struct EnvCanon
+{
+	EnvCanonKind kind;
+	Oid			typid;			/* base type */
+	FmgrInfo	out;			/* for ENV_CANON_OUTPUT and _PINNED */
+} EnvCanon;
+
+extern void env_canon_init(EnvCanon *c, Oid typid, const char *column);
+extern bool env_canon_needs_pinning(const EnvCanon *c);
+extern int	env_canon_pin(void);
+extern void env_canon_unpin(int level);
+extern size_t env_canon_timestamp(Timestamp ts, bool utc, char *buf);
+extern const char *env_canon_text(const EnvCanon *c, Datum d, char *buf,
+								  size_t *len);
+
+/* chain.c */
+#define ENV_CHAIN_SEQ_COL		"envault_seq"
+#define ENV_CHAIN_AT_COL		"envault_at"
+#define ENV_CHAIN_PREV_COL		"envault_prev"
+#define ENV_CHAIN_HASH_COL		"envault_hash"
+#define ENV_CHAIN_TRIGGER		"zz_envault_chain"
+
+/* One hashed column of a chained table */
+typedef struct EnvChainCol
+{
+	AttrNumber	attnum;
+	EnvCanon	canon;
+	char	   *name;
+	char	   *type;			/* as hashed: format_type, schema-qualified */
+	uint8	   *prefix;			/* str(name) || str(type) */
+	size_t		prefix_len;
+} EnvChainCol;
+
+/* What envault knows of a chained table; see env_chain_get() */
+typedef struct EnvChain
+{
+	Oid			relid;
+	int32		chain_id;
+	char	   *identity;		/* the chain's name, as hashed */
+	size_t		identity_len;
+	AttrNumber	tenant_attnum;
+	int			tenant_col;		/* index of the tenant column in cols */
+	AttrNumber	seq_attnum;
+	AttrNumber	at_attnum;
+	AttrNumber	prev_attnum;
+	AttrNumber	hash_attnum;
+	Oid			index_oid;		/* unique index on (tenant, envault_seq) */
+	Oid			tenant_eq_proc;	/* equality of the index's first column */
+	Oid			tenant_collation;
+	Oid			tenant_typid;
+	int			ncols;
+	EnvChainCol *cols;
+	bool		pinned;			/* some column needs pinned settings */
+	bool		valid;
+	MemoryContext cxt;
+} EnvChain;
+
+/* The canonical text of a row's tenant (NULL for the chain without one) */
+typedef struct EnvChainTenant
+{
+	const char *text;
+	size_t		len;
+	bool		isnull;
+	char		buf[ENV_CANON_BUFLEN];
+} EnvChainTenant;
+
+extern void env_chain_init(void);
+extern EnvChain *env_chain_get(Oid relid);
+extern bool env_chain_registered(Oid relid);
+extern EnvChain *env_chain_require(Oid relid);
+extern void env_chain_check_access(Oid relid, bool owner);
+extern Datum env_chain_tenant_value(EnvChain *ch, text *tenant);
+extern Datum env_chain_tenant_arg(EnvChain *ch, text *arg, EnvChainTenant *t);
+extern Relation env_chain_index_open(EnvChain *ch);
+extern void env_chain_tenant_key(EnvChain *ch, ScanKey key, bool isnull,
+								 Datum value);
+extern void env_chain_tenant(EnvChain *ch, Datum *values, bool *nulls,
+							 EnvChainTenant *t);
+extern void env_chain_row_hash(EnvChain *ch, Datum *values, bool *nulls,
+							   const EnvChainTenant *t, uint64 seq,
+							   TimestampTz at, const uint8 *prev, uint8 *out);
+extern bool env_chain_internal_ddl(void);
+extern Oid	env_chain_purging(void);
+extern void env_chain_set_purging(Oid relid);
+
+/* checkpoint.c */
+extern void env_checkpoint_init(void);
+extern int	env_checkpoint_check(const char *note, size_t len,
+								 EnvCheckpoint *cp);
 
 #endif							/* ENVAULT_H */

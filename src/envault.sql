@@ -94,25 +94,10 @@ CREATE TABLE envault.key_events (
 	detail		text
 );
 COMMENT ON TABLE envault.key_events IS
-	'Every key operation: who, when, which key; append-only, no key material';
+	'Every key operation: who, when, which key; an audit chain per tenant, no key material';
 
-CREATE FUNCTION envault.key_events_append_only()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	RAISE EXCEPTION 'envault.key_events is append-only'
-		USING ERRCODE = 'insufficient_privilege',
-			  DETAIL = pg_catalog.format('%s is refused, for every role.', TG_OP);
-END
-$$;
-CREATE TRIGGER key_events_append_only
-	BEFORE UPDATE OR DELETE ON envault.key_events
-	FOR EACH ROW EXECUTE FUNCTION envault.key_events_append_only();
-CREATE TRIGGER key_events_no_truncate
-	BEFORE TRUNCATE ON envault.key_events
-	FOR EACH STATEMENT EXECUTE FUNCTION envault.key_events_append_only();
+-- key_events is an audit chain (see "Audit chains" below): rows can only
+-- be added, and every row is linked to its tenant's chain.
 
 -- API tokens: only HMAC-SHA256(pepper, ...) of each token is kept.
 CREATE TABLE envault.tokens (
@@ -136,7 +121,6 @@ COMMENT ON COLUMN envault.tokens.pepper_version IS
 SELECT pg_catalog.pg_extension_config_dump('envault.tenants', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.data_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.tokens', '');
-SELECT pg_catalog.pg_extension_config_dump('envault.key_events', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.key_events_seq', '');
 
 REVOKE ALL ON envault.tenants, envault.data_keys, envault.tokens,
@@ -600,6 +584,184 @@ $$;
 COMMENT ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer) IS
 	'Move a column onto the active data keys, one committed batch at a time; restartable';
 
+-- Audit chains
+
+CREATE SEQUENCE envault.audit_chains_seq AS integer;
+CREATE TABLE envault.audit_chains (
+	chain_id	integer PRIMARY KEY
+				DEFAULT pg_catalog.nextval('envault.audit_chains_seq'::pg_catalog.regclass),
+	tbl			regclass NOT NULL UNIQUE,
+	identity	text NOT NULL UNIQUE,
+	tenant_column name NOT NULL,
+	min_retention interval NOT NULL DEFAULT '0'::pg_catalog.interval
+				CHECK (min_retention OPERATOR(pg_catalog.>=) '0'::pg_catalog.interval),
+	builtin		boolean NOT NULL DEFAULT false,
+	enabled_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	enabled_by	name NOT NULL
+);
+COMMENT ON TABLE envault.audit_chains IS
+	'Tables whose rows are chained per tenant by SHA-256 hashes';
+COMMENT ON COLUMN envault.audit_chains.identity IS
+	'The chain''s name as row hashes and checkpoints cover it: the table''s schema-qualified name when it was chained';
+
+CREATE SEQUENCE envault.checkpoints_seq;
+CREATE TABLE envault.checkpoints (
+	checkpoint_id bigint PRIMARY KEY
+				DEFAULT pg_catalog.nextval('envault.checkpoints_seq'::pg_catalog.regclass),
+	chain_id	integer NOT NULL REFERENCES envault.audit_chains (chain_id),
+	tenant		text,
+	seq			bigint NOT NULL CHECK (seq OPERATOR(pg_catalog.>) 0),
+	head_hash	bytea NOT NULL,
+	signed_at	timestamptz NOT NULL,
+	key_name	text NOT NULL,
+	key_id		bytea NOT NULL,
+	note		text NOT NULL,
+	signed_by	name NOT NULL
+);
+CREATE INDEX checkpoints_chain ON envault.checkpoints (chain_id, tenant, seq);
+COMMENT ON TABLE envault.checkpoints IS
+	'Signed checkpoints (C2SP signed notes) of audit chain heads; also written to the server log';
+COMMENT ON COLUMN envault.checkpoints.tenant IS
+	'Canonical text of the tenant value; NULL for the chain of rows without a tenant';
+COMMENT ON COLUMN envault.checkpoints.note IS
+	'The signed note; seq, head_hash and signed_at repeat what it signs';
+
+CREATE TABLE envault.chain_anchors (
+	chain_id	integer NOT NULL REFERENCES envault.audit_chains (chain_id),
+	tenant		text,
+	seq			bigint NOT NULL,
+	checkpoint_id bigint NOT NULL REFERENCES envault.checkpoints (checkpoint_id),
+	rows_purged	bigint NOT NULL,
+	purged_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	purged_by	name NOT NULL
+);
+COMMENT ON TABLE envault.chain_anchors IS
+	'Purges of audit chains: rows before seq were deleted; the checkpoint signs the row the chain verifies from';
+
+CREATE FUNCTION envault.append_only()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'envault_append_only'
+LANGUAGE C;
+CREATE TRIGGER checkpoints_append_only
+	BEFORE UPDATE OR DELETE ON envault.checkpoints
+	FOR EACH ROW EXECUTE FUNCTION envault.append_only();
+CREATE TRIGGER checkpoints_no_truncate
+	BEFORE TRUNCATE ON envault.checkpoints
+	FOR EACH STATEMENT EXECUTE FUNCTION envault.append_only();
+CREATE TRIGGER chain_anchors_append_only
+	BEFORE UPDATE OR DELETE ON envault.chain_anchors
+	FOR EACH ROW EXECUTE FUNCTION envault.append_only();
+CREATE TRIGGER chain_anchors_no_truncate
+	BEFORE TRUNCATE ON envault.chain_anchors
+	FOR EACH STATEMENT EXECUTE FUNCTION envault.append_only();
+
+-- envault's own chains are created by this script and not dumped: the
+-- restored database recreates them (same chain_id) before their rows load
+SELECT pg_catalog.pg_extension_config_dump('envault.audit_chains', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('envault.audit_chains_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.checkpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.checkpoints_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.chain_anchors', '');
+REVOKE ALL ON envault.audit_chains, envault.audit_chains_seq, envault.checkpoints,
+	envault.checkpoints_seq, envault.chain_anchors FROM PUBLIC;
+GRANT SELECT ON envault.audit_chains, envault.checkpoints, envault.chain_anchors
+	TO envault_admin;
+
+CREATE FUNCTION envault.chain_insert()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'envault_chain_insert'
+LANGUAGE C;
+COMMENT ON FUNCTION envault.chain_insert() IS
+	'Trigger: link each inserted row to its tenant''s audit chain';
+
+CREATE FUNCTION envault.chain_refuse()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'envault_chain_refuse'
+LANGUAGE C;
+COMMENT ON FUNCTION envault.chain_refuse() IS
+	'Trigger: refuse UPDATE, DELETE and TRUNCATE on an audit chain';
+
+CREATE FUNCTION envault.chain_ddl_guard()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'envault_chain_ddl_guard'
+LANGUAGE C;
+
+CREATE FUNCTION envault.chain_drop_guard()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'envault_chain_drop_guard'
+LANGUAGE C;
+
+CREATE FUNCTION envault.enable_audit_chain(tbl regclass, tenant_column name)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'envault_enable_audit_chain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.enable_audit_chain(regclass, name) IS
+	'Turn a table into an audit chain per tenant; returns how many existing rows were linked';
+
+CREATE FUNCTION envault.disable_audit_chain(tbl regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_disable_audit_chain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.disable_audit_chain(regclass) IS
+	'Stop chaining a table (its rows stay, its checkpoints go); recorded in key_events';
+
+CREATE FUNCTION envault.checkpoint(tbl regclass, tenant text DEFAULT NULL)
+RETURNS TABLE (tenant text, seq bigint, checkpoint text)
+AS 'MODULE_PATHNAME', 'envault_checkpoint'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.checkpoint(regclass, text) IS
+	'Sign the head of every (or one) tenant''s chain that grew since its last checkpoint';
+
+CREATE FUNCTION envault.signing_public_key()
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_signing_public_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.signing_public_key() IS
+	'The checkpoint signing key''s public key, as a signed-note verifier key';
+
+CREATE FUNCTION envault.verify_chain(tbl regclass, tenant text DEFAULT NULL)
+RETURNS TABLE (tenant text, rows_checked bigint, ok boolean,
+			   first_bad_seq bigint, reason text)
+AS 'MODULE_PATHNAME', 'envault_verify_chain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.verify_chain(regclass, text) IS
+	'Recompute every row hash, check sequence, links and signed checkpoints';
+
+CREATE FUNCTION envault.export_chain(tbl regclass, tenant text,
+									 since timestamptz DEFAULT NULL,
+									 until timestamptz DEFAULT NULL)
+RETURNS json
+AS 'MODULE_PATHNAME', 'envault_export_chain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.export_chain(regclass, text, timestamptz, timestamptz) IS
+	'One tenant''s chain with its checkpoints, for envault-verify';
+
+CREATE FUNCTION envault.purge_chain(tbl regclass, tenant text, older_than timestamptz)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'envault_purge_chain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.purge_chain(regclass, text, timestamptz) IS
+	'Delete a tenant''s rows before its newest checkpoint older than older_than, outside the minimum retention';
+
+CREATE FUNCTION envault.set_chain_retention(tbl regclass, min_retention interval)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_set_chain_retention'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.set_chain_retention(regclass, interval) IS
+	'Raise the minimum time rows of a chain are kept (it can never be lowered)';
+
+SELECT envault.enable_audit_chain('envault.key_events', 'tenant');
+-- rows restored by pg_restore reload through the chain trigger, in order
+SELECT pg_catalog.pg_extension_config_dump('envault.key_events', 'ORDER BY envault_seq');
+
+CREATE EVENT TRIGGER envault_chain_ddl_guard ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER', 'CREATE RULE')
+	EXECUTE FUNCTION envault.chain_ddl_guard();
+CREATE EVENT TRIGGER envault_chain_drop_guard ON sql_drop
+	WHEN TAG IN ('DROP TABLE', 'DROP TRIGGER', 'ALTER TABLE', 'DROP SCHEMA',
+				 'DROP OWNED', 'DROP INDEX')
+	EXECUTE FUNCTION envault.chain_drop_guard();
+
 -- Privileges: nothing for PUBLIC, the data path for both roles,
 -- management for envault_admin.
 
@@ -646,4 +808,16 @@ REVOKE ALL ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer),
 	envault.rotate_master_key(integer) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer),
 	envault.rotate_master_key(integer)
+	TO envault_admin;
+GRANT EXECUTE ON FUNCTION
+	envault.chain_insert(),
+	envault.chain_refuse(),
+	envault.enable_audit_chain(regclass, name),
+	envault.disable_audit_chain(regclass),
+	envault.checkpoint(regclass, text),
+	envault.signing_public_key(),
+	envault.verify_chain(regclass, text),
+	envault.export_chain(regclass, text, timestamptz, timestamptz),
+	envault.purge_chain(regclass, text, timestamptz),
+	envault.set_chain_retention(regclass, interval)
 	TO envault_admin;

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(80);
+SELECT plan(94);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -13,7 +13,8 @@ SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
             WHERE rolname IN ('envault_user', 'envault_admin')), false,
           'the extension roles cannot log in');
 
-SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'key_events']);
+SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'key_events',
+                                   'audit_chains', 'checkpoints', 'chain_anchors']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
                                       'blind_index', 'create_tenant', 'create_data_key',
                                       'authenticate', 'set_tenant', 'reset_tenant',
@@ -24,9 +25,14 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'rotate_tenant_key', 'retire_data_key', 'restore_data_key',
                                       'destroy_data_key', 'destroy_tenant', 'revoke_tenant',
                                       'restore_tenant', 'reencrypt_column',
-                                      'key_events_append_only', 'master_key_status',
+                                      'master_key_status',
                                       'rewrap_tenant_keys', 'rotate_master_key',
-                                      'use_customer_key', 'use_master_key']);
+                                      'use_customer_key', 'use_master_key',
+                                      'append_only', 'chain_insert', 'chain_refuse',
+                                      'chain_ddl_guard', 'chain_drop_guard',
+                                      'enable_audit_chain', 'disable_audit_chain',
+                                      'checkpoint', 'signing_public_key', 'verify_chain',
+                                      'export_chain', 'purge_chain', 'set_chain_retention']);
 
 -- signatures
 SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'bytea');
@@ -100,10 +106,31 @@ SELECT table_privs_are('envault', 'tokens', 'envault_user', ARRAY[]::text[]);
 SELECT table_privs_are('envault', 'tokens', 'envault_admin', ARRAY['SELECT']);
 SELECT table_privs_are('envault', 'key_events', 'envault_user', ARRAY[]::text[]);
 SELECT table_privs_are('envault', 'key_events', 'envault_admin', ARRAY['SELECT']);
-SELECT has_trigger('envault', 'key_events', 'key_events_append_only'::name,
+SELECT has_trigger('envault', 'key_events', 'zz_envault_chain'::name,
+                   'key_events is an audit chain');
+SELECT has_trigger('envault', 'key_events', 'zz_envault_chain_refuse'::name,
                    'key_events refuses UPDATE and DELETE');
-SELECT has_trigger('envault', 'key_events', 'key_events_no_truncate'::name,
+SELECT has_trigger('envault', 'key_events', 'zz_envault_chain_truncate'::name,
                    'key_events refuses TRUNCATE');
+SELECT is((SELECT tenant_column::text FROM envault.audit_chains
+            WHERE tbl = 'envault.key_events'::regclass AND builtin), 'tenant',
+          'key_events is chained by tenant, as envault''s own');
+SELECT has_trigger('envault', 'checkpoints', 'checkpoints_append_only'::name,
+                   'checkpoints are append-only');
+SELECT has_trigger('envault', 'chain_anchors', 'chain_anchors_append_only'::name,
+                   'chain anchors are append-only');
+SELECT bag_eq($$SELECT evtname::text || ':' || evtevent FROM pg_event_trigger
+                WHERE evtfoid::regproc::text LIKE 'envault.%'$$,
+              ARRAY['envault_chain_ddl_guard:ddl_command_end', 'envault_chain_drop_guard:sql_drop'],
+              'event triggers guard chained tables');
+SELECT table_privs_are('envault', 'checkpoints', 'envault_user', ARRAY[]::text[]);
+SELECT table_privs_are('envault', 'checkpoints', 'envault_admin', ARRAY['SELECT']);
+SELECT table_privs_are('envault', 'audit_chains', 'envault_admin', ARRAY['SELECT']);
+SELECT function_privs_are('envault', 'enable_audit_chain', ARRAY['regclass', 'name'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'enable_audit_chain', ARRAY['regclass', 'name'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'verify_chain', ARRAY['regclass', 'text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'verify_chain', ARRAY['regclass', 'text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_returns('envault', 'verify_chain', ARRAY['regclass', 'text'], 'setof record');
 SELECT function_privs_are('envault', 'env_reencrypt', ARRAY['bytea', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'rotate_data_key', ARRAY['text', 'text'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'rotate_data_key', ARRAY['text', 'text'], 'envault_admin', ARRAY['EXECUTE']);
@@ -135,15 +162,21 @@ SELECT col_type_is('envault', 'data_keys', 'key_id', 'bigint', 'key ids are bigi
 SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
                 WHERE extname = 'envault'$$,
               ARRAY['envault.tenants', 'envault.data_keys', 'envault.tokens',
-                    'envault.key_events', 'envault.key_events_seq'],
-              'key tables are dumped by pg_dump');
+                    'envault.key_events', 'envault.key_events_seq',
+                    'envault.audit_chains', 'envault.audit_chains_seq',
+                    'envault.checkpoints', 'envault.checkpoints_seq',
+                    'envault.chain_anchors'],
+              'key tables, events and chains are dumped by pg_dump');
+SELECT is((SELECT extcondition[array_position(extconfig, 'envault.key_events'::regclass)]
+             FROM pg_extension WHERE extname = 'envault'), 'ORDER BY envault_seq',
+          'key_events are dumped in chain order, so that they reload through the chain trigger');
 
 -- settings: secret ones are hidden from SHOW ALL and pg_settings
 SELECT is((SELECT count(*)::int FROM pg_settings
             WHERE name IN ('envault.master_key', 'envault.master_key_command',
                            'envault.previous_master_key', 'envault.previous_master_key_command',
                            'envault.pepper', 'envault.previous_pepper',
-                           'envault.customer_key_command')), 0,
+                           'envault.customer_key_command', 'envault.signing_key')), 0,
           'secret settings are not listed in pg_settings');
 SELECT is(current_setting('envault.master_key'), '', 'master_key is unset here');
 

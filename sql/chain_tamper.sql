@@ -1,0 +1,120 @@
+-- chain_tamper: what a superuser can do to an audit chain behind envault's
+-- back (session_replication_role = replica silences the chain's triggers
+-- and event triggers), and how verify_chain names the first bad row and
+-- the reason.  Uses regress_str() and regress_opt() from chain.
+SET search_path = public, envault;
+\set SHOW_CONTEXT never
+
+CREATE TABLE regress_t (id int PRIMARY KEY, tenant text NOT NULL, note text);
+SELECT envault.enable_audit_chain('regress_t', 'tenant');
+-- one tenant per kind of tampering: 8 rows, a checkpoint, 2 more rows
+INSERT INTO regress_t
+SELECT 100 * t.n + g, t.name, 'row ' || g
+  FROM unnest('{clean,change,delete,oldest,truncate,swap,forge,renumber,rewrite,badsig,gone}'::text[])
+       WITH ORDINALITY AS t(name, n),
+       generate_series(1, 8) g;
+SELECT count(*) AS checkpoints FROM envault.checkpoint('regress_t');
+INSERT INTO regress_t
+SELECT 100 * t.n + g, t.name, 'row ' || g
+  FROM unnest('{clean,change,delete,oldest,truncate,swap,forge,renumber,rewrite,badsig,gone}'::text[])
+       WITH ORDINALITY AS t(name, n),
+       generate_series(9, 10) g;
+SELECT * FROM envault.verify_chain('regress_t') WHERE NOT ok;
+
+-- the row hash of regress_t, computed independently (docs/audit-chain.md)
+CREATE FUNCTION regress_t_hash(seq bigint, at timestamptz, prev bytea,
+                               id int, tenant text, note text) RETURNS bytea
+LANGUAGE sql AS $$
+	SELECT sha256(convert_to('envault/v1/chain-row', 'UTF8')
+	              || regress_str('public.regress_t') || regress_opt(tenant)
+	              || int8send(seq)
+	              || regress_str(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+	              || prev || int4send(3)
+	              || regress_str('id') || regress_str('integer') || regress_opt(id::text)
+	              || regress_str('tenant') || regress_str('pg_catalog.text') || regress_opt(tenant)
+	              || regress_str('note') || regress_str('pg_catalog.text') || regress_opt(note))
+$$;
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE regress_t_hash(envault_seq, envault_at, envault_prev, id, tenant, note)
+                              = envault_hash) AS recomputed
+  FROM regress_t;
+
+SET session_replication_role = replica;
+-- change one field of a middle row
+UPDATE regress_t SET note = 'ROW 5' WHERE tenant = 'change' AND envault_seq = 5;
+-- delete a middle row, and the oldest one
+DELETE FROM regress_t WHERE tenant = 'delete' AND envault_seq = 5;
+DELETE FROM regress_t WHERE tenant = 'oldest' AND envault_seq = 1;
+-- delete the newest rows, behind the checkpoint at 8
+DELETE FROM regress_t WHERE tenant = 'truncate' AND envault_seq >= 7;
+-- swap two rows' sequence numbers
+UPDATE regress_t SET envault_seq = envault_seq + 1000 WHERE tenant = 'swap' AND envault_seq IN (4, 6);
+UPDATE regress_t SET envault_seq = CASE envault_seq WHEN 1004 THEN 6 ELSE 4 END
+ WHERE tenant = 'swap' AND envault_seq > 1000;
+-- replace a row by a forged one with a correctly recomputed hash and link
+DELETE FROM regress_t WHERE tenant = 'forge' AND envault_seq = 5;
+INSERT INTO regress_t (id, tenant, note, envault_seq, envault_at, envault_prev, envault_hash)
+SELECT 705, 'forge', 'forged', 5, p.envault_at, p.envault_hash,
+       regress_t_hash(5, p.envault_at, p.envault_hash, 705, 'forge', 'forged')
+  FROM regress_t p WHERE p.tenant = 'forge' AND p.envault_seq = 4;
+-- insert a forged row in the middle, renumbering the rows after it
+UPDATE regress_t SET envault_seq = envault_seq + 1000 WHERE tenant = 'renumber' AND envault_seq >= 5;
+UPDATE regress_t SET envault_seq = envault_seq - 999 WHERE tenant = 'renumber' AND envault_seq > 1000;
+INSERT INTO regress_t (id, tenant, note, envault_seq, envault_at, envault_prev, envault_hash)
+SELECT 899, 'renumber', 'forged', 5, p.envault_at, p.envault_hash,
+       regress_t_hash(5, p.envault_at, p.envault_hash, 899, 'renumber', 'forged')
+  FROM regress_t p WHERE p.tenant = 'renumber' AND p.envault_seq = 4;
+-- rewrite a row and recompute every hash after it: a consistent chain, but
+-- not the one the checkpoint signed
+UPDATE regress_t SET note = 'rewritten' WHERE tenant = 'rewrite' AND envault_seq = 3;
+DO $$
+DECLARE
+	r record;
+	prev bytea;
+	h bytea;
+BEGIN
+	FOR r IN SELECT * FROM regress_t WHERE tenant = 'rewrite' ORDER BY envault_seq LOOP
+		IF r.envault_seq >= 3 THEN
+			h := regress_t_hash(r.envault_seq, r.envault_at, prev, r.id, r.tenant, r.note);
+			UPDATE regress_t SET envault_prev = prev, envault_hash = h WHERE id = r.id;
+		ELSE
+			h := r.envault_hash;
+		END IF;
+		prev := h;
+	END LOOP;
+END
+$$;
+-- damage a checkpoint's signature
+UPDATE envault.checkpoints c
+   SET note = regexp_replace(note, ' [A-Za-z0-9+/]{10}', ' AAAAAAAAAA')
+  FROM envault.audit_chains a
+ WHERE a.chain_id = c.chain_id AND a.tbl = 'regress_t'::regclass AND c.tenant = 'badsig';
+-- delete every row of a tenant
+DELETE FROM regress_t WHERE tenant = 'gone';
+RESET session_replication_role;
+
+SELECT * FROM envault.verify_chain('regress_t') ORDER BY tenant;
+SELECT * FROM envault.verify_chain('regress_t', 'rewrite');
+-- the rewritten chain is consistent in itself: only the checkpoint tells
+SELECT count(*) FILTER (WHERE regress_t_hash(envault_seq, envault_at, envault_prev, id, tenant, note)
+                              = envault_hash) AS recomputed,
+       count(*) AS rows
+  FROM regress_t WHERE tenant = 'rewrite';
+
+-- a duplicated sequence number is an extra row; it takes dropping the
+-- unique constraint first, and verification then needs an index to read
+-- the chain in order
+CREATE TABLE regress_dup (id int PRIMARY KEY, tenant text NOT NULL, note text);
+SELECT envault.enable_audit_chain('regress_dup', 'tenant');
+INSERT INTO regress_dup SELECT g, 'dup', 'row ' || g FROM generate_series(1, 6) g;
+SET session_replication_role = replica;
+ALTER TABLE regress_dup DROP CONSTRAINT regress_dup_tenant_envault_seq_key;
+RESET session_replication_role;
+SELECT * FROM envault.verify_chain('regress_dup');
+SET session_replication_role = replica;
+CREATE INDEX ON regress_dup (tenant, envault_seq);
+INSERT INTO regress_dup (id, tenant, note, envault_seq, envault_at, envault_prev, envault_hash)
+SELECT 100, tenant, note, envault_seq, envault_at, envault_prev, envault_hash
+  FROM regress_dup WHERE envault_seq = 3;
+RESET session_replication_role;
+SELECT * FROM envault.verify_chain('regress_dup');

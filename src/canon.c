@@ -1,0 +1,448 @@
+/*-------------------------------------------------------------------------
+ *
+ * canon.c
+ *		The canonical text of a column value, as audit-chain row hashes
+ *		cover it: one spelling per value, whatever the session's DateStyle,
+ *		TimeZone, IntervalStyle, extra_float_digits or bytea_output.
+ *
+ * Built-in scalar types have a fixed form written here (see "Canonical
+ * values" in docs/audit-chain.md); types whose output functions do not read
+ * any setting use those; every other type (arrays, composites, ranges,
+ * geometric and user-defined types) is printed by its output function with
+ * the settings that could change its output pinned to fixed values for the
+ * duration of the call.  reg* types are refused: they print names that
+ * depend on search_path, and their OIDs change across dump and restore.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/* Set while the pinned settings are in force, for the output functions */
+static const struct
+{
+	const char *name;
+	const char *value;
+}			canon_pins[] =
+{
+	{"DateStyle", "ISO, YMD"},
+	{"IntervalStyle", "postgres"},
+	{"TimeZone", "UTC"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"lc_monetary", "C"},
+	{"xmlbinary", "base64"}
+};
+
+static Oid
+canon_base_type(Oid typid, char *typtype)
+{
+	Oid			base = getBaseType(typid);
+
+	*typtype = get_typtype(base);
+	return base;
+}
+
+void
+env_canon_init(EnvCanon *c, Oid typid, const char *column)
+{
+	char		typtype;
+	Oid			base = canon_base_type(typid, &typtype);
+	Oid			typoutput;
+	bool		isvarlena;
+
+	memset(c, 0, sizeof(*c));
+	c->typid = base;
+	switch (base)
+	{
+		case BOOLOID:
+			c->kind = ENV_CANON_BOOL;
+			return;
+		case INT2OID:
+			c->kind = ENV_CANON_INT2;
+			return;
+		case INT4OID:
+			c->kind = ENV_CANON_INT4;
+			return;
+		case INT8OID:
+			c->kind = ENV_CANON_INT8;
+			return;
+		case OIDOID:
+		case XIDOID:
+		case CIDOID:
+			c->kind = ENV_CANON_UINT32;
+			return;
+		case FLOAT4OID:
+			c->kind = ENV_CANON_FLOAT4;
+			return;
+		case FLOAT8OID:
+			c->kind = ENV_CANON_FLOAT8;
+			return;
+		case NUMERICOID:
+			c->kind = ENV_CANON_NUMERIC;
+			return;
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case JSONOID:
+		case XMLOID:
+			c->kind = ENV_CANON_TEXT;
+			return;
+		case NAMEOID:
+			c->kind = ENV_CANON_NAME;
+			return;
+		case BYTEAOID:
+			c->kind = ENV_CANON_BYTEA;
+			return;
+		case UUIDOID:
+			c->kind = ENV_CANON_UUID;
+			return;
+		case DATEOID:
+			c->kind = ENV_CANON_DATE;
+			return;
+		case TIMEOID:
+			c->kind = ENV_CANON_TIME;
+			return;
+		case TIMETZOID:
+			c->kind = ENV_CANON_TIMETZ;
+			return;
+		case TIMESTAMPOID:
+			c->kind = ENV_CANON_TIMESTAMP;
+			return;
+		case TIMESTAMPTZOID:
+			c->kind = ENV_CANON_TIMESTAMPTZ;
+			return;
+		case INTERVALOID:
+			c->kind = ENV_CANON_INTERVAL;
+			return;
+		case CASHOID:
+			c->kind = ENV_CANON_INT8;	/* in the currency's smallest unit */
+			return;
+		case REGCLASSOID:
+		case REGTYPEOID:
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+		case REGOPEROID:
+		case REGOPERATOROID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+		case REGNAMESPACEOID:
+		case REGROLEOID:
+		case REGCOLLATIONOID:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of type %s cannot be part of an audit chain",
+							column, format_type_be(typid)),
+					 errdetail("Values of reg* types print as names that depend on search_path, and their OIDs change across dump and restore."),
+					 errhint("Store the object's name as text instead.")));
+			break;
+		default:
+			break;
+	}
+
+	getTypeOutputInfo(base, &typoutput, &isvarlena);
+	fmgr_info_cxt(typoutput, &c->out, TopMemoryContext);
+	switch (base)
+	{
+		case JSONBOID:
+		case INETOID:
+		case CIDROID:
+		case MACADDROID:
+		case MACADDR8OID:
+		case BITOID:
+		case VARBITOID:
+		case CHAROID:
+		case PG_LSNOID:
+		case TSVECTOROID:
+		case TSQUERYOID:
+			c->kind = ENV_CANON_OUTPUT;
+			return;
+		default:
+			break;
+	}
+	c->kind = (typtype == TYPTYPE_ENUM) ? ENV_CANON_OUTPUT : ENV_CANON_PINNED;
+}
+
+bool
+env_canon_needs_pinning(const EnvCanon *c)
+{
+	return c->kind == ENV_CANON_PINNED;
+}
+
+/*
+ * Pin the settings that output functions read, until env_canon_unpin();
+ * returns the GUC nest level to pass to it.
+ */
+int
+env_canon_pin(void)
+{
+	int			level = NewGUCNestLevel();
+	int			i;
+
+	for (i = 0; i < (int) lengthof(canon_pins); i++)
+		(void) set_config_option(canon_pins[i].name, canon_pins[i].value,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+void
+env_canon_unpin(int level)
+{
+	AtEOXact_GUC(true, level);
+}
+
+/* YYYY-MM-DD, with " BC" for years before 1 */
+static char *
+canon_put_ymd(char *p, struct pg_tm *tm, bool *bc)
+{
+	int			year = tm->tm_year;
+
+	*bc = (year <= 0);
+	if (*bc)
+		year = -(year - 1);
+	return p + sprintf(p, "%04d-%02d-%02d", year, tm->tm_mon, tm->tm_mday);
+}
+
+static char *
+canon_put_hms(char *p, int h, int m, int s, int64 usec)
+{
+	return p + sprintf(p, "%02d:%02d:%02d.%06d", h, m, s, (int) usec);
+}
+
+/*
+ * A timestamp as YYYY-MM-DDTHH:MM:SS.ffffff, followed by Z when utc, and by
+ * " BC" for years before 1; "infinity" and "-infinity" as such.  Writes at
+ * most ENV_CANON_BUFLEN bytes including the NUL; returns the length.
+ */
+size_t
+env_canon_timestamp(Timestamp ts, bool utc, char *buf)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	char	   *p = buf;
+	bool		bc;
+
+	if (TIMESTAMP_IS_NOBEGIN(ts))
+		return (size_t) sprintf(buf, "-infinity");
+	if (TIMESTAMP_IS_NOEND(ts))
+		return (size_t) sprintf(buf, "infinity");
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	p = canon_put_ymd(p, &tm, &bc);
+	*p++ = 'T';
+	p = canon_put_hms(p, tm.tm_hour, tm.tm_min, tm.tm_sec, fsec);
+	if (utc)
+		*p++ = 'Z';
+	if (bc)
+		p += sprintf(p, " BC");
+	*p = '\0';
+	return (size_t) (p - buf);
+}
+
+static size_t
+canon_time(TimeADT t, char *buf)
+{
+	int64		usec = t % USECS_PER_SEC;
+	int64		secs = t / USECS_PER_SEC;
+
+	return (size_t) (canon_put_hms(buf, (int) (secs / 3600), (int) ((secs / 60) % 60),
+								   (int) (secs % 60), usec) - buf);
+}
+
+static const char canon_hex[] = "0123456789abcdef";
+
+/*
+ * The canonical text of a non-null value of the column.  Returns a pointer
+ * to its bytes, which is buf (ENV_CANON_BUFLEN bytes), memory of the datum
+ * itself, or memory allocated in the current context; sets *len.
+ */
+const char *
+env_canon_text(const EnvCanon *c, Datum d, char *buf, size_t *len)
+{
+	switch (c->kind)
+	{
+		case ENV_CANON_BOOL:
+			if (DatumGetBool(d))
+			{
+				*len = 4;
+				return "true";
+			}
+			*len = 5;
+			return "false";
+		case ENV_CANON_INT2:
+			*len = (size_t) pg_itoa(DatumGetInt16(d), buf);
+			return buf;
+		case ENV_CANON_INT4:
+			*len = (size_t) pg_ltoa(DatumGetInt32(d), buf);
+			return buf;
+		case ENV_CANON_INT8:
+			*len = (size_t) pg_lltoa(DatumGetInt64(d), buf);
+			return buf;
+		case ENV_CANON_UINT32:
+			*len = (size_t) pg_ultoa_n(DatumGetUInt32(d), buf);
+			buf[*len] = '\0';
+			return buf;
+		case ENV_CANON_FLOAT4:
+			{
+				float4		f = DatumGetFloat4(d);
+
+				if (isnan(f))
+					*len = (size_t) sprintf(buf, "NaN");
+				else if (isinf(f))
+					*len = (size_t) sprintf(buf, f > 0 ? "Infinity" : "-Infinity");
+				else
+					*len = (size_t) float_to_shortest_decimal_buf(f, buf);
+				return buf;
+			}
+		case ENV_CANON_FLOAT8:
+			{
+				float8		f = DatumGetFloat8(d);
+
+				if (isnan(f))
+					*len = (size_t) sprintf(buf, "NaN");
+				else if (isinf(f))
+					*len = (size_t) sprintf(buf, f > 0 ? "Infinity" : "-Infinity");
+				else
+					*len = (size_t) double_to_shortest_decimal_buf(f, buf);
+				return buf;
+			}
+		case ENV_CANON_NUMERIC:
+			{
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, d));
+
+				*len = strlen(s);
+				return s;
+			}
+		case ENV_CANON_TEXT:
+			{
+				struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
+
+				*len = VARSIZE_ANY_EXHDR(v);
+				return VARDATA_ANY(v);
+			}
+		case ENV_CANON_NAME:
+			{
+				const char *s = NameStr(*DatumGetName(d));
+
+				*len = strlen(s);
+				return s;
+			}
+		case ENV_CANON_BYTEA:
+			{
+				struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
+				size_t		n = VARSIZE_ANY_EXHDR(v);
+				const uint8 *src = (const uint8 *) VARDATA_ANY(v);
+				char	   *s;
+				size_t		i;
+
+				if (n > (MaxAllocSize - 3) / 2)
+					ereport(ERROR,
+							(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+							 errmsg("bytea value is too large for an audit chain row hash")));
+				s = (2 + 2 * n < ENV_CANON_BUFLEN) ? buf : palloc(2 + 2 * n + 1);
+				s[0] = '\\';
+				s[1] = 'x';
+				for (i = 0; i < n; i++)
+				{
+					s[2 + 2 * i] = canon_hex[src[i] >> 4];
+					s[3 + 2 * i] = canon_hex[src[i] & 15];
+				}
+				*len = 2 + 2 * n;
+				return s;
+			}
+		case ENV_CANON_UUID:
+			{
+				const uint8 *u = DatumGetUUIDP(d)->data;
+				char	   *p = buf;
+				int			i;
+
+				for (i = 0; i < UUID_LEN; i++)
+				{
+					if (i == 4 || i == 6 || i == 8 || i == 10)
+						*p++ = '-';
+					*p++ = canon_hex[u[i] >> 4];
+					*p++ = canon_hex[u[i] & 15];
+				}
+				*len = (size_t) (p - buf);
+				return buf;
+			}
+		case ENV_CANON_DATE:
+			{
+				DateADT		date = DatumGetDateADT(d);
+				struct pg_tm tm;
+				bool		bc;
+				char	   *p;
+
+				if (DATE_IS_NOBEGIN(date))
+					*len = (size_t) sprintf(buf, "-infinity");
+				else if (DATE_IS_NOEND(date))
+					*len = (size_t) sprintf(buf, "infinity");
+				else
+				{
+					j2date(date + POSTGRES_EPOCH_JDATE,
+						   &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+					p = canon_put_ymd(buf, &tm, &bc);
+					if (bc)
+						p += sprintf(p, " BC");
+					*len = (size_t) (p - buf);
+				}
+				return buf;
+			}
+		case ENV_CANON_TIME:
+			*len = canon_time(DatumGetTimeADT(d), buf);
+			return buf;
+		case ENV_CANON_TIMETZ:
+			{
+				TimeTzADT  *t = DatumGetTimeTzADTP(d);
+				int			off = -t->zone; /* seconds east of UTC */
+				int			a = off < 0 ? -off : off;
+				size_t		n = canon_time(t->time, buf);
+
+				n += (size_t) sprintf(buf + n, "%c%02d:%02d:%02d",
+									  off < 0 ? '-' : '+',
+									  a / 3600, (a / 60) % 60, a % 60);
+				*len = n;
+				return buf;
+			}
+		case ENV_CANON_TIMESTAMP:
+			*len = env_canon_timestamp(DatumGetTimestamp(d), false, buf);
+			return buf;
+		case ENV_CANON_TIMESTAMPTZ:
+			*len = env_canon_timestamp(DatumGetTimestampTz(d), true, buf);
+			return buf;
+		case ENV_CANON_INTERVAL:
+			{
+				Interval   *iv = DatumGetIntervalP(d);
+
+				*len = (size_t) sprintf(buf, "%d:%d:" INT64_FORMAT,
+										iv->month, iv->day, iv->time);
+				return buf;
+			}
+		case ENV_CANON_OUTPUT:
+		case ENV_CANON_PINNED:
+			{
+				char	   *s = OutputFunctionCall((FmgrInfo *) &c->out, d);
+
+				*len = strlen(s);
+				return s;
+			}
+	}
+	elog(ERROR, "unknown canonical value kind %d", (int) c->kind);
+	return NULL;				/* keep compiler quiet */
+}

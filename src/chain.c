@@ -1,0 +1,1349 @@
+/*-------------------------------------------------------------------------
+ *
+ * chain.c
+ *		Audit chains: the registry of chained tables, the trigger that links
+ *		every inserted row to its tenant's chain, and the per-tenant heads.
+ *
+ * Each tenant of a chained table has its own chain: rows numbered 1, 2, 3
+ * ... in envault_seq, each with envault_prev, the hash of the row before
+ * it, and envault_hash, the SHA-256 of the row's canonical encoding
+ * (chainfmt.h, canon.c).  The BEFORE INSERT trigger assigns these.
+ *
+ * Concurrency.  The first insert of a transaction into a tenant's chain
+ * takes a heavyweight lock on (chain, tenant), held until the transaction
+ * ends, then reads the chain's head (its highest envault_seq) through the
+ * unique index on (tenant, envault_seq) with a fresh snapshot: the previous
+ * holder of the lock has committed or aborted by then, so the head is exact,
+ * and a rolled-back insert leaves nothing behind.  Later inserts of the same
+ * transaction use the head cached here.  Writers of different tenants take
+ * different locks and never wait for each other.
+ *
+ * Chain locks never deadlock with each other: a transaction waits for a
+ * chain lock only if its key is greater than the key of every chain lock it
+ * already holds.  If it would have to wait for a smaller key, it fails at
+ * once with a serialization failure (40001), which the application retries;
+ * that can only happen to a transaction that writes several tenants' chains
+ * while other transactions write the same ones.
+ *
+ * Subtransactions: a chain lock taken in a subtransaction that aborts is
+ * released with it; after any subtransaction abort every cached head is
+ * read again (seeing the transaction's own surviving rows).
+ *
+ * Nothing here is secret: chained rows are stored in the clear.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/parsetree.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+/* field4 of the advisory lock tags of chain heads ("EV") */
+#define CH_LOCK_FIELD4		0x4556
+
+/* --- the registry cache ---------------------------------------------------- */
+
+typedef struct ChCacheEntry
+{
+	Oid			relid;			/* hash key */
+	EnvChain   *chain;
+} ChCacheEntry;
+
+static HTAB *ch_cache = NULL;
+static int	ch_internal = 0;	/* > 0 while envault itself alters a table */
+static Oid	ch_purging = InvalidOid;	/* relation purge_chain deletes from */
+static ExecutorStart_hook_type ch_prev_executor_start = NULL;
+
+static void
+ch_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	ChCacheEntry *e;
+
+	if (ch_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		e = hash_search(ch_cache, &relid, HASH_FIND, NULL);
+		if (e != NULL && e->chain != NULL)
+			e->chain->valid = false;
+		return;
+	}
+	hash_seq_init(&status, ch_cache);
+	while ((e = hash_seq_search(&status)) != NULL)
+		if (e->chain != NULL)
+			e->chain->valid = false;
+}
+
+bool
+env_chain_internal_ddl(void)
+{
+	return ch_internal > 0;
+}
+
+Oid
+env_chain_purging(void)
+{
+	return ch_purging;
+}
+
+void
+env_chain_set_purging(Oid relid)
+{
+	ch_purging = relid;
+}
+
+#define CH_Q_REGISTRY \
+	"SELECT chain_id, identity, tenant_column FROM envault.audit_chains" \
+	" WHERE tbl OPERATOR(pg_catalog.=) $1"
+
+/*
+ * The unique index on (tenant column, envault_seq); failing that, another
+ * btree index on them (a unique one may have been dropped behind envault's
+ * back: verification still needs the order); or InvalidOid.
+ */
+static Oid
+ch_find_index(Relation rel, AttrNumber tenant_att, AttrNumber seq_att,
+			  Oid *eq_proc, Oid *collation)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+	bool		found_unique = false;
+
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = idx->rd_index;
+
+		/* unique, or (after tampering) any btree on those columns */
+		if (form->indisvalid &&
+			(form->indisunique || !OidIsValid(found)) &&
+			form->indnkeyatts == 2 && form->indnatts == 2 &&
+			form->indkey.values[0] == tenant_att &&
+			form->indkey.values[1] == seq_att &&
+			idx->rd_rel->relam == BTREE_AM_OID &&
+			RelationGetIndexPredicate(idx) == NIL &&
+			RelationGetIndexExpressions(idx) == NIL)
+		{
+			Oid			opcintype = idx->rd_opcintype[0];
+			Oid			op = get_opfamily_member(idx->rd_opfamily[0], opcintype,
+												 opcintype, BTEqualStrategyNumber);
+
+			if (OidIsValid(op))
+			{
+				*eq_proc = get_opcode(op);
+				*collation = idx->rd_indcollation[0];
+				found = RelationGetRelid(idx);
+				found_unique = form->indisunique;
+			}
+		}
+		index_close(idx, AccessShareLock);
+		if (OidIsValid(found) && found_unique)
+			break;
+	}
+	list_free(indexes);
+	return found;
+}
+
+static AttrNumber
+ch_attnum(Relation rel, const char *name, bool missing_ok)
+{
+	AttrNumber	att = get_attnum(RelationGetRelid(rel), name);
+
+	if (att == InvalidAttrNumber && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("audit chain table %s has no column \"%s\"",
+						RelationGetRelationName(rel), name)));
+	return att;
+}
+
+/*
+ * Build what envault needs to know of a chained table from the registry and
+ * the catalogs.  Returns NULL if the table is not chained.
+ */
+static EnvChain *
+ch_build(Oid relid)
+{
+	EnvSpi		s;
+	Oid			types[1] = {REGCLASSOID};
+	Datum		values[1];
+	bool		isnull;
+	int32		chain_id;
+	char	   *identity;
+	char	   *tenant_column;
+	Relation	rel;
+	TupleDesc	desc;
+	MemoryContext cxt;
+	MemoryContext old;
+	EnvChain   *ch;
+	int			i;
+
+	env_spi_begin(&s);
+	values[0] = ObjectIdGetDatum(relid);
+	env_spi_run(CH_Q_REGISTRY, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		env_spi_end(&s);
+		return NULL;
+	}
+	chain_id = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
+	identity = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
+	tenant_column = pstrdup(NameStr(*DatumGetName(env_spi_col(&s, 3, &isnull,
+															  false, NAMEDATALEN))));
+	env_spi_end(&s);
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "envault audit chain",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	ch = palloc0(sizeof(EnvChain));
+	ch->cxt = cxt;
+	ch->relid = relid;
+	ch->chain_id = chain_id;
+	ch->identity = pstrdup(identity);
+	ch->identity_len = strlen(identity);
+
+	rel = relation_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	ch->tenant_attnum = ch_attnum(rel, tenant_column, false);
+	ch->seq_attnum = ch_attnum(rel, ENV_CHAIN_SEQ_COL, false);
+	ch->at_attnum = ch_attnum(rel, ENV_CHAIN_AT_COL, false);
+	ch->prev_attnum = ch_attnum(rel, ENV_CHAIN_PREV_COL, false);
+	ch->hash_attnum = ch_attnum(rel, ENV_CHAIN_HASH_COL, false);
+	ch->tenant_typid = TupleDescAttr(desc, ch->tenant_attnum - 1)->atttypid;
+	ch->index_oid = ch_find_index(rel, ch->tenant_attnum, ch->seq_attnum,
+								  &ch->tenant_eq_proc, &ch->tenant_collation);
+
+	ch->cols = palloc0(sizeof(EnvChainCol) * desc->natts);
+	ch->tenant_col = -1;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+		EnvChainCol *c;
+		char	   *tname;
+		size_t		nlen;
+		size_t		tlen;
+		uint8	   *p;
+
+		/* stored generated columns are computed after BEFORE triggers */
+		if (a->attisdropped || a->attgenerated ||
+			a->attnum == ch->seq_attnum || a->attnum == ch->at_attnum ||
+			a->attnum == ch->prev_attnum || a->attnum == ch->hash_attnum)
+			continue;
+		c = &ch->cols[ch->ncols];
+		c->attnum = a->attnum;
+		env_canon_init(&c->canon, a->atttypid, NameStr(a->attname));
+		if (env_canon_needs_pinning(&c->canon))
+			ch->pinned = true;
+		tname = format_type_extended(a->atttypid, a->atttypmod,
+									 FORMAT_TYPE_TYPEMOD_GIVEN |
+									 FORMAT_TYPE_FORCE_QUALIFY);
+		nlen = strlen(NameStr(a->attname));
+		tlen = strlen(tname);
+		c->name = pstrdup(NameStr(a->attname));
+		c->type = pstrdup(tname);
+		c->prefix_len = ENV_CHAIN_STR_LEN(nlen) + ENV_CHAIN_STR_LEN(tlen);
+		c->prefix = palloc(c->prefix_len);
+		p = env_chain_put_str(c->prefix, NameStr(a->attname), nlen);
+		(void) env_chain_put_str(p, tname, tlen);
+		if (a->attnum == ch->tenant_attnum)
+			ch->tenant_col = ch->ncols;
+		ch->ncols++;
+	}
+	relation_close(rel, AccessShareLock);
+	MemoryContextSwitchTo(old);
+	if (ch->tenant_col < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tenant column \"%s\" of audit chain %s is a generated column",
+						tenant_column, identity)));
+	ch->valid = true;
+	return ch;
+}
+
+#define CH_Q_REGISTERED \
+	"SELECT 1 FROM envault.audit_chains WHERE tbl OPERATOR(pg_catalog.=) $1"
+
+/* Is the relation in the registry?  (It may have been dropped already.) */
+bool
+env_chain_registered(Oid relid)
+{
+	EnvSpi		s;
+	Oid			types[1] = {REGCLASSOID};
+	Datum		values[1];
+	bool		found;
+
+	if (!OidIsValid(relid))
+		return false;
+	env_spi_begin(&s);
+	values[0] = ObjectIdGetDatum(relid);
+	env_spi_run(CH_Q_REGISTERED, 1, types, values, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	env_spi_end(&s);
+	return found;
+}
+
+/*
+ * The chain of a relation, or NULL if it is not chained.  Valid until the
+ * next invalidation of the relation.
+ */
+EnvChain *
+env_chain_get(Oid relid)
+{
+	ChCacheEntry *e;
+	bool		found;
+
+	e = hash_search(ch_cache, &relid, HASH_ENTER, &found);
+	if (!found)
+		e->chain = NULL;
+	if (e->chain != NULL && e->chain->valid)
+		return e->chain;
+	if (e->chain != NULL)
+	{
+		MemoryContextDelete(e->chain->cxt);
+		e->chain = NULL;
+	}
+	/* ch_build may raise: the entry stays, empty */
+	e->chain = ch_build(relid);
+	return e->chain;
+}
+
+EnvChain *
+env_chain_require(Oid relid)
+{
+	EnvChain   *ch = env_chain_get(relid);
+
+	if (ch == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not an envault audit chain",
+						get_rel_name(relid) ? get_rel_name(relid) : "?"),
+				 errhint("Turn it into one with envault.enable_audit_chain().")));
+	return ch;
+}
+
+/* The value of a tenant given as text, in the tenant column's type */
+Datum
+env_chain_tenant_value(EnvChain *ch, text *tenant)
+{
+	Oid			typinput;
+	Oid			typioparam;
+
+	getTypeInputInfo(ch->tenant_typid, &typinput, &typioparam);
+	return OidInputFunctionCall(typinput, text_to_cstring(tenant), typioparam, -1);
+}
+
+/*
+ * A tenant given as an argument: its value in the tenant column's type, and
+ * in *t its canonical text.  NULL names the chain without tenant.
+ */
+Datum
+env_chain_tenant_arg(EnvChain *ch, text *arg, EnvChainTenant *t)
+{
+	Datum		value = (Datum) 0;
+
+	memset(t, 0, sizeof(*t));
+	t->isnull = (arg == NULL);
+	if (arg != NULL)
+	{
+		value = env_chain_tenant_value(ch, arg);
+		t->text = env_canon_text(&ch->cols[ch->tenant_col].canon, value,
+								 t->buf, &t->len);
+		t->text = pnstrdup(t->text, t->len);
+	}
+	return value;
+}
+
+/* The chain's index on (tenant, envault_seq), opened; raises if it has none. */
+Relation
+env_chain_index_open(EnvChain *ch)
+{
+	if (!OidIsValid(ch->index_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("audit chain %s has no index on its tenant column and envault_seq",
+						ch->identity),
+				 errhint("Recreate its unique constraint with ALTER TABLE ... ADD UNIQUE NULLS NOT DISTINCT (tenant column, envault_seq).")));
+	return index_open(ch->index_oid, AccessShareLock);
+}
+
+/* A scan key on the index's first column: this tenant, or IS NULL. */
+void
+env_chain_tenant_key(EnvChain *ch, ScanKey key, bool isnull, Datum value)
+{
+	if (isnull)
+		ScanKeyEntryInitialize(key, SK_ISNULL | SK_SEARCHNULL, 1,
+							   InvalidStrategy, InvalidOid, InvalidOid,
+							   InvalidOid, (Datum) 0);
+	else
+		ScanKeyEntryInitialize(key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   ch->tenant_collation, ch->tenant_eq_proc, value);
+}
+
+/* --- row hashes ------------------------------------------------------------ */
+
+/* one growing buffer for the bytes of a row hash, kept between rows */
+static uint8 *ch_buf = NULL;
+static size_t ch_buf_cap = 0;
+
+static void
+ch_buf_reserve(size_t need)
+{
+	if (need <= ch_buf_cap)
+		return;
+	if (need > MaxAllocHugeSize / 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("audit chain row is too large to hash")));
+	need = Max(need, Max(ch_buf_cap * 2, 1024));
+	if (ch_buf == NULL)
+		ch_buf = MemoryContextAllocHuge(TopMemoryContext, need);
+	else
+		ch_buf = repalloc_huge(ch_buf, need);
+	ch_buf_cap = need;
+}
+
+void
+env_chain_tenant(EnvChain *ch, Datum *values, bool *nulls, EnvChainTenant *t)
+{
+	EnvChainCol *c = &ch->cols[ch->tenant_col];
+
+	t->isnull = nulls[c->attnum - 1];
+	t->len = 0;
+	t->text = NULL;
+	if (!t->isnull)
+		t->text = env_canon_text(&c->canon, values[c->attnum - 1], t->buf,
+								 &t->len);
+}
+
+/*
+ * SHA-256 of the canonical encoding of a row (values and nulls as
+ * heap_deform_tuple gives them) as row seq of the tenant's chain.
+ */
+void
+env_chain_row_hash(EnvChain *ch, Datum *values, bool *nulls,
+				   const EnvChainTenant *t, uint64 seq, TimestampTz at,
+				   const uint8 *prev, uint8 *out)
+{
+	char		atbuf[ENV_CANON_BUFLEN];
+	size_t		atlen = env_canon_timestamp(at, true, atbuf);
+	size_t		len;
+	int			level = 0;
+	int			i;
+
+	len = env_chain_header_len(ch->identity_len, t->len, t->isnull, atlen);
+	ch_buf_reserve(len + 64);
+	(void) env_chain_put_header(ch_buf, ch->identity, ch->identity_len,
+								t->text, t->len, t->isnull, seq, atbuf, atlen,
+								prev, (uint32) ch->ncols);
+	if (ch->pinned)
+		level = env_canon_pin();
+	for (i = 0; i < ch->ncols; i++)
+	{
+		EnvChainCol *c = &ch->cols[i];
+		bool		isnull = nulls[c->attnum - 1];
+		char		buf[ENV_CANON_BUFLEN];
+		const char *v = NULL;
+		size_t		vlen = 0;
+
+		if (i == ch->tenant_col)
+		{
+			v = t->text;
+			vlen = t->len;
+		}
+		else if (!isnull)
+			v = env_canon_text(&c->canon, values[c->attnum - 1], buf, &vlen);
+		ch_buf_reserve(len + c->prefix_len + ENV_CHAIN_OPT_LEN(vlen, isnull));
+		memcpy(ch_buf + len, c->prefix, c->prefix_len);
+		len += c->prefix_len;
+		len = (size_t) (env_chain_put_opt(ch_buf + len, v, vlen, isnull) - ch_buf);
+	}
+	if (ch->pinned)
+		env_canon_unpin(level);
+	if (!env_sha256(ch_buf, len, out))
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "hashing an audit chain row");
+}
+
+/* --- per-tenant heads and their locks -------------------------------------- */
+
+typedef struct ChHeadKey
+{
+	uint64		lock_key;
+	int32		chain_id;
+	int32		pad;
+} ChHeadKey;
+
+typedef struct ChHead
+{
+	ChHeadKey	key;			/* hash key */
+	char	   *tenant;			/* canonical text, in TopTransactionContext */
+	size_t		tenant_len;
+	bool		tenant_null;
+	SubTransactionId lock_subxid;	/* holds the lock since; 0: does not */
+	bool		loaded;
+	int64		seq;			/* the head: 0 for an empty chain */
+	uint8		hash[ENV_CHAIN_HASH_LEN];
+} ChHead;
+
+static HTAB *ch_heads = NULL;	/* in TopTransactionContext */
+
+static uint64
+ch_lock_key(int32 chain_id, const EnvChainTenant *t)
+{
+	uint64		seed = ((uint64) (uint32) chain_id << 1) | (t->isnull ? 1 : 0);
+
+	return hash_bytes_extended((const unsigned char *) (t->text ? t->text : ""),
+							   (int) t->len, seed);
+}
+
+/*
+ * Take the lock of a chain head for this transaction, never closing a cycle
+ * of waits between chain locks (see the header comment).
+ */
+static void
+ch_lock(ChHead *h, const char *identity)
+{
+	LOCKTAG		tag;
+	HASH_SEQ_STATUS status;
+	ChHead	   *o;
+	uint64		max_held = 0;
+	bool		holds = false;
+
+	hash_seq_init(&status, ch_heads);
+	while ((o = hash_seq_search(&status)) != NULL)
+	{
+		if (o != h && o->lock_subxid != InvalidSubTransactionId)
+		{
+			holds = true;
+			max_held = Max(max_held, o->key.lock_key);
+		}
+	}
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h->key.lock_key >> 32),
+						 (uint32) h->key.lock_key, CH_LOCK_FIELD4);
+	if (!holds || h->key.lock_key > max_held)
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	else if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access to the audit chain of %s, tenant %s",
+						identity, h->tenant_null ? "NULL" :
+						quote_literal_cstr(pnstrdup(h->tenant, h->tenant_len))),
+				 errdetail("Another transaction is writing that chain, and waiting for it could deadlock with a chain this transaction already writes."),
+				 errhint("Retry the transaction, or write one tenant's chain per transaction.")));
+	h->lock_subxid = GetCurrentSubTransactionId();
+}
+
+/*
+ * Read the head of a tenant's chain from the unique index, newest first,
+ * with a snapshot taken now: it sees every transaction that held the lock
+ * before us, and this transaction's own rows, the current command's too.
+ */
+static void
+ch_load_head(EnvChain *ch, Relation rel, ChHead *h, Datum tenant_value)
+{
+	Relation	idx;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+
+	idx = env_chain_index_open(ch);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	snap->curcid = GetCurrentCommandId(false) + 1;
+	env_chain_tenant_key(ch, &key, h->tenant_null, tenant_value);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	slot = table_slot_create(rel, NULL);
+	h->seq = 0;
+	memcpy(h->hash, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		seq = slot_getattr(slot, ch->seq_attnum, &isnull);
+		Datum		hash;
+		bytea	   *b;
+
+		if (isnull)
+			elog(ERROR, "audit chain row without envault_seq");
+		h->seq = DatumGetInt64(seq);
+		hash = slot_getattr(slot, ch->hash_attnum, &isnull);
+		b = isnull ? NULL : DatumGetByteaPP(hash);
+		if (b == NULL || VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("head of audit chain %s has no valid envault_hash",
+							ch->identity),
+					 errdetail("Row " INT64_FORMAT " of the chain was altered.", h->seq),
+					 errhint("Run envault.verify_chain() to locate the damage.")));
+		memcpy(h->hash, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(idx, AccessShareLock);
+	UnregisterSnapshot(snap);
+	h->loaded = true;
+}
+
+/* The head of a tenant's chain, locked for this transaction. */
+static ChHead *
+ch_head(EnvChain *ch, Relation rel, const EnvChainTenant *t,
+		Datum tenant_value)
+{
+	ChHeadKey	key;
+	ChHead	   *h;
+	bool		found;
+
+	if (ch_heads == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(ChHeadKey);
+		ctl.entrysize = sizeof(ChHead);
+		ctl.hcxt = TopTransactionContext;
+		ch_heads = hash_create("envault audit chain heads", 16, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.lock_key = ch_lock_key(ch->chain_id, t);
+	key.chain_id = ch->chain_id;
+	h = hash_search(ch_heads, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		h->tenant = t->isnull ? NULL :
+			MemoryContextAlloc(TopTransactionContext, t->len + 1);
+		if (h->tenant)
+		{
+			memcpy(h->tenant, t->text, t->len);
+			h->tenant[t->len] = '\0';
+		}
+		h->tenant_len = t->len;
+		h->tenant_null = t->isnull;
+		h->lock_subxid = InvalidSubTransactionId;
+		h->loaded = false;
+	}
+	else if (h->tenant_null != t->isnull || h->tenant_len != t->len ||
+			 (t->len > 0 && memcmp(h->tenant, t->text, t->len) != 0))
+		elog(ERROR, "audit chain lock keys of two tenants collide");
+	if (h->lock_subxid == InvalidSubTransactionId)
+	{
+		h->loaded = false;
+		ch_lock(h, ch->identity);
+	}
+	if (!h->loaded)
+		ch_load_head(ch, rel, h, tenant_value);
+	return h;
+}
+
+static void
+ch_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			ch_heads = NULL;	/* freed with TopTransactionContext */
+			ch_purging = InvalidOid;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+ch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	HASH_SEQ_STATUS status;
+	ChHead	   *h;
+
+	if (ch_heads == NULL ||
+		(event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB))
+		return;
+	hash_seq_init(&status, ch_heads);
+	while ((h = hash_seq_search(&status)) != NULL)
+	{
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+		{
+			if (h->lock_subxid == mySubid)
+				h->lock_subxid = parentSubid;
+			continue;
+		}
+		/* rows of the aborted subtransaction are gone: read heads again */
+		h->loaded = false;
+		if (h->lock_subxid == mySubid)
+			h->lock_subxid = InvalidSubTransactionId;	/* released */
+	}
+}
+
+/* --- triggers -------------------------------------------------------------- */
+
+static bytea *
+ch_bytea(const uint8 *data, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
+
+static bool
+ch_bytea_is(Datum d, const uint8 *want)
+{
+	bytea	   *b = DatumGetByteaPP(d);
+
+	return VARSIZE_ANY_EXHDR(b) == ENV_CHAIN_HASH_LEN &&
+		memcmp(VARDATA_ANY(b), want, ENV_CHAIN_HASH_LEN) == 0;
+}
+
+/*
+ * SQL function: envault.chain_insert() returns trigger
+ *
+ * BEFORE INSERT FOR EACH ROW on a chained table: link the row to its
+ * tenant's chain.  Chain values given by the inserter are replaced, except
+ * that a superuser may supply exactly the values the chain expects next
+ * (seq, prev and a hash that matches the row with its envault_at): that is
+ * how pg_restore reloads envault's own chained tables, row by row in order,
+ * keeping their times.
+ */
+PG_FUNCTION_INFO_V1(envault_chain_insert);
+Datum
+envault_chain_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	EnvChain   *ch;
+	HeapTuple	tup;
+	Datum	   *values;
+	bool	   *nulls;
+	EnvChainTenant t;
+	ChHead	   *h;
+	uint64		seq;
+	TimestampTz at;
+	uint8		hash[ENV_CHAIN_HASH_LEN];
+	int			cols[4];
+	Datum		newvals[4];
+	bool		newnulls[4] = {false, false, false, false};
+	bool		supplied;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("envault.chain_insert() must run as a BEFORE INSERT FOR EACH ROW trigger")));
+	rel = td->tg_relation;
+	desc = RelationGetDescr(rel);
+	ch = env_chain_require(RelationGetRelid(rel));
+	tup = td->tg_trigtuple;
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(tup, desc, values, nulls);
+
+	env_chain_tenant(ch, values, nulls, &t);
+	h = ch_head(ch, rel, &t, values[ch->tenant_attnum - 1]);
+	if (h->seq == PG_INT64_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("audit chain %s is full", ch->identity)));
+	seq = (uint64) h->seq + 1;
+	at = GetCurrentTimestamp();
+
+	supplied = !nulls[ch->seq_attnum - 1] && !nulls[ch->at_attnum - 1] &&
+		!nulls[ch->prev_attnum - 1] && !nulls[ch->hash_attnum - 1] &&
+		superuser() &&
+		DatumGetInt64(values[ch->seq_attnum - 1]) == (int64) seq &&
+		ch_bytea_is(values[ch->prev_attnum - 1], h->hash);
+	if (supplied)
+	{
+		env_chain_row_hash(ch, values, nulls, &t, seq,
+						   DatumGetTimestampTz(values[ch->at_attnum - 1]),
+						   h->hash, hash);
+		supplied = ch_bytea_is(values[ch->hash_attnum - 1], hash);
+		if (supplied)
+			at = DatumGetTimestampTz(values[ch->at_attnum - 1]);
+	}
+	if (!supplied)
+		env_chain_row_hash(ch, values, nulls, &t, seq, at, h->hash, hash);
+
+	cols[0] = ch->seq_attnum;
+	newvals[0] = Int64GetDatum((int64) seq);
+	cols[1] = ch->at_attnum;
+	newvals[1] = TimestampTzGetDatum(at);
+	cols[2] = ch->prev_attnum;
+	newvals[2] = PointerGetDatum(ch_bytea(h->hash, ENV_CHAIN_HASH_LEN));
+	cols[3] = ch->hash_attnum;
+	newvals[3] = PointerGetDatum(ch_bytea(hash, ENV_CHAIN_HASH_LEN));
+	tup = heap_modify_tuple_by_cols(tup, desc, 4, cols, newvals, newnulls);
+
+	h->seq = (int64) seq;
+	memcpy(h->hash, hash, ENV_CHAIN_HASH_LEN);
+	return PointerGetDatum(tup);
+}
+
+/*
+ * SQL function: envault.chain_refuse() returns trigger
+ *
+ * BEFORE UPDATE OR DELETE FOR EACH ROW and BEFORE TRUNCATE on a chained
+ * table: refuse, for every role.  envault.purge_chain() alone deletes.
+ */
+PG_FUNCTION_INFO_V1(envault_chain_refuse);
+Datum
+envault_chain_refuse(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("envault.chain_refuse() must run as a trigger")));
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) &&
+		RelationGetRelid(td->tg_relation) == ch_purging)
+		return PointerGetDatum(td->tg_trigtuple);
+	op = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "UPDATE" :
+		TRIGGER_FIRED_BY_DELETE(td->tg_event) ? "DELETE" : "TRUNCATE";
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("audit chain \"%s\" is append-only",
+					RelationGetRelationName(td->tg_relation)),
+			 errdetail("%s is refused for every role, the table's owner included.", op),
+			 errhint("Old rows can be removed up to a signed checkpoint with envault.purge_chain().")));
+	return (Datum) 0;			/* keep compiler quiet */
+}
+
+/*
+ * SQL function: envault.append_only() returns trigger
+ *
+ * BEFORE UPDATE OR DELETE FOR EACH ROW and BEFORE TRUNCATE on envault's
+ * checkpoint tables: refuse, but for envault.disable_audit_chain().
+ */
+PG_FUNCTION_INFO_V1(envault_append_only);
+Datum
+envault_append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("envault.append_only() must run as a trigger")));
+	if (ch_internal > 0 && TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		return PointerGetDatum(td->tg_trigtuple);
+	op = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "UPDATE" :
+		TRIGGER_FIRED_BY_DELETE(td->tg_event) ? "DELETE" : "TRUNCATE";
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("envault.%s is append-only",
+					RelationGetRelationName(td->tg_relation)),
+			 errdetail("%s is refused for every role.", op)));
+	return (Datum) 0;			/* keep compiler quiet */
+}
+
+/*
+ * May the current user read (or, with owner, own) a chained table?  Rows are
+ * read below the executor, so privileges and row-level security are checked
+ * here: a caller to whom row-level security applies is refused outright.
+ */
+void
+env_chain_check_access(Oid relid, bool owner)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (owner ? !pg_class_ownercheck(relid, GetUserId()) :
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(owner ? ACLCHECK_NOT_OWNER : ACLCHECK_NO_PRIV, OBJECT_TABLE,
+					   name ? name : "?");
+	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security of table \"%s\" applies to the current role", name),
+				 errdetail("Checking or exporting an audit chain reads every row of it."),
+				 errhint("Run it as the table's owner, or as a role with BYPASSRLS.")));
+}
+
+/*
+ * INSERT ... ON CONFLICT could skip a row after the trigger linked it,
+ * leaving a gap in its chain: refuse it on chained tables.
+ */
+static bool
+ch_has_chain_trigger(Oid relid)
+{
+	Relation	rel = table_open(relid, NoLock);
+	TriggerDesc *td = rel->trigdesc;
+	bool		found = false;
+	int			i;
+
+	for (i = 0; td != NULL && i < td->numtriggers; i++)
+		if (strcmp(td->triggers[i].tgname, ENV_CHAIN_TRIGGER) == 0)
+			found = true;
+	table_close(rel, NoLock);
+	return found;
+}
+
+static void
+ch_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *stmt = queryDesc->plannedstmt;
+
+	if (stmt->commandType == CMD_INSERT && stmt->resultRelations != NIL &&
+		!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		Plan	   *plan = stmt->planTree;
+
+		if (plan && IsA(plan, ModifyTable) &&
+			((ModifyTable *) plan)->onConflictAction != ONCONFLICT_NONE)
+		{
+			ListCell   *lc;
+
+			foreach(lc, stmt->resultRelations)
+			{
+				RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
+
+				if (ch_has_chain_trigger(rte->relid))
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("INSERT ... ON CONFLICT is not supported on audit chain \"%s\"",
+									get_rel_name(rte->relid)),
+							 errdetail("A row skipped after it was linked would leave a gap in its chain.")));
+			}
+		}
+	}
+	if (ch_prev_executor_start)
+		ch_prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/* --- enabling and disabling ------------------------------------------------ */
+
+static void
+ch_exec(const char *sql, int expect)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "envault audit chain setup failed: %s: %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+#define CH_Q_REGISTER \
+	"INSERT INTO envault.audit_chains (tbl, identity, tenant_column, builtin, enabled_by)" \
+	" VALUES ($1, $2, $3, $4, $5) RETURNING chain_id"
+
+/*
+ * Link the rows a table already holds, in their physical order, tenant by
+ * tenant, all with the current time as envault_at.  Runs before the chain's
+ * triggers and index exist.
+ */
+static int64
+ch_backfill(Oid relid, const char *qualified)
+{
+	EnvChain   *ch = env_chain_get(relid);
+	Relation	rel = table_open(relid, AccessExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	HASHCTL		ctl;
+	HTAB	   *heads;
+	SPIPlanPtr	plan;
+	Oid			types[5] = {INT8OID, TIMESTAMPTZOID, BYTEAOID, BYTEAOID, TIDOID};
+	char	   *sql;
+	TimestampTz at = GetCurrentTimestamp();
+	int64		n = 0;
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext,
+												 "envault chain backfill",
+												 ALLOCSET_DEFAULT_SIZES);
+
+	sql = psprintf("UPDATE ONLY %s SET " ENV_CHAIN_SEQ_COL " = $1, "
+				   ENV_CHAIN_AT_COL " = $2, " ENV_CHAIN_PREV_COL " = $3, "
+				   ENV_CHAIN_HASH_COL " = $4 WHERE ctid OPERATOR(pg_catalog.=) $5",
+				   qualified);
+	plan = SPI_prepare(sql, 5, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the audit chain backfill");
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64) + sizeof(int64) + ENV_CHAIN_HASH_LEN;
+	ctl.hcxt = CurrentMemoryContext;
+	heads = hash_create("envault chain backfill heads", 64, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		MemoryContext old = MemoryContextSwitchTo(rowcxt);
+		EnvChainTenant t;
+		uint64		key;
+		char	   *e;
+		bool		found;
+		int64	   *seq;
+		uint8	   *prev;
+		uint8		hash[ENV_CHAIN_HASH_LEN];
+		Datum		values[5];
+		bool		isnull;
+
+		slot_getallattrs(slot);
+		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &t);
+		key = ch_lock_key(ch->chain_id, &t);
+		e = hash_search(heads, &key, HASH_ENTER, &found);
+		seq = (int64 *) (e + sizeof(uint64));
+		prev = (uint8 *) (e + sizeof(uint64) + sizeof(int64));
+		if (!found)
+		{
+			*seq = 0;
+			memcpy(prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+		}
+		(*seq)++;
+		env_chain_row_hash(ch, slot->tts_values, slot->tts_isnull, &t,
+						   (uint64) *seq, at, prev, hash);
+		values[0] = Int64GetDatum(*seq);
+		values[1] = TimestampTzGetDatum(at);
+		values[2] = PointerGetDatum(ch_bytea(prev, ENV_CHAIN_HASH_LEN));
+		values[3] = PointerGetDatum(ch_bytea(hash, ENV_CHAIN_HASH_LEN));
+		values[4] = PointerGetDatum(&slot->tts_tid);
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE ||
+			SPI_processed != 1)
+			elog(ERROR, "could not link an existing row to its audit chain");
+		memcpy(prev, hash, ENV_CHAIN_HASH_LEN);
+		n++;
+		(void) isnull;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, NoLock);
+	SPI_freeplan(plan);
+	(void) desc;
+	return n;
+}
+
+static bool
+ch_has_update_triggers(Relation rel)
+{
+	TriggerDesc *td = rel->trigdesc;
+
+	return td != NULL && (td->trig_update_before_row || td->trig_update_after_row ||
+						  td->trig_update_instead_row);
+}
+
+/*
+ * SQL function: envault.enable_audit_chain(tbl regclass, tenant_column name)
+ *               returns bigint
+ *
+ * Turn an ordinary table into a chained one; returns how many existing rows
+ * were linked.  The caller must own the table.
+ */
+PG_FUNCTION_INFO_V1(envault_enable_audit_chain);
+Datum
+envault_enable_audit_chain(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Name		tenant_column;
+	Relation	rel;
+	char	   *relname;
+	char	   *nspname;
+	char	   *qualified;
+	char	   *identity;
+	AttrNumber	tatt;
+	bool		has_rows;
+	volatile int64 linked = 0;
+	EnvSpi		s;
+	Oid			types[5] = {REGCLASSOID, TEXTOID, NAMEOID, BOOLOID, NAMEOID};
+	Datum		values[5];
+	bool		builtin;
+	const char *chain_cols[4] = {ENV_CHAIN_SEQ_COL, ENV_CHAIN_AT_COL,
+	ENV_CHAIN_PREV_COL, ENV_CHAIN_HASH_COL};
+	int			i;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "tenant_column")));
+	relid = PG_GETARG_OID(0);
+	tenant_column = PG_GETARG_NAME(1);
+
+	rel = table_open(relid, AccessExclusiveLock);
+	relname = pstrdup(RelationGetRelationName(rel));
+	nspname = get_namespace_name(RelationGetNamespace(rel));
+	qualified = quote_qualified_identifier(nspname, relname);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not an ordinary table", relname),
+				 errdetail("Only ordinary tables can be audit chains; partitioned tables, views and foreign tables cannot.")));
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a permanent table", relname),
+				 errdetail("An audit chain must survive a crash: temporary and unlogged tables cannot be chained.")));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+	if (env_chain_get(relid) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("\"%s\" is already an envault audit chain", relname)));
+	tatt = get_attnum(relid, NameStr(*tenant_column));
+	if (tatt == InvalidAttrNumber || tatt < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						NameStr(*tenant_column), relname)));
+	for (i = 0; i < 4; i++)
+		if (get_attnum(relid, chain_cols[i]) != InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_COLUMN),
+					 errmsg("column \"%s\" of relation \"%s\" already exists",
+							chain_cols[i], relname),
+					 errdetail("An audit chain adds the columns %s, %s, %s and %s.",
+							   ENV_CHAIN_SEQ_COL, ENV_CHAIN_AT_COL,
+							   ENV_CHAIN_PREV_COL, ENV_CHAIN_HASH_COL)));
+	/* every column must have a canonical form: refuse reg* types early */
+	for (i = 0; i < RelationGetDescr(rel)->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), i);
+		EnvCanon	c;
+
+		if (!a->attisdropped && !a->attgenerated)
+			env_canon_init(&c, a->atttypid, NameStr(a->attname));
+		if (a->attnum == tatt && a->attgenerated)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
+					 errmsg("tenant column \"%s\" must not be a generated column",
+							NameStr(*tenant_column))));
+	}
+	{
+		TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+
+		has_rows = heap_getnext(scan, ForwardScanDirection) != NULL;
+		table_endscan(scan);
+	}
+	if (has_rows && ch_has_update_triggers(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("\"%s\" has rows and row-level UPDATE triggers", relname),
+				 errdetail("Linking the existing rows updates each of them, which would fire those triggers."),
+				 errhint("Disable the UPDATE triggers while the chain is enabled, or enable the chain on the empty table.")));
+	table_close(rel, NoLock);
+
+	identity = quote_qualified_identifier(nspname, relname);
+	builtin = creating_extension && strcmp(nspname, "envault") == 0;
+
+	ch_internal++;
+	PG_TRY();
+	{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ch_exec(psprintf("ALTER TABLE %s ADD COLUMN " ENV_CHAIN_SEQ_COL " bigint,"
+					 " ADD COLUMN " ENV_CHAIN_AT_COL " timestamp with time zone,"
+					 " ADD COLUMN " ENV_CHAIN_PREV_COL " bytea,"
+					 " ADD COLUMN " ENV_CHAIN_HASH_COL " bytea", qualified),
+			SPI_OK_UTILITY);
+
+	env_spi_begin(&s);
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(identity);
+	values[2] = NameGetDatum(tenant_column);
+	values[3] = BoolGetDatum(builtin);
+	values[4] = CStringGetDatum(s.caller_name);
+	env_spi_run(CH_Q_REGISTER, 5, types, values, SPI_OK_INSERT_RETURNING);
+	env_spi_end(&s);
+	CommandCounterIncrement();
+	CacheInvalidateRelcacheByRelid(relid);
+	ch_relcache_callback((Datum) 0, relid);
+
+	if (has_rows)
+		linked = ch_backfill(relid, qualified);
+
+	ch_exec(psprintf("ALTER TABLE %s ALTER COLUMN " ENV_CHAIN_SEQ_COL " SET NOT NULL,"
+					 " ALTER COLUMN " ENV_CHAIN_AT_COL " SET NOT NULL,"
+					 " ALTER COLUMN " ENV_CHAIN_PREV_COL " SET NOT NULL,"
+					 " ALTER COLUMN " ENV_CHAIN_HASH_COL " SET NOT NULL,"
+					 " ADD CHECK (" ENV_CHAIN_SEQ_COL " OPERATOR(pg_catalog.>) 0)",
+					 qualified), SPI_OK_UTILITY);
+	/* a constraint, so that its index cannot be dropped on its own */
+	ch_exec(psprintf("ALTER TABLE %s ADD UNIQUE NULLS NOT DISTINCT (%s, " ENV_CHAIN_SEQ_COL ")",
+					 qualified, quote_identifier(NameStr(*tenant_column))),
+			SPI_OK_UTILITY);
+	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER " BEFORE INSERT ON %s"
+					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_insert()", qualified),
+			SPI_OK_UTILITY);
+	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_refuse BEFORE UPDATE OR DELETE ON %s"
+					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_refuse()", qualified),
+			SPI_OK_UTILITY);
+	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_truncate BEFORE TRUNCATE ON %s"
+					 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_refuse()", qualified),
+			SPI_OK_UTILITY);
+	SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		ch_internal--;
+	}
+	PG_END_TRY();
+	CacheInvalidateRelcacheByRelid(relid);
+	ch_relcache_callback((Datum) 0, relid);
+
+	if (!builtin)
+	{
+		char	   *detail = psprintf("%s by tenant column %s; " INT64_FORMAT " existing rows linked",
+									  identity, quote_identifier(NameStr(*tenant_column)),
+									  linked);
+
+		env_spi_begin(&s);
+		env_key_event(&s, "audit chain enabled", NULL, NULL, -1, detail);
+		env_spi_end(&s);
+	}
+	PG_RETURN_INT64(linked);
+}
+
+#define CH_Q_UNREGISTER \
+	"WITH c AS (SELECT chain_id FROM envault.audit_chains" \
+	"            WHERE tbl OPERATOR(pg_catalog.=) $1)," \
+	"     a AS (DELETE FROM envault.chain_anchors WHERE chain_id IN (SELECT chain_id FROM c))," \
+	"     k AS (DELETE FROM envault.checkpoints WHERE chain_id IN (SELECT chain_id FROM c)" \
+	"            RETURNING 1)" \
+	" DELETE FROM envault.audit_chains WHERE chain_id IN (SELECT chain_id FROM c)" \
+	" RETURNING identity, (SELECT pg_catalog.count(*) FROM k)"
+
+/*
+ * SQL function: envault.disable_audit_chain(tbl regclass) returns void
+ *
+ * Stop chaining a table: its triggers and chain index go, its rows and their
+ * chain columns stay, its checkpoints are deleted (their copies in the
+ * server log remain).  Recorded in envault.key_events.
+ */
+PG_FUNCTION_INFO_V1(envault_disable_audit_chain);
+Datum
+envault_disable_audit_chain(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Relation	rel;
+	char	   *qualified;
+	EnvChain   *ch;
+	EnvSpi		s;
+	Oid			types[1] = {REGCLASSOID};
+	Datum		values[1];
+	bool		isnull;
+	char	   *identity;
+	int64		ncheckpoints;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tbl must not be null")));
+	relid = PG_GETARG_OID(0);
+	rel = table_open(relid, AccessExclusiveLock);
+	qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										   RelationGetRelationName(rel));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, RelationGetRelationName(rel));
+	if (RelationGetNamespace(rel) == get_namespace_oid("envault", true) &&
+		!creating_extension)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the audit chain of %s belongs to envault", qualified),
+				 errdetail("envault's own logs stay chained.")));
+	ch = env_chain_require(relid);
+	table_close(rel, NoLock);
+
+	ch_internal++;
+	PG_TRY();
+	{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
+	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
+	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
+	if (OidIsValid(ch->index_oid))
+	{
+		Oid			con = get_index_constraint(ch->index_oid);
+
+		if (OidIsValid(con))
+			ch_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", qualified,
+							 quote_identifier(get_constraint_name(con))),
+					SPI_OK_UTILITY);
+		else
+			ch_exec(psprintf("DROP INDEX %s",
+							 quote_qualified_identifier(get_namespace_name(get_rel_namespace(ch->index_oid)),
+														get_rel_name(ch->index_oid))),
+					SPI_OK_UTILITY);
+	}
+	env_spi_begin(&s);
+	values[0] = ObjectIdGetDatum(relid);
+	env_spi_run(CH_Q_UNREGISTER, 1, types, values, SPI_OK_DELETE_RETURNING);
+	identity = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	ncheckpoints = DatumGetInt64(env_spi_col(&s, 2, &isnull, true, 8));
+	env_key_event(&s, "audit chain disabled", NULL, NULL, -1,
+				  psprintf("%s; " INT64_FORMAT " checkpoints deleted",
+						   identity, ncheckpoints));
+	env_spi_end(&s);
+	SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		ch_internal--;
+	}
+	PG_END_TRY();
+	CacheInvalidateRelcacheByRelid(relid);
+	ch_relcache_callback((Datum) 0, relid);
+	PG_RETURN_VOID();
+}
+
+void
+env_chain_init(void)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(ChCacheEntry);
+	ch_cache = hash_create("envault audit chains", 16, &ctl,
+						   HASH_ELEM | HASH_BLOBS);
+	CacheRegisterRelcacheCallback(ch_relcache_callback, (Datum) 0);
+	RegisterXactCallback(ch_xact_callback, NULL);
+	RegisterSubXactCallback(ch_subxact_callback, NULL);
+	ch_prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = ch_executor_start;
+}

@@ -1,0 +1,874 @@
+/*-------------------------------------------------------------------------
+ *
+ * chainverify.c
+ *		Checking, exporting and purging audit chains: verify_chain(),
+ *		export_chain(), purge_chain() and set_chain_retention().
+ *
+ * verify_chain() reads every row of a chain in (tenant, envault_seq) order
+ * through the chain's unique index, recomputes each row's hash, checks the
+ * sequence and the links, checks every checkpoint's signature and that each
+ * checkpointed row is still there with the signed hash.  Reasons, by the
+ * first bad sequence number:
+ *	hash mismatch		a row's hash, or its link to the row before, is wrong
+ *	missing row			a sequence number is missing
+ *	extra row			a sequence number appears twice
+ *	checkpoint mismatch	a row differs from the hash a checkpoint signed
+ *	bad signature		a checkpoint's signature does not verify
+ *	truncated after checkpoint	rows a checkpoint covers are gone
+ *
+ * A purge leaves an anchor: the oldest remaining row, whose hash a
+ * checkpoint signed; the chain verifies from there.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+/* A checkpoint as verified, for one tenant */
+typedef struct CvCheckpoint
+{
+	int64		seq;
+	uint8		hash[ENV_CHAIN_HASH_LEN];
+	int			status;			/* 0 ok, 1 malformed, 2 bad signature */
+	char	   *note;
+} CvCheckpoint;
+
+/* Everything verify_chain() knows of one tenant's chain */
+typedef struct CvTenant
+{
+	char	   *tenant;			/* canonical text, NULL for the NULL chain */
+	size_t		tenant_len;
+	int			ncps;
+	CvCheckpoint *cps;			/* sorted by seq */
+	int64		anchor;			/* first remaining seq after a purge, or 0 */
+
+	/* results */
+	int64		rows;
+	int64		first_bad;
+	const char *reason;
+	bool		seen;			/* has rows */
+} CvTenant;
+
+static int
+cv_cmp_cp(const void *a, const void *b)
+{
+	int64		x = ((const CvCheckpoint *) a)->seq;
+	int64		y = ((const CvCheckpoint *) b)->seq;
+
+	return (x > y) - (x < y);
+}
+
+/* Note a problem; the one with the smallest sequence number is reported */
+static void
+cv_bad(CvTenant *t, int64 seq, const char *reason)
+{
+	if (t->reason == NULL || seq < t->first_bad)
+	{
+		t->first_bad = seq;
+		t->reason = reason;
+	}
+}
+
+static CvTenant *
+cv_find(List *tenants, const char *tenant, size_t len, bool isnull)
+{
+	ListCell   *lc;
+
+	foreach(lc, tenants)
+	{
+		CvTenant   *t = lfirst(lc);
+
+		if (isnull ? t->tenant == NULL :
+			(t->tenant != NULL && t->tenant_len == len &&
+			 memcmp(t->tenant, tenant, len) == 0))
+			return t;
+	}
+	return NULL;
+}
+
+static CvTenant *
+cv_add(List **tenants, const char *tenant, size_t len, bool isnull)
+{
+	CvTenant   *t = cv_find(*tenants, tenant, len, isnull);
+
+	if (t != NULL)
+		return t;
+	t = palloc0(sizeof(CvTenant));
+	if (!isnull)
+	{
+		t->tenant = pnstrdup(tenant, len);
+		t->tenant_len = len;
+	}
+	*tenants = lappend(*tenants, t);
+	return t;
+}
+
+/* The tenant of a tenant column of envault's tables (text, or NULL) */
+static CvTenant *
+cv_add_text(List **tenants, Datum d, bool isnull)
+{
+	text	   *t = isnull ? NULL : DatumGetTextPP(d);
+
+	return cv_add(tenants, t ? VARDATA_ANY(t) : NULL,
+				  t ? VARSIZE_ANY_EXHDR(t) : 0, isnull);
+}
+
+#define CV_Q_CHECKPOINTS \
+	"SELECT tenant, note FROM envault.checkpoints" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND ($2 IS NULL OR tenant OPERATOR(pg_catalog.=) $2)" \
+	" ORDER BY checkpoint_id"
+
+#define CV_Q_ANCHORS \
+	"SELECT tenant, pg_catalog.max(seq) FROM envault.chain_anchors" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND ($2 IS NULL OR tenant OPERATOR(pg_catalog.=) $2)" \
+	" GROUP BY tenant"
+
+/*
+ * Load and check the checkpoints and anchors of a chain (or of one tenant,
+ * given as canonical text).
+ */
+static List *
+cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
+{
+	EnvSpi		s;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
+	List	   *tenants = NIL;
+	uint64		i;
+	ListCell   *lc;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	values[0] = Int32GetDatum(ch->chain_id);
+	if (tenant)
+		values[1] = PointerGetDatum(cstring_to_text_with_len(tenant, tenant_len));
+	else
+		nulls[1] = 'n';
+
+	env_spi_begin(&s);
+	if (SPI_execute_with_args(CV_Q_CHECKPOINTS, 2, types, values, nulls, true, 0)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read checkpoints");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		tnull;
+		bool		isnull;
+		Datum		td = SPI_getbinval(tup, desc, 1, &tnull);
+		text	   *note = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		CvTenant   *t = cv_add_text(&tenants, td, tnull);
+		CvCheckpoint *cp;
+		EnvCheckpoint parsed;
+
+		t->cps = t->ncps == 0 ? palloc(sizeof(CvCheckpoint)) :
+			repalloc(t->cps, sizeof(CvCheckpoint) * (t->ncps + 1));
+		cp = &t->cps[t->ncps++];
+		cp->note = text_to_cstring(note);
+		cp->status = env_checkpoint_check(cp->note, strlen(cp->note), &parsed);
+		cp->seq = 0;
+		if (cp->status == 0 &&
+			!env_origin_matches(parsed.origin, parsed.origin_len,
+								ch->identity, ch->identity_len,
+								t->tenant, t->tenant_len))
+			cp->status = 2;		/* signed, but for another chain */
+		if (cp->status != 1)
+		{
+			cp->seq = (int64) parsed.seq;
+			memcpy(cp->hash, parsed.hash, ENV_CHAIN_HASH_LEN);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	if (SPI_execute_with_args(CV_Q_ANCHORS, 2, types, values, nulls, true, 0)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read chain anchors");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		tnull;
+		bool		isnull;
+		Datum		td = SPI_getbinval(tup, desc, 1, &tnull);
+		int64		seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		CvTenant   *t = cv_add_text(&tenants, td, tnull);
+
+		t->anchor = seq;
+		MemoryContextSwitchTo(old);
+	}
+	env_spi_end(&s);
+
+	foreach(lc, tenants)
+	{
+		CvTenant   *t = lfirst(lc);
+
+		if (t->ncps > 1)
+			qsort(t->cps, t->ncps, sizeof(CvCheckpoint), cv_cmp_cp);
+	}
+	return tenants;
+}
+
+static bool
+cv_bytea_hash(Datum d, bool isnull, uint8 *out)
+{
+	bytea	   *b;
+
+	if (isnull)
+		return false;
+	b = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
+	return true;
+}
+
+/* State of the tenant being scanned */
+typedef struct CvScan
+{
+	CvTenant   *t;
+	int64		expect;			/* next sequence number */
+	uint8		prev[ENV_CHAIN_HASH_LEN];	/* hash of the row before */
+	bool		prev_known;
+	int			cp;				/* next checkpoint to compare */
+	int64		last;			/* last seq seen */
+} CvScan;
+
+static void
+cv_start(CvScan *sc, CvTenant *t)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->t = t;
+	t->seen = true;
+	sc->expect = t->anchor > 0 ? t->anchor : 1;
+	memcpy(sc->prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+	sc->prev_known = (t->anchor == 0);
+}
+
+/* Check one row of the tenant being scanned. */
+static void
+cv_row(EnvChain *ch, CvScan *sc, TupleTableSlot *slot, const EnvChainTenant *ct)
+{
+	CvTenant   *t = sc->t;
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+	int64		seq;
+	uint8		stored[ENV_CHAIN_HASH_LEN];
+	uint8		prev[ENV_CHAIN_HASH_LEN];
+	uint8		computed[ENV_CHAIN_HASH_LEN];
+	bool		hash_ok;
+	bool		prev_ok;
+
+	t->rows++;
+	seq = DatumGetInt64(values[ch->seq_attnum - 1]);
+	if (nulls[ch->seq_attnum - 1] || nulls[ch->at_attnum - 1])
+	{
+		cv_bad(t, sc->expect, "hash mismatch");
+		return;
+	}
+	if (seq < sc->expect)
+		cv_bad(t, seq, "extra row");
+	else if (seq > sc->expect)
+		cv_bad(t, sc->expect, "missing row");
+
+	hash_ok = cv_bytea_hash(values[ch->hash_attnum - 1],
+							nulls[ch->hash_attnum - 1], stored);
+	prev_ok = cv_bytea_hash(values[ch->prev_attnum - 1],
+							nulls[ch->prev_attnum - 1], prev);
+	if (!hash_ok || !prev_ok)
+		cv_bad(t, seq, "hash mismatch");
+	else
+	{
+		env_chain_row_hash(ch, values, nulls, ct, (uint64) seq,
+						   DatumGetTimestampTz(values[ch->at_attnum - 1]),
+						   prev, computed);
+		if (memcmp(computed, stored, ENV_CHAIN_HASH_LEN) != 0)
+			cv_bad(t, seq, "hash mismatch");
+		else if (sc->prev_known && seq == sc->expect &&
+				 memcmp(prev, sc->prev, ENV_CHAIN_HASH_LEN) != 0)
+			cv_bad(t, seq, "hash mismatch");
+	}
+
+	/* an anchor row must be the one its checkpoint signed */
+	if (!sc->prev_known && seq == t->anchor)
+	{
+		int			i;
+		bool		anchored = false;
+
+		for (i = 0; i < t->ncps; i++)
+			if (t->cps[i].seq == seq && t->cps[i].status == 0 && hash_ok &&
+				memcmp(t->cps[i].hash, stored, ENV_CHAIN_HASH_LEN) == 0)
+				anchored = true;
+		if (!anchored)
+			cv_bad(t, seq, "checkpoint mismatch");
+	}
+
+	while (sc->cp < t->ncps && t->cps[sc->cp].seq < seq)
+		sc->cp++;
+	for (; sc->cp < t->ncps && t->cps[sc->cp].seq == seq; sc->cp++)
+	{
+		CvCheckpoint *cp = &t->cps[sc->cp];
+
+		if (cp->status == 0 &&
+			(!hash_ok || memcmp(cp->hash, stored, ENV_CHAIN_HASH_LEN) != 0))
+			cv_bad(t, seq, "checkpoint mismatch");
+	}
+
+	if (hash_ok)
+		memcpy(sc->prev, stored, ENV_CHAIN_HASH_LEN);
+	sc->prev_known = hash_ok;
+	sc->expect = Max(seq, sc->expect - 1) + 1;
+	sc->last = Max(sc->last, seq);
+}
+
+/* After a tenant's last row: signatures and truncation. */
+static void
+cv_finish(CvTenant *t, int64 last)
+{
+	int			i;
+
+	for (i = 0; i < t->ncps; i++)
+	{
+		CvCheckpoint *cp = &t->cps[i];
+
+		if (cp->status != 0)
+			cv_bad(t, cp->seq > 0 ? cp->seq : 1, "bad signature");
+		else if (cp->seq > last && (t->anchor == 0 || cp->seq >= t->anchor))
+			cv_bad(t, last + 1, "truncated after checkpoint");
+	}
+	if (!t->seen && t->anchor > 0)
+		cv_bad(t, t->anchor, "truncated after checkpoint");
+}
+
+/*
+ * SQL function: envault.verify_chain(tbl regclass, tenant text)
+ *               returns table (tenant text, rows_checked bigint, ok boolean,
+ *                              first_bad_seq bigint, reason text)
+ */
+PG_FUNCTION_INFO_V1(envault_verify_chain);
+Datum
+envault_verify_chain(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EnvChain   *ch;
+	List	   *tenants;
+	List	   *order = NIL;
+	ListCell   *lc;
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot;
+	bool		one = !PG_ARGISNULL(1);
+	Datum		tenant_value = (Datum) 0;
+	EnvChainTenant want;
+	CvScan		sc;
+	bool		scanning = false;
+	MemoryContext rowcxt;
+	MemoryContext old;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tbl must not be null")));
+	InitMaterializedSRF(fcinfo, 0);
+	env_chain_check_access(PG_GETARG_OID(0), false);
+	ch = env_chain_require(PG_GETARG_OID(0));
+	tenant_value = env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
+	tenants = cv_load(ch, one ? want.text : NULL, want.len);
+	if (one)
+		(void) cv_add(&tenants, want.text, want.len, false);
+
+	rel = table_open(ch->relid, AccessShareLock);
+	idx = env_chain_index_open(ch);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), one ? 1 : 0, 0);
+	if (one)
+		env_chain_tenant_key(ch, &key, false, tenant_value);
+	index_rescan(scan, one ? &key : NULL, one ? 1 : 0, NULL, 0);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "envault verify_chain row",
+								   ALLOCSET_DEFAULT_SIZES);
+
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		EnvChainTenant ct;
+
+		CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(rowcxt);
+		slot_getallattrs(slot);
+		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &ct);
+		if (!scanning || sc.t == NULL ||
+			(ct.isnull ? sc.t->tenant != NULL :
+			 (sc.t->tenant == NULL || sc.t->tenant_len != ct.len ||
+			  memcmp(sc.t->tenant, ct.text, ct.len) != 0)))
+		{
+			CvTenant   *t;
+
+			MemoryContextSwitchTo(old);
+			if (scanning)
+				cv_finish(sc.t, sc.last);
+			t = cv_add(&tenants, ct.text, ct.len, ct.isnull);
+			order = lappend(order, t);
+			cv_start(&sc, t);
+			scanning = true;
+			MemoryContextSwitchTo(rowcxt);
+		}
+		cv_row(ch, &sc, slot, &ct);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	if (scanning)
+		cv_finish(sc.t, sc.last);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+
+	/* tenants with checkpoints or anchors but no rows left */
+	foreach(lc, tenants)
+	{
+		CvTenant   *t = lfirst(lc);
+
+		if (!t->seen)
+		{
+			cv_finish(t, t->anchor > 0 ? t->anchor - 1 : 0);
+			order = lappend(order, t);
+		}
+	}
+	foreach(lc, order)
+	{
+		CvTenant   *t = lfirst(lc);
+		Datum		out[5];
+		bool		nulls[5] = {false, false, false, false, false};
+
+		if (t->tenant)
+			out[0] = PointerGetDatum(cstring_to_text_with_len(t->tenant, t->tenant_len));
+		else
+			nulls[0] = true;
+		out[1] = Int64GetDatum(t->rows);
+		out[2] = BoolGetDatum(t->reason == NULL);
+		if (t->reason)
+		{
+			out[3] = Int64GetDatum(t->first_bad);
+			out[4] = CStringGetTextDatum(t->reason);
+		}
+		else
+			nulls[3] = nulls[4] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* --- export ------------------------------------------------------------------ */
+
+static void
+cv_json_b64(StringInfo buf, const uint8 *data, size_t len)
+{
+	char		b64[ENV_BASE64_LEN(ENV_CHAIN_HASH_LEN) + 1];
+
+	Assert(len <= ENV_CHAIN_HASH_LEN);
+	(void) env_base64_encode(data, len, b64);
+	appendStringInfoChar(buf, '"');
+	appendStringInfoString(buf, b64);
+	appendStringInfoChar(buf, '"');
+}
+
+static void
+cv_json_str(StringInfo buf, const char *s, size_t len)
+{
+	char	   *z = pnstrdup(s, len);
+
+	escape_json(buf, z);
+	pfree(z);
+}
+
+/*
+ * SQL function: envault.export_chain(tbl regclass, tenant text,
+ *                                    since timestamptz, until timestamptz)
+ *               returns json
+ *
+ * The rows of one tenant's chain with envault_at in [since, until), with
+ * their chain fields and canonical column values, and the checkpoints that
+ * sign rows among them; the shape is in docs/audit-chain.md.
+ */
+PG_FUNCTION_INFO_V1(envault_export_chain);
+Datum
+envault_export_chain(PG_FUNCTION_ARGS)
+{
+	EnvChain   *ch;
+	List	   *tenants;
+	CvTenant   *t;
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot;
+	bool		tenant_null = PG_ARGISNULL(1);
+	bool		has_since = !PG_ARGISNULL(2);
+	bool		has_until = !PG_ARGISNULL(3);
+	TimestampTz since = has_since ? PG_GETARG_TIMESTAMPTZ(2) : 0;
+	TimestampTz until = has_until ? PG_GETARG_TIMESTAMPTZ(3) : 0;
+	Datum		tenant_value = (Datum) 0;
+	EnvChainTenant want;
+	StringInfoData buf;
+	int64		first = 0;
+	int64		last = 0;
+	int64		nrows = 0;
+	const char *dbname = get_database_name(MyDatabaseId);
+	MemoryContext rowcxt;
+	int			i;
+	bool		any_cp = false;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tbl must not be null")));
+	env_chain_check_access(PG_GETARG_OID(0), false);
+	ch = env_chain_require(PG_GETARG_OID(0));
+	tenant_value = env_chain_tenant_arg(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), &want);
+	if (GetDatabaseEncoding() != PG_UTF8)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("export_chain needs a database with encoding UTF8"),
+				 errdetail("Row hashes cover values in the database encoding, and the export is JSON text.")));
+	tenants = cv_load(ch, tenant_null ? NULL : want.text, want.len);
+	t = cv_find(tenants, want.text, want.len, tenant_null);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"format\": \"envault-chain-export-v1\", \"database\": ");
+	escape_json(&buf, dbname);
+	appendStringInfoString(&buf, ", \"chain\": ");
+	escape_json(&buf, ch->identity);
+	appendStringInfoString(&buf, ", \"tenant\": ");
+	if (tenant_null)
+		appendStringInfoString(&buf, "null");
+	else
+		cv_json_str(&buf, want.text, want.len);
+	appendStringInfoString(&buf, ", \"columns\": [");
+	for (i = 0; i < ch->ncols; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoChar(&buf, '[');
+		escape_json(&buf, ch->cols[i].name);
+		appendStringInfoString(&buf, ", ");
+		escape_json(&buf, ch->cols[i].type);
+		appendStringInfoChar(&buf, ']');
+	}
+	appendStringInfoString(&buf, "], \"rows\": [");
+
+	rel = table_open(ch->relid, AccessShareLock);
+	idx = env_chain_index_open(ch);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	env_chain_tenant_key(ch, &key, tenant_null, tenant_value);
+	index_rescan(scan, &key, 1, NULL, 0);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "envault export_chain row",
+								   ALLOCSET_DEFAULT_SIZES);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		MemoryContext old;
+		bool		isnull;
+		TimestampTz at;
+		int64		seq;
+		char		atbuf[ENV_CANON_BUFLEN];
+		uint8		h[ENV_CHAIN_HASH_LEN];
+		int			level = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		at = DatumGetTimestampTz(slot_getattr(slot, ch->at_attnum, &isnull));
+		if ((has_since && at < since) || (has_until && at >= until))
+			continue;
+		old = MemoryContextSwitchTo(rowcxt);
+		slot_getallattrs(slot);
+		seq = DatumGetInt64(slot->tts_values[ch->seq_attnum - 1]);
+		if (nrows == 0)
+			first = seq;
+		last = seq;
+		if (nrows > 0)
+			appendStringInfoString(&buf, ",");
+		appendStringInfo(&buf, "\n  {\"seq\": " INT64_FORMAT ", \"at\": ", seq);
+		(void) env_canon_timestamp(at, true, atbuf);
+		escape_json(&buf, atbuf);
+		appendStringInfoString(&buf, ", \"prev\": ");
+		if (cv_bytea_hash(slot->tts_values[ch->prev_attnum - 1],
+						  slot->tts_isnull[ch->prev_attnum - 1], h))
+			cv_json_b64(&buf, h, ENV_CHAIN_HASH_LEN);
+		else
+			appendStringInfoString(&buf, "null");
+		appendStringInfoString(&buf, ", \"hash\": ");
+		if (cv_bytea_hash(slot->tts_values[ch->hash_attnum - 1],
+						  slot->tts_isnull[ch->hash_attnum - 1], h))
+			cv_json_b64(&buf, h, ENV_CHAIN_HASH_LEN);
+		else
+			appendStringInfoString(&buf, "null");
+		appendStringInfoString(&buf, ", \"values\": [");
+		if (ch->pinned)
+			level = env_canon_pin();
+		for (i = 0; i < ch->ncols; i++)
+		{
+			EnvChainCol *c = &ch->cols[i];
+			char		vbuf[ENV_CANON_BUFLEN];
+			size_t		vlen;
+			const char *v;
+
+			if (i > 0)
+				appendStringInfoString(&buf, ", ");
+			if (slot->tts_isnull[c->attnum - 1])
+			{
+				appendStringInfoString(&buf, "null");
+				continue;
+			}
+			v = env_canon_text(&c->canon, slot->tts_values[c->attnum - 1], vbuf, &vlen);
+			cv_json_str(&buf, v, vlen);
+		}
+		if (ch->pinned)
+			env_canon_unpin(level);
+		appendStringInfoString(&buf, "]}");
+		nrows++;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+
+	appendStringInfoString(&buf, "\n], \"checkpoints\": [");
+	/*
+	 * The checkpoints that sign exported rows, and, when the export runs to
+	 * the end of the chain, every later one too: rows they sign that are not
+	 * there were truncated.
+	 */
+	for (i = 0; t != NULL && i < t->ncps; i++)
+	{
+		CvCheckpoint *cp = &t->cps[i];
+
+		if (cp->status == 1 || (nrows > 0 && cp->seq < first) ||
+			(has_until && (nrows == 0 || cp->seq > last)))
+			continue;
+		if (any_cp)
+			appendStringInfoString(&buf, ",");
+		appendStringInfoString(&buf, "\n  ");
+		escape_json(&buf, cp->note);
+		any_cp = true;
+	}
+	appendStringInfoString(&buf, "\n]}\n");
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/* --- retention and purging ------------------------------------------------- */
+
+#define CV_Q_RETENTION \
+	"SELECT min_retention, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) min_retention" \
+	"  FROM envault.audit_chains WHERE chain_id OPERATOR(pg_catalog.=) $1"
+
+#define CV_Q_ANCHOR_CANDIDATE \
+	"SELECT checkpoint_id, note FROM envault.checkpoints" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND tenant IS NOT DISTINCT FROM $2" \
+	"   AND signed_at OPERATOR(pg_catalog.<) $3" \
+	" ORDER BY seq DESC"
+
+#define CV_Q_ANCHOR_INSERT \
+	"INSERT INTO envault.chain_anchors" \
+	"  (chain_id, tenant, seq, checkpoint_id, rows_purged, purged_by)" \
+	" VALUES ($1, $2, $3, $4, $5, $6)"
+
+/*
+ * SQL function: envault.purge_chain(tbl regclass, tenant text,
+ *                                   older_than timestamptz) returns bigint
+ *
+ * Delete a tenant's rows older than the newest signed checkpoint made
+ * before older_than; that checkpoint's row stays as the chain's anchor.
+ * Refused inside the chain's minimum retention.  Returns the rows deleted.
+ */
+PG_FUNCTION_INFO_V1(envault_purge_chain);
+Datum
+envault_purge_chain(PG_FUNCTION_ARGS)
+{
+	EnvChain   *ch;
+	EnvSpi		s;
+	TimestampTz older_than;
+	TimestampTz limit;
+	bool		isnull;
+	bool		tenant_null = PG_ARGISNULL(1);
+	Datum		tenant_value = (Datum) 0;
+	EnvChainTenant want;
+	Oid			types[6] = {INT4OID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID, NAMEOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	uint64		i;
+	volatile int64 anchor = 0;
+	volatile int64 checkpoint_id = 0;
+	volatile int64 deleted = 0;
+	char	   *sql;
+	char	   *qualified;
+	Oid			dtypes[2];
+	Datum		dvalues[2];
+	char		dnulls[2] = "  ";
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "older_than")));
+	env_chain_check_access(PG_GETARG_OID(0), true);
+	ch = env_chain_require(PG_GETARG_OID(0));
+	older_than = PG_GETARG_TIMESTAMPTZ(2);
+	tenant_value = env_chain_tenant_arg(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), &want);
+
+	env_spi_begin(&s);
+	values[0] = Int32GetDatum(ch->chain_id);
+	env_spi_run(CV_Q_RETENTION, 1, types, values, SPI_OK_SELECT);
+	limit = DatumGetTimestampTz(env_spi_col(&s, 2, &isnull, true, 8));
+	if (older_than > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("older_than is inside the minimum retention of audit chain %s",
+						ch->identity),
+				 errdetail("The chain keeps every row for %s: rows newer than %s cannot be purged.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   env_spi_col(&s, 1, &isnull, false, 16))),
+						   timestamptz_to_str(limit))));
+
+	/* the newest checkpoint made before older_than that still verifies */
+	if (!tenant_null)
+		values[1] = PointerGetDatum(cstring_to_text_with_len(want.text, want.len));
+	else
+		nulls[1] = 'n';
+	values[2] = TimestampTzGetDatum(older_than);
+	if (SPI_execute_with_args(CV_Q_ANCHOR_CANDIDATE, 3, types, values, nulls, true, 0)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read checkpoints");
+	for (i = 0; i < SPI_processed && anchor == 0; i++)
+	{
+		EnvCheckpoint cp;
+		char	   *note = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (env_checkpoint_check(note, strlen(note), &cp) == 0 &&
+			env_origin_matches(cp.origin, cp.origin_len, ch->identity,
+							   ch->identity_len, want.text, want.len))
+		{
+			anchor = (int64) cp.seq;
+			checkpoint_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 1, &isnull));
+		}
+	}
+	if (anchor == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no signed checkpoint of %s, tenant %s, is older than %s",
+						ch->identity, tenant_null ? "NULL" : quote_literal_cstr(want.text),
+						timestamptz_to_str(older_than)),
+				 errdetail("Rows can be purged only up to a signed checkpoint, which stays as the anchor the remaining rows verify from."),
+				 errhint("Take checkpoints regularly with envault.checkpoint().")));
+
+	/* delete, as the owner of envault, letting chain_refuse() pass */
+	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(ch->relid)),
+										   get_rel_name(ch->relid));
+	sql = psprintf("DELETE FROM ONLY %s WHERE %s AND " ENV_CHAIN_SEQ_COL " OPERATOR(pg_catalog.<) $2",
+				   qualified,
+				   tenant_null ? psprintf("%s IS NULL", quote_identifier(get_attname(ch->relid, ch->tenant_attnum, false))) :
+				   psprintf("%s OPERATOR(pg_catalog.=) $1", quote_identifier(get_attname(ch->relid, ch->tenant_attnum, false))));
+	dtypes[0] = ch->tenant_typid;
+	dtypes[1] = INT8OID;
+	dvalues[0] = tenant_value;
+	if (tenant_null)
+		dnulls[0] = 'n';
+	dvalues[1] = Int64GetDatum(anchor);
+	env_chain_set_purging(ch->relid);
+	PG_TRY();
+	{
+		if (SPI_execute_with_args(sql, 2, dtypes, dvalues, dnulls, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not purge audit chain rows");
+		deleted = (int64) SPI_processed;
+	}
+	PG_FINALLY();
+	{
+		env_chain_set_purging(InvalidOid);
+	}
+	PG_END_TRY();
+
+	if (deleted > 0)
+	{
+		values[2] = Int64GetDatum(anchor);
+		values[3] = Int64GetDatum(checkpoint_id);
+		values[4] = Int64GetDatum(deleted);
+		values[5] = CStringGetDatum(s.caller_name);
+		types[2] = INT8OID;
+		types[3] = INT8OID;
+		if (SPI_execute_with_args(CV_Q_ANCHOR_INSERT, 6, types, values, nulls, false, 0)
+			!= SPI_OK_INSERT)
+			elog(ERROR, "could not record the chain anchor");
+		env_key_event(&s, "audit chain purged", tenant_null ? NULL : want.text, NULL, -1,
+					  psprintf("%s: " INT64_FORMAT " rows before seq " INT64_FORMAT " deleted",
+							   ch->identity, deleted, anchor));
+	}
+	env_spi_end(&s);
+	PG_RETURN_INT64(deleted);
+}
+
+#define CV_Q_SET_RETENTION \
+	"UPDATE envault.audit_chains SET min_retention = $2" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND min_retention OPERATOR(pg_catalog.<=) $2" \
+	" RETURNING 1"
+
+/*
+ * SQL function: envault.set_chain_retention(tbl regclass,
+ *                                           min_retention interval) returns void
+ *
+ * Raise the chain's minimum retention; it can never be lowered.
+ */
+PG_FUNCTION_INFO_V1(envault_set_chain_retention);
+Datum
+envault_set_chain_retention(PG_FUNCTION_ARGS)
+{
+	EnvChain   *ch;
+	EnvSpi		s;
+	Oid			types[2] = {INT4OID, INTERVALOID};
+	Datum		values[2];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "min_retention")));
+	env_chain_check_access(PG_GETARG_OID(0), true);
+	ch = env_chain_require(PG_GETARG_OID(0));
+	values[0] = Int32GetDatum(ch->chain_id);
+	values[1] = PG_GETARG_DATUM(1);
+	env_spi_begin(&s);
+	if (SPI_execute_with_args(CV_Q_SET_RETENTION, 2, types, values, NULL, false, 0)
+		!= SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not set the retention");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the minimum retention of %s can only be increased", ch->identity)));
+	env_key_event(&s, "audit chain retention set", NULL, NULL, -1,
+				  psprintf("%s: %s", ch->identity,
+						   DatumGetCString(DirectFunctionCall1(interval_out, values[1]))));
+	env_spi_end(&s);
+	PG_RETURN_VOID();
+}

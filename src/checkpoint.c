@@ -1,0 +1,589 @@
+/*-------------------------------------------------------------------------
+ *
+ * checkpoint.c
+ *		Signed checkpoints of audit chains: the signing key, checkpoint(),
+ *		signing_public_key(), and checking a stored checkpoint.
+ *
+ * A checkpoint is a C2SP signed note whose text is a tlog-checkpoint body:
+ * the origin (database, chain, tenant), the head's sequence number, the
+ * head's hash in base64, and the time of signing; signed with Ed25519 by
+ * the key in envault.signing_key_file.  Checkpoints are stored in
+ * envault.checkpoints and written to the server log, so that a copy exists
+ * outside the database.
+ *
+ * Secrets: the signing key file is read into a stack buffer that is wiped
+ * before it goes out of scope; the key itself lives in an OpenSSL key object
+ * for the duration of one call and is freed (and wiped by OpenSSL) on every
+ * path, errors included.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "envault.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#define CP_KEY_FILE_MAX		4096
+
+static char *cp_key_file = NULL;
+static char *cp_key_hex = NULL;
+static char *cp_key_name = NULL;
+static char *cp_trusted_keys = NULL;
+
+static bool
+cp_check_key_name(char **newval, void **extra, GucSource source)
+{
+	if (!env_note_name_valid(*newval, strlen(*newval)))
+	{
+		GUC_check_errdetail("A signing key name must be 1 to %d printable ASCII characters without spaces or \"+\".",
+							ENV_NOTE_NAME_MAXLEN);
+		return false;
+	}
+	return true;
+}
+
+/* Each element must be a verifier key: name+keyid+base64 */
+static bool
+cp_check_trusted(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	List	   *keys;
+	ListCell   *lc;
+	bool		ok = true;
+
+	if (!SplitIdentifierString(copy, ',', &keys))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		return false;
+	}
+	foreach(lc, keys)
+	{
+		const char *k = lfirst(lc);
+		char		name[ENV_NOTE_NAME_MAXLEN + 1];
+		uint8		id[ENV_NOTE_KEYID_LEN];
+		uint8		pub[ENV_ED25519_PUBLIC_LEN];
+
+		if (!env_note_parse_vkey(k, strlen(k), name, id, pub))
+		{
+			GUC_check_errdetail("\"%s\" is not a verifier key as envault.signing_public_key() returns it.", k);
+			ok = false;
+			break;
+		}
+	}
+	list_free(keys);
+	pfree(copy);
+	return ok;
+}
+
+/*
+ * Load the signing key; raises if it is not configured or cannot be read.
+ * The caller must env_ed25519_clear() it, also on error (PG_TRY).
+ */
+static void
+cp_load_key(EnvSigningKey *sk)
+{
+	char		buf[CP_KEY_FILE_MAX];
+	struct stat st;
+	ssize_t		n;
+	int			fd;
+	EnvKeyLoadStatus status;
+
+	memset(sk, 0, sizeof(*sk));
+	if (cp_key_hex != NULL && cp_key_hex[0] != '\0')
+	{
+		uint8		seed[32];
+		bool		ok;
+
+		if (cp_key_file != NULL && cp_key_file[0] != '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("both envault.signing_key and envault.signing_key_file are set"),
+					 errhint("Set exactly one of them.")));
+		if (env_hex_decode(cp_key_hex, strlen(cp_key_hex), seed, sizeof(seed)) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("envault.signing_key is malformed"),
+					 errdetail("It must be an Ed25519 private key (seed) as 64 hexadecimal characters."),
+					 errhint("Prefer envault.signing_key_file outside development.")));
+		ok = env_ed25519_from_seed(sk, seed);
+		env_wipe(seed, sizeof(seed));
+		if (!ok)
+			env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "preparing the signing key");
+		return;
+	}
+	if (cp_key_file == NULL || cp_key_file[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no envault signing key is configured"),
+				 errhint("Set envault.signing_key_file to a file holding an Ed25519 private key in PEM format, for example made with \"openssl genpkey -algorithm ed25519\", readable only by the server.")));
+	fd = open(cp_key_file, O_RDONLY | PG_BINARY, 0);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not open signing key file \"%s\": %m", cp_key_file),
+				 errhint("Check envault.signing_key_file.")));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	{
+		close(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("signing key file \"%s\" is not a regular file", cp_key_file)));
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+	{
+		close(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("signing key file \"%s\" has group or world access", cp_key_file),
+				 errdetail("A signing key file must not be accessible to its group or to other users."),
+				 errhint("Change its permissions with chmod 0600, or 0400.")));
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0 || n == sizeof(buf))
+	{
+		env_wipe(buf, sizeof(buf));
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not read signing key file \"%s\"", cp_key_file),
+				 errdetail(n < 0 ? "The file could not be read." : "The file is too large for a key.")));
+	}
+	status = env_ed25519_load_pem(sk, buf, (size_t) n);
+	env_wipe(buf, sizeof(buf));
+	if (status != ENV_KEY_LOADED)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("signing key file \"%s\" does not hold an Ed25519 private key", cp_key_file),
+				 errdetail(status == ENV_KEY_NOT_ED25519 ?
+						   "It holds a private key of another algorithm." :
+						   "It is not an unencrypted private key in PEM format."),
+				 errhint("Create one with \"openssl genpkey -algorithm ed25519\".")));
+}
+
+/* The public key of the configured signing key. */
+static void
+cp_public_key(uint8 *pub)
+{
+	EnvSigningKey sk;
+
+	cp_load_key(&sk);
+	memcpy(pub, sk.pub, ENV_ED25519_PUBLIC_LEN);
+	env_ed25519_clear(&sk);
+}
+
+/*
+ * Check a stored checkpoint: parse it, find a signature by a trusted key
+ * (the configured signing key, or one of envault.trusted_signing_keys) and
+ * verify it.  Returns 0 and the parsed body when it verifies, 1 when the
+ * note or its body is malformed, 2 when no trusted key signed it validly.
+ * Raises if no key to verify with is configured.
+ */
+int
+env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
+{
+	static bool have_current = false;
+	static uint8 current[ENV_ED25519_PUBLIC_LEN];
+	static LocalTransactionId current_lxid = InvalidLocalTransactionId;
+	EnvNote		parsed;
+	EnvNoteCheck rc;
+
+	/* the configured key, loaded once per transaction */
+	if (current_lxid != MyProc->lxid)
+	{
+		have_current = false;
+		if ((cp_key_file != NULL && cp_key_file[0] != '\0') ||
+			(cp_key_hex != NULL && cp_key_hex[0] != '\0'))
+		{
+			cp_public_key(current);
+			have_current = true;
+		}
+		current_lxid = MyProc->lxid;
+	}
+	if (!have_current && (cp_trusted_keys == NULL || cp_trusted_keys[0] == '\0'))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no envault key is configured to verify checkpoints"),
+				 errhint("Set envault.signing_key_file, or list the signing keys' public keys in envault.trusted_signing_keys.")));
+
+	if (!env_note_parse(note, len, &parsed) ||
+		!env_checkpoint_parse(parsed.text, parsed.text_len, cp))
+		return 1;
+	if (have_current)
+	{
+		rc = env_note_verify(note, len, cp_key_name, strlen(cp_key_name),
+							 current, NULL);
+		if (rc == ENV_NOTE_VERIFIED)
+			return 0;
+		if (rc == ENV_NOTE_BAD_SIGNATURE)
+			return 2;
+	}
+	if (cp_trusted_keys != NULL && cp_trusted_keys[0] != '\0')
+	{
+		char	   *copy = pstrdup(cp_trusted_keys);
+		List	   *keys;
+		ListCell   *lc;
+		int			result = 2;
+
+		if (SplitIdentifierString(copy, ',', &keys))
+		{
+			foreach(lc, keys)
+			{
+				const char *k = lfirst(lc);
+				char		name[ENV_NOTE_NAME_MAXLEN + 1];
+				uint8		id[ENV_NOTE_KEYID_LEN];
+				uint8		pub[ENV_ED25519_PUBLIC_LEN];
+
+				if (!env_note_parse_vkey(k, strlen(k), name, id, pub))
+					continue;
+				rc = env_note_verify(note, len, name, strlen(name), pub, NULL);
+				if (rc == ENV_NOTE_VERIFIED)
+				{
+					result = 0;
+					break;
+				}
+				if (rc == ENV_NOTE_BAD_SIGNATURE)
+					break;
+			}
+			list_free(keys);
+		}
+		pfree(copy);
+		return result;
+	}
+	return 2;
+}
+
+/* --- heads ------------------------------------------------------------------- */
+
+typedef struct CpHead
+{
+	char	   *tenant;			/* canonical text, or NULL */
+	size_t		tenant_len;
+	int64		seq;
+	uint8		hash[ENV_CHAIN_HASH_LEN];
+} CpHead;
+
+/* The newest row of one tenant's chain, or NULL if it has none. */
+static CpHead *
+cp_head_of(EnvChain *ch, Relation rel, Relation idx, Snapshot snap,
+		   TupleTableSlot *slot, bool tenant_null, Datum tenant_value)
+{
+	IndexScanDesc scan = index_beginscan(rel, idx, snap, 1, 0);
+	ScanKeyData key;
+	EnvChainTenant ct;
+	CpHead	   *h = NULL;
+	bool		isnull;
+	bytea	   *b;
+
+	env_chain_tenant_key(ch, &key, tenant_null, tenant_value);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		slot_getallattrs(slot);
+		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &ct);
+		h = palloc0(sizeof(CpHead));
+		if (!ct.isnull)
+		{
+			h->tenant = pnstrdup(ct.text, ct.len);
+			h->tenant_len = ct.len;
+		}
+		h->seq = DatumGetInt64(slot_getattr(slot, ch->seq_attnum, &isnull));
+		b = DatumGetByteaPP(slot_getattr(slot, ch->hash_attnum, &isnull));
+		if (isnull || VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("head of audit chain %s has no valid envault_hash",
+							ch->identity),
+					 errhint("Run envault.verify_chain() to locate the damage.")));
+		memcpy(h->hash, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
+	}
+	index_endscan(scan);
+	return h;
+}
+
+/*
+ * Read the head of every tenant's chain (or of the one whose tenant value is
+ * given) as of the statement's snapshot, skipping from tenant to tenant in
+ * the unique index instead of reading every row.
+ */
+static List *
+cp_heads(EnvChain *ch, bool one, Datum tenant_value)
+{
+	Relation	rel = table_open(ch->relid, AccessShareLock);
+	Relation	idx;
+	Snapshot	snap = GetActiveSnapshot();
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	List	   *heads = NIL;
+	CpHead	   *h;
+
+	idx = env_chain_index_open(ch);
+	if (one)
+	{
+		if ((h = cp_head_of(ch, rel, idx, snap, slot, false, tenant_value)) != NULL)
+			heads = lappend(heads, h);
+	}
+	else
+	{
+		Oid			opcintype = idx->rd_opcintype[0];
+		Oid			gt_proc = get_opcode(get_opfamily_member(idx->rd_opfamily[0],
+															 opcintype, opcintype,
+															 BTGreaterStrategyNumber));
+		bool		have_last = false;
+		Datum		last = (Datum) 0;
+
+		for (;;)
+		{
+			IndexScanDesc scan = index_beginscan(rel, idx, snap, have_last ? 1 : 0, 0);
+			ScanKeyData key;
+			bool		isnull;
+			Datum		t;
+
+			if (have_last)
+				ScanKeyEntryInitialize(&key, 0, 1, BTGreaterStrategyNumber,
+									   InvalidOid, ch->tenant_collation,
+									   gt_proc, last);
+			index_rescan(scan, have_last ? &key : NULL, have_last ? 1 : 0, NULL, 0);
+			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+			{
+				index_endscan(scan);
+				break;
+			}
+			t = slot_getattr(slot, ch->tenant_attnum, &isnull);
+			if (!isnull)
+				t = datumCopy(t, get_typbyval(ch->tenant_typid),
+							  get_typlen(ch->tenant_typid));
+			index_endscan(scan);
+			if (isnull)
+				break;			/* NULLs sort last */
+			last = t;
+			have_last = true;
+			if ((h = cp_head_of(ch, rel, idx, snap, slot, false, t)) != NULL)
+				heads = lappend(heads, h);
+		}
+		if ((h = cp_head_of(ch, rel, idx, snap, slot, true, (Datum) 0)) != NULL)
+			heads = lappend(heads, h);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return heads;
+}
+
+#define CP_Q_LAST \
+	"SELECT seq FROM envault.checkpoints" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND tenant IS NOT DISTINCT FROM $2" \
+	" ORDER BY seq DESC LIMIT 1"
+
+#define CP_Q_INSERT \
+	"INSERT INTO envault.checkpoints" \
+	"  (chain_id, tenant, seq, head_hash, signed_at, key_name, key_id, note, signed_by)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+
+/*
+ * SQL function: envault.checkpoint(tbl regclass, tenant text)
+ *               returns table (tenant text, seq bigint, checkpoint text)
+ *
+ * Sign the head of each tenant's chain (or of one) that has grown since its
+ * last checkpoint; store and log each checkpoint, and return them.
+ */
+PG_FUNCTION_INFO_V1(envault_checkpoint);
+Datum
+envault_checkpoint(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EnvChain   *ch;
+	List	   *volatile heads;
+	ListCell   *lc;
+	EnvSigningKey sk;
+	EnvSpi		s;
+	bool		one = !PG_ARGISNULL(1);
+	Datum		tenant_value = (Datum) 0;
+	const char *dbname = get_database_name(MyDatabaseId);
+	char		timebuf[ENV_CANON_BUFLEN];
+	TimestampTz now = GetCurrentTimestamp();
+	uint8		key_id[ENV_NOTE_KEYID_LEN];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tbl must not be null")));
+	InitMaterializedSRF(fcinfo, 0);
+	env_chain_check_access(PG_GETARG_OID(0), false);
+	ch = env_chain_require(PG_GETARG_OID(0));
+	if (one)
+		tenant_value = env_chain_tenant_value(ch, PG_GETARG_TEXT_PP(1));
+	heads = cp_heads(ch, one, tenant_value);
+	(void) env_canon_timestamp(now, true, timebuf);
+
+	cp_load_key(&sk);
+	PG_TRY();
+	{
+		env_note_key_id(cp_key_name, strlen(cp_key_name), sk.pub, key_id);
+		env_spi_begin(&s);
+		foreach(lc, heads)
+		{
+			CpHead	   *h = lfirst(lc);
+			Oid			qtypes[2] = {INT4OID, TEXTOID};
+			Oid			itypes[9] = {INT4OID, TEXTOID, INT8OID, BYTEAOID,
+			TIMESTAMPTZOID, TEXTOID, BYTEAOID, TEXTOID, NAMEOID};
+			Datum		values[9];
+			char		nulls[9] = "         ";
+			char		origin[ENV_NOTE_MAXLEN];
+			char		text[ENV_NOTE_MAXLEN];
+			char		note[ENV_NOTE_MAXLEN];
+			char		b64[ENV_BASE64_LEN(ENV_NOTE_MAXLEN) + 1];
+			char		hash64[ENV_BASE64_LEN(ENV_CHAIN_HASH_LEN) + 1];
+			size_t		olen;
+			size_t		tlen;
+			size_t		nlen;
+			Datum		out[3];
+			bool		outnull[3] = {false, false, false};
+			bytea	   *hb;
+
+			values[0] = Int32GetDatum(ch->chain_id);
+			if (h->tenant)
+				values[1] = PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len));
+			else
+				nulls[1] = 'n';
+			if (SPI_execute_with_args(CP_Q_LAST, 2, qtypes, values, nulls, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not read the last checkpoint");
+			if (SPI_processed > 0)
+			{
+				bool		isnull;
+				int64		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 1, &isnull));
+
+				if (last >= h->seq)
+					continue;	/* nothing new since */
+			}
+
+			olen = env_origin_build(dbname, strlen(dbname), ch->identity,
+									ch->identity_len, h->tenant, h->tenant_len,
+									origin, sizeof(origin));
+			tlen = olen == 0 ? 0 :
+				env_checkpoint_text(origin, olen, (uint64) h->seq, h->hash,
+									timebuf, text, sizeof(text));
+			nlen = tlen == 0 ? 0 :
+				env_note_sign(text, tlen, cp_key_name, strlen(cp_key_name), &sk,
+							  note, sizeof(note));
+			if (nlen == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("could not sign a checkpoint of audit chain %s", ch->identity),
+						 errdetail("The checkpoint would be longer than %d bytes, or signing failed.",
+								   ENV_NOTE_MAXLEN)));
+
+			hb = palloc(VARHDRSZ + ENV_CHAIN_HASH_LEN);
+			SET_VARSIZE(hb, VARHDRSZ + ENV_CHAIN_HASH_LEN);
+			memcpy(VARDATA(hb), h->hash, ENV_CHAIN_HASH_LEN);
+			values[2] = Int64GetDatum(h->seq);
+			values[3] = PointerGetDatum(hb);
+			values[4] = TimestampTzGetDatum(now);
+			values[5] = CStringGetTextDatum(cp_key_name);
+			{
+				bytea	   *kb = palloc(VARHDRSZ + ENV_NOTE_KEYID_LEN);
+
+				SET_VARSIZE(kb, VARHDRSZ + ENV_NOTE_KEYID_LEN);
+				memcpy(VARDATA(kb), key_id, ENV_NOTE_KEYID_LEN);
+				values[6] = PointerGetDatum(kb);
+			}
+			values[7] = PointerGetDatum(cstring_to_text_with_len(note, nlen));
+			values[8] = CStringGetDatum(s.caller_name);
+			if (SPI_execute_with_args(CP_Q_INSERT, 9, itypes, values, nulls, false, 0)
+				!= SPI_OK_INSERT)
+				elog(ERROR, "could not store a checkpoint");
+
+			/* a copy outside the database, in one line */
+			(void) env_base64_encode((const uint8 *) note, nlen, b64);
+			(void) env_base64_encode(h->hash, ENV_CHAIN_HASH_LEN, hash64);
+			ereport(LOG_SERVER_ONLY,
+					(errmsg("envault checkpoint: origin=%s seq=" INT64_FORMAT " hash=%s note=%s",
+							origin, h->seq, hash64, b64),
+					 errhidestmt(true), errhidecontext(true)));
+
+			out[0] = values[1];
+			outnull[0] = (h->tenant == NULL);
+			out[1] = values[2];
+			out[2] = values[7];
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
+		}
+		env_spi_end(&s);
+	}
+	PG_FINALLY();
+	{
+		env_ed25519_clear(&sk);
+	}
+	PG_END_TRY();
+	return (Datum) 0;
+}
+
+/* SQL function: envault.signing_public_key() returns text */
+PG_FUNCTION_INFO_V1(envault_signing_public_key);
+Datum
+envault_signing_public_key(PG_FUNCTION_ARGS)
+{
+	uint8		pub[ENV_ED25519_PUBLIC_LEN];
+	char		vkey[ENV_NOTE_NAME_MAXLEN + 64];
+	size_t		n;
+
+	cp_public_key(pub);
+	n = env_note_vkey(cp_key_name, strlen(cp_key_name), pub, vkey, sizeof(vkey));
+	if (n == 0)
+		elog(ERROR, "could not format the public key");
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(vkey, n));
+}
+
+static const char *
+cp_show_hidden(void)
+{
+	return (cp_key_hex != NULL && cp_key_hex[0] != '\0') ? "********" : "";
+}
+
+void
+env_checkpoint_init(void)
+{
+	DefineCustomStringVariable("envault.signing_key",
+							   gettext_noop("The Ed25519 private key (seed) that signs audit chain checkpoints, as 64 hexadecimal characters."),
+							   gettext_noop("Prefer envault.signing_key_file outside development."),
+							   &cp_key_hex, "",
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE |
+							   GUC_DISALLOW_IN_AUTO_FILE,
+							   NULL, NULL, cp_show_hidden);
+	DefineCustomStringVariable("envault.signing_key_file",
+							   gettext_noop("File holding the Ed25519 private key (PEM) that signs audit chain checkpoints."),
+							   gettext_noop("The file must not be accessible to its group or to other users."),
+							   &cp_key_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("envault.signing_key_name",
+							   gettext_noop("Name of the checkpoint signing key, as it appears in signed notes."),
+							   NULL,
+							   &cp_key_name, "envault", PGC_SIGHUP, 0,
+							   cp_check_key_name, NULL, NULL);
+	DefineCustomStringVariable("envault.trusted_signing_keys",
+							   gettext_noop("Public keys of earlier signing keys whose checkpoints still verify, comma-separated."),
+							   gettext_noop("Each as envault.signing_public_key() returned it."),
+							   &cp_trusted_keys, "", PGC_SIGHUP, GUC_LIST_INPUT,
+							   cp_check_trusted, NULL, NULL);
+}
