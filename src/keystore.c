@@ -877,6 +877,12 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
 	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) d.tenant" \
 	" WHERE d.key_id OPERATOR(pg_catalog.=) $1"
 
+/* columns 1-4 and 5: the tenant (see ks_tenant_row) */
+#define KS_Q_SHARE_TENANT \
+	"SELECT state, key_version, wrapped_key, COALESCE(master_kcv, customer_kcv)," \
+	"       key_source FROM envault.tenants" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR SHARE"
+
 #define KS_Q_EVENT \
 	"INSERT INTO envault.key_events" \
 	"  (actor, operation, tenant, purpose, version, detail)" \
@@ -1111,6 +1117,19 @@ ks_load_active(const char *tenant, const char *purpose)
 							tenant, purpose),
 					 errdetail("A data key cannot be created in a read-only transaction."),
 					 errhint("Create it with envault.create_data_key() in a read-write transaction.")));
+
+		/*
+		 * Share-lock the tenant row and read it again before wrapping the
+		 * new key under its tenant key.  A tenant key rotation holds the row
+		 * FOR NO KEY UPDATE while it rewraps every data key it can see: it
+		 * must neither miss this one (not committed yet) nor commit a new
+		 * tenant key after this one was wrapped under the old key, which
+		 * would then be gone, and with it every value under this key.
+		 */
+		env_spi_run(KS_Q_SHARE_TENANT, 1, types, values, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ks_no_tenant(tenant);
+		ks_tenant_row(&s, tenant, &t, 5);
 
 		tkey = ks_tenant_key(tenant, &t);
 		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version, t.customer);
@@ -1355,9 +1374,10 @@ env_keystore_create_data_key(const char *tenant, size_t tenant_len,
 	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE"
 
 /*
- * Lock a tenant's row (serialising every key change of that tenant, while
- * letting other sessions add data keys, whose foreign key only shares the
- * row) and read it; raises for unknown, revoked and destroyed tenants.
+ * Lock a tenant's row (serialising every key change of that tenant, and
+ * waiting for the sessions creating a data key of it, which share-lock the
+ * row: see ks_load_active) and read it; raises for unknown, revoked and
+ * destroyed tenants.
  */
 void
 env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row)

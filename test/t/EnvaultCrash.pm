@@ -1,0 +1,163 @@
+# EnvaultCrash: helpers for envault's TAP tests that kill the server.
+#
+#   use FindBin;
+#   use lib $FindBin::RealBin;
+#   use EnvaultCrash;
+#
+# random_key_hex()                  a fresh random 256-bit key, in hex
+# write_private_file($path, $text)  a file only its owner can read (mode 0600)
+# start_script($node, $name, $sql)  psql runs $sql from a file, in the
+#                                   background; stdout and stderr go to files
+# script_running($script)           is that psql still running?
+# finish_script($script)            wait for it to exit; its stdout, stderr
+# crash($node, $session, %opts)     SIGKILL the postmaster (and with
+#                                   every_process => 1 every server process
+#                                   $session, a BackgroundPsql, can see),
+#                                   wait until they are gone; returns the
+#                                   log offset before the kill
+# restart_after_crash($node, $offset, $name)
+#                                   start again, test that it recovered
+#
+# A script's psql stops at the first error (ON_ERROR_STOP), and at a lost
+# connection.  Its stdout is written only by its own \echo commands (-q, -t,
+# -A), so a line it echoes after a COMMIT is an acknowledged commit: psql
+# runs the next line only once the server has answered the one before.
+
+package EnvaultCrash;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
+use IPC::Run;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+our @EXPORT = qw(random_key_hex write_private_file start_script
+  script_running finish_script crash restart_after_crash);
+
+my $timeout = $PostgreSQL::Test::Utils::timeout_default;
+
+sub random_key_hex
+{
+	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
+	my $n = read($fh, my $bytes, 32);
+	close $fh;
+	die "short read from /dev/urandom" unless defined $n && $n == 32;
+	return unpack('H*', $bytes);
+}
+
+sub write_private_file
+{
+	my ($path, $contents) = @_;
+	unlink $path;
+	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
+	  or die "could not create \"$path\": $!";
+	print $fh $contents or die "could not write \"$path\": $!";
+	close $fh or die "could not close \"$path\": $!";
+	chmod(0600, $path) or die "could not chmod \"$path\": $!";
+	return;
+}
+
+sub start_script
+{
+	my ($node, $name, $sql) = @_;
+	my $base = $node->basedir . "/script_$name";
+	my $s = {
+		name => $name,
+		sql => "$base.sql",
+		out => "$base.out",
+		err => "$base.err"
+	};
+	open my $fh, '>', $s->{sql} or die "could not create \"$s->{sql}\": $!";
+	print $fh $sql or die "could not write \"$s->{sql}\": $!";
+	close $fh or die "could not close \"$s->{sql}\": $!";
+	$s->{run} = IPC::Run::start(
+		[
+			$node->installed_command('psql'), '-XAtq',
+			'-v', 'ON_ERROR_STOP=1',
+			'-d', $node->connstr('postgres'),
+			'-f', $s->{sql}
+		],
+		'<', '/dev/null',
+		'>', $s->{out},
+		'2>', $s->{err},
+		IPC::Run::timeout($timeout));
+	return $s;
+}
+
+sub script_running
+{
+	my ($s) = @_;
+	$s->{run}->pump_nb;
+	return $s->{run}->pumpable;
+}
+
+sub finish_script
+{
+	my ($s) = @_;
+	# (psql exits with 2 on a lost connection, 3 on an error in a script)
+	eval { $s->{run}->finish; };
+	die "psql of script $s->{name} did not exit: $@" if $@;
+	return (slurp_file($s->{out}), slurp_file($s->{err}));
+}
+
+# Is process $pid running (a zombie counts as gone)?
+sub alive
+{
+	my ($pid) = @_;
+	return 0 unless kill(0, $pid);
+	if (open my $fh, '<', "/proc/$pid/stat")
+	{
+		my $stat = <$fh>;
+		close $fh;
+		return 0 if defined $stat && $stat =~ /^\d+ \(.*\) Z /s;
+	}
+	return 1;
+}
+
+# The postmaster is killed with SIGKILL: no shutdown of any kind.  The
+# other server processes notice by themselves, at their next wait: a busy
+# backend first finishes its statement (a COMMIT too), then exits as if its
+# client had gone, aborting its transaction.  With every_process, they are
+# all killed at once instead, wherever they are: in the middle of a
+# statement, or between writing a commit record and answering it.  Waits
+# until they are gone and the postmaster is reaped (a new one refuses to
+# start while its pid exists, even as a zombie).  Returns the log offset
+# before the kill.
+sub crash
+{
+	my ($node, $session, %opts) = @_;
+	my @pids = split /\n/,
+	  $session->query_safe('SELECT pid FROM pg_stat_activity');
+	my ($postmaster) =
+	  slurp_file($node->data_dir . '/postmaster.pid') =~ /\A(\d+)\n/;
+	die "no postmaster pid" unless $postmaster;
+	my $offset = -s $node->logfile;
+	$node->kill9;
+	kill('KILL', @pids) if $opts{every_process};
+	my $deadline = time() + $timeout;
+	while (kill(0, $postmaster) || grep { alive($_) } @pids)
+	{
+		die "server processes still running after the postmaster was killed"
+		  if time() > $deadline;
+		usleep(20_000);
+	}
+	return $offset;
+}
+
+sub restart_after_crash
+{
+	my ($node, $offset, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	$node->start;
+	like(
+		slurp_file($node->logfile, $offset),
+		qr/database system was not properly shut down; automatic recovery in progress/,
+		"$name: the server went through crash recovery");
+	return;
+}
+
+1;
