@@ -16,12 +16,13 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
        src/secrets.o src/keystore.o src/encrypt.o src/keys.o \
        src/tenant.o src/tokens.o src/lifecycle.o \
        src/note.o src/chainfmt.o src/canon.o src/chain.o src/chainguard.o \
-       src/checkpoint.o src/chainverify.o
+       src/checkpoint.o src/chainverify.o src/accesslog.o src/accessworker.o \
+       src/secretstore.o
 
 DATA_built = envault--$(EXTVERSION).sql
 DATA = $(wildcard src/envault--*--*.sql)
 
-REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle chain chain_tamper
+REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle chain chain_tamper access_log secrets_store pgcrypto_migration
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
 

@@ -5,7 +5,8 @@
  *		env_decrypt_text.
  *
  * Every decryption goes through env_open_ciphertext(), the one place where
- * the tenant check happens and later layers (the access log) hook in.
+ * the tenant check happens and every decryption is counted in the access
+ * log (accesslog.c).
  * Encryption and blind indexes check the tenant before touching a key.
  *
  * Secrets: plaintext is read from the argument and written into the result
@@ -178,6 +179,17 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 bytea *
 env_open_ciphertext(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out)
 {
+	return env_open_ciphertext_for(ciphertext, aad, key_out, NULL);
+}
+
+/*
+ * The same, counting the decryption in the access log against the named
+ * secret of the secrets store (NULL: a plain decryption).
+ */
+bytea *
+env_open_ciphertext_for(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out,
+						const char *secret)
+{
 	EnvCiphertext ct;
 	const EnvDataKey *key;
 	bytea	   *result;
@@ -201,8 +213,37 @@ env_open_ciphertext(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out)
 		pfree(result);			/* already wiped by env_xaes_open */
 		env_error_crypto(st, "decrypting");
 	}
+	/* counted once authenticated; the plaintext is wiped if that fails */
+	PG_TRY();
+	{
+		env_access_record(key, secret);
+	}
+	PG_CATCH();
+	{
+		env_wipe(VARDATA(result), ct.body_len);
+		pfree(result);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (key_out)
 		*key_out = key;
+	return result;
+}
+
+/*
+ * Encrypt bytes under a given data key, with the given associated data; for
+ * envault's own stores (the secrets store).  The caller wipes its plaintext.
+ */
+bytea *
+env_seal_with_key(const EnvDataKey *key, const uint8 *pt, size_t ptlen,
+				  bytea *aad)
+{
+	EncAad		a;
+	bytea	   *result = enc_begin(key, ptlen, aad, &a);
+	EnvCryptoStatus st = enc_finish(key, result, &a, pt, ptlen);
+
+	if (st != ENV_CRYPTO_OK)
+		env_error_crypto(st, "encrypting");
 	return result;
 }
 

@@ -31,5 +31,6 @@ _PG_init(void)
 	env_tenant_init();
 	env_chain_init();
 	env_checkpoint_init();
+	env_access_log_init();
 	MarkGUCPrefixReserved("envault");
 }

@@ -20,6 +20,9 @@
  *		chainguard.c	refusing changes to chained tables (event triggers)
  *		checkpoint.c	the signing key and signed checkpoints
  *		chainverify.c	verify_chain, export_chain, purge_chain
+ *		accesslog.c	the secret access log: counting, queueing (backends)
+ *		accessworker.c	the background worker that writes the access log
+ *		secretstore.c	per-tenant secrets: put_secret, get_secret ...
  *
  * Key material is reachable only through secrets.c and keystore.c.
  *
@@ -108,6 +111,11 @@ extern int32 env_keystore_create_data_key(const char *tenant,
 										  size_t purpose_len);
 
 /* encrypt.c */
+extern bytea *env_open_ciphertext_for(bytea *ciphertext, bytea *aad,
+									  const EnvDataKey **key_out,
+									  const char *secret);
+extern bytea *env_seal_with_key(const EnvDataKey *key, const uint8 *pt,
+								size_t ptlen, bytea *aad);
 extern bytea *env_open_ciphertext(bytea *ciphertext, bytea *aad,
 								  const EnvDataKey **key_out);
 
@@ -235,6 +243,15 @@ extern void env_chain_row_hash(EnvChain *ch, Datum *values, bool *nulls,
 extern bool env_chain_internal_ddl(void);
 extern Oid	env_chain_purging(void);
 extern void env_chain_set_purging(Oid relid);
+
+/* accesslog.c */
+extern void env_access_log_init(void);
+extern void env_access_record(const EnvDataKey *key, const char *secret);
+
+/* keystore.c: the data key of the secrets store */
+#define ENV_SECRETS_PURPOSE		"_secrets"
+extern const EnvDataKey *env_keystore_secrets_key(const char *tenant,
+												  size_t tenant_len);
 
 /* checkpoint.c */
 extern void env_checkpoint_init(void);

@@ -59,7 +59,7 @@ CREATE TABLE envault.data_keys (
 	key_id		bigint PRIMARY KEY,
 	tenant		text NOT NULL REFERENCES envault.tenants (tenant),
 	purpose		text NOT NULL
-				CHECK (purpose OPERATOR(pg_catalog.~) '^(_bidx\.)?[a-z0-9][a-z0-9_.-]{0,62}$'
+				CHECK (purpose OPERATOR(pg_catalog.~) '^((_bidx\.)?[a-z0-9][a-z0-9_.-]{0,62}|_secrets)$'
 				       AND pg_catalog.length(purpose) OPERATOR(pg_catalog.<=) 63),
 	version		integer NOT NULL CHECK (version OPERATOR(pg_catalog.>=) 1),
 	state		text NOT NULL DEFAULT 'active'
@@ -750,6 +750,276 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.set_chain_retention(regclass, interval) IS
 	'Raise the minimum time rows of a chain are kept (it can never be lowered)';
 
+-- Secret access log: every decryption, written by envault's background
+-- worker in its own transactions; an audit chain per tenant.
+
+CREATE TABLE envault.access_log (
+	at			timestamptz NOT NULL,
+	last_at		timestamptz NOT NULL,
+	event		text NOT NULL DEFAULT 'decrypt'
+				CHECK (event OPERATOR(pg_catalog.=) ANY ('{decrypt,access log off}'::pg_catalog.text[])),
+	tenant		text,
+	purpose		text,
+	key_version	integer,
+	secret_name	text,
+	count		bigint NOT NULL CHECK (count OPERATOR(pg_catalog.>=) 0),
+	role		name,
+	session_role name,
+	application_name text,
+	client_addr	inet,
+	backend_pid	integer NOT NULL,
+	backend_start timestamptz NOT NULL,
+	statement_seq bigint NOT NULL,
+	query_id	bigint
+);
+COMMENT ON TABLE envault.access_log IS
+	'Who decrypted what, and when: counts per statement, tenant, purpose and key version; an audit chain per tenant';
+COMMENT ON COLUMN envault.access_log.at IS 'First decryption the record counts';
+COMMENT ON COLUMN envault.access_log.last_at IS 'When the backend handed the record to the access log worker';
+COMMENT ON COLUMN envault.access_log.statement_seq IS
+	'Top-level statement of the backend (backend_pid, backend_start) that decrypted';
+SELECT envault.enable_audit_chain('envault.access_log', 'tenant');
+SELECT pg_catalog.pg_extension_config_dump('envault.access_log', 'ORDER BY envault_seq');
+REVOKE ALL ON envault.access_log FROM PUBLIC;
+GRANT SELECT ON envault.access_log TO envault_admin;
+
+CREATE FUNCTION envault.flush_access_log()
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_flush_access_log'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.flush_access_log() IS
+	'Wait until every access record of this session is committed to envault.access_log';
+
+CREATE FUNCTION envault.access_log_status()
+RETURNS TABLE (database name, worker_pid integer, queued bigint, written bigint,
+			   to_server_log bigint)
+AS 'MODULE_PATHNAME', 'envault_access_log_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.access_log_status() IS
+	'The access log queue of each database in use: its worker, records queued, written, and sent to the server log instead';
+
+-- Secrets store: per-tenant credentials, encrypted under the tenant's
+-- "_secrets" data key, bound to their name.
+
+CREATE TABLE envault.secrets (
+	tenant		text NOT NULL REFERENCES envault.tenants (tenant),
+	name		text NOT NULL
+				CHECK (pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 255),
+	ciphertext	bytea NOT NULL,
+	preview		text NOT NULL,
+	created_by	name NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	last_used_at timestamptz,
+	last_verified_at timestamptz,
+	verify_status text,
+	PRIMARY KEY (tenant, name)
+);
+COMMENT ON TABLE envault.secrets IS
+	'Per-tenant third-party credentials, encrypted; read them with envault.get_secret()';
+COMMENT ON COLUMN envault.secrets.preview IS
+	'"..." and the last 4 characters of a value of at least 12 characters; "..." otherwise';
+SELECT pg_catalog.pg_extension_config_dump('envault.secrets', '');
+ALTER TABLE envault.secrets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY secrets_tenant_isolation ON envault.secrets AS PERMISSIVE FOR ALL TO PUBLIC
+	USING (tenant OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())
+		   OR pg_catalog.pg_has_role('envault_admin', 'MEMBER'))
+	WITH CHECK (tenant OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())
+		   OR pg_catalog.pg_has_role('envault_admin', 'MEMBER'));
+REVOKE ALL ON envault.secrets FROM PUBLIC;
+-- everything but the ciphertext, and only through row-level security
+GRANT SELECT (tenant, name, preview, created_by, created_at, updated_at,
+			  last_used_at, last_verified_at, verify_status)
+	ON envault.secrets TO envault_user, envault_admin;
+
+CREATE FUNCTION envault.put_secret(tenant text, name text, value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_put_secret'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.put_secret(text, text, text) IS
+	'Store or replace a tenant''s secret; returns its masked preview, never the value';
+
+CREATE FUNCTION envault.get_secret(tenant text, name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_get_secret'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.get_secret(text, text) IS
+	'Decrypt a tenant''s secret; recorded in the access log';
+
+CREATE FUNCTION envault.delete_secret(tenant text, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_delete_secret'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.delete_secret(text, text) IS 'Delete a tenant''s secret';
+
+CREATE FUNCTION envault.record_verification(tenant text, name text, status text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_record_verification'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.record_verification(text, text, text) IS
+	'Note that a secret was checked against its provider, and the outcome';
+
+CREATE FUNCTION envault.list_secrets()
+RETURNS TABLE (tenant text, name text, preview text, created_by name,
+			   created_at timestamptz, updated_at timestamptz,
+			   last_used_at timestamptz, last_verified_at timestamptz,
+			   verify_status text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- the ciphertext is not even selected; row-level security applies
+	SELECT s.tenant, s.name, s.preview, s.created_by, s.created_at, s.updated_at,
+		   s.last_used_at, s.last_verified_at, s.verify_status
+	  FROM envault.secrets s
+	 ORDER BY s.tenant, s.name
+$$;
+COMMENT ON FUNCTION envault.list_secrets() IS
+	'The secrets the caller may see (the current tenant''s, or all for envault_admin), without their values';
+
+-- Migration from pgcrypto's pgp_sym_encrypt
+
+CREATE FUNCTION envault.env_decrypt_text_compat(ciphertext bytea, legacy_key text,
+												aad bytea DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	nsp name;
+	plaintext text;
+BEGIN
+	IF ciphertext IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF substr(ciphertext, 1, 4) OPERATOR(pg_catalog.=) '\x45560101'::bytea THEN
+		RETURN envault.env_decrypt_text(ciphertext, aad);
+	END IF;
+	SELECT n.nspname INTO nsp FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'pgcrypto';
+	IF nsp IS NULL THEN
+		RAISE EXCEPTION 'value is not an envault ciphertext, and pgcrypto is not installed'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Values not yet migrated from pgp_sym_encrypt() need CREATE EXTENSION pgcrypto.';
+	END IF;
+	EXECUTE pg_catalog.format('SELECT %I.pgp_sym_decrypt($1, $2)', nsp)
+		INTO plaintext USING ciphertext, legacy_key;
+	RETURN plaintext;
+END
+$$;
+COMMENT ON FUNCTION envault.env_decrypt_text_compat(bytea, text, bytea) IS
+	'During a migration from pgcrypto: env_decrypt_text() for envault values, pgp_sym_decrypt() for the others';
+
+CREATE PROCEDURE envault.migrate_pgcrypto_column(tbl regclass, col name, tenant_col name,
+												 purpose text, legacy_key text,
+												 only_tenant text DEFAULT NULL,
+												 aad_col name DEFAULT NULL,
+												 batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+-- No SET search_path: it COMMITs (see reencrypt_column); names are qualified.
+AS $$
+DECLARE
+	nsp name;
+	pk name;
+	pktype text;
+	aad_expr text;
+	tenant_filter text;
+	remaining bigint;
+	done bigint := 0;
+	hi text;
+	lo text;
+	n bigint;
+	m bigint;
+BEGIN
+	IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
+		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF purpose IS NULL OR legacy_key IS NULL OR tenant_col IS NULL THEN
+		RAISE EXCEPTION 'tenant_col, purpose and legacy_key must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT n.nspname INTO nsp FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'pgcrypto';
+	IF nsp IS NULL THEN
+		RAISE EXCEPTION 'pgcrypto is not installed in this database'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'The migration opens the old values with pgcrypto''s pgp_sym_decrypt_bytea().';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+					  AND a.atttypid OPERATOR(pg_catalog.=) 'bytea'::pg_catalog.regtype
+					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist or is not of type bytea', col, tbl
+			USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_col
+					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_col, tbl
+			USING ERRCODE = 'undefined_column';
+	END IF;
+	IF aad_col IS NOT NULL AND NOT EXISTS (
+			SELECT FROM pg_catalog.pg_attribute a
+			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) aad_col
+			   AND a.atttypid OPERATOR(pg_catalog.=) 'bytea'::pg_catalog.regtype
+			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
+			USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pk, pktype
+	  FROM pg_catalog.pg_index i
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
+	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'relation % has no single-column primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'migrate_pgcrypto_column walks the table in primary key order, one batch per transaction.';
+	END IF;
+	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL' ELSE pg_catalog.format('%I', aad_col) END;
+	tenant_filter := CASE WHEN only_tenant IS NULL THEN 'true'
+						  ELSE pg_catalog.format('%I::pg_catalog.text OPERATOR(pg_catalog.=) %L',
+												 tenant_col, only_tenant) END;
+
+	EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.count(*) FROM %s WHERE %I IS NOT NULL'
+		' AND pg_catalog.substr(%I, 1, 4) OPERATOR(pg_catalog.<>) ''\x45560101''::pg_catalog.bytea AND %s',
+		tbl, col, col, tenant_filter) INTO remaining;
+	RAISE NOTICE 'migrate_pgcrypto_column: % rows of % to migrate', remaining, tbl;
+	LOOP
+		EXECUTE pg_catalog.format(
+			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*) FROM'
+			' (SELECT %1$I AS k FROM %2$s WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
+			'  ORDER BY %1$I LIMIT %4$s) b',
+			pk, tbl, pktype, batch_size) INTO hi, n USING lo;
+		EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+		EXECUTE pg_catalog.format(
+			'UPDATE %2$s SET %3$I = envault.env_encrypt(%4$I::pg_catalog.text, $3,'
+			'       %6$I.pgp_sym_decrypt_bytea(%3$I, $4), %5$s)'
+			' WHERE ($1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%7$s)'
+			'   AND %1$I OPERATOR(pg_catalog.<=) $2::%7$s'
+			'   AND %3$I IS NOT NULL'
+			'   AND pg_catalog.substr(%3$I, 1, 4) OPERATOR(pg_catalog.<>) ''\x45560101''::pg_catalog.bytea'
+			'   AND %8$s',
+			pk, tbl, col, tenant_col, aad_expr, nsp, pktype, tenant_filter)
+			USING lo, hi, purpose, legacy_key;
+		GET DIAGNOSTICS m = ROW_COUNT;
+		done := done OPERATOR(pg_catalog.+) m;
+		remaining := GREATEST(remaining OPERATOR(pg_catalog.-) m, 0);
+		lo := hi;
+		COMMIT;
+		IF m OPERATOR(pg_catalog.>) 0 THEN
+			RAISE NOTICE 'migrate_pgcrypto_column: % rows migrated, % remaining', done, remaining;
+		END IF;
+	END LOOP;
+	RAISE NOTICE 'migrate_pgcrypto_column: done, % rows migrated', done;
+END
+$$;
+COMMENT ON PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text, text, text, name, integer) IS
+	'Re-encrypt a column from pgp_sym_encrypt() to envault, one committed batch at a time, optionally one tenant; restartable';
+
 SELECT envault.enable_audit_chain('envault.key_events', 'tenant');
 -- rows restored by pg_restore reload through the chain trigger, in order
 SELECT pg_catalog.pg_extension_config_dump('envault.key_events', 'ORDER BY envault_seq');
@@ -820,4 +1090,18 @@ GRANT EXECUTE ON FUNCTION
 	envault.export_chain(regclass, text, timestamptz, timestamptz),
 	envault.purge_chain(regclass, text, timestamptz),
 	envault.set_chain_retention(regclass, interval)
+	TO envault_admin;
+GRANT EXECUTE ON FUNCTION
+	envault.put_secret(text, text, text),
+	envault.get_secret(text, text),
+	envault.delete_secret(text, text),
+	envault.record_verification(text, text, text),
+	envault.list_secrets(),
+	envault.env_decrypt_text_compat(bytea, text, bytea),
+	envault.flush_access_log()
+	TO envault_user, envault_admin;
+GRANT EXECUTE ON FUNCTION envault.access_log_status() TO envault_admin;
+REVOKE ALL ON PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text, text, text, name, integer)
+	FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text, text, text, name, integer)
 	TO envault_admin;

@@ -1239,6 +1239,19 @@ env_keystore_index_key(const char *tenant, size_t tenant_len,
 						 ENV_INDEX_PREFIX_LEN + purpose_len);
 }
 
+/*
+ * The data key of the secrets store of a tenant: the reserved purpose
+ * "_secrets", which user purposes cannot name.
+ */
+const EnvDataKey *
+env_keystore_secrets_key(const char *tenant, size_t tenant_len)
+{
+	env_check_tenant_name(tenant, tenant_len);
+	ks_check_generation();
+	return ks_active_key(tenant, tenant_len, ENV_SECRETS_PURPOSE,
+						 strlen(ENV_SECRETS_PURPOSE));
+}
+
 #define KS_Q_TENANT_EXISTS \
 	"SELECT 1 FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1"
 

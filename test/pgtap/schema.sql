@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(94);
+SELECT plan(102);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -14,7 +14,8 @@ SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
           'the extension roles cannot log in');
 
 SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'key_events',
-                                   'audit_chains', 'checkpoints', 'chain_anchors']);
+                                   'audit_chains', 'checkpoints', 'chain_anchors',
+                                   'access_log', 'secrets']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
                                       'blind_index', 'create_tenant', 'create_data_key',
                                       'authenticate', 'set_tenant', 'reset_tenant',
@@ -32,7 +33,11 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'chain_ddl_guard', 'chain_drop_guard',
                                       'enable_audit_chain', 'disable_audit_chain',
                                       'checkpoint', 'signing_public_key', 'verify_chain',
-                                      'export_chain', 'purge_chain', 'set_chain_retention']);
+                                      'export_chain', 'purge_chain', 'set_chain_retention',
+                                      'flush_access_log', 'access_log_status',
+                                      'put_secret', 'get_secret', 'delete_secret',
+                                      'record_verification', 'list_secrets',
+                                      'env_decrypt_text_compat', 'migrate_pgcrypto_column']);
 
 -- signatures
 SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'bytea');
@@ -165,8 +170,21 @@ SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
                     'envault.key_events', 'envault.key_events_seq',
                     'envault.audit_chains', 'envault.audit_chains_seq',
                     'envault.checkpoints', 'envault.checkpoints_seq',
-                    'envault.chain_anchors'],
-              'key tables, events and chains are dumped by pg_dump');
+                    'envault.chain_anchors', 'envault.access_log', 'envault.secrets'],
+              'key tables, events, chains, the access log and secrets are dumped by pg_dump');
+SELECT is((SELECT tenant_column::text FROM envault.audit_chains
+            WHERE tbl = 'envault.access_log'::regclass AND builtin), 'tenant',
+          'the access log is chained by tenant, as envault''s own');
+SELECT table_privs_are('envault', 'access_log', 'envault_user', ARRAY[]::text[]);
+SELECT table_privs_are('envault', 'access_log', 'envault_admin', ARRAY['SELECT']);
+SELECT is(has_column_privilege('envault_user', 'envault.secrets', 'ciphertext', 'SELECT'), false,
+          'envault_user cannot read the ciphertext of secrets');
+SELECT is(has_column_privilege('envault_user', 'envault.secrets', 'preview', 'SELECT'), true,
+          'envault_user can read the preview of secrets (row-level security applies)');
+SELECT is((SELECT relrowsecurity FROM pg_class WHERE oid = 'envault.secrets'::regclass), true,
+          'secrets are isolated by tenant with row-level security');
+SELECT function_privs_are('envault', 'get_secret', ARRAY['text', 'text'], 'envault_user', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'access_log_status', ARRAY[]::text[], 'envault_user', ARRAY[]::text[]);
 SELECT is((SELECT extcondition[array_position(extconfig, 'envault.key_events'::regclass)]
              FROM pg_extension WHERE extname = 'envault'), 'ORDER BY envault_seq',
           'key_events are dumped in chain order, so that they reload through the chain trigger');

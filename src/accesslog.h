@@ -1,0 +1,94 @@
+/*-------------------------------------------------------------------------
+ *
+ * accesslog.h
+ *		The shared-memory queue between backends that decrypt and the
+ *		background workers that write envault.access_log.
+ *
+ * One queue per database, in a fixed number of slots: a ring of records
+ * with three positions that only grow.  Positions below `durable` are
+ * committed to envault.access_log; those from `durable` to `head` are
+ * queued (the worker reads them from `durable` and advances it after its
+ * transaction commits, so a record leaves the ring only once it is safe).
+ * The slot's LWLock guards everything but the latch pointer's use.
+ *
+ * Nothing here is secret: records name keys, never hold them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ENVAULT_ACCESSLOG_H
+#define ENVAULT_ACCESSLOG_H
+
+#include "envault.h"
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#define AL_SECRET_MAXLEN	255
+#define AL_ADDR_LEN			64
+
+/* what a record says happened */
+typedef enum AlEvent
+{
+	AL_EVENT_DECRYPT = 0,		/* count values were decrypted */
+	AL_EVENT_LOG_OFF = 1		/* envault.access_log was off in this session */
+} AlEvent;
+
+/* One record, as queued and as written to envault.access_log */
+typedef struct AlRecord
+{
+	uint8		event;			/* AlEvent */
+	bool		has_key;		/* tenant, purpose and version are set */
+	int32		key_version;
+	int64		count;
+	TimestampTz at;				/* first decryption the record counts */
+	TimestampTz last_at;		/* when the record was flushed */
+	int32		backend_pid;
+	TimestampTz backend_start;
+	int64		statement_seq;	/* top-level statements of the backend */
+	uint64		query_id;
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		purpose[ENV_PURPOSE_MAXLEN + 1];
+	char		secret[AL_SECRET_MAXLEN + 1];	/* "" unless get_secret() */
+	char		role[NAMEDATALEN];
+	char		session_role[NAMEDATALEN];
+	char		application_name[NAMEDATALEN];
+	char		client_addr[AL_ADDR_LEN];	/* "" for a local connection */
+} AlRecord;
+
+typedef struct AlSlot
+{
+	Oid			dboid;			/* InvalidOid: free */
+	int			worker_pid;		/* 0: no worker */
+	bool		starting;		/* a backend asked for a worker */
+	TimestampTz start_requested;
+	Latch	   *worker_latch;
+	uint64		head;			/* next position written */
+	uint64		durable;		/* positions below are committed */
+	uint64		written_total;	/* statistics */
+	uint64		fallback_total; /* records that went to the server log */
+	ConditionVariable cv_space;	/* a record left the ring */
+	ConditionVariable cv_durable;	/* durable advanced */
+	LWLock	   *lock;
+	AlRecord   *ring;			/* al_queue_size records */
+} AlSlot;
+
+typedef struct AlShared
+{
+	int			nslots;
+	int			queue_size;
+	TimestampTz epoch;			/* when the queues were created */
+	/* AlSlot[nslots], then the rings */
+} AlShared;
+
+extern AlShared *al_shared;
+extern AlSlot *al_slots;
+extern int	al_queue_size;
+extern int	al_worker_idle;
+
+extern void al_log_record(const AlRecord *r, const char *database);
+extern void al_worker_started(AlSlot *slot);
+
+#endif							/* ENVAULT_ACCESSLOG_H */
