@@ -34,6 +34,17 @@ SHLIB_LINK += -lcrypto
 # fixed signatures of its callbacks trip over (PostgreSQL builds likewise).
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter $(if $(WERROR),-Werror)
 
+# SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer
+# (gcc's shared runtimes, which the uninstrumented server must preload);
+# scripts/sanitize.sh does that and runs the suite.  Never install it into
+# a production server.
+ifdef SANITIZE
+SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
+                 -fno-omit-frame-pointer -g
+PG_CFLAGS += $(SANITIZE_FLAGS)
+SHLIB_LINK += $(SANITIZE_FLAGS)
+endif
+
 EXTRA_CLEAN = tmp_check_regress results regression.diffs regression.out
 
 PG_CONFIG ?= pg_config

@@ -1,4 +1,5 @@
-# scripts/lib.sh: shared by scripts/demo.sh, scripts/test.sh and bench/run.sh.
+# scripts/lib.sh: shared by scripts/demo.sh, scripts/test.sh,
+# scripts/sanitize.sh and bench/run.sh.
 # Installs the Debian packages envault needs, builds and installs it, and
 # starts throwaway clusters as the postgres user (PostgreSQL refuses root).
 
