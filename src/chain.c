@@ -9,14 +9,16 @@
  * it, and envault_hash, the SHA-256 of the row's canonical encoding
  * (chainfmt.h, canon.c).  The BEFORE INSERT trigger assigns these.
  *
- * Concurrency.  The first insert of a transaction into a tenant's chain
- * takes a heavyweight lock on (chain, tenant), held until the transaction
- * ends, then reads the chain's head (its highest envault_seq) through the
- * unique index on (tenant, envault_seq) with a fresh snapshot: the previous
- * holder of the lock has committed or aborted by then, so the head is exact,
- * and a rolled-back insert leaves nothing behind.  Later inserts of the same
- * transaction use the head cached here.  Writers of different tenants take
- * different locks and never wait for each other.
+ * Heads.  envault.chain_heads holds, per (chain, tenant), the sequence
+ * number and hash of the newest row.  The first insert of a transaction into
+ * a tenant's chain takes a heavyweight lock on (chain, tenant), held until
+ * the transaction ends, then reads the head with a fresh snapshot: the
+ * previous holder of the lock has committed or rolled back by then, so the
+ * head is exact.  Later inserts of the transaction advance the head cached
+ * here, and an AFTER INSERT FOR EACH STATEMENT trigger writes it back once
+ * per statement and tenant, so the chain needs no index of its own and an
+ * insert costs one hash, not one more index entry.  Writers of different
+ * tenants take different locks and never wait for each other.
  *
  * Chain locks never deadlock with each other: a transaction waits for a
  * chain lock only if its key is greater than the key of every chain lock it
@@ -25,9 +27,10 @@
  * that can only happen to a transaction that writes several tenants' chains
  * while other transactions write the same ones.
  *
- * Subtransactions: a chain lock taken in a subtransaction that aborts is
- * released with it; after any subtransaction abort every cached head is
- * read again (seeing the transaction's own surviving rows).
+ * Rollback leaves no trace: rows and head updates of an aborted transaction
+ * vanish together.  A chain lock taken in a subtransaction that aborts is
+ * released with it, and the head is forgotten; otherwise the head goes back
+ * to what it was when the subtransaction first advanced it.
  *
  * Nothing here is secret: chained rows are stored in the clear.
  *
@@ -125,13 +128,14 @@ env_chain_set_purging(Oid relid)
 }
 
 #define CH_Q_REGISTRY \
-	"SELECT chain_id, identity, tenant_column FROM envault.audit_chains" \
+	"SELECT chain_id, identity, tenant_column, builtin FROM envault.audit_chains" \
 	" WHERE tbl OPERATOR(pg_catalog.=) $1"
 
 /*
- * The unique index on (tenant column, envault_seq); failing that, another
- * btree index on them (a unique one may have been dropped behind envault's
- * back: verification still needs the order); or InvalidOid.
+ * A btree index on (tenant column, envault_seq), unique if there is one, or
+ * InvalidOid.  envault creates none (heads are in envault.chain_heads); one
+ * the user creates makes checking and exporting a single tenant's chain
+ * read just that chain.
  */
 static Oid
 ch_find_index(Relation rel, AttrNumber tenant_att, AttrNumber seq_att,
@@ -204,6 +208,7 @@ ch_build(Oid relid)
 	int32		chain_id;
 	char	   *identity;
 	char	   *tenant_column;
+	bool		builtin;
 	Relation	rel;
 	TupleDesc	desc;
 	MemoryContext cxt;
@@ -223,6 +228,7 @@ ch_build(Oid relid)
 	identity = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
 	tenant_column = pstrdup(NameStr(*DatumGetName(env_spi_col(&s, 3, &isnull,
 															  false, NAMEDATALEN))));
+	builtin = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
 	env_spi_end(&s);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "envault audit chain",
@@ -234,6 +240,7 @@ ch_build(Oid relid)
 	ch->chain_id = chain_id;
 	ch->identity = pstrdup(identity);
 	ch->identity_len = strlen(identity);
+	ch->builtin = builtin;
 
 	rel = relation_open(relid, AccessShareLock);
 	desc = RelationGetDescr(rel);
@@ -386,16 +393,12 @@ env_chain_tenant_arg(EnvChain *ch, text *arg, EnvChainTenant *t)
 	return value;
 }
 
-/* The chain's index on (tenant, envault_seq), opened; raises if it has none. */
+/* The chain's index on (tenant, envault_seq), opened, or NULL if none. */
 Relation
 env_chain_index_open(EnvChain *ch)
 {
 	if (!OidIsValid(ch->index_oid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("audit chain %s has no index on its tenant column and envault_seq",
-						ch->identity),
-				 errhint("Recreate its unique constraint with ALTER TABLE ... ADD UNIQUE NULLS NOT DISTINCT (tenant column, envault_seq).")));
+		return NULL;
 	return index_open(ch->index_oid, AccessShareLock);
 }
 
@@ -505,16 +508,28 @@ typedef struct ChHeadKey
 	int32		pad;
 } ChHeadKey;
 
+/* A head as it was before a subtransaction changed it */
+typedef struct ChSaved
+{
+	SubTransactionId subxid;
+	int64		seq;
+	uint8		hash[ENV_CHAIN_HASH_LEN];
+	struct ChSaved *next;		/* older */
+} ChSaved;
+
 typedef struct ChHead
 {
 	ChHeadKey	key;			/* hash key */
+	Oid			relid;
 	char	   *tenant;			/* canonical text, in TopTransactionContext */
 	size_t		tenant_len;
 	bool		tenant_null;
 	SubTransactionId lock_subxid;	/* holds the lock since; 0: does not */
-	bool		loaded;
+	bool		dirty;			/* not yet written to envault.chain_heads */
+	bool		stored;			/* has a row in envault.chain_heads */
 	int64		seq;			/* the head: 0 for an empty chain */
 	uint8		hash[ENV_CHAIN_HASH_LEN];
+	ChSaved    *saved;			/* newest first */
 } ChHead;
 
 static HTAB *ch_heads = NULL;	/* in TopTransactionContext */
@@ -565,61 +580,64 @@ ch_lock(ChHead *h, const char *identity)
 	h->lock_subxid = GetCurrentSubTransactionId();
 }
 
+#define CH_Q_HEAD \
+	"SELECT seq, hash FROM envault.chain_heads" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1 AND (tenant OPERATOR(pg_catalog.=) $2 OR (tenant IS NULL AND $2 IS NULL))"
+
 /*
- * Read the head of a tenant's chain from the unique index, newest first,
- * with a snapshot taken now: it sees every transaction that held the lock
- * before us, and this transaction's own rows, the current command's too.
+ * Read a tenant's head from envault.chain_heads with a snapshot taken now:
+ * it sees every transaction that held the lock before us, and what this
+ * transaction wrote in earlier statements.
  */
 static void
-ch_load_head(EnvChain *ch, Relation rel, ChHead *h, Datum tenant_value)
+ch_load_head(EnvChain *ch, ChHead *h)
 {
-	Relation	idx;
-	IndexScanDesc scan;
-	ScanKeyData key;
-	Snapshot	snap;
-	TupleTableSlot *slot;
+	EnvSpi		s;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
+	SPIPlanPtr	plan;
+	int			rc;
 
-	idx = env_chain_index_open(ch);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	snap->curcid = GetCurrentCommandId(false) + 1;
-	env_chain_tenant_key(ch, &key, h->tenant_null, tenant_value);
-	scan = index_beginscan(rel, idx, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	slot = table_slot_create(rel, NULL);
+	env_spi_begin(&s);
+	values[0] = Int32GetDatum(ch->chain_id);
+	if (h->tenant_null)
+		nulls[1] = 'n';
+	else
+		values[1] = PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len));
+	plan = SPI_prepare(CH_Q_HEAD, 2, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the chain head lookup");
+	rc = SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the chain head: %s", SPI_result_code_string(rc));
 	h->seq = 0;
 	memcpy(h->hash, env_chain_genesis, ENV_CHAIN_HASH_LEN);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	h->stored = (SPI_processed > 0);
+	if (h->stored)
 	{
 		bool		isnull;
-		Datum		seq = slot_getattr(slot, ch->seq_attnum, &isnull);
-		Datum		hash;
 		bytea	   *b;
 
-		if (isnull)
-			elog(ERROR, "audit chain row without envault_seq");
-		h->seq = DatumGetInt64(seq);
-		hash = slot_getattr(slot, ch->hash_attnum, &isnull);
-		b = isnull ? NULL : DatumGetByteaPP(hash);
-		if (b == NULL || VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
+		h->seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+		b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
+		if (isnull || VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("head of audit chain %s has no valid envault_hash",
-							ch->identity),
-					 errdetail("Row " INT64_FORMAT " of the chain was altered.", h->seq),
+					 errmsg("head of audit chain %s has no valid hash", ch->identity),
 					 errhint("Run envault.verify_chain() to locate the damage.")));
 		memcpy(h->hash, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	index_endscan(scan);
-	index_close(idx, AccessShareLock);
-	UnregisterSnapshot(snap);
-	h->loaded = true;
+	SPI_freeplan(plan);
+	env_spi_end(&s);
 }
 
 /* The head of a tenant's chain, locked for this transaction. */
 static ChHead *
-ch_head(EnvChain *ch, Relation rel, const EnvChainTenant *t,
-		Datum tenant_value)
+ch_head(EnvChain *ch, const EnvChainTenant *t)
 {
 	ChHeadKey	key;
 	ChHead	   *h;
@@ -642,6 +660,7 @@ ch_head(EnvChain *ch, Relation rel, const EnvChainTenant *t,
 	h = hash_search(ch_heads, &key, HASH_ENTER, &found);
 	if (!found)
 	{
+		h->relid = ch->relid;
 		h->tenant = t->isnull ? NULL :
 			MemoryContextAlloc(TopTransactionContext, t->len + 1);
 		if (h->tenant)
@@ -652,19 +671,102 @@ ch_head(EnvChain *ch, Relation rel, const EnvChainTenant *t,
 		h->tenant_len = t->len;
 		h->tenant_null = t->isnull;
 		h->lock_subxid = InvalidSubTransactionId;
-		h->loaded = false;
+		h->dirty = false;
+		h->saved = NULL;
 	}
 	else if (h->tenant_null != t->isnull || h->tenant_len != t->len ||
 			 (t->len > 0 && memcmp(h->tenant, t->text, t->len) != 0))
 		elog(ERROR, "audit chain lock keys of two tenants collide");
 	if (h->lock_subxid == InvalidSubTransactionId)
 	{
-		h->loaded = false;
 		ch_lock(h, ch->identity);
+		ch_load_head(ch, h);
+		h->dirty = false;
+		h->saved = NULL;
 	}
-	if (!h->loaded)
-		ch_load_head(ch, rel, h, tenant_value);
 	return h;
+}
+
+/* Advance a head, keeping what it was before for a subtransaction abort. */
+static void
+ch_advance(ChHead *h, int64 seq, const uint8 *hash)
+{
+	SubTransactionId sub = GetCurrentSubTransactionId();
+
+	if (h->saved == NULL || h->saved->subxid != sub)
+	{
+		ChSaved    *sv = MemoryContextAlloc(TopTransactionContext, sizeof(ChSaved));
+
+		sv->subxid = sub;
+		sv->seq = h->seq;
+		memcpy(sv->hash, h->hash, ENV_CHAIN_HASH_LEN);
+		sv->next = h->saved;
+		h->saved = sv;
+	}
+	h->seq = seq;
+	memcpy(h->hash, hash, ENV_CHAIN_HASH_LEN);
+	h->dirty = true;
+}
+
+#define CH_Q_STORE_HEAD \
+	"INSERT INTO envault.chain_heads AS h (chain_id, tenant, seq, hash, builtin)" \
+	" VALUES ($1, $2, $3, $4, $5)" \
+	" ON CONFLICT (chain_id, tenant) DO UPDATE" \
+	"   SET seq = excluded.seq, hash = excluded.hash"
+
+/* Write the heads this statement changed on a chained table. */
+static void
+ch_store_heads(Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	ChHead	   *h;
+	EnvSpi		s;
+	bool		connected = false;
+	SPIPlanPtr	plan = NULL;
+	EnvChain   *ch = NULL;
+
+	if (ch_heads == NULL)
+		return;
+	hash_seq_init(&status, ch_heads);
+	while ((h = hash_seq_search(&status)) != NULL)
+	{
+		Oid			types[5] = {INT4OID, TEXTOID, INT8OID, BYTEAOID, BOOLOID};
+		Datum		values[5];
+		char		nulls[5] = "     ";
+		bytea	   *b;
+
+		if (!h->dirty || h->relid != relid)
+			continue;
+		if (!connected)
+		{
+			ch = env_chain_require(relid);
+			env_spi_begin(&s);
+			plan = SPI_prepare(CH_Q_STORE_HEAD, 5, types);
+			if (plan == NULL)
+				elog(ERROR, "could not prepare the chain head update");
+			connected = true;
+		}
+		values[0] = Int32GetDatum(h->key.chain_id);
+		if (h->tenant_null)
+			nulls[1] = 'n';
+		else
+			values[1] = PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len));
+		values[2] = Int64GetDatum(h->seq);
+		b = palloc(VARHDRSZ + ENV_CHAIN_HASH_LEN);
+		SET_VARSIZE(b, VARHDRSZ + ENV_CHAIN_HASH_LEN);
+		memcpy(VARDATA(b), h->hash, ENV_CHAIN_HASH_LEN);
+		values[3] = PointerGetDatum(b);
+		values[4] = BoolGetDatum(ch->builtin);
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store the head of audit chain %s", ch->identity);
+		h->dirty = false;
+		h->stored = true;
+	}
+	if (connected)
+	{
+		SPI_freeplan(plan);
+		env_spi_end(&s);
+	}
 }
 
 static void
@@ -685,6 +787,12 @@ ch_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * A subtransaction that aborts takes its rows with it: each head goes back
+ * to what it was before the subtransaction changed it, or, if the lock was
+ * taken in it (and so released with it), is forgotten.  One that commits
+ * hands its saved states and locks to its parent.
+ */
 static void
 ch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					SubTransactionId parentSubid, void *arg)
@@ -698,17 +806,56 @@ ch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	hash_seq_init(&status, ch_heads);
 	while ((h = hash_seq_search(&status)) != NULL)
 	{
+		ChSaved    *top = h->saved;
+
 		if (event == SUBXACT_EVENT_COMMIT_SUB)
 		{
 			if (h->lock_subxid == mySubid)
 				h->lock_subxid = parentSubid;
+			if (top != NULL && top->subxid == mySubid)
+			{
+				if (top->next != NULL && top->next->subxid == parentSubid)
+					h->saved = top->next;	/* the parent's is older */
+				else
+					top->subxid = parentSubid;
+			}
 			continue;
 		}
-		/* rows of the aborted subtransaction are gone: read heads again */
-		h->loaded = false;
 		if (h->lock_subxid == mySubid)
-			h->lock_subxid = InvalidSubTransactionId;	/* released */
+		{
+			/* released: every row this transaction added to it is gone */
+			(void) hash_search(ch_heads, &h->key, HASH_REMOVE, NULL);
+			continue;
+		}
+		if (top != NULL && top->subxid == mySubid)
+		{
+			h->seq = top->seq;
+			memcpy(h->hash, top->hash, ENV_CHAIN_HASH_LEN);
+			h->saved = top->next;
+			h->dirty = true;
+		}
 	}
+}
+
+/*
+ * SQL function: envault.chain_heads() returns trigger
+ *
+ * AFTER INSERT FOR EACH STATEMENT on a chained table: write the heads the
+ * statement advanced to envault.chain_heads, once per tenant.
+ */
+PG_FUNCTION_INFO_V1(envault_chain_store_heads);
+Datum
+envault_chain_store_heads(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("envault.chain_heads() must run as an AFTER FOR EACH STATEMENT trigger")));
+	ch_store_heads(RelationGetRelid(td->tg_relation));
+	return PointerGetDatum(NULL);
 }
 
 /* --- triggers -------------------------------------------------------------- */
@@ -778,7 +925,7 @@ envault_chain_insert(PG_FUNCTION_ARGS)
 	heap_deform_tuple(tup, desc, values, nulls);
 
 	env_chain_tenant(ch, values, nulls, &t);
-	h = ch_head(ch, rel, &t, values[ch->tenant_attnum - 1]);
+	h = ch_head(ch, &t);
 	if (h->seq == PG_INT64_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -813,8 +960,7 @@ envault_chain_insert(PG_FUNCTION_ARGS)
 	newvals[3] = PointerGetDatum(ch_bytea(hash, ENV_CHAIN_HASH_LEN));
 	tup = heap_modify_tuple_by_cols(tup, desc, 4, cols, newvals, newnulls);
 
-	h->seq = (int64) seq;
-	memcpy(h->hash, hash, ENV_CHAIN_HASH_LEN);
+	ch_advance(h, (int64) seq, hash);
 	return PointerGetDatum(tup);
 }
 
@@ -969,6 +1115,15 @@ ch_exec(const char *sql, int expect)
 	"INSERT INTO envault.audit_chains (tbl, identity, tenant_column, builtin, enabled_by)" \
 	" VALUES ($1, $2, $3, $4, $5) RETURNING chain_id"
 
+/* A head while existing rows are linked */
+typedef struct BfHead
+{
+	uint64		key;			/* hash key */
+	int64		seq;
+	uint8		hash[ENV_CHAIN_HASH_LEN];	/* of the newest row so far */
+	text	   *tenant;			/* canonical text, NULL for no tenant */
+} BfHead;
+
 /*
  * Link the rows a table already holds, in their physical order, tenant by
  * tenant, all with the current time as envault_at.  Runs before the chain's
@@ -1004,7 +1159,7 @@ ch_backfill(Oid relid, const char *qualified)
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(uint64) + sizeof(int64) + ENV_CHAIN_HASH_LEN;
+	ctl.entrysize = sizeof(BfHead);
 	ctl.hcxt = CurrentMemoryContext;
 	heads = hash_create("envault chain backfill heads", 64, &ctl,
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
@@ -1014,7 +1169,7 @@ ch_backfill(Oid relid, const char *qualified)
 		MemoryContext old = MemoryContextSwitchTo(rowcxt);
 		EnvChainTenant t;
 		uint64		key;
-		char	   *e;
+		BfHead	   *bh;
 		bool		found;
 		int64	   *seq;
 		uint8	   *prev;
@@ -1025,13 +1180,17 @@ ch_backfill(Oid relid, const char *qualified)
 		slot_getallattrs(slot);
 		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &t);
 		key = ch_lock_key(ch->chain_id, &t);
-		e = hash_search(heads, &key, HASH_ENTER, &found);
-		seq = (int64 *) (e + sizeof(uint64));
-		prev = (uint8 *) (e + sizeof(uint64) + sizeof(int64));
+		bh = hash_search(heads, &key, HASH_ENTER, &found);
+		seq = &bh->seq;
+		prev = bh->hash;
 		if (!found)
 		{
+			MemoryContext hold = MemoryContextSwitchTo(old);
+
 			*seq = 0;
 			memcpy(prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+			bh->tenant = t.isnull ? NULL : cstring_to_text_with_len(t.text, t.len);
+			MemoryContextSwitchTo(hold);
 		}
 		(*seq)++;
 		env_chain_row_hash(ch, slot->tts_values, slot->tts_isnull, &t,
@@ -1056,6 +1215,37 @@ ch_backfill(Oid relid, const char *qualified)
 	table_close(rel, NoLock);
 	SPI_freeplan(plan);
 	(void) desc;
+
+	/* the heads, as the insert trigger would have left them */
+	{
+		HASH_SEQ_STATUS status;
+		char	   *e;
+		SPIPlanPtr	store;
+		Oid			stypes[4] = {INT4OID, TEXTOID, INT8OID, BYTEAOID};
+
+		store = SPI_prepare("INSERT INTO envault.chain_heads (chain_id, tenant, seq, hash)"
+							" VALUES ($1, $2, $3, $4)", 4, stypes);
+		if (store == NULL)
+			elog(ERROR, "could not prepare the chain heads");
+		hash_seq_init(&status, heads);
+		while ((e = hash_seq_search(&status)) != NULL)
+		{
+			BfHead	   *bh = (BfHead *) e;
+			Datum		values[4];
+			char		nulls[4] = "    ";
+
+			values[0] = Int32GetDatum(ch->chain_id);
+			if (bh->tenant == NULL)
+				nulls[1] = 'n';
+			else
+				values[1] = PointerGetDatum(bh->tenant);
+			values[2] = Int64GetDatum(bh->seq);
+			values[3] = PointerGetDatum(ch_bytea(bh->hash, ENV_CHAIN_HASH_LEN));
+			if (SPI_execute_plan(store, values, nulls, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not store a chain head");
+		}
+		SPI_freeplan(store);
+	}
 	return n;
 }
 
@@ -1202,10 +1392,6 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 					 " ALTER COLUMN " ENV_CHAIN_HASH_COL " SET NOT NULL,"
 					 " ADD CHECK (" ENV_CHAIN_SEQ_COL " OPERATOR(pg_catalog.>) 0)",
 					 qualified), SPI_OK_UTILITY);
-	/* a constraint, so that its index cannot be dropped on its own */
-	ch_exec(psprintf("ALTER TABLE %s ADD UNIQUE NULLS NOT DISTINCT (%s, " ENV_CHAIN_SEQ_COL ")",
-					 qualified, quote_identifier(NameStr(*tenant_column))),
-			SPI_OK_UTILITY);
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER " BEFORE INSERT ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_insert()", qualified),
 			SPI_OK_UTILITY);
@@ -1214,6 +1400,9 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 			SPI_OK_UTILITY);
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_truncate BEFORE TRUNCATE ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_refuse()", qualified),
+			SPI_OK_UTILITY);
+	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_heads AFTER INSERT ON %s"
+					 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_heads()", qualified),
 			SPI_OK_UTILITY);
 	SPI_finish();
 	}
@@ -1241,10 +1430,11 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 #define CH_Q_UNREGISTER \
 	"WITH c AS (SELECT chain_id FROM envault.audit_chains" \
 	"            WHERE tbl OPERATOR(pg_catalog.=) $1)," \
-	"     a AS (DELETE FROM envault.chain_anchors WHERE chain_id IN (SELECT chain_id FROM c))," \
-	"     k AS (DELETE FROM envault.checkpoints WHERE chain_id IN (SELECT chain_id FROM c)" \
+	"     a AS (DELETE FROM envault.chain_anchors WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
+	"     h AS (DELETE FROM envault.chain_heads WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
+	"     k AS (DELETE FROM envault.checkpoints WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c))" \
 	"            RETURNING 1)" \
-	" DELETE FROM envault.audit_chains WHERE chain_id IN (SELECT chain_id FROM c)" \
+	" DELETE FROM envault.audit_chains WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c))" \
 	" RETURNING identity, (SELECT pg_catalog.count(*) FROM k)"
 
 /*
@@ -1261,7 +1451,6 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	Oid			relid;
 	Relation	rel;
 	char	   *qualified;
-	EnvChain   *ch;
 	EnvSpi		s;
 	Oid			types[1] = {REGCLASSOID};
 	Datum		values[1];
@@ -1279,13 +1468,11 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 										   RelationGetRelationName(rel));
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, RelationGetRelationName(rel));
-	if (RelationGetNamespace(rel) == get_namespace_oid("envault", true) &&
-		!creating_extension)
+	if (env_chain_require(relid)->builtin && !creating_extension)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("the audit chain of %s belongs to envault", qualified),
 				 errdetail("envault's own logs stay chained.")));
-	ch = env_chain_require(relid);
 	table_close(rel, NoLock);
 
 	ch_internal++;
@@ -1296,20 +1483,7 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
-	if (OidIsValid(ch->index_oid))
-	{
-		Oid			con = get_index_constraint(ch->index_oid);
-
-		if (OidIsValid(con))
-			ch_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", qualified,
-							 quote_identifier(get_constraint_name(con))),
-					SPI_OK_UTILITY);
-		else
-			ch_exec(psprintf("DROP INDEX %s",
-							 quote_qualified_identifier(get_namespace_name(get_rel_namespace(ch->index_oid)),
-														get_rel_name(ch->index_oid))),
-					SPI_OK_UTILITY);
-	}
+	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_heads ON %s", qualified), SPI_OK_UTILITY);
 	env_spi_begin(&s);
 	values[0] = ObjectIdGetDatum(relid);
 	env_spi_run(CH_Q_UNREGISTER, 1, types, values, SPI_OK_DELETE_RETURNING);

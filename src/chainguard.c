@@ -136,7 +136,8 @@ cg_is_chain_function(Oid fnoid, bool insert_only)
 			char	   *s = TextDatumGetCString(src);
 
 			ours = strcmp(s, "envault_chain_insert") == 0 ||
-				(!insert_only && strcmp(s, "envault_chain_refuse") == 0);
+				(!insert_only && (strcmp(s, "envault_chain_refuse") == 0 ||
+								  strcmp(s, "envault_chain_store_heads") == 0));
 		}
 		ReleaseSysCache(tup);
 	}

@@ -27,6 +27,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
@@ -51,21 +52,58 @@ typedef struct CvCheckpoint
 	char	   *note;
 } CvCheckpoint;
 
+/* A row seen before the rows before it (a heap is not in chain order) */
+typedef struct CvPending
+{
+	int64		seq;
+	bool		ok;				/* prev and hash are valid hashes */
+	uint8		prev[ENV_CHAIN_HASH_LEN];
+	uint8		hash[ENV_CHAIN_HASH_LEN];
+} CvPending;
+
 /* Everything verify_chain() knows of one tenant's chain */
 typedef struct CvTenant
 {
 	char	   *tenant;			/* canonical text, NULL for the NULL chain */
 	size_t		tenant_len;
+	uint64		hkey;			/* hash of the tenant, for the lookup table */
+	struct CvTenant *next_same; /* another tenant with the same hkey */
 	int			ncps;
 	CvCheckpoint *cps;			/* sorted by seq */
 	int64		anchor;			/* first remaining seq after a purge, or 0 */
+	bool		has_head;		/* envault.chain_heads has a row */
+	int64		head_seq;
+	uint8		head_hash[ENV_CHAIN_HASH_LEN];
+
+	/* the walk along the chain */
+	bool		seen;			/* has rows */
+	int64		expect;			/* next sequence number */
+	bool		prev_known;
+	uint8		prev[ENV_CHAIN_HASH_LEN];	/* hash of the row before */
+	int64		last;			/* highest seq seen */
+	CvPending  *pend;			/* binary min-heap by seq, in cxt */
+	int			npend;
+	int			maxpend;
+	MemoryContext cxt;
 
 	/* results */
 	int64		rows;
 	int64		first_bad;
 	const char *reason;
-	bool		seen;			/* has rows */
 } CvTenant;
+
+typedef struct CvChain
+{
+	List	   *tenants;		/* in the order they are reported */
+	HTAB	   *by_key;			/* hkey -> CvTenant */
+	CvTenant   *last;			/* the tenant of the previous row */
+} CvChain;
+
+typedef struct CvKeyEntry
+{
+	uint64		hkey;
+	CvTenant   *t;
+} CvKeyEntry;
 
 static int
 cv_cmp_cp(const void *a, const void *b)
@@ -87,48 +125,71 @@ cv_bad(CvTenant *t, int64 seq, const char *reason)
 	}
 }
 
-static CvTenant *
-cv_find(List *tenants, const char *tenant, size_t len, bool isnull)
+static uint64
+cv_hkey(const char *tenant, size_t len, bool isnull)
 {
-	ListCell   *lc;
+	return hash_bytes_extended((const unsigned char *) (tenant ? tenant : ""),
+							   (int) len, isnull ? 1 : 0);
+}
 
-	foreach(lc, tenants)
-	{
-		CvTenant   *t = lfirst(lc);
-
-		if (isnull ? t->tenant == NULL :
-			(t->tenant != NULL && t->tenant_len == len &&
-			 memcmp(t->tenant, tenant, len) == 0))
-			return t;
-	}
-	return NULL;
+static bool
+cv_is(const CvTenant *t, const char *tenant, size_t len, bool isnull)
+{
+	return isnull ? t->tenant == NULL :
+		(t->tenant != NULL && t->tenant_len == len &&
+		 memcmp(t->tenant, tenant, len) == 0);
 }
 
 static CvTenant *
-cv_add(List **tenants, const char *tenant, size_t len, bool isnull)
+cv_find(CvChain *c, const char *tenant, size_t len, bool isnull)
 {
-	CvTenant   *t = cv_find(*tenants, tenant, len, isnull);
+	uint64		hkey;
+	CvKeyEntry *e;
+	CvTenant   *t;
+
+	if (c->last && cv_is(c->last, tenant, len, isnull))
+		return c->last;
+	hkey = cv_hkey(tenant, len, isnull);
+	e = hash_search(c->by_key, &hkey, HASH_FIND, NULL);
+	for (t = e ? e->t : NULL; t != NULL; t = t->next_same)
+		if (cv_is(t, tenant, len, isnull))
+			return c->last = t;
+	return NULL;
+}
+
+/* The tenant's entry, created if need be, in the caller's memory context */
+static CvTenant *
+cv_add(CvChain *c, const char *tenant, size_t len, bool isnull)
+{
+	CvTenant   *t = cv_find(c, tenant, len, isnull);
+	CvKeyEntry *e;
+	bool		found;
 
 	if (t != NULL)
 		return t;
 	t = palloc0(sizeof(CvTenant));
+	t->cxt = CurrentMemoryContext;
 	if (!isnull)
 	{
 		t->tenant = pnstrdup(tenant, len);
 		t->tenant_len = len;
 	}
-	*tenants = lappend(*tenants, t);
-	return t;
+	t->hkey = cv_hkey(tenant, len, isnull);
+	e = hash_search(c->by_key, &t->hkey, HASH_ENTER, &found);
+	t->next_same = found ? e->t : NULL;
+	e->t = t;
+	c->tenants = lappend(c->tenants, t);
+	return c->last = t;
 }
 
 /* The tenant of a tenant column of envault's tables (text, or NULL) */
 static CvTenant *
-cv_add_text(List **tenants, Datum d, bool isnull)
+cv_add_text(CvChain *c, Datum d, bool isnull)
 {
 	text	   *t = isnull ? NULL : DatumGetTextPP(d);
 
-	return cv_add(tenants, t ? VARDATA_ANY(t) : NULL,
-				  t ? VARSIZE_ANY_EXHDR(t) : 0, isnull);
+	return cv_add(c, t ? VARDATA_ANY(t) : NULL, t ? VARSIZE_ANY_EXHDR(t) : 0,
+				  isnull);
 }
 
 #define CV_Q_CHECKPOINTS \
@@ -143,21 +204,48 @@ cv_add_text(List **tenants, Datum d, bool isnull)
 	"   AND ($2 IS NULL OR tenant OPERATOR(pg_catalog.=) $2)" \
 	" GROUP BY tenant"
 
+#define CV_Q_HEADS \
+	"SELECT tenant, seq, hash FROM envault.chain_heads" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND ($2 IS NULL OR tenant OPERATOR(pg_catalog.=) $2)"
+
+static bool
+cv_bytea_hash(Datum d, bool isnull, uint8 *out)
+{
+	bytea	   *b;
+
+	if (isnull)
+		return false;
+	b = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
+	return true;
+}
+
 /*
- * Load and check the checkpoints and anchors of a chain (or of one tenant,
- * given as canonical text).
+ * Load and check the checkpoints, anchors and heads of a chain (or of one
+ * tenant, given as canonical text).
  */
-static List *
+static CvChain *
 cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 {
 	EnvSpi		s;
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2] = "  ";
-	List	   *tenants = NIL;
 	uint64		i;
 	ListCell   *lc;
 	MemoryContext cxt = CurrentMemoryContext;
+	CvChain    *c = palloc0(sizeof(CvChain));
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(CvKeyEntry);
+	ctl.hcxt = cxt;
+	c->by_key = hash_create("envault verify_chain tenants", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	values[0] = Int32GetDatum(ch->chain_id);
 	if (tenant)
@@ -178,7 +266,7 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 		Datum		td = SPI_getbinval(tup, desc, 1, &tnull);
 		text	   *note = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
 		MemoryContext old = MemoryContextSwitchTo(cxt);
-		CvTenant   *t = cv_add_text(&tenants, td, tnull);
+		CvTenant   *t = cv_add_text(c, td, tnull);
 		CvCheckpoint *cp;
 		EnvCheckpoint parsed;
 
@@ -212,141 +300,242 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 		Datum		td = SPI_getbinval(tup, desc, 1, &tnull);
 		int64		seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		MemoryContext old = MemoryContextSwitchTo(cxt);
-		CvTenant   *t = cv_add_text(&tenants, td, tnull);
+		CvTenant   *t = cv_add_text(c, td, tnull);
 
 		t->anchor = seq;
 		MemoryContextSwitchTo(old);
 	}
+	if (SPI_execute_with_args(CV_Q_HEADS, 2, types, values, nulls, true, 0)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read chain heads");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		tnull;
+		bool		isnull;
+		Datum		td = SPI_getbinval(tup, desc, 1, &tnull);
+		int64		seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		Datum		hd = SPI_getbinval(tup, desc, 3, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		CvTenant   *t = cv_add_text(c, td, tnull);
+
+		t->has_head = cv_bytea_hash(hd, isnull, t->head_hash);
+		t->head_seq = seq;
+		MemoryContextSwitchTo(old);
+	}
 	env_spi_end(&s);
 
-	foreach(lc, tenants)
+	foreach(lc, c->tenants)
 	{
 		CvTenant   *t = lfirst(lc);
 
 		if (t->ncps > 1)
 			qsort(t->cps, t->ncps, sizeof(CvCheckpoint), cv_cmp_cp);
+		t->expect = t->anchor > 0 ? t->anchor : 1;
+		memcpy(t->prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+		t->prev_known = (t->anchor == 0);
 	}
-	return tenants;
+	c->last = NULL;
+	return c;
 }
 
-static bool
-cv_bytea_hash(Datum d, bool isnull, uint8 *out)
-{
-	bytea	   *b;
-
-	if (isnull)
-		return false;
-	b = DatumGetByteaPP(d);
-	if (VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
-		return false;
-	memcpy(out, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
-	return true;
-}
-
-/* State of the tenant being scanned */
-typedef struct CvScan
-{
-	CvTenant   *t;
-	int64		expect;			/* next sequence number */
-	uint8		prev[ENV_CHAIN_HASH_LEN];	/* hash of the row before */
-	bool		prev_known;
-	int			cp;				/* next checkpoint to compare */
-	int64		last;			/* last seq seen */
-} CvScan;
+/* --- walking a chain in any order ------------------------------------------- */
 
 static void
-cv_start(CvScan *sc, CvTenant *t)
-{
-	memset(sc, 0, sizeof(*sc));
-	sc->t = t;
-	t->seen = true;
-	sc->expect = t->anchor > 0 ? t->anchor : 1;
-	memcpy(sc->prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
-	sc->prev_known = (t->anchor == 0);
-}
-
-/* Check one row of the tenant being scanned. */
-static void
-cv_row(EnvChain *ch, CvScan *sc, TupleTableSlot *slot, const EnvChainTenant *ct)
-{
-	CvTenant   *t = sc->t;
-	Datum	   *values = slot->tts_values;
-	bool	   *nulls = slot->tts_isnull;
-	int64		seq;
-	uint8		stored[ENV_CHAIN_HASH_LEN];
-	uint8		prev[ENV_CHAIN_HASH_LEN];
-	uint8		computed[ENV_CHAIN_HASH_LEN];
-	bool		hash_ok;
-	bool		prev_ok;
-
-	t->rows++;
-	seq = DatumGetInt64(values[ch->seq_attnum - 1]);
-	if (nulls[ch->seq_attnum - 1] || nulls[ch->at_attnum - 1])
-	{
-		cv_bad(t, sc->expect, "hash mismatch");
-		return;
-	}
-	if (seq < sc->expect)
-		cv_bad(t, seq, "extra row");
-	else if (seq > sc->expect)
-		cv_bad(t, sc->expect, "missing row");
-
-	hash_ok = cv_bytea_hash(values[ch->hash_attnum - 1],
-							nulls[ch->hash_attnum - 1], stored);
-	prev_ok = cv_bytea_hash(values[ch->prev_attnum - 1],
-							nulls[ch->prev_attnum - 1], prev);
-	if (!hash_ok || !prev_ok)
-		cv_bad(t, seq, "hash mismatch");
-	else
-	{
-		env_chain_row_hash(ch, values, nulls, ct, (uint64) seq,
-						   DatumGetTimestampTz(values[ch->at_attnum - 1]),
-						   prev, computed);
-		if (memcmp(computed, stored, ENV_CHAIN_HASH_LEN) != 0)
-			cv_bad(t, seq, "hash mismatch");
-		else if (sc->prev_known && seq == sc->expect &&
-				 memcmp(prev, sc->prev, ENV_CHAIN_HASH_LEN) != 0)
-			cv_bad(t, seq, "hash mismatch");
-	}
-
-	/* an anchor row must be the one its checkpoint signed */
-	if (!sc->prev_known && seq == t->anchor)
-	{
-		int			i;
-		bool		anchored = false;
-
-		for (i = 0; i < t->ncps; i++)
-			if (t->cps[i].seq == seq && t->cps[i].status == 0 && hash_ok &&
-				memcmp(t->cps[i].hash, stored, ENV_CHAIN_HASH_LEN) == 0)
-				anchored = true;
-		if (!anchored)
-			cv_bad(t, seq, "checkpoint mismatch");
-	}
-
-	while (sc->cp < t->ncps && t->cps[sc->cp].seq < seq)
-		sc->cp++;
-	for (; sc->cp < t->ncps && t->cps[sc->cp].seq == seq; sc->cp++)
-	{
-		CvCheckpoint *cp = &t->cps[sc->cp];
-
-		if (cp->status == 0 &&
-			(!hash_ok || memcmp(cp->hash, stored, ENV_CHAIN_HASH_LEN) != 0))
-			cv_bad(t, seq, "checkpoint mismatch");
-	}
-
-	if (hash_ok)
-		memcpy(sc->prev, stored, ENV_CHAIN_HASH_LEN);
-	sc->prev_known = hash_ok;
-	sc->expect = Max(seq, sc->expect - 1) + 1;
-	sc->last = Max(sc->last, seq);
-}
-
-/* After a tenant's last row: signatures and truncation. */
-static void
-cv_finish(CvTenant *t, int64 last)
+cv_pend_push(CvTenant *t, const CvPending *p)
 {
 	int			i;
 
+	if (t->npend == t->maxpend)
+	{
+		t->maxpend = t->maxpend ? t->maxpend * 2 : 64;
+		t->pend = t->pend ? repalloc_huge(t->pend, sizeof(CvPending) * t->maxpend) :
+			MemoryContextAllocHuge(t->cxt, sizeof(CvPending) * t->maxpend);
+	}
+	i = t->npend++;
+	while (i > 0 && t->pend[(i - 1) / 2].seq > p->seq)
+	{
+		t->pend[i] = t->pend[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	t->pend[i] = *p;
+}
+
+static void
+cv_pend_pop(CvTenant *t, CvPending *out)
+{
+	CvPending	last;
+	int			i = 0;
+
+	*out = t->pend[0];
+	last = t->pend[--t->npend];
+	for (;;)
+	{
+		int			c = 2 * i + 1;
+
+		if (c >= t->npend)
+			break;
+		if (c + 1 < t->npend && t->pend[c + 1].seq < t->pend[c].seq)
+			c++;
+		if (t->pend[c].seq >= last.seq)
+			break;
+		t->pend[i] = t->pend[c];
+		i = c;
+	}
+	if (t->npend > 0)
+		t->pend[i] = last;
+}
+
+/* The row that comes next in the chain: check its link to the one before. */
+static void
+cv_consume(CvTenant *t, const CvPending *p)
+{
+	if (t->prev_known && p->ok &&
+		memcmp(p->prev, t->prev, ENV_CHAIN_HASH_LEN) != 0)
+		cv_bad(t, p->seq, "hash mismatch");
+	memcpy(t->prev, p->hash, ENV_CHAIN_HASH_LEN);
+	t->prev_known = p->ok;
+	t->expect = p->seq + 1;
+}
+
+/* Order a row into the chain: at once if it is the next one, else later. */
+static void
+cv_link(CvTenant *t, const CvPending *p)
+{
+	if (p->seq < t->expect)
+	{
+		cv_bad(t, p->seq, "extra row");
+		return;
+	}
+	if (p->seq > t->expect)
+	{
+		cv_pend_push(t, p);
+		return;
+	}
+	cv_consume(t, p);
+	while (t->npend > 0 && t->pend[0].seq <= t->expect)
+	{
+		CvPending	q;
+
+		cv_pend_pop(t, &q);
+		if (q.seq < t->expect)
+			cv_bad(t, q.seq, "extra row");
+		else
+			cv_consume(t, &q);
+	}
+}
+
+/* The checkpoint of a sequence number, or NULL */
+static CvCheckpoint *
+cv_checkpoint_at(CvTenant *t, int64 seq)
+{
+	int			lo = 0;
+	int			hi = t->ncps - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (t->cps[mid].seq == seq)
+		{
+			while (mid > 0 && t->cps[mid - 1].seq == seq)
+				mid--;
+			return &t->cps[mid];
+		}
+		if (t->cps[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+/* Check one row: its own hash, the checkpoints that sign it, its link. */
+static void
+cv_row(EnvChain *ch, CvTenant *t, TupleTableSlot *slot, const EnvChainTenant *ct)
+{
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+	CvPending	p;
+	uint8		computed[ENV_CHAIN_HASH_LEN];
+	CvCheckpoint *cp;
+	bool		prev_ok;
+
+	t->rows++;
+	t->seen = true;
+	if (nulls[ch->seq_attnum - 1] || nulls[ch->at_attnum - 1])
+	{
+		cv_bad(t, t->expect, "hash mismatch");
+		return;
+	}
+	p.seq = DatumGetInt64(values[ch->seq_attnum - 1]);
+	t->last = Max(t->last, p.seq);
+	p.ok = cv_bytea_hash(values[ch->hash_attnum - 1], nulls[ch->hash_attnum - 1], p.hash);
+	prev_ok = cv_bytea_hash(values[ch->prev_attnum - 1], nulls[ch->prev_attnum - 1], p.prev);
+	if (!p.ok || !prev_ok)
+	{
+		cv_bad(t, p.seq, "hash mismatch");
+		p.ok = false;
+	}
+	else
+	{
+		env_chain_row_hash(ch, values, nulls, ct, (uint64) p.seq,
+						   DatumGetTimestampTz(values[ch->at_attnum - 1]),
+						   p.prev, computed);
+		if (memcmp(computed, p.hash, ENV_CHAIN_HASH_LEN) != 0)
+			cv_bad(t, p.seq, "hash mismatch");
+	}
+
+	/* every checkpoint of this row must have signed its hash */
+	cp = t->ncps > 0 ? cv_checkpoint_at(t, p.seq) : NULL;
+	for (; cp != NULL && cp < t->cps + t->ncps && cp->seq == p.seq; cp++)
+		if (cp->status == 0 &&
+			(!p.ok || memcmp(cp->hash, p.hash, ENV_CHAIN_HASH_LEN) != 0))
+			cv_bad(t, p.seq, "checkpoint mismatch");
+	/* and an anchor row must be one a checkpoint signed */
+	if (t->anchor > 0 && p.seq == t->anchor)
+	{
+		bool		anchored = false;
+
+		for (cp = cv_checkpoint_at(t, p.seq);
+			 cp != NULL && cp < t->cps + t->ncps && cp->seq == p.seq; cp++)
+			if (cp->status == 0 && p.ok &&
+				memcmp(cp->hash, p.hash, ENV_CHAIN_HASH_LEN) == 0)
+				anchored = true;
+		if (!anchored)
+			cv_bad(t, p.seq, "checkpoint mismatch");
+	}
+	cv_link(t, &p);
+}
+
+/* After every row: gaps, signatures, truncation, the head. */
+static void
+cv_finish(CvTenant *t)
+{
+	int			i;
+	int64		last;
+
+	while (t->npend > 0)
+	{
+		CvPending	q;
+
+		cv_pend_pop(t, &q);
+		if (q.seq < t->expect)
+			cv_bad(t, q.seq, "extra row");
+		else
+		{
+			if (q.seq > t->expect)
+			{
+				cv_bad(t, t->expect, "missing row");
+				t->prev_known = false;
+			}
+			cv_consume(t, &q);
+		}
+	}
+	last = t->seen ? t->last : (t->anchor > 0 ? t->anchor - 1 : 0);
+	if (!t->seen && t->anchor > 0)
+		cv_bad(t, t->anchor, "truncated after checkpoint");
 	for (i = 0; i < t->ncps; i++)
 	{
 		CvCheckpoint *cp = &t->cps[i];
@@ -356,14 +545,44 @@ cv_finish(CvTenant *t, int64 last)
 		else if (cp->seq > last && (t->anchor == 0 || cp->seq >= t->anchor))
 			cv_bad(t, last + 1, "truncated after checkpoint");
 	}
-	if (!t->seen && t->anchor > 0)
-		cv_bad(t, t->anchor, "truncated after checkpoint");
+	/* the recorded head: rows cut from the end, or added behind its back */
+	if (t->has_head)
+	{
+		if (t->head_seq > last)
+			cv_bad(t, last + 1, "missing row");
+		else if (t->head_seq < last)
+			cv_bad(t, t->head_seq + 1, "extra row");
+		else if (!t->prev_known ||
+				 memcmp(t->head_hash, t->prev, ENV_CHAIN_HASH_LEN) != 0)
+			cv_bad(t, last, "hash mismatch");
+	}
+	else if (t->seen)
+		cv_bad(t, 1, "missing row");
+}
+
+/* Tenants in byte order of their canonical text, the chain without last */
+static int
+cv_cmp_tenant(const ListCell *a, const ListCell *b)
+{
+	const CvTenant *x = lfirst(a);
+	const CvTenant *y = lfirst(b);
+	int			r;
+
+	if (x->tenant == NULL || y->tenant == NULL)
+		return (x->tenant == NULL) - (y->tenant == NULL);
+	r = memcmp(x->tenant, y->tenant, Min(x->tenant_len, y->tenant_len));
+	if (r != 0)
+		return r;
+	return (x->tenant_len > y->tenant_len) - (x->tenant_len < y->tenant_len);
 }
 
 /*
  * SQL function: envault.verify_chain(tbl regclass, tenant text)
  *               returns table (tenant text, rows_checked bigint, ok boolean,
  *                              first_bad_seq bigint, reason text)
+ *
+ * Reads the table in physical order, or, for one tenant of a table with an
+ * index on (tenant, envault_seq), just that tenant's rows.
  */
 PG_FUNCTION_INFO_V1(envault_verify_chain);
 Datum
@@ -371,21 +590,18 @@ envault_verify_chain(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EnvChain   *ch;
-	List	   *tenants;
-	List	   *order = NIL;
+	CvChain    *c;
 	ListCell   *lc;
 	Relation	rel;
 	Relation	idx;
-	IndexScanDesc scan;
-	ScanKeyData key;
 	TupleTableSlot *slot;
 	bool		one = !PG_ARGISNULL(1);
 	Datum		tenant_value = (Datum) 0;
 	EnvChainTenant want;
-	CvScan		sc;
-	bool		scanning = false;
+	CvTenant   *only = NULL;
 	MemoryContext rowcxt;
-	MemoryContext old;
+	IndexScanDesc iscan = NULL;
+	TableScanDesc hscan = NULL;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -395,72 +611,76 @@ envault_verify_chain(PG_FUNCTION_ARGS)
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));
 	tenant_value = env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
-	tenants = cv_load(ch, one ? want.text : NULL, want.len);
+	c = cv_load(ch, one ? want.text : NULL, want.len);
 	if (one)
-		(void) cv_add(&tenants, want.text, want.len, false);
+		only = cv_add(c, want.text, want.len, false);
 
 	rel = table_open(ch->relid, AccessShareLock);
-	idx = env_chain_index_open(ch);
+	idx = one ? env_chain_index_open(ch) : NULL;
 	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), one ? 1 : 0, 0);
-	if (one)
+	if (idx != NULL)
+	{
+		ScanKeyData key;
+
+		iscan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 		env_chain_tenant_key(ch, &key, false, tenant_value);
-	index_rescan(scan, one ? &key : NULL, one ? 1 : 0, NULL, 0);
+		index_rescan(iscan, &key, 1, NULL, 0);
+	}
+	else
+		hscan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "envault verify_chain row",
 								   ALLOCSET_DEFAULT_SIZES);
 
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	for (;;)
 	{
 		EnvChainTenant ct;
+		CvTenant   *t;
+		MemoryContext old;
 
+		if (iscan ? !index_getnext_slot(iscan, ForwardScanDirection, slot) :
+			!table_scan_getnextslot(hscan, ForwardScanDirection, slot))
+			break;
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(rowcxt);
 		slot_getallattrs(slot);
 		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &ct);
-		if (!scanning || sc.t == NULL ||
-			(ct.isnull ? sc.t->tenant != NULL :
-			 (sc.t->tenant == NULL || sc.t->tenant_len != ct.len ||
-			  memcmp(sc.t->tenant, ct.text, ct.len) != 0)))
+		if (one)
+			t = (only && cv_is(only, ct.text, ct.len, ct.isnull)) ? only : NULL;
+		else
 		{
-			CvTenant   *t;
-
-			MemoryContextSwitchTo(old);
-			if (scanning)
-				cv_finish(sc.t, sc.last);
-			t = cv_add(&tenants, ct.text, ct.len, ct.isnull);
-			order = lappend(order, t);
-			cv_start(&sc, t);
-			scanning = true;
-			MemoryContextSwitchTo(rowcxt);
+			t = cv_find(c, ct.text, ct.len, ct.isnull);
+			if (t == NULL)
+			{
+				MemoryContextSwitchTo(old);
+				t = cv_add(c, ct.text, ct.len, ct.isnull);
+				t->expect = 1;
+				t->prev_known = true;
+				memcpy(t->prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+				MemoryContextSwitchTo(rowcxt);
+			}
 		}
-		cv_row(ch, &sc, slot, &ct);
+		if (t != NULL)
+			cv_row(ch, t, slot, &ct);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
-	if (scanning)
-		cv_finish(sc.t, sc.last);
-	index_endscan(scan);
+	if (iscan)
+		index_endscan(iscan);
+	else
+		table_endscan(hscan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
+	if (idx)
+		index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 
-	/* tenants with checkpoints or anchors but no rows left */
-	foreach(lc, tenants)
-	{
-		CvTenant   *t = lfirst(lc);
-
-		if (!t->seen)
-		{
-			cv_finish(t, t->anchor > 0 ? t->anchor - 1 : 0);
-			order = lappend(order, t);
-		}
-	}
-	foreach(lc, order)
+	list_sort(c->tenants, cv_cmp_tenant);
+	foreach(lc, c->tenants)
 	{
 		CvTenant   *t = lfirst(lc);
 		Datum		out[5];
 		bool		nulls[5] = {false, false, false, false, false};
 
+		cv_finish(t);
 		if (t->tenant)
 			out[0] = PointerGetDatum(cstring_to_text_with_len(t->tenant, t->tenant_len));
 		else
@@ -502,6 +722,74 @@ cv_json_str(StringInfo buf, const char *s, size_t len)
 	pfree(z);
 }
 
+/* One exported row: its number and its JSON object */
+typedef struct CvExportRow
+{
+	int64		seq;
+	char	   *json;
+} CvExportRow;
+
+static int
+cv_cmp_export(const void *a, const void *b)
+{
+	int64		x = ((const CvExportRow *) a)->seq;
+	int64		y = ((const CvExportRow *) b)->seq;
+
+	return (x > y) - (x < y);
+}
+
+/* A row of the chain as the export writes it, in the caller's context */
+static char *
+cv_export_row(EnvChain *ch, TupleTableSlot *slot, TimestampTz at, int64 seq)
+{
+	StringInfoData buf;
+	char		atbuf[ENV_CANON_BUFLEN];
+	uint8		h[ENV_CHAIN_HASH_LEN];
+	int			level = 0;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"seq\": " INT64_FORMAT ", \"at\": ", seq);
+	(void) env_canon_timestamp(at, true, atbuf);
+	escape_json(&buf, atbuf);
+	appendStringInfoString(&buf, ", \"prev\": ");
+	if (cv_bytea_hash(slot->tts_values[ch->prev_attnum - 1],
+					  slot->tts_isnull[ch->prev_attnum - 1], h))
+		cv_json_b64(&buf, h, ENV_CHAIN_HASH_LEN);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"hash\": ");
+	if (cv_bytea_hash(slot->tts_values[ch->hash_attnum - 1],
+					  slot->tts_isnull[ch->hash_attnum - 1], h))
+		cv_json_b64(&buf, h, ENV_CHAIN_HASH_LEN);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"values\": [");
+	if (ch->pinned)
+		level = env_canon_pin();
+	for (i = 0; i < ch->ncols; i++)
+	{
+		EnvChainCol *c = &ch->cols[i];
+		char		vbuf[ENV_CANON_BUFLEN];
+		size_t		vlen;
+		const char *v;
+
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		if (slot->tts_isnull[c->attnum - 1])
+		{
+			appendStringInfoString(&buf, "null");
+			continue;
+		}
+		v = env_canon_text(&c->canon, slot->tts_values[c->attnum - 1], vbuf, &vlen);
+		cv_json_str(&buf, v, vlen);
+	}
+	if (ch->pinned)
+		env_canon_unpin(level);
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
+
 /*
  * SQL function: envault.export_chain(tbl regclass, tenant text,
  *                                    since timestamptz, until timestamptz)
@@ -516,26 +804,30 @@ Datum
 envault_export_chain(PG_FUNCTION_ARGS)
 {
 	EnvChain   *ch;
-	List	   *tenants;
+	CvChain    *c;
 	CvTenant   *t;
 	Relation	rel;
 	Relation	idx;
-	IndexScanDesc scan;
-	ScanKeyData key;
+	IndexScanDesc iscan = NULL;
+	TableScanDesc hscan = NULL;
 	TupleTableSlot *slot;
 	bool		tenant_null = PG_ARGISNULL(1);
 	bool		has_since = !PG_ARGISNULL(2);
 	bool		has_until = !PG_ARGISNULL(3);
 	TimestampTz since = has_since ? PG_GETARG_TIMESTAMPTZ(2) : 0;
 	TimestampTz until = has_until ? PG_GETARG_TIMESTAMPTZ(3) : 0;
-	Datum		tenant_value = (Datum) 0;
+	Datum		tenant_value;
 	EnvChainTenant want;
 	StringInfoData buf;
+	CvExportRow *rows = NULL;
+	int64		nrows = 0;
+	int64		maxrows = 0;
 	int64		first = 0;
 	int64		last = 0;
-	int64		nrows = 0;
 	const char *dbname = get_database_name(MyDatabaseId);
 	MemoryContext rowcxt;
+	MemoryContext outcxt = CurrentMemoryContext;
+	int64		r;
 	int			i;
 	bool		any_cp = false;
 
@@ -551,8 +843,81 @@ envault_export_chain(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("export_chain needs a database with encoding UTF8"),
 				 errdetail("Row hashes cover values in the database encoding, and the export is JSON text.")));
-	tenants = cv_load(ch, tenant_null ? NULL : want.text, want.len);
-	t = cv_find(tenants, want.text, want.len, tenant_null);
+	c = cv_load(ch, tenant_null ? NULL : want.text, want.len);
+	t = cv_find(c, want.text, want.len, tenant_null);
+
+	/* the tenant's rows, through its index if there is one */
+	rel = table_open(ch->relid, AccessShareLock);
+	idx = env_chain_index_open(ch);
+	slot = table_slot_create(rel, NULL);
+	if (idx != NULL)
+	{
+		ScanKeyData key;
+
+		iscan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+		env_chain_tenant_key(ch, &key, tenant_null, tenant_value);
+		index_rescan(iscan, &key, 1, NULL, 0);
+	}
+	else
+		hscan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "envault export_chain row",
+								   ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		MemoryContext old;
+		bool		isnull;
+		TimestampTz at;
+		int64		seq;
+		EnvChainTenant ct;
+		char	   *json;
+
+		if (iscan ? !index_getnext_slot(iscan, ForwardScanDirection, slot) :
+			!table_scan_getnextslot(hscan, ForwardScanDirection, slot))
+			break;
+		CHECK_FOR_INTERRUPTS();
+		at = DatumGetTimestampTz(slot_getattr(slot, ch->at_attnum, &isnull));
+		if ((has_since && at < since) || (has_until && at >= until))
+			continue;
+		old = MemoryContextSwitchTo(rowcxt);
+		slot_getallattrs(slot);
+		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &ct);
+		if (!(ct.isnull ? tenant_null :
+			  (!tenant_null && ct.len == want.len && memcmp(ct.text, want.text, ct.len) == 0)))
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+			continue;
+		}
+		seq = DatumGetInt64(slot->tts_values[ch->seq_attnum - 1]);
+		json = cv_export_row(ch, slot, at, seq);
+		MemoryContextSwitchTo(outcxt);
+		if (nrows == maxrows)
+		{
+			maxrows = maxrows ? maxrows * 2 : 256;
+			rows = rows ? repalloc_huge(rows, sizeof(CvExportRow) * maxrows) :
+				MemoryContextAllocHuge(outcxt, sizeof(CvExportRow) * maxrows);
+		}
+		rows[nrows].seq = seq;
+		rows[nrows].json = pstrdup(json);
+		nrows++;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	if (iscan)
+		index_endscan(iscan);
+	else
+		table_endscan(hscan);
+	ExecDropSingleTupleTableSlot(slot);
+	if (idx)
+		index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	if (iscan == NULL && nrows > 1)
+		qsort(rows, nrows, sizeof(CvExportRow), cv_cmp_export);
+	if (nrows > 0)
+	{
+		first = rows[0].seq;
+		last = rows[nrows - 1].seq;
+	}
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"format\": \"envault-chain-export-v1\", \"database\": ");
@@ -576,90 +941,18 @@ envault_export_chain(PG_FUNCTION_ARGS)
 		appendStringInfoChar(&buf, ']');
 	}
 	appendStringInfoString(&buf, "], \"rows\": [");
-
-	rel = table_open(ch->relid, AccessShareLock);
-	idx = env_chain_index_open(ch);
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
-	env_chain_tenant_key(ch, &key, tenant_null, tenant_value);
-	index_rescan(scan, &key, 1, NULL, 0);
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "envault export_chain row",
-								   ALLOCSET_DEFAULT_SIZES);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	for (r = 0; r < nrows; r++)
 	{
-		MemoryContext old;
-		bool		isnull;
-		TimestampTz at;
-		int64		seq;
-		char		atbuf[ENV_CANON_BUFLEN];
-		uint8		h[ENV_CHAIN_HASH_LEN];
-		int			level = 0;
-
-		CHECK_FOR_INTERRUPTS();
-		at = DatumGetTimestampTz(slot_getattr(slot, ch->at_attnum, &isnull));
-		if ((has_since && at < since) || (has_until && at >= until))
-			continue;
-		old = MemoryContextSwitchTo(rowcxt);
-		slot_getallattrs(slot);
-		seq = DatumGetInt64(slot->tts_values[ch->seq_attnum - 1]);
-		if (nrows == 0)
-			first = seq;
-		last = seq;
-		if (nrows > 0)
-			appendStringInfoString(&buf, ",");
-		appendStringInfo(&buf, "\n  {\"seq\": " INT64_FORMAT ", \"at\": ", seq);
-		(void) env_canon_timestamp(at, true, atbuf);
-		escape_json(&buf, atbuf);
-		appendStringInfoString(&buf, ", \"prev\": ");
-		if (cv_bytea_hash(slot->tts_values[ch->prev_attnum - 1],
-						  slot->tts_isnull[ch->prev_attnum - 1], h))
-			cv_json_b64(&buf, h, ENV_CHAIN_HASH_LEN);
-		else
-			appendStringInfoString(&buf, "null");
-		appendStringInfoString(&buf, ", \"hash\": ");
-		if (cv_bytea_hash(slot->tts_values[ch->hash_attnum - 1],
-						  slot->tts_isnull[ch->hash_attnum - 1], h))
-			cv_json_b64(&buf, h, ENV_CHAIN_HASH_LEN);
-		else
-			appendStringInfoString(&buf, "null");
-		appendStringInfoString(&buf, ", \"values\": [");
-		if (ch->pinned)
-			level = env_canon_pin();
-		for (i = 0; i < ch->ncols; i++)
-		{
-			EnvChainCol *c = &ch->cols[i];
-			char		vbuf[ENV_CANON_BUFLEN];
-			size_t		vlen;
-			const char *v;
-
-			if (i > 0)
-				appendStringInfoString(&buf, ", ");
-			if (slot->tts_isnull[c->attnum - 1])
-			{
-				appendStringInfoString(&buf, "null");
-				continue;
-			}
-			v = env_canon_text(&c->canon, slot->tts_values[c->attnum - 1], vbuf, &vlen);
-			cv_json_str(&buf, v, vlen);
-		}
-		if (ch->pinned)
-			env_canon_unpin(level);
-		appendStringInfoString(&buf, "]}");
-		nrows++;
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(rowcxt);
+		appendStringInfoString(&buf, r > 0 ? ",\n  " : "\n  ");
+		appendStringInfoString(&buf, rows[r].json);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
 
-	appendStringInfoString(&buf, "\n], \"checkpoints\": [");
 	/*
 	 * The checkpoints that sign exported rows, and, when the export runs to
 	 * the end of the chain, every later one too: rows they sign that are not
 	 * there were truncated.
 	 */
+	appendStringInfoString(&buf, "\n], \"checkpoints\": [");
 	for (i = 0; t != NULL && i < t->ncps; i++)
 	{
 		CvCheckpoint *cp = &t->cps[i];
@@ -686,7 +979,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 #define CV_Q_ANCHOR_CANDIDATE \
 	"SELECT checkpoint_id, note FROM envault.checkpoints" \
 	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
-	"   AND tenant IS NOT DISTINCT FROM $2" \
+	"   AND (tenant OPERATOR(pg_catalog.=) $2 OR (tenant IS NULL AND $2 IS NULL))" \
 	"   AND signed_at OPERATOR(pg_catalog.<) $3" \
 	" ORDER BY seq DESC"
 

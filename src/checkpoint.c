@@ -283,116 +283,70 @@ typedef struct CpHead
 	uint8		hash[ENV_CHAIN_HASH_LEN];
 } CpHead;
 
-/* The newest row of one tenant's chain, or NULL if it has none. */
-static CpHead *
-cp_head_of(EnvChain *ch, Relation rel, Relation idx, Snapshot snap,
-		   TupleTableSlot *slot, bool tenant_null, Datum tenant_value)
-{
-	IndexScanDesc scan = index_beginscan(rel, idx, snap, 1, 0);
-	ScanKeyData key;
-	EnvChainTenant ct;
-	CpHead	   *h = NULL;
-	bool		isnull;
-	bytea	   *b;
-
-	env_chain_tenant_key(ch, &key, tenant_null, tenant_value);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
-	{
-		slot_getallattrs(slot);
-		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &ct);
-		h = palloc0(sizeof(CpHead));
-		if (!ct.isnull)
-		{
-			h->tenant = pnstrdup(ct.text, ct.len);
-			h->tenant_len = ct.len;
-		}
-		h->seq = DatumGetInt64(slot_getattr(slot, ch->seq_attnum, &isnull));
-		b = DatumGetByteaPP(slot_getattr(slot, ch->hash_attnum, &isnull));
-		if (isnull || VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("head of audit chain %s has no valid envault_hash",
-							ch->identity),
-					 errhint("Run envault.verify_chain() to locate the damage.")));
-		memcpy(h->hash, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
-	}
-	index_endscan(scan);
-	return h;
-}
+#define CP_Q_HEADS \
+	"SELECT tenant, seq, hash FROM envault.chain_heads" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND ($2 IS NULL OR tenant OPERATOR(pg_catalog.=) $2)" \
+	" ORDER BY tenant NULLS LAST"
 
 /*
- * Read the head of every tenant's chain (or of the one whose tenant value is
- * given) as of the statement's snapshot, skipping from tenant to tenant in
- * the unique index instead of reading every row.
+ * The head of every tenant's chain (or of the one whose canonical text is
+ * given), as envault.chain_heads has them in the statement's snapshot.
  */
 static List *
-cp_heads(EnvChain *ch, bool one, Datum tenant_value)
+cp_heads(EnvChain *ch, const EnvChainTenant *one)
 {
-	Relation	rel = table_open(ch->relid, AccessShareLock);
-	Relation	idx;
-	Snapshot	snap = GetActiveSnapshot();
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	EnvSpi		s;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
 	List	   *heads = NIL;
-	CpHead	   *h;
+	uint64		i;
 
-	idx = env_chain_index_open(ch);
+	values[0] = Int32GetDatum(ch->chain_id);
 	if (one)
-	{
-		if ((h = cp_head_of(ch, rel, idx, snap, slot, false, tenant_value)) != NULL)
-			heads = lappend(heads, h);
-	}
+		values[1] = PointerGetDatum(cstring_to_text_with_len(one->text, one->len));
 	else
+		nulls[1] = 'n';
+	env_spi_begin(&s);
+	if (SPI_execute_with_args(CP_Q_HEADS, 2, types, values, nulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the chain heads");
+	for (i = 0; i < SPI_processed; i++)
 	{
-		Oid			opcintype = idx->rd_opcintype[0];
-		Oid			gt_proc = get_opcode(get_opfamily_member(idx->rd_opfamily[0],
-															 opcintype, opcintype,
-															 BTGreaterStrategyNumber));
-		bool		have_last = false;
-		Datum		last = (Datum) 0;
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		tnull;
+		bool		isnull;
+		Datum		td = SPI_getbinval(tup, desc, 1, &tnull);
+		bytea	   *b = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(s.caller_cxt);
+		CpHead	   *h = palloc0(sizeof(CpHead));
 
-		for (;;)
+		if (!tnull)
 		{
-			IndexScanDesc scan = index_beginscan(rel, idx, snap, have_last ? 1 : 0, 0);
-			ScanKeyData key;
-			bool		isnull;
-			Datum		t;
+			text	   *tt = DatumGetTextPP(td);
 
-			if (have_last)
-				ScanKeyEntryInitialize(&key, 0, 1, BTGreaterStrategyNumber,
-									   InvalidOid, ch->tenant_collation,
-									   gt_proc, last);
-			index_rescan(scan, have_last ? &key : NULL, have_last ? 1 : 0, NULL, 0);
-			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
-			{
-				index_endscan(scan);
-				break;
-			}
-			t = slot_getattr(slot, ch->tenant_attnum, &isnull);
-			if (!isnull)
-				t = datumCopy(t, get_typbyval(ch->tenant_typid),
-							  get_typlen(ch->tenant_typid));
-			index_endscan(scan);
-			if (isnull)
-				break;			/* NULLs sort last */
-			last = t;
-			have_last = true;
-			if ((h = cp_head_of(ch, rel, idx, snap, slot, false, t)) != NULL)
-				heads = lappend(heads, h);
+			h->tenant = pnstrdup(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt));
+			h->tenant_len = VARSIZE_ANY_EXHDR(tt);
 		}
-		if ((h = cp_head_of(ch, rel, idx, snap, slot, true, (Datum) 0)) != NULL)
-			heads = lappend(heads, h);
+		h->seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		if (VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("head of audit chain %s has no valid hash", ch->identity),
+					 errhint("Run envault.verify_chain() to locate the damage.")));
+		memcpy(h->hash, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
+		heads = lappend(heads, h);
+		MemoryContextSwitchTo(old);
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	env_spi_end(&s);
 	return heads;
 }
 
 #define CP_Q_LAST \
 	"SELECT seq FROM envault.checkpoints" \
 	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
-	"   AND tenant IS NOT DISTINCT FROM $2" \
+	"   AND (tenant OPERATOR(pg_catalog.=) $2 OR (tenant IS NULL AND $2 IS NULL))" \
 	" ORDER BY seq DESC LIMIT 1"
 
 #define CP_Q_INSERT \
@@ -418,7 +372,7 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	EnvSigningKey sk;
 	EnvSpi		s;
 	bool		one = !PG_ARGISNULL(1);
-	Datum		tenant_value = (Datum) 0;
+	EnvChainTenant want;
 	const char *dbname = get_database_name(MyDatabaseId);
 	char		timebuf[ENV_CANON_BUFLEN];
 	TimestampTz now = GetCurrentTimestamp();
@@ -431,9 +385,8 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));
-	if (one)
-		tenant_value = env_chain_tenant_value(ch, PG_GETARG_TEXT_PP(1));
-	heads = cp_heads(ch, one, tenant_value);
+	(void) env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
+	heads = cp_heads(ch, one ? &want : NULL);
 	(void) env_canon_timestamp(now, true, timebuf);
 
 	cp_load_key(&sk);

@@ -24,12 +24,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* the direct SHA-256 functions: see env_sha256() */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include <openssl/crypto.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "crypto.h"
 
@@ -459,13 +463,30 @@ env_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_len)
 
 /* --- SHA-256 ------------------------------------------------------------- */
 
+/*
+ * One-shot SHA-256.  Audit chains hash every row they store or verify, a
+ * few hundred bytes each, and for inputs that short OpenSSL's EVP layer
+ * costs half again as much as the hashing: OpenSSL 3 still provides the
+ * direct SHA-256 functions (deprecated, not removed), which use the same
+ * SHA-NI/AVX code.  Built against an OpenSSL without them, the EVP path is
+ * used, with the digest fetched once and the context reused.
+ */
+#if OPENSSL_VERSION_MAJOR < 4
+bool
+env_sha256(const uint8_t *data, size_t len, uint8_t *out)
+{
+	SHA256_CTX	c;
+	bool		ok;
+
+	ok = SHA256_Init(&c) == 1 && SHA256_Update(&c, data, len) == 1 &&
+		SHA256_Final(out, &c) == 1;
+	OPENSSL_cleanse(&c, sizeof(c));
+	return ok;
+}
+#else
 static EVP_MD *cr_sha256 = NULL;
 static EVP_MD_CTX *cr_sha256_ctx = NULL;
 
-/*
- * One-shot SHA-256 with a digest fetched once and a context reused for every
- * call: hashing one audit-chain row costs less than looking SHA-256 up.
- */
 bool
 env_sha256(const uint8_t *data, size_t len, uint8_t *out)
 {
@@ -482,6 +503,7 @@ env_sha256(const uint8_t *data, size_t len, uint8_t *out)
 		EVP_DigestFinal_ex(cr_sha256_ctx, out, &outl) == 1 &&
 		outl == ENV_SHA256_LEN;
 }
+#endif
 
 /* --- Ed25519 -------------------------------------------------------------- */
 

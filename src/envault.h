@@ -74,6 +74,7 @@ typedef struct EnvSpi
 	int			save_sec;
 	MemoryContext caller_cxt;
 	char	   *caller_name;
+	int			guc_level;		/* search_path pinned at this nest level */
 } EnvSpi;
 
 extern void env_spi_begin(EnvSpi *s);
@@ -205,13 +206,14 @@ typedef struct EnvChain
 	AttrNumber	at_attnum;
 	AttrNumber	prev_attnum;
 	AttrNumber	hash_attnum;
-	Oid			index_oid;		/* unique index on (tenant, envault_seq) */
+	Oid			index_oid;		/* an index on (tenant, envault_seq), if any */
 	Oid			tenant_eq_proc;	/* equality of the index's first column */
 	Oid			tenant_collation;
 	Oid			tenant_typid;
 	int			ncols;
 	EnvChainCol *cols;
 	bool		pinned;			/* some column needs pinned settings */
+	bool		builtin;		/* one of envault's own chains */
 	bool		valid;
 	MemoryContext cxt;
 } EnvChain;

@@ -626,6 +626,17 @@ COMMENT ON COLUMN envault.checkpoints.tenant IS
 COMMENT ON COLUMN envault.checkpoints.note IS
 	'The signed note; seq, head_hash and signed_at repeat what it signs';
 
+CREATE TABLE envault.chain_heads (
+	chain_id	integer NOT NULL REFERENCES envault.audit_chains (chain_id),
+	tenant		text,
+	seq			bigint NOT NULL CHECK (seq OPERATOR(pg_catalog.>) 0),
+	hash		bytea NOT NULL,
+	builtin		boolean NOT NULL DEFAULT false,
+	UNIQUE NULLS NOT DISTINCT (chain_id, tenant)
+);
+COMMENT ON TABLE envault.chain_heads IS
+	'The newest row of each tenant''s chain: its sequence number and hash';
+
 CREATE TABLE envault.chain_anchors (
 	chain_id	integer NOT NULL REFERENCES envault.audit_chains (chain_id),
 	tenant		text,
@@ -655,17 +666,19 @@ CREATE TRIGGER chain_anchors_no_truncate
 	BEFORE TRUNCATE ON envault.chain_anchors
 	FOR EACH STATEMENT EXECUTE FUNCTION envault.append_only();
 
--- envault's own chains are created by this script and not dumped: the
--- restored database recreates them (same chain_id) before their rows load
+-- envault's own chains (and their heads) are created by this script and not
+-- dumped: the restored database recreates them, with the same chain_id,
+-- before their rows load through the chain trigger
 SELECT pg_catalog.pg_extension_config_dump('envault.audit_chains', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('envault.audit_chains_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.checkpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.checkpoints_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.chain_anchors', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.chain_heads', 'WHERE NOT builtin');
 REVOKE ALL ON envault.audit_chains, envault.audit_chains_seq, envault.checkpoints,
-	envault.checkpoints_seq, envault.chain_anchors FROM PUBLIC;
-GRANT SELECT ON envault.audit_chains, envault.checkpoints, envault.chain_anchors
-	TO envault_admin;
+	envault.checkpoints_seq, envault.chain_anchors, envault.chain_heads FROM PUBLIC;
+GRANT SELECT ON envault.audit_chains, envault.checkpoints, envault.chain_anchors,
+	envault.chain_heads TO envault_admin;
 
 CREATE FUNCTION envault.chain_insert()
 RETURNS trigger
@@ -673,6 +686,13 @@ AS 'MODULE_PATHNAME', 'envault_chain_insert'
 LANGUAGE C;
 COMMENT ON FUNCTION envault.chain_insert() IS
 	'Trigger: link each inserted row to its tenant''s audit chain';
+
+CREATE FUNCTION envault.chain_heads()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'envault_chain_store_heads'
+LANGUAGE C;
+COMMENT ON FUNCTION envault.chain_heads() IS
+	'Trigger: write the heads an INSERT statement advanced to envault.chain_heads';
 
 CREATE FUNCTION envault.chain_refuse()
 RETURNS trigger
@@ -1081,6 +1101,7 @@ GRANT EXECUTE ON PROCEDURE envault.reencrypt_column(regclass, name, name, intege
 	TO envault_admin;
 GRANT EXECUTE ON FUNCTION
 	envault.chain_insert(),
+	envault.chain_heads(),
 	envault.chain_refuse(),
 	envault.enable_audit_chain(regclass, name),
 	envault.disable_audit_chain(regclass),

@@ -503,6 +503,16 @@ env_spi_begin(EnvSpi *s)
 	s->caller_cxt = CurrentMemoryContext;
 	s->caller_name = GetUserNameFromId(s->save_userid, false);
 	SetUserIdAndSecContext(owner, s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+
+	/*
+	 * Every name in envault's queries is qualified; pinning search_path as
+	 * well means a caller's schemas can never supply an operator or function
+	 * to code that runs as the owner.  Transaction abort undoes it on error.
+	 */
+	s->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -511,6 +521,7 @@ void
 env_spi_end(EnvSpi *s)
 {
 	SPI_finish();
+	AtEOXact_GUC(true, s->guc_level);
 	SetUserIdAndSecContext(s->save_userid, s->save_sec);
 }
 

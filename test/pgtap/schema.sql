@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(102);
+SELECT plan(103);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -15,7 +15,7 @@ SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
 
 SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'key_events',
                                    'audit_chains', 'checkpoints', 'chain_anchors',
-                                   'access_log', 'secrets']);
+                                   'chain_heads', 'access_log', 'secrets']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
                                       'blind_index', 'create_tenant', 'create_data_key',
                                       'authenticate', 'set_tenant', 'reset_tenant',
@@ -29,7 +29,7 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'master_key_status',
                                       'rewrap_tenant_keys', 'rotate_master_key',
                                       'use_customer_key', 'use_master_key',
-                                      'append_only', 'chain_insert', 'chain_refuse',
+                                      'append_only', 'chain_insert', 'chain_heads', 'chain_refuse',
                                       'chain_ddl_guard', 'chain_drop_guard',
                                       'enable_audit_chain', 'disable_audit_chain',
                                       'checkpoint', 'signing_public_key', 'verify_chain',
@@ -117,6 +117,8 @@ SELECT has_trigger('envault', 'key_events', 'zz_envault_chain_refuse'::name,
                    'key_events refuses UPDATE and DELETE');
 SELECT has_trigger('envault', 'key_events', 'zz_envault_chain_truncate'::name,
                    'key_events refuses TRUNCATE');
+SELECT has_trigger('envault', 'key_events', 'zz_envault_chain_heads'::name,
+                   'key_events keeps its heads');
 SELECT is((SELECT tenant_column::text FROM envault.audit_chains
             WHERE tbl = 'envault.key_events'::regclass AND builtin), 'tenant',
           'key_events is chained by tenant, as envault''s own');
@@ -170,7 +172,8 @@ SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
                     'envault.key_events', 'envault.key_events_seq',
                     'envault.audit_chains', 'envault.audit_chains_seq',
                     'envault.checkpoints', 'envault.checkpoints_seq',
-                    'envault.chain_anchors', 'envault.access_log', 'envault.secrets'],
+                    'envault.chain_anchors', 'envault.chain_heads',
+                    'envault.access_log', 'envault.secrets'],
               'key tables, events, chains, the access log and secrets are dumped by pg_dump');
 SELECT is((SELECT tenant_column::text FROM envault.audit_chains
             WHERE tbl = 'envault.access_log'::regclass AND builtin), 'tenant',
