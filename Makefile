@@ -19,7 +19,7 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
 DATA_built = envault--$(EXTVERSION).sql
 DATA = $(wildcard src/envault--*--*.sql)
 
-REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle adversarial_ciphertext adversarial_keys adversarial_values
+REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle adversarial_ciphertext adversarial_keys adversarial_values adversarial_search_path
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
 

@@ -1490,7 +1490,7 @@ env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 
 #define KS_Q_NEW_TENANT_KEY \
 	"UPDATE envault.tenants SET key_version = $2, wrapped_key = $3," \
-	"       master_kcv = CASE key_source WHEN 'master' THEN $4 END," \
+	"       master_kcv = CASE WHEN key_source OPERATOR(pg_catalog.=) 'master' THEN $4 END," \
 	"       state_changed_at = pg_catalog.now()" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1"
 
