@@ -22,7 +22,9 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
 DATA_built = envault--$(EXTVERSION).sql
 DATA = $(wildcard src/envault--*--*.sql)
 
-REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle chain chain_tamper access_log secrets_store pgcrypto_migration
+REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle \
+          chain chain_tamper access_log secrets_store pgcrypto_migration \
+          adversarial_ciphertext adversarial_keys adversarial_values adversarial_search_path
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
 

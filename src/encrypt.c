@@ -44,7 +44,14 @@ enc_aad_build(EncAad *a, const EnvDataKey *key, const uint8 *header,
 	size_t		ua_len = user_aad ? VARSIZE_ANY_EXHDR(user_aad) : 0;
 
 	a->len = env_data_aad_len(key->context_len, ua_len);
-	a->buf = a->len <= ENC_AAD_STACK ? a->stack : palloc(a->len);
+
+	/*
+	 * The header and the key's context come on top of the caller's aad, so
+	 * an aad near the largest bytea is more than palloc() allows: a huge
+	 * allocation lets every aad PostgreSQL can hold be used.
+	 */
+	a->buf = a->len <= ENC_AAD_STACK ? a->stack :
+		MemoryContextAllocHuge(CurrentMemoryContext, a->len);
 	env_data_aad_build(a->buf, header, key->context, key->context_len,
 					   ua, ua_len);
 }

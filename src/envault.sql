@@ -496,17 +496,18 @@ CREATE PROCEDURE envault.reencrypt_column(tbl regclass, col name,
 LANGUAGE plpgsql
 -- No SET search_path: PostgreSQL forbids COMMIT in a procedure with SET
 -- options.  It runs with its caller's rights (SECURITY INVOKER), and every
--- name in it is schema-qualified.
+-- name in it is schema-qualified, the types of its variables too: they are
+-- looked up on the caller's search_path when the procedure is compiled.
 AS $$
 DECLARE
-	pk name;
-	pktype text;
-	coltype regtype;
-	aad_expr text;
+	pk pg_catalog.name;
+	pktype pg_catalog.text;
+	coltype pg_catalog.regtype;
+	aad_expr pg_catalog.text;
 	remaining bigint;
 	done bigint := 0;
-	hi text;
-	lo text;
+	hi pg_catalog.text;
+	lo pg_catalog.text;
 	n bigint;
 	m bigint;
 BEGIN
@@ -521,7 +522,7 @@ BEGIN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
 			USING ERRCODE = 'undefined_column';
 	END IF;
-	IF coltype OPERATOR(pg_catalog.<>) 'bytea'::pg_catalog.regtype THEN
+	IF coltype OPERATOR(pg_catalog.<>) 'pg_catalog.bytea'::pg_catalog.regtype THEN
 		RAISE EXCEPTION 'column "%" of relation % is not of type bytea', col, tbl
 			USING ERRCODE = 'datatype_mismatch';
 	END IF;
@@ -540,7 +541,7 @@ BEGIN
 			SELECT FROM pg_catalog.pg_attribute a
 			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
 			   AND a.attname OPERATOR(pg_catalog.=) aad_col
-			   AND a.atttypid OPERATOR(pg_catalog.=) 'bytea'::pg_catalog.regtype
+			   AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
 			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
 		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
 			USING ERRCODE = 'datatype_mismatch',

@@ -1283,7 +1283,31 @@ env_keystore_tenant_exists(const char *tenant, size_t tenant_len)
 	return exists;
 }
 
-/* The data key a ciphertext names, from the cache or its row. */
+/*
+ * May the caller use the keys of this tenant?  Asked as the caller, not as
+ * the owner that the key store runs as between env_spi_begin() and
+ * env_spi_end(); an error leaves the caller's role in place, and the abort
+ * then restores whatever was in force before env_spi_begin().
+ */
+static void
+ks_check_caller_tenant(EnvSpi *s, const char *tenant)
+{
+	Oid			owner;
+	int			owner_sec;
+
+	GetUserIdAndSecContext(&owner, &owner_sec);
+	SetUserIdAndSecContext(s->save_userid, s->save_sec);
+	env_tenant_check(tenant, strlen(tenant), true);
+	SetUserIdAndSecContext(owner, owner_sec);
+}
+
+/*
+ * The data key a ciphertext names, from the cache or its row.  A caller who
+ * may not use the keys of its tenant is refused as soon as the tenant is
+ * known: before any state of the tenant or the key is reported (with their
+ * names) and before any key of that tenant is unwrapped for it.  A cached
+ * key is returned as it is; the callers check its tenant.
+ */
 const EnvDataKey *
 env_keystore_key_by_id(uint64 key_id)
 {
@@ -1319,6 +1343,7 @@ env_keystore_key_by_id(uint64 key_id)
 				 errhint("The value may come from another database, or its header was altered.")));
 
 	tenant = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
+	ks_check_caller_tenant(&s, tenant);
 	purpose = TextDatumGetCString(env_spi_col(&s, 10, &isnull, false, -1));
 	ks_tenant_row(&s, tenant, &t, 12);
 	version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
@@ -1509,7 +1534,7 @@ env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 
 #define KS_Q_NEW_TENANT_KEY \
 	"UPDATE envault.tenants SET key_version = $2, wrapped_key = $3," \
-	"       master_kcv = CASE key_source WHEN 'master' THEN $4 END," \
+	"       master_kcv = CASE WHEN key_source OPERATOR(pg_catalog.=) 'master' THEN $4 END," \
 	"       state_changed_at = pg_catalog.now()" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1"
 
