@@ -171,6 +171,78 @@ SELECT envault.authenticate(:'forged_body' || '_' || regress_crc32(:'forged_body
 SELECT envault.current_tenant() IS NULL AS nothing;
 RESET ROLE;
 
+-- Another tenant's ciphertext is refused with the same error whatever state
+-- that tenant and its keys are in: the application learns neither.  Tenant
+-- "regress-hidden" has values under a retired, a destroyed, a tampered and
+-- the active data key version; an admin sees why each one fails.
+SELECT envault.create_tenant('regress-hidden');
+CREATE TABLE regress_hidden (version int PRIMARY KEY, c bytea);
+INSERT INTO regress_hidden VALUES (1, env_encrypt('regress-hidden', 'docs', 'v1'));
+SELECT envault.rotate_data_key('regress-hidden', 'docs');
+INSERT INTO regress_hidden VALUES (2, env_encrypt('regress-hidden', 'docs', 'v2'));
+SELECT envault.rotate_data_key('regress-hidden', 'docs');
+INSERT INTO regress_hidden VALUES (3, env_encrypt('regress-hidden', 'docs', 'v3'));
+SELECT envault.rotate_data_key('regress-hidden', 'docs');
+INSERT INTO regress_hidden VALUES (4, env_encrypt('regress-hidden', 'docs', 'v4'));
+SELECT envault.retire_data_key('regress-hidden', 'docs', 1);
+SELECT envault.destroy_data_key('regress-hidden', 'docs', 2);
+-- version 3: its wrapped key swapped with that of version 4, behind envault's back
+UPDATE envault.data_keys d SET wrapped_key = o.wrapped_key
+  FROM envault.data_keys o
+ WHERE d.tenant = 'regress-hidden' AND d.version = 3
+   AND o.tenant = 'regress-hidden' AND o.version = 4;
+GRANT SELECT ON regress_hidden TO regress_tc_app;
+\c
+SET search_path = public, envault;
+\set SHOW_CONTEXT never
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 1;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 2;
+\set VERBOSITY terse
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 3;
+\set VERBOSITY default
+-- (and version 4 decrypts, leaving its key in this session's cache)
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+SET ROLE regress_tc_app;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SAVEPOINT s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 1;
+ROLLBACK TO s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 2;
+ROLLBACK TO s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 3;
+ROLLBACK TO s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+ROLLBACK TO s;
+SELECT env_is_current(c) FROM regress_hidden WHERE version = 1;
+ROLLBACK TO s;
+SELECT env_reencrypt(c) FROM regress_hidden WHERE version = 2;
+COMMIT;
+RESET ROLE;
+-- the same once the tenant is revoked, and once it is destroyed
+SELECT envault.revoke_tenant('regress-hidden');
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+SET ROLE regress_tc_app;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SAVEPOINT s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+ROLLBACK TO s;
+SELECT env_is_current(c) FROM regress_hidden WHERE version = 4;
+ROLLBACK TO s;
+SELECT env_reencrypt(c) FROM regress_hidden WHERE version = 4;
+COMMIT;
+RESET ROLE;
+SELECT envault.destroy_tenant('regress-hidden');
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+SET ROLE regress_tc_app;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+COMMIT;
+RESET ROLE;
+DROP TABLE regress_hidden;
+
 -- Admins keep explicit cross-tenant access, with or without a context
 SELECT envault.set_tenant('acme');
 SELECT env_decrypt_text(secret) FROM regress_shared ORDER BY id;

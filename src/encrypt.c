@@ -5,8 +5,10 @@
  *		env_decrypt_text.
  *
  * Every decryption goes through env_open_ciphertext(), the one place where
- * the tenant check happens and later layers (the access log) hook in.
- * Encryption and blind indexes check the tenant before touching a key.
+ * later layers (the access log) hook in.  The tenant check of a ciphertext
+ * happens in the key store's lookup of its key (env_keystore_key_by_id),
+ * before any state of that tenant or key is looked at.  Encryption and
+ * blind indexes check the tenant before touching a key.
  *
  * Secrets: plaintext is read from the argument and written into the result
  * only; a detoasted copy of the argument is wiped before it is freed, and a
@@ -187,8 +189,7 @@ env_open_ciphertext(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out)
 	if (!env_ct_parse((const uint8 *) VARDATA_ANY(ciphertext),
 					  VARSIZE_ANY_EXHDR(ciphertext), &ct))
 		env_error_auth_failed();
-	key = env_keystore_key_by_id(ct.key_id);
-	env_tenant_check(key->tenant, strlen(key->tenant), true);
+	key = env_keystore_key_by_id(ct.key_id);	/* checks the tenant */
 
 	enc_aad_build(&a, key, ct.header, aad);
 	result = palloc(VARHDRSZ + ct.body_len);
@@ -381,7 +382,6 @@ envault_env_is_current(PG_FUNCTION_ARGS)
 	c = PG_GETARG_BYTEA_PP(0);
 	if (!env_ct_parse((const uint8 *) VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c), &ct))
 		env_error_auth_failed();
-	enc_key_ref(env_keystore_key_by_id(ct.key_id), &ref);
-	env_tenant_check(ref.tenant, strlen(ref.tenant), true);
+	enc_key_ref(env_keystore_key_by_id(ct.key_id), &ref);	/* checks the tenant */
 	PG_RETURN_BOOL(enc_active_for(&ref)->key_id == ref.key_id);
 }

@@ -1240,7 +1240,31 @@ env_keystore_tenant_exists(const char *tenant, size_t tenant_len)
 	return exists;
 }
 
-/* The data key a ciphertext names, from the cache or its row. */
+/*
+ * May the caller use the keys of the tenant a ciphertext names?  Checked
+ * with the caller's own role, not the key store's, while the key tables are
+ * open: before anything else is read about that tenant or its key, so that
+ * a role without access learns nothing of either (not its state, not its
+ * integrity), and before anything is unwrapped into this backend.
+ */
+static void
+ks_check_caller(EnvSpi *s, const char *tenant)
+{
+	Oid			owner;
+	int			sec;
+
+	GetUserIdAndSecContext(&owner, &sec);
+	SetUserIdAndSecContext(s->save_userid, s->save_sec);
+	env_tenant_check(tenant, strlen(tenant), true);
+	SetUserIdAndSecContext(owner, sec);
+}
+
+/*
+ * The data key a ciphertext names, from the cache or its row.  The caller
+ * must be allowed to use its tenant (env_tenant_check): a role that is not
+ * gets the one "belongs to another tenant" error, whatever state that
+ * tenant and key are in.
+ */
 const EnvDataKey *
 env_keystore_key_by_id(uint64 key_id)
 {
@@ -1261,8 +1285,12 @@ env_keystore_key_by_id(uint64 key_id)
 
 	ks_check_generation();
 	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
-	if (d != NULL && ks_touch(&d->node))
-		return &d->pub;
+	if (d != NULL)
+	{
+		env_tenant_check(d->pub.tenant, strlen(d->pub.tenant), true);
+		if (ks_touch(&d->node))
+			return &d->pub;
+	}
 
 	env_spi_begin(&s);
 	values[0] = Int64GetDatum((int64) key_id);
@@ -1277,6 +1305,7 @@ env_keystore_key_by_id(uint64 key_id)
 
 	tenant = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
 	purpose = TextDatumGetCString(env_spi_col(&s, 10, &isnull, false, -1));
+	ks_check_caller(&s, tenant);
 	ks_tenant_row(&s, tenant, &t, 12);
 	version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
 	state = TextDatumGetCString(env_spi_col(&s, 11, &isnull, false, -1));
