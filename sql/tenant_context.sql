@@ -171,6 +171,125 @@ SELECT envault.authenticate(:'forged_body' || '_' || regress_crc32(:'forged_body
 SELECT envault.current_tenant() IS NULL AS nothing;
 RESET ROLE;
 
+-- Savepoints: rolling back to one undoes authenticate(), set_tenant() and
+-- reset_tenant() done since; releasing one keeps them
+SET ROLE regress_tc_app;
+BEGIN;
+SAVEPOINT a;
+SELECT envault.authenticate(:'tok');
+ROLLBACK TO a;
+SELECT envault.current_tenant() IS NULL AS undone;
+SELECT envault.authenticate(:'tok');
+SAVEPOINT b;
+SELECT envault.authenticate(:'tok_g');
+SELECT envault.current_tenant() AS inside_b;
+ROLLBACK TO b;
+SELECT envault.current_tenant() AS back_to_acme;
+SAVEPOINT c;
+SELECT envault.reset_tenant();
+ROLLBACK TO c;
+SELECT envault.current_tenant() AS reset_undone;
+-- nested: a change released into an outer savepoint is undone with it
+SAVEPOINT outer_sp;
+SAVEPOINT inner_sp;
+SELECT envault.authenticate(:'tok_g');
+RELEASE inner_sp;
+SELECT envault.current_tenant() AS released;
+ROLLBACK TO outer_sp;
+SELECT envault.current_tenant() AS outer_undone;
+SAVEPOINT d;
+SELECT envault.authenticate(:'tok_g');
+RELEASE d;
+SELECT envault.current_tenant() AS kept_after_release;
+COMMIT;
+SELECT envault.current_tenant() IS NULL AS cleared_by_commit;
+-- an exception block is a subtransaction too
+SELECT set_config('regress.tok', :'tok', false) IS NOT NULL AS stashed;
+DO $$
+BEGIN
+	BEGIN
+		PERFORM envault.authenticate(current_setting('regress.tok'), true);
+		RAISE EXCEPTION 'fail after authenticating';
+	EXCEPTION WHEN raise_exception THEN
+		RAISE NOTICE 'after the failed block: %', coalesce(envault.current_tenant(), 'no tenant');
+	END;
+END
+$$;
+SELECT envault.current_tenant() IS NULL AS nothing_after_the_block;
+-- a session context survives a rolled-back savepoint in a later transaction
+SELECT envault.authenticate(:'tok', true);
+BEGIN;
+SAVEPOINT e;
+SELECT envault.reset_tenant();
+ROLLBACK TO e;
+COMMIT;
+SELECT envault.current_tenant() AS session_context_kept;
+SELECT envault.reset_tenant();
+RESET ROLE;
+-- set_tenant (an admin) likewise
+BEGIN;
+SELECT envault.set_tenant('acme');
+SAVEPOINT f;
+SELECT envault.set_tenant('globex');
+ROLLBACK TO f;
+SELECT envault.current_tenant() AS admin_back_to_acme;
+COMMIT;
+
+-- Revoking a token ends the contexts it set, at their next use: here a
+-- session context of the application role, in this same session.  (The
+-- error names the token, whose id is random: regress_error masks it.)
+CREATE FUNCTION regress_error(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	state text;
+	msg text;
+	detail text;
+	hint text;
+BEGIN
+	EXECUTE sql;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+		detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+	RETURN state || ': ' || msg || E'\nDETAIL: '
+		|| regexp_replace(detail, 'Token [0-9a-f]{16} ', 'Token <id> ')
+		|| E'\nHINT: ' || hint;
+END
+$$;
+SELECT envault.issue_token('acme', 'session to revoke') AS tok_s \gset
+SET ROLE regress_tc_app;
+SELECT envault.authenticate(:'tok_s', true);
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+RESET ROLE;
+SELECT envault.revoke_token(substr(:'tok_s', 5, 16));
+SET ROLE regress_tc_app;
+SELECT regress_error('SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1');
+SELECT envault.current_tenant() IS NULL AS context_gone;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+-- revoke_tenant_tokens likewise, seen first by current_tenant() (which the
+-- isolate_table policies call)
+RESET ROLE;
+SELECT envault.issue_token('globex', 'session to revoke') AS tok_gs \gset
+SET ROLE regress_tc_app;
+SELECT envault.authenticate(:'tok_gs', true);
+RESET ROLE;
+SELECT envault.revoke_tenant_tokens('globex') AS revoked_count;
+SET ROLE regress_tc_app;
+SELECT regress_error('SELECT envault.current_tenant()');
+SELECT envault.current_tenant() IS NULL AS context_gone;
+-- and an expired token ends its context at the first use past its expiry
+RESET ROLE;
+SELECT envault.issue_token('acme', 'two seconds', clock_timestamp() + interval '2 seconds') AS tok_2s \gset
+SET ROLE regress_tc_app;
+SELECT envault.authenticate(:'tok_2s', true);
+SELECT envault.current_tenant() AS before_expiry;
+SELECT pg_sleep(2.5);
+SELECT regress_error('SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1');
+SELECT envault.current_tenant() IS NULL AS context_gone;
+RESET ROLE;
+SELECT envault.revoke_token(NULL);
+SELECT envault.revoke_tenant_tokens(NULL);
+
 -- Another tenant's ciphertext is refused with the same error whatever state
 -- that tenant and its keys are in: the application learns neither.  Tenant
 -- "regress-hidden" has values under a retired, a destroyed, a tampered and
@@ -253,4 +372,5 @@ SELECT envault.set_tenant(NULL);
 SELECT envault.current_tenant() IS NULL AS cleared;
 
 DROP TABLE regress_shared;
+DROP FUNCTION regress_error(text);
 DROP ROLE regress_tc_app;

@@ -261,42 +261,15 @@ COMMENT ON FUNCTION envault.verify_token(text) IS
 
 CREATE FUNCTION envault.revoke_token(token_id text)
 RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	UPDATE envault.tokens t SET revoked_at = pg_catalog.now()
-	 WHERE t.token_id OPERATOR(pg_catalog.=) revoke_token.token_id
-	   AND t.revoked_at IS NULL;
-	IF FOUND THEN
-		RETURN true;
-	END IF;
-	IF NOT EXISTS (SELECT FROM envault.tokens t
-				   WHERE t.token_id OPERATOR(pg_catalog.=) revoke_token.token_id) THEN
-		RAISE EXCEPTION 'envault token "%" does not exist', token_id
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	RETURN false;
-END
-$$;
+AS 'MODULE_PATHNAME', 'envault_revoke_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.revoke_token(text) IS
-	'Revoke a token at once; false if it was already revoked';
+	'Revoke a token at once, ending the tenant contexts it set in every session; false if it was already revoked';
 
 CREATE FUNCTION envault.revoke_tenant_tokens(tenant text)
 RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	n integer;
-BEGIN
-	UPDATE envault.tokens t SET revoked_at = pg_catalog.now()
-	 WHERE t.tenant OPERATOR(pg_catalog.=) revoke_tenant_tokens.tenant
-	   AND t.revoked_at IS NULL;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	RETURN n;
-END
-$$;
+AS 'MODULE_PATHNAME', 'envault_revoke_tenant_tokens'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.revoke_tenant_tokens(text) IS
 	'Revoke every token of a tenant at once; returns how many were revoked';
 

@@ -24,6 +24,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "envault_ext.h"
 
 #include <time.h>
 
@@ -307,12 +308,12 @@ ks_shmem_startup(void)
 
 static bool ks_flush_requested = false;
 
-/*
- * Called at the entry of every key lookup, never in the middle of an
- * operation that holds cached keys.
- */
+/* changes noticed so far, for env_keystore_changes() */
+static uint64 ks_changes = 0;
+
+/* Note a change another backend committed, if any; never evicts. */
 static inline void
-ks_check_generation(void)
+ks_notice_generation(void)
 {
 	if (ks_shared != NULL)
 	{
@@ -322,13 +323,36 @@ ks_check_generation(void)
 		{
 			ks_flush_requested = true;
 			ks_seen_generation = g;
+			ks_changes++;
 		}
 	}
+}
+
+/*
+ * Called at the entry of every key lookup, never in the middle of an
+ * operation that holds cached keys.
+ */
+static inline void
+ks_check_generation(void)
+{
+	ks_notice_generation();
 	if (ks_flush_requested)
 	{
 		ks_evict_all();
 		ks_flush_requested = false;
 	}
+}
+
+/*
+ * How many key-state changes this backend has noticed so far.  The tenant
+ * context uses it to verify its token again after any of them (a token
+ * revocation is one), at the cost of one atomic read per call.
+ */
+uint64
+env_keystore_changes(void)
+{
+	ks_notice_generation();
+	return ks_changes;
 }
 
 /*
@@ -340,7 +364,10 @@ ks_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid ||
 		(OidIsValid(ks_tenants_relid) && relid == ks_tenants_relid))
+	{
 		ks_flush_requested = true;
+		ks_changes++;
+	}
 }
 
 /*
@@ -353,6 +380,7 @@ env_keystore_changed(void)
 	Oid			nsp = get_namespace_oid("envault", false);
 
 	ks_evict_all();
+	ks_changes++;
 	ks_bump_at_commit = true;
 	ks_tenants_relid = get_relname_relid("tenants", nsp);
 	if (OidIsValid(ks_tenants_relid))

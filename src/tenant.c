@@ -8,7 +8,16 @@
  * verified token, or by envault.set_tenant() for envault_admin.  By default
  * it lasts until the end of the transaction, so that a connection returned
  * to a transaction-pooling pooler never carries one request's tenant into
- * the next; a transaction that aborts restores the context it started with.
+ * the next.  A transaction that aborts, and a subtransaction rolled back
+ * (ROLLBACK TO SAVEPOINT, an exception block), restore the context they
+ * started with.
+ *
+ * A context set from a token lasts only as long as the token is valid: its
+ * expiry is checked at every use, and after any key-state change noticed by
+ * the key store (revoke_token, revoke_tenant_tokens, revoke_tenant and
+ * destroy_tenant are such changes, in any backend) the token is looked up
+ * again before the context is used.  A context whose token is no longer
+ * valid is dropped, with an error saying why.
  *
  * Roles that are not members of envault_admin (nor superusers) may encrypt,
  * decrypt and compute blind indexes only for the current tenant.
@@ -16,6 +25,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "envault_ext.h"
 
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
@@ -25,33 +35,71 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 typedef struct TenState
 {
 	bool		is_set;
 	bool		local;			/* ends with the transaction */
+	bool		from_token;		/* set by authenticate() */
 	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		token_id[ENV_TOKEN_ID_HEXLEN + 1];
+	TimestampTz expires_at;		/* of the token; DT_NOEND for none */
+	uint64		verified;		/* env_keystore_changes() when last verified */
 } TenState;
+
+/*
+ * The context as it was when a (sub)transaction first changed it, so that
+ * its abort can restore it; innermost first.
+ */
+typedef struct TenSaved
+{
+	SubTransactionId subid;
+	TenState	state;
+	struct TenSaved *next;
+} TenSaved;
 
 static char *ten_columns_setting = NULL;
 
 static TenState ten_current;
-static TenState ten_at_xact_start;	/* valid while ten_changed */
-static bool ten_changed = false;
+static TenSaved *ten_saved = NULL;
 
 /* is the current user an envault admin?  Cached per user id. */
 static Oid	ten_admin_cache_user = InvalidOid;
 static bool ten_admin_cache_value = false;
 
+/* Remember the context before the current (sub)transaction changes it. */
+static void
+ten_save(void)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	TenSaved   *e;
+
+	if (ten_saved != NULL && ten_saved->subid == subid)
+		return;
+	e = MemoryContextAlloc(TopMemoryContext, sizeof(TenSaved));
+	e->subid = subid;
+	e->state = ten_current;
+	e->next = ten_saved;
+	ten_saved = e;
+}
+
+static void
+ten_pop(void)
+{
+	TenSaved   *e = ten_saved;
+
+	ten_saved = e->next;
+	pfree(e);
+}
+
 static void
 ten_set(const char *tenant, size_t len, bool local)
 {
-	if (!ten_changed)
-	{
-		ten_at_xact_start = ten_current;
-		ten_changed = true;
-	}
+	ten_save();
+	memset(&ten_current, 0, sizeof(ten_current));
 	memcpy(ten_current.tenant, tenant, len);
 	ten_current.tenant[len] = '\0';
 	ten_current.is_set = true;
@@ -61,11 +109,7 @@ ten_set(const char *tenant, size_t len, bool local)
 static void
 ten_clear(void)
 {
-	if (!ten_changed)
-	{
-		ten_at_xact_start = ten_current;
-		ten_changed = true;
-	}
+	ten_save();
 	memset(&ten_current, 0, sizeof(ten_current));
 }
 
@@ -76,19 +120,100 @@ ten_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			if (ten_changed)
-				ten_current = ten_at_xact_start;
+			/* the outermost saved state is the one the transaction began with */
+			if (ten_saved != NULL)
+			{
+				TenSaved   *e = ten_saved;
+
+				while (e->next != NULL)
+					e = e->next;
+				ten_current = e->state;
+			}
 			/* FALLTHROUGH */
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
+			while (ten_saved != NULL)
+				ten_pop();
 			if (ten_current.is_set && ten_current.local)
 				memset(&ten_current, 0, sizeof(ten_current));
-			ten_changed = false;
 			break;
 		default:
 			break;
 	}
+}
+
+static void
+ten_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	if (ten_saved == NULL || ten_saved->subid != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		ten_current = ten_saved->state;
+		ten_pop();
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		/* the parent's own saved state, if any, is the older one */
+		if (ten_saved->next != NULL && ten_saved->next->subid == parentSubid)
+			ten_pop();
+		else
+			ten_saved->subid = parentSubid;
+	}
+}
+
+/*
+ * Drop a context whose token is no longer valid, everywhere it is kept, so
+ * that no rollback brings it back, and say why.
+ */
+static void
+ten_drop(EnvTokenState why)
+{
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		token_id[ENV_TOKEN_ID_HEXLEN + 1];
+	TenSaved   *e;
+
+	strlcpy(tenant, ten_current.tenant, sizeof(tenant));
+	strlcpy(token_id, ten_current.token_id, sizeof(token_id));
+	for (e = ten_saved; e != NULL; e = e->next)
+		if (e->state.from_token && strcmp(e->state.token_id, token_id) == 0)
+			memset(&e->state, 0, sizeof(TenState));
+	memset(&ten_current, 0, sizeof(ten_current));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("envault token of the current tenant context is no longer valid"),
+			 errdetail("Token %s %s; the context of tenant \"%s\" that it set has been cleared.",
+					   token_id, env_token_state_text(why), tenant),
+			 errhint("Call envault.authenticate() with a valid token.")));
+}
+
+/*
+ * A context set from a token is used only while the token is valid: not
+ * past its expiry, and, after any key-state change since it was last
+ * verified (a token revocation is one), still valid in its table.
+ */
+static inline void
+ten_revalidate(void)
+{
+	uint64		changes;
+	EnvTokenState st;
+
+	if (!ten_current.is_set || !ten_current.from_token)
+		return;
+	if (!TIMESTAMP_NOT_FINITE(ten_current.expires_at) &&
+		GetCurrentStatementStartTimestamp() >= ten_current.expires_at)
+		ten_drop(ENV_TOKEN_EXPIRED);
+	changes = env_keystore_changes();
+	if (changes == ten_current.verified)
+		return;
+	/* changes noticed during the lookup make it look again next time */
+	st = env_token_state(ten_current.token_id, ten_current.tenant,
+						 &ten_current.expires_at);
+	if (st != ENV_TOKEN_ALIVE)
+		ten_drop(st);
+	ten_current.verified = changes;
 }
 
 static void
@@ -122,6 +247,7 @@ ten_is_admin(void)
 void
 env_tenant_check(const char *tenant, size_t len, bool for_ciphertext)
 {
+	ten_revalidate();
 	if (ten_current.is_set && strlen(ten_current.tenant) == len &&
 		memcmp(ten_current.tenant, tenant, len) == 0)
 		return;
@@ -151,14 +277,28 @@ Datum
 envault_authenticate(PG_FUNCTION_ARGS)
 {
 	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		token_id[ENV_TOKEN_ID_HEXLEN + 1];
+	TimestampTz expires;
 	bool		session = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 
-	if (PG_ARGISNULL(0) || !env_token_verify(PG_GETARG_TEXT_PP(0), tenant))
+	/*
+	 * Read the count of key-state changes before the token: a revocation
+	 * that the lookup misses is counted after it, and so caught at the next
+	 * check.
+	 */
+	uint64		changes = env_keystore_changes();
+
+	if (PG_ARGISNULL(0) ||
+		!env_token_verify_ex(PG_GETARG_TEXT_PP(0), tenant, token_id, &expires))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("envault token is not valid"),
 				 errdetail("The token is unknown, expired, revoked or malformed.")));
 	ten_set(tenant, strlen(tenant), !session);
+	ten_current.from_token = true;
+	strlcpy(ten_current.token_id, token_id, sizeof(ten_current.token_id));
+	ten_current.expires_at = expires;
+	ten_current.verified = changes;
 	PG_RETURN_TEXT_P(cstring_to_text(tenant));
 }
 
@@ -199,6 +339,7 @@ PG_FUNCTION_INFO_V1(envault_current_tenant);
 Datum
 envault_current_tenant(PG_FUNCTION_ARGS)
 {
+	ten_revalidate();
 	if (!ten_current.is_set)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(ten_current.tenant));
@@ -215,6 +356,7 @@ env_tenant_init(void)
 							   PGC_SUSET, GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 	RegisterXactCallback(ten_xact_callback, NULL);
+	RegisterSubXactCallback(ten_subxact_callback, NULL);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, ten_role_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, ten_role_changed, (Datum) 0);
 }

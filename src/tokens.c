@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * tokens.c
- *		API tokens stored as pepper-HMACs: issue, verify, and the plain
- *		pepper HMAC.
+ *		API tokens stored as pepper-HMACs: issue, verify, revoke, and the
+ *		plain pepper HMAC.
  *
  * A token is shown once, at issue; envault.tokens keeps only
  * HMAC-SHA256(pepper, "envault/v1/token" || id || secret) and the version
@@ -10,6 +10,9 @@
  * HMAC with that pepper, compares in constant time, and, when the token was
  * made under the previous pepper during a rotation, stores it again under
  * the current one.  Tokens of revoked or destroyed tenants verify to nothing.
+ * Revoking a token is a key-state change (env_keystore_changed), so that
+ * every backend verifies the token of its tenant context again before its
+ * next use (tenant.c).
  *
  * Secrets: the pepper HMAC keys are prepared once per process (OpenSSL
  * holds their state; it is cleansed when freed at process exit).  A token's
@@ -19,6 +22,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "envault_ext.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -208,12 +212,14 @@ envault_issue_token(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(result);
 }
 
+/* expiry is judged at the start of the statement, as in env_token_state() */
 #define TOK_Q_LOOKUP \
 	"SELECT k.tenant, k.token_hmac, k.pepper_version," \
 	"       k.revoked_at IS NOT NULL OR t.state OPERATOR(pg_catalog.<>) 'active' OR" \
-	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()), false)," \
+	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()), false)," \
 	"       k.last_used_at IS NULL OR (k.last_used_at OPERATOR(pg_catalog.<)" \
-	"         (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval))" \
+	"         (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval))," \
+	"       k.expires_at" \
 	"  FROM envault.tokens k" \
 	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) k.tenant" \
 	" WHERE k.token_id OPERATOR(pg_catalog.=) $1"
@@ -235,6 +241,20 @@ envault_issue_token(PG_FUNCTION_ARGS)
 bool
 env_token_verify(text *token, char *tenant_out)
 {
+	char		id[ENV_TOKEN_ID_HEXLEN + 1];
+	TimestampTz expires;
+
+	return env_token_verify_ex(token, tenant_out, id, &expires);
+}
+
+/*
+ * env_token_verify(), also giving the token's id (ENV_TOKEN_ID_HEXLEN + 1
+ * bytes) and expiry (DT_NOEND for none) on success.
+ */
+bool
+env_token_verify_ex(text *token, char *tenant_out, char *id_out,
+					TimestampTz *expires_out)
+{
 	uint8		id[ENV_TOKEN_ID_BYTES];
 	uint8		secret[ENV_TOKEN_SECRET_BYTES];
 	uint8		mac[32];
@@ -248,6 +268,7 @@ env_token_verify(text *token, char *tenant_out)
 	char	   *tenant;
 	bool		dead;
 	bool		stale;
+	TimestampTz expires;
 	TokPepper  *tp;
 	bool		ok;
 
@@ -282,6 +303,9 @@ env_token_verify(text *token, char *tenant_out)
 	version = TextDatumGetCString(env_spi_col(&s, 3, &isnull, false, -1));
 	dead = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
 	stale = DatumGetBool(env_spi_col(&s, 5, &isnull, true, 1));
+	expires = DatumGetTimestampTz(env_spi_col(&s, 6, &isnull, true, 8));
+	if (isnull)
+		TIMESTAMP_NOEND(expires);
 
 	if (strcmp(version, tok_current.version) == 0)
 		tp = &tok_current;
@@ -314,8 +338,170 @@ env_token_verify(text *token, char *tenant_out)
 	env_spi_end(&s);
 	env_wipe(secret, sizeof(secret));
 	if (ok)
+	{
 		strlcpy(tenant_out, tenant, ENV_TENANT_MAXLEN + 1);
+		strlcpy(id_out, id_hex, ENV_TOKEN_ID_HEXLEN + 1);
+		*expires_out = expires;
+	}
 	return ok;
+}
+
+#define TOK_Q_STATE \
+	"SELECT k.tenant, t.state, k.revoked_at IS NOT NULL," \
+	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()), false)," \
+	"       k.expires_at" \
+	"  FROM envault.tokens k" \
+	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) k.tenant" \
+	" WHERE k.token_id OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Is the token with this id, which verified earlier for this tenant, still
+ * valid now (as of the latest committed state, like every key table read)?
+ * No secret is needed: the token was verified when the context was set.
+ * *expires_out receives its expiry (DT_NOEND for none) when it is alive.
+ */
+EnvTokenState
+env_token_state(const char *token_id, const char *tenant,
+				TimestampTz *expires_out)
+{
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	EnvTokenState result;
+
+	values[0] = CStringGetTextDatum(token_id);
+	env_spi_begin(&s);
+	env_spi_run(TOK_Q_STATE, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0 ||
+		strcmp(TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1)),
+			   tenant) != 0)
+		result = ENV_TOKEN_GONE;
+	else
+	{
+		char	   *state = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
+
+		if (strcmp(state, "destroyed") == 0)
+			result = ENV_TOKEN_TENANT_DESTROYED;
+		else if (strcmp(state, "active") != 0)
+			result = ENV_TOKEN_TENANT_REVOKED;
+		else if (DatumGetBool(env_spi_col(&s, 3, &isnull, true, 1)))
+			result = ENV_TOKEN_REVOKED;
+		else if (DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1)))
+			result = ENV_TOKEN_EXPIRED;
+		else
+		{
+			result = ENV_TOKEN_ALIVE;
+			*expires_out = DatumGetTimestampTz(env_spi_col(&s, 5, &isnull, true, 8));
+			if (isnull)
+				TIMESTAMP_NOEND(*expires_out);
+		}
+	}
+	env_spi_end(&s);
+	return result;
+}
+
+/* What happened to a token, as the end of a sentence: "Token X ..." */
+const char *
+env_token_state_text(EnvTokenState state)
+{
+	switch (state)
+	{
+		case ENV_TOKEN_ALIVE:
+			return "is valid";
+		case ENV_TOKEN_REVOKED:
+			return "was revoked";
+		case ENV_TOKEN_EXPIRED:
+			return "has expired";
+		case ENV_TOKEN_TENANT_REVOKED:
+			return "belongs to a revoked tenant";
+		case ENV_TOKEN_TENANT_DESTROYED:
+			return "belongs to a tenant whose keys were destroyed";
+		case ENV_TOKEN_GONE:
+			break;
+	}
+	return "no longer exists";
+}
+
+#define TOK_Q_REVOKE \
+	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
+	" WHERE token_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
+
+#define TOK_Q_EXISTS \
+	"SELECT 1 FROM envault.tokens WHERE token_id OPERATOR(pg_catalog.=) $1"
+
+#define TOK_Q_REVOKE_TENANT \
+	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
+
+/*
+ * SQL function: envault.revoke_token(token_id text) returns boolean
+ *
+ * Revoke a token at once: verify_token and authenticate refuse it from now
+ * on, and a tenant context it set, in any backend, ends at that backend's
+ * next tenant check (the key-state change it signals makes each backend
+ * verify the token of its context again).  False if it was revoked already.
+ */
+PG_FUNCTION_INFO_V1(envault_revoke_token);
+Datum
+envault_revoke_token(PG_FUNCTION_ARGS)
+{
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *id;
+	bool		revoked;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("token_id must not be null")));
+	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	values[0] = PG_GETARG_DATUM(0);
+	env_spi_begin(&s);
+	env_spi_run(TOK_Q_REVOKE, 1, types, values, SPI_OK_UPDATE);
+	revoked = SPI_processed > 0;
+	if (revoked)
+		env_keystore_changed();
+	else
+	{
+		env_spi_run(TOK_Q_EXISTS, 1, types, values, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("envault token \"%s\" does not exist", id)));
+	}
+	env_spi_end(&s);
+	PG_RETURN_BOOL(revoked);
+}
+
+/*
+ * SQL function: envault.revoke_tenant_tokens(tenant text) returns integer
+ *
+ * Revoke every token of a tenant at once, with the same effect on tenant
+ * contexts as revoke_token; returns how many were revoked.
+ */
+PG_FUNCTION_INFO_V1(envault_revoke_tenant_tokens);
+Datum
+envault_revoke_tenant_tokens(PG_FUNCTION_ARGS)
+{
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	uint64		n;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant must not be null")));
+	values[0] = PG_GETARG_DATUM(0);
+	env_spi_begin(&s);
+	env_spi_run(TOK_Q_REVOKE_TENANT, 1, types, values, SPI_OK_UPDATE);
+	n = SPI_processed;
+	if (n > 0)
+		env_keystore_changed();
+	env_spi_end(&s);
+	PG_RETURN_INT32((int32) n);
 }
 
 /* SQL function: envault.verify_token(token text) returns text */

@@ -16,6 +16,10 @@
 #   already opened may go on using its cached keys until it ends: that is the
 #   designed fallback, and the reason to preload envault.
 #
+# Revoking a token (revoke_token, revoke_tenant_tokens, revoke_tenant)
+# likewise ends the tenant contexts it set in other sessions, at their next
+# use, even a context set for the whole session (section f).
+#
 # A REPEATABLE READ transaction B opened before a revocation is refused
 # after it too: the key store reads its tables as of now, not as of the
 # transaction's snapshot (see below).
@@ -27,6 +31,7 @@
 use strict;
 use warnings;
 
+use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -40,6 +45,18 @@ sub random_key_hex
 	close $fh;
 	die "short read from /dev/urandom" unless defined $n && $n == 32;
 	return unpack('H*', $bytes);
+}
+
+# Write a file that only its owner can read and write.
+sub write_private_file
+{
+	my ($path, $contents) = @_;
+	unlink $path;
+	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
+	  or die "could not create \"$path\": $!";
+	print $fh $contents or die "could not write \"$path\": $!";
+	close $fh or die "could not close \"$path\": $!";
+	return;
 }
 
 # --- sessions -----------------------------------------------------------------
@@ -239,6 +256,41 @@ my $shredded = error_block(
 	'55000',
 	'the keys of envault tenant "acme" were destroyed',
 	'The tenant was crypto-shredded: its data can never be decrypted again.');
+my $no_tenant = error_block(
+	'42501',
+	'no envault tenant is set',
+	'Roles that are not members of envault_admin can use only the keys of the current tenant.',
+	q{Call envault.authenticate() with the request's token first.});
+
+# The error of a tenant context whose token ended; $why as in the detail.
+sub context_ended
+{
+	my ($token_id, $why) = @_;
+	return error_block(
+		'28000',
+		'envault token of the current tenant context is no longer valid',
+		qq{Token $token_id $why; the context of tenant "acme" that it set has been cleared.},
+		'Call envault.authenticate() with a valid token.');
+}
+
+# An application role (not an envault admin), and a token of acme for it.
+sub app_setup
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres',
+		'CREATE ROLE regress_app LOGIN; GRANT envault_user TO regress_app; '
+		  . 'GRANT SELECT ON secrets TO regress_app');
+	return;
+}
+
+sub new_token
+{
+	my ($node, $label) = @_;
+	my $tok = $node->safe_psql('postgres',
+		qq{SELECT envault.issue_token('acme', '$label')});
+	return ($tok, substr($tok, 4, 16));
+}
+
 my $in_aborted = error_block('25P02',
 	'current transaction is aborted, commands ignored until end of transaction block'
 );
@@ -250,7 +302,8 @@ my $node = PostgreSQL::Test::Cluster->new('preloaded');
 $node->init;
 $node->append_conf('postgresql.conf',
 	"shared_preload_libraries = 'envault'\n"
-	  . "envault.master_key = '$key'");
+	  . "envault.master_key = '$key'\n"
+	  . "envault.pepper = '" . random_key_hex() . "'");
 $node->start;
 setup_data($node);
 
@@ -442,6 +495,61 @@ session_fails($sb, decrypt_sql(2), $destroyed_v1,
 session_is($sb, decrypt_sql(3, 4, 5), decrypted(3, 4, 5),
 	'B decrypts the values under the other versions');
 
+# --- (f) revoking a token ends the tenant contexts it set ----------------------------
+
+# Session C is the application: it authenticates with a token for the
+# session and decrypts; A revokes the token; C's next statement is refused,
+# with its context gone.  Then the same inside a transaction C had opened,
+# with revoke_tenant_tokens.
+app_setup($node);
+my $sc = open_session($node);
+my ($tok, $tok_id) = new_token($node, 'app session');
+session_is($sc, "SET ROLE regress_app;\nSELECT envault.authenticate('$tok', true)",
+	'acme', '(f) C, the application role, authenticates for its session');
+session_is($sc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
+	'C decrypts the values of acme');
+session_is($sa, "SELECT envault.revoke_token('$tok_id')",
+	't', 'A revokes the token of C\'s context');
+session_fails($sc, decrypt_literal_sql(3, 4, 5),
+	context_ended($tok_id, 'was revoked'),
+	'C, next statement: its context ended with the token');
+session_is($sc, 'SELECT envault.current_tenant() IS NULL',
+	't', 'C has no tenant any more');
+session_fails($sc, decrypt_literal_sql(3, 4, 5), $no_tenant,
+	'C, decrypting without a tenant');
+
+# (Used once before, so that C's authenticate does not record the use:
+# that would lock the token's row until C's transaction ends, and the
+# revocation would wait for it.)
+my ($tok2, $tok2_id) = new_token($node, 'app transaction');
+is($node->safe_psql('postgres', "SELECT envault.verify_token('$tok2')"),
+	'acme', 'the token is used once');
+session_is($sc, "BEGIN;\nSELECT envault.authenticate('$tok2')",
+	'acme', 'C opens a transaction and authenticates');
+session_is($sc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
+	'C decrypts in that transaction');
+session_is($sa, "SELECT envault.revoke_tenant_tokens('acme')",
+	'1', 'A revokes every token of acme');
+session_fails($sc, decrypt_literal_sql(3, 4, 5),
+	context_ended($tok2_id, 'was revoked'),
+	'C, in the transaction it had open: its context ended');
+session_is($sc, 'ROLLBACK', '', 'C ends its transaction');
+session_is($sc, 'SELECT envault.current_tenant() IS NULL',
+	't', 'C has no tenant after the rollback either');
+
+# revoke_tenant ends the contexts of the tenant's tokens too, for good
+my ($tok3, $tok3_id) = new_token($node, 'app, tenant revoked');
+session_is($sc, "SELECT envault.authenticate('$tok3', true)",
+	'acme', 'C authenticates for its session again');
+session_is($sa, q{SELECT envault.revoke_tenant('acme')}, '', 'A revokes acme');
+session_fails($sc, 'SELECT envault.current_tenant()',
+	context_ended($tok3_id, 'belongs to a revoked tenant'),
+	'C, next statement: its context ended with the tenant');
+session_is($sa, q{SELECT envault.restore_tenant('acme')}, '', 'A restores acme');
+session_is($sc, 'SELECT envault.current_tenant() IS NULL',
+	't', 'C stays without a tenant after the restore');
+$sc->quit;
+
 # --- (e) destroy the tenant ------------------------------------------------------
 
 session_is($sb, "BEGIN;\n" . decrypt_literal_sql(3, 4, 5),
@@ -479,7 +587,12 @@ unlike($log, qr/\Q$key\E/i,
 my $key2 = random_key_hex();
 my $lazy = PostgreSQL::Test::Cluster->new('lazy');
 $lazy->init;
-$lazy->append_conf('postgresql.conf', "envault.master_key = '$key2'");
+# Without preloading only the file settings are accepted for secrets.
+write_private_file($lazy->basedir . '/master.key', "$key2\n");
+write_private_file($lazy->basedir . '/pepper.key', random_key_hex() . "\n");
+$lazy->append_conf('postgresql.conf',
+	"envault.master_key_file = '" . $lazy->basedir . "/master.key'\n"
+	  . "envault.pepper_file = '" . $lazy->basedir . "/pepper.key'");
 $lazy->start;
 is($lazy->safe_psql('postgres', 'SHOW shared_preload_libraries'),
 	'', 'lazy: envault is not preloaded');
@@ -528,6 +641,24 @@ session_is($sa, q{SELECT envault.restore_tenant('acme')},
 	'', 'lazy: A restores acme');
 session_is($sb, $acme_sql, $acme_out,
 	'lazy: B decrypts after the second restore');
+
+# A token revocation likewise ends a session context at its next
+# transaction.
+app_setup($lazy);
+my $lc = open_session($lazy);
+my ($ltok, $ltok_id) = new_token($lazy, 'lazy app session');
+session_is($lc, "SET ROLE regress_app;\nSELECT envault.authenticate('$ltok', true)",
+	'acme', 'lazy: C, the application role, authenticates for its session');
+session_is($lc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
+	'lazy: C decrypts');
+session_is($sa, "SELECT envault.revoke_token('$ltok_id')",
+	't', 'lazy: A revokes the token of C\'s context');
+session_fails($lc, decrypt_literal_sql(3, 4, 5),
+	context_ended($ltok_id, 'was revoked'),
+	'lazy: C, next statement (a new transaction): its context ended');
+session_is($lc, 'SELECT envault.current_tenant() IS NULL',
+	't', 'lazy: C has no tenant any more');
+$lc->quit;
 
 # A retired version likewise, at B's next transaction.
 session_is($sb, "BEGIN;\n" . decrypt_literal_sql(@acme),
