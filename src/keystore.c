@@ -11,9 +11,14 @@
  * interfere.  That happens only on a cache miss.
  *
  * The cache is an LRU of unwrapped keys bounded by envault.key_cache_size
- * entries, each entry living at most envault.key_cache_ttl seconds.  An
- * entry added during a (sub)transaction that aborts is evicted with it, so
- * a data key created by an aborted transaction is never used to encrypt.
+ * entries, each entry living at most envault.key_cache_ttl seconds.  The
+ * keys of a tenant with a customer-managed key live at most
+ * envault.customer_key_ttl seconds, and by default (0) only until the end of
+ * the statement that fetched the customer key: the next statement fetches
+ * it again, so a customer that withholds its key stops every session at its
+ * next statement.  An entry added during a (sub)transaction that aborts is
+ * evicted with it, so a data key created by an aborted transaction is never
+ * used to encrypt.
  *
  * Secrets: an unwrapped key exists on the stack of ks_unwrap() only until it
  * is prepared into an EnvXaesKey, and is wiped there on every path.  Prepared
@@ -39,6 +44,7 @@
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -55,7 +61,7 @@
 static int	ks_cache_size = 1000;
 static int	ks_cache_ttl = 300;
 static int	ks_data_key_max_age = 0;
-static int	ks_customer_key_ttl = 60;
+static int	ks_customer_key_ttl = 0;	/* 0: one statement */
 
 /* --- slots for prepared keys, in locked pages ------------------------- */
 
@@ -128,6 +134,8 @@ typedef struct KsNode
 	dlist_node	lru;			/* most recently used at the head */
 	KsKind		kind;
 	int64		loaded_at;		/* monotonic seconds */
+	LocalTransactionId lxid;	/* the statement that loaded it: its */
+	TimestampTz stmt_start;		/* transaction and its start */
 	bool		customer;		/* its tenant uses a customer-managed key */
 	SubTransactionId subxid;	/* adding (sub)transaction, until commit */
 	EnvXaesKey *xk;
@@ -223,20 +231,42 @@ ks_evict(KsNode *node)
 }
 
 /*
- * How long an entry may be used after it was loaded, by the settings in
- * force now (so that lowering them shortens what is already cached).
+ * The statement running now, as PostgreSQL tells statements apart for
+ * statement_timestamp(): every command message from the client (a simple
+ * query string, or each Bind or Execute of the extended protocol) starts a
+ * new one, and so does every transaction.  Whatever a statement runs (the
+ * functions it calls, PL/pgSQL loops) belongs to it.
  */
-static int
-ks_ttl(bool customer)
+static inline LocalTransactionId
+ks_statement_lxid(void)
 {
-	return customer ? Min(ks_customer_key_ttl, ks_cache_ttl) : ks_cache_ttl;
+	return MyProc != NULL ? MyProc->lxid : InvalidLocalTransactionId;
 }
 
-/* A hit: false if the entry has outlived the TTL (it is then evicted). */
+/*
+ * Has an entry outlived its lifetime, by the settings in force now (so that
+ * lowering them shortens what is already cached)?
+ */
+static bool
+ks_expired(KsNode *node)
+{
+	int			ttl = ks_cache_ttl;
+
+	if (node->customer)
+	{
+		if (ks_customer_key_ttl == 0)
+			return node->lxid != ks_statement_lxid() ||
+				node->stmt_start != GetCurrentStatementStartTimestamp();
+		ttl = Min(ks_customer_key_ttl, ks_cache_ttl);
+	}
+	return ks_now() - node->loaded_at >= ttl;
+}
+
+/* A hit: false if the entry has outlived its lifetime (it is then evicted). */
 static bool
 ks_touch(KsNode *node)
 {
-	if (ks_now() - node->loaded_at >= ks_ttl(node->customer))
+	if (ks_expired(node))
 	{
 		ks_evict(node);
 		return false;
@@ -402,6 +432,8 @@ ks_link(KsNode *node, KsKind kind, EnvXaesKey *xk, bool customer)
 	node->kind = kind;
 	node->xk = xk;
 	node->loaded_at = ks_now();
+	node->lxid = ks_statement_lxid();
+	node->stmt_start = GetCurrentStatementStartTimestamp();
 	node->subxid = GetCurrentSubTransactionId();
 	dlist_push_head(&ks_lru, &node->lru);
 	ks_count++;
@@ -1891,10 +1923,10 @@ env_keystore_init(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("envault.customer_key_ttl",
-							gettext_noop("Longest time the keys of a tenant with a customer-managed key stay cached."),
-							gettext_noop("Withholding the customer key takes effect within this time in sessions that hold its keys."),
+							gettext_noop("Longest time the keys of a tenant with a customer-managed key stay cached (0: one statement)."),
+							gettext_noop("With 0, every statement that uses such a tenant runs envault.customer_key_command once, and withholding the customer key stops every session at its next statement; a positive value lets sessions that hold the keys use them that long."),
 							&ks_customer_key_ttl,
-							60, 1, 86400,
+							0, 0, 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("envault.key_cache_ttl",
