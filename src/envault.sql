@@ -282,45 +282,54 @@ COMMENT ON FUNCTION envault.pepper_hmac(bytea) IS
 
 -- Row-level security
 
+CREATE FUNCTION envault.isolation_expr(tbl regclass, tenant_column name)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- (SELECT ...) makes the tenant an InitPlan: evaluated once per query
+	SELECT pg_catalog.format('(%I OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::%s)',
+							 a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
+	   AND a.attname OPERATOR(pg_catalog.=) tenant_column
+	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION envault.isolation_expr(regclass, name) IS
+	'The expression of the policy isolate_table creates for a tenant column (NULL if there is no such column)';
+
+CREATE FUNCTION envault.policy_isolates(tbl regclass, expr text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'envault_policy_isolates'
+LANGUAGE C STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION envault.policy_isolates(regclass, text) IS
+	'Is envault_tenant_isolation on the table exactly the policy isolate_table creates with this expression (permissive, all commands, PUBLIC, USING and WITH CHECK)?';
+
 CREATE FUNCTION envault.isolate_table(tbl regclass, tenant_column name)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	coltype text;
-	expr text;
-	existing text;
+	expr text := envault.isolation_expr(tbl, tenant_column);
 BEGIN
-	SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO coltype
-	  FROM pg_catalog.pg_attribute a
-	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
-	   AND a.attname OPERATOR(pg_catalog.=) tenant_column
-	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
-	IF coltype IS NULL THEN
+	IF expr IS NULL THEN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
 			USING ERRCODE = 'undefined_column';
 	END IF;
-
-	-- (SELECT ...) makes the tenant an InitPlan: evaluated once per query
-	expr := pg_catalog.format('(%I OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::%s)',
-							  tenant_column, coltype);
 	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
 	EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
 
-	SELECT pg_catalog.pg_get_expr(p.polqual, p.polrelid) INTO existing
-	  FROM pg_catalog.pg_policy p
-	 WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
-	   AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation';
-	IF existing IS NOT NULL THEN
-		-- the same policy again changes nothing; another column replaces it
-		IF existing OPERATOR(pg_catalog.=) (SELECT pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
-											 FROM pg_catalog.pg_policy p
-											WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
-											  AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation')
-		   AND pg_catalog.strpos(existing, pg_catalog.quote_ident(tenant_column)) OPERATOR(pg_catalog.>) 0 THEN
-			RETURN;
-		END IF;
+	-- the same policy again changes nothing; a policy of that name with any
+	-- other definition (another column, altered expressions, restrictive,
+	-- for some commands or roles only) is replaced
+	IF envault.policy_isolates(tbl, expr) THEN
+		RETURN;
+	END IF;
+	IF EXISTS (SELECT FROM pg_catalog.pg_policy p
+				WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
+				  AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation') THEN
 		EXECUTE pg_catalog.format('DROP POLICY envault_tenant_isolation ON %s', tbl);
 	END IF;
 	EXECUTE pg_catalog.format('CREATE POLICY envault_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
@@ -343,9 +352,8 @@ AS $$
 					   FROM pg_catalog.pg_policy p
 					  WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid), '{}'),
 		   c.relrowsecurity AND c.relforcerowsecurity
-		   AND EXISTS (SELECT FROM pg_catalog.pg_policy p
-					   WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid
-						 AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation')
+		   -- judged by the policy's definition, not by its name
+		   AND envault.policy_isolates(c.oid, envault.isolation_expr(c.oid, a.attname))
 		   -- any other permissive policy would widen access beyond the tenant
 		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_policy p
 						   WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid
@@ -599,6 +607,8 @@ GRANT EXECUTE ON FUNCTION
 	envault.revoke_token(text),
 	envault.revoke_tenant_tokens(text),
 	envault.isolate_table(regclass, name),
+	envault.isolation_expr(regclass, name),
+	envault.policy_isolates(regclass, text),
 	envault.isolation_report(),
 	envault.rotate_data_key(text, text),
 	envault.rotate_tenant_key(text),

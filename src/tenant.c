@@ -22,20 +22,39 @@
  * Roles that are not members of envault_admin (nor superusers) may encrypt,
  * decrypt and compute blind indexes only for the current tenant.
  *
+ * Row-level security on the current tenant (envault.isolate_table) is
+ * judged by the definition of its policy, never by its name: see
+ * envault_policy_isolates().
+ *
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
 #include "envault_ext.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_policy.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/nodes.h"
+#include "parser/parse_clause.h"
+#include "parser/parse_collate.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -343,6 +362,152 @@ envault_current_tenant(PG_FUNCTION_ARGS)
 	if (!ten_current.is_set)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(ten_current.tenant));
+}
+
+/* --- row-level security -------------------------------------------------- */
+
+#define TEN_POLICY_NAME "envault_tenant_isolation"
+
+/* Errors while parsing point into the internal query, not the caller's. */
+static void
+ten_policy_parse_context(void *arg)
+{
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery((const char *) arg);
+	}
+}
+
+/*
+ * Parse a policy expression on a table as CREATE POLICY does, into the tree
+ * PostgreSQL would store for it.
+ */
+static Node *
+ten_policy_tree(Relation rel, const char *expr)
+{
+	char	   *sql = psprintf("SELECT WHERE %s", expr);
+	ErrorContextCallback errcb;
+	List	   *raw;
+	SelectStmt *sel = NULL;
+	ParseState *pstate;
+	ParseNamespaceItem *nsitem;
+	Node	   *tree;
+
+	errcb.callback = ten_policy_parse_context;
+	errcb.arg = sql;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+
+	if (list_length(raw) == 1 &&
+		IsA(((RawStmt *) linitial(raw))->stmt, SelectStmt))
+		sel = (SelectStmt *) ((RawStmt *) linitial(raw))->stmt;
+	if (sel == NULL || sel->op != SETOP_NONE || sel->whereClause == NULL ||
+		sel->targetList != NIL || sel->fromClause != NIL ||
+		sel->groupClause != NIL || sel->havingClause != NULL ||
+		sel->sortClause != NIL || sel->limitCount != NULL ||
+		sel->lockingClause != NIL || sel->withClause != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid policy expression")));
+
+	pstate = make_parsestate(NULL);
+	pstate->p_sourcetext = sql;
+	nsitem = addRangeTableEntryForRelation(pstate, rel, AccessShareLock,
+										   NULL, false, false);
+	addNSItemToQuery(pstate, nsitem, false, true, true);
+	tree = transformWhereClause(pstate, sel->whereClause, EXPR_KIND_POLICY,
+								"POLICY");
+	assign_expr_collations(pstate, tree);
+	free_parsestate(pstate);
+	error_context_stack = errcb.previous;
+	return tree;
+}
+
+/* Is a stored policy expression (pg_node_tree text) the expected tree? */
+static bool
+ten_tree_is(Datum stored, bool isnull, Node *expected)
+{
+	if (isnull)
+		return false;
+	return equal(stringToNode(TextDatumGetCString(stored)), expected);
+}
+
+/*
+ * SQL function: envault.policy_isolates(tbl regclass, expr text) returns boolean
+ *
+ * Does tbl have the policy that isolate_table creates with expr, exactly:
+ * named envault_tenant_isolation, permissive, for all commands, for PUBLIC,
+ * with USING and WITH CHECK both expr?  The expressions are compared as
+ * parsed trees (ignoring only where in the text each part was), so a
+ * policy restored by pg_dump still counts, and any other definition does
+ * not, whatever its name.
+ */
+PG_FUNCTION_INFO_V1(envault_policy_isolates);
+Datum
+envault_policy_isolates(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Relation	rel;
+	Relation	pol;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		ok = false;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	relid = PG_GETARG_OID(0);
+	rel = relation_open(relid, AccessShareLock);
+
+	pol = table_open(PolicyRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_policy_polrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], Anum_pg_policy_polname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(TEN_POLICY_NAME));
+	scan = systable_beginscan(pol, PolicyPolrelidPolnameIndexId, true, NULL,
+							  2, keys);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_policy form = (Form_pg_policy) GETSTRUCT(tup);
+		bool		isnull;
+		Datum		roles = heap_getattr(tup, Anum_pg_policy_polroles,
+										 RelationGetDescr(pol), &isnull);
+
+		ok = form->polpermissive && form->polcmd == '*' && !isnull;
+		if (ok)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n;
+
+			deconstruct_array(DatumGetArrayTypeP(roles), OIDOID, sizeof(Oid),
+							  true, TYPALIGN_INT, &elems, &nulls, &n);
+			ok = n == 1 && !nulls[0] &&
+				DatumGetObjectId(elems[0]) == ACL_ID_PUBLIC;
+		}
+		if (ok)
+		{
+			Node	   *expected = ten_policy_tree(rel, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+			Datum		d;
+
+			d = heap_getattr(tup, Anum_pg_policy_polqual,
+							 RelationGetDescr(pol), &isnull);
+			ok = ten_tree_is(d, isnull, expected);
+			d = heap_getattr(tup, Anum_pg_policy_polwithcheck,
+							 RelationGetDescr(pol), &isnull);
+			ok = ok && ten_tree_is(d, isnull, expected);
+		}
+	}
+	systable_endscan(scan);
+	table_close(pol, AccessShareLock);
+	relation_close(rel, AccessShareLock);
+	PG_RETURN_BOOL(ok);
 }
 
 void
