@@ -158,6 +158,47 @@ SELECT master_key, check_value FROM envault.master_key_status();
 SELECT * FROM envault.rewrap_tenant_keys(100);
 CALL envault.rotate_master_key();
 
+-- reencrypt_column skips the values it cannot move (under a retired or
+-- destroyed data key, or of a revoked or destroyed tenant), counts them by
+-- reason, and moves the rest; envault.key_state tells them apart
+SELECT envault.create_tenant('lc-mix');
+SELECT envault.create_tenant('lc-rev');
+SELECT envault.create_tenant('lc-gone');
+CREATE TABLE regress_skips (id int PRIMARY KEY, body bytea);
+INSERT INTO regress_skips VALUES
+	(1, env_encrypt('lc-mix', 'docs', 'under v1')),
+	(2, env_encrypt('lc-mix', 'docs', 'under v1 too')),
+	(3, env_encrypt('lc-rev', 'docs', 'revoked tenant')),
+	(4, env_encrypt('lc-gone', 'docs', 'destroyed tenant')),
+	(5, NULL);
+SELECT envault.rotate_data_key('lc-mix', 'docs');
+INSERT INTO regress_skips VALUES (6, env_encrypt('lc-mix', 'docs', 'under v2'));
+SELECT envault.rotate_data_key('lc-mix', 'docs');
+INSERT INTO regress_skips VALUES
+	(7, env_encrypt('lc-mix', 'docs', 'under v3')),
+	(8, env_encrypt('lc-mix', 'docs', 'under v3 too'));
+SELECT envault.rotate_data_key('lc-mix', 'docs');
+INSERT INTO regress_skips VALUES (9, env_encrypt('lc-mix', 'docs', 'under v4'));
+SELECT envault.rotate_data_key('lc-rev', 'docs');
+SELECT envault.retire_data_key('lc-mix', 'docs', 1);
+SELECT envault.destroy_data_key('lc-mix', 'docs', 2);
+SELECT envault.revoke_tenant('lc-rev');
+SELECT envault.destroy_tenant('lc-gone');
+SELECT id, regress_version(body) AS version, envault.key_state(body) FROM regress_skips ORDER BY id;
+CALL envault.reencrypt_column('regress_skips', 'body', batch_size => 3);
+SELECT id, regress_version(body) AS version, envault.key_state(body) FROM regress_skips ORDER BY id;
+SELECT env_decrypt_text(body) FROM regress_skips WHERE id IN (7, 8, 9) ORDER BY id;
+-- a second run skips the same rows and has nothing to move
+CALL envault.reencrypt_column('regress_skips', 'body', batch_size => 3);
+-- once the tenant is restored and the version brought back, they move too
+SELECT envault.restore_tenant('lc-rev');
+SELECT envault.restore_data_key('lc-mix', 'docs', 1);
+CALL envault.reencrypt_column('regress_skips', 'body', batch_size => 3);
+SELECT id, regress_version(body) AS version, envault.key_state(body) FROM regress_skips ORDER BY id;
+SELECT envault.key_state(NULL) IS NULL AS null_in_null_out;
+SELECT envault.key_state('\x00'::bytea);
+DROP TABLE regress_skips;
+
 -- Only admins manage keys
 CREATE ROLE regress_lc_app;
 GRANT envault_user TO regress_lc_app;
@@ -171,6 +212,7 @@ CALL envault.reencrypt_column('regress_docs', 'body');
 CALL envault.rotate_master_key();
 SELECT * FROM envault.master_key_status();
 SELECT * FROM envault.key_events;
+SELECT envault.key_state(env_encrypt('lc-other', 'docs', 'x'));
 RESET ROLE;
 DROP ROLE regress_lc_app;
 DROP TABLE regress_docs, regress_nopk, regress_kept;

@@ -213,6 +213,13 @@ LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION envault.env_is_current(bytea) IS
 	'Is the value under the active data key of its tenant and purpose?  Decrypts nothing';
 
+CREATE FUNCTION envault.key_state(ciphertext bytea)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_key_state'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION envault.key_state(bytea) IS
+	'State of the data key a value is under: active, rotated, retired, destroyed, tenant revoked or tenant destroyed; decrypts nothing';
+
 -- Tenant context
 
 CREATE FUNCTION envault.authenticate(token text, session boolean DEFAULT false)
@@ -506,6 +513,15 @@ DECLARE
 	lo text;
 	n bigint;
 	m bigint;
+	skipped bigint;
+	s_retired bigint;
+	s_destroyed bigint;
+	s_revoked bigint;
+	s_shredded bigint;
+	n_retired bigint := 0;
+	n_destroyed bigint := 0;
+	n_revoked bigint := 0;
+	n_shredded bigint := 0;
 BEGIN
 	IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
 		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
@@ -546,25 +562,44 @@ BEGIN
 	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL'
 					 ELSE pg_catalog.format('%I', aad_col) END;
 
+	-- Rows under a rotated data key are re-encrypted; rows under a key that
+	-- opens nothing (retired or destroyed, or of a revoked or destroyed
+	-- tenant) cannot be, and are skipped and counted.
 	EXECUTE pg_catalog.format(
-		'SELECT pg_catalog.count(*) FROM %s WHERE %I IS NOT NULL AND NOT envault.env_is_current(%I)',
-		tbl, col, col) INTO remaining;
+		'SELECT pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''rotated''),'
+		'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.<>) ALL (''{active,rotated}''))'
+		'  FROM (SELECT envault.key_state(%I) AS s FROM %s WHERE %I IS NOT NULL) x',
+		col, tbl, col) INTO remaining, n;
 	RAISE NOTICE 'reencrypt_column: % rows of % to re-encrypt', remaining, tbl;
+	IF n OPERATOR(pg_catalog.>) 0 THEN
+		RAISE NOTICE 'reencrypt_column: % rows of % are under keys that open nothing and will be skipped', n, tbl;
+	END IF;
 
 	-- walk the table in primary key order, one committed batch at a time;
 	-- a restart walks it again, but rows already current are not rewritten
 	LOOP
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*) FROM'
-			' (SELECT %1$I AS k FROM %2$s WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
-			'  ORDER BY %1$I LIMIT %4$s) b',
-			pk, tbl, pktype, batch_size) INTO hi, n USING lo;
+			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''retired''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''destroyed''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''tenant revoked''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''tenant destroyed'')'
+			'  FROM (SELECT %1$I AS k, envault.key_state(%5$I) AS s FROM %2$s'
+			'         WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
+			'         ORDER BY %1$I LIMIT %4$s) b',
+			pk, tbl, pktype, batch_size, col)
+			INTO hi, n, s_retired, s_destroyed, s_revoked, s_shredded USING lo;
 		EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+		n_retired := n_retired OPERATOR(pg_catalog.+) s_retired;
+		n_destroyed := n_destroyed OPERATOR(pg_catalog.+) s_destroyed;
+		n_revoked := n_revoked OPERATOR(pg_catalog.+) s_revoked;
+		n_shredded := n_shredded OPERATOR(pg_catalog.+) s_shredded;
 		EXECUTE pg_catalog.format(
 			'UPDATE %2$s SET %3$I = envault.env_reencrypt(%3$I, %4$s)'
 			' WHERE ($1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%5$s)'
 			'   AND %1$I OPERATOR(pg_catalog.<=) $2::%5$s'
-			'   AND %3$I IS NOT NULL AND NOT envault.env_is_current(%3$I)',
+			'   AND %3$I IS NOT NULL'
+			'   AND envault.key_state(%3$I) OPERATOR(pg_catalog.=) ''rotated''',
 			pk, tbl, col, aad_expr, pktype) USING lo, hi;
 		GET DIAGNOSTICS m = ROW_COUNT;
 		done := done OPERATOR(pg_catalog.+) m;
@@ -575,7 +610,23 @@ BEGIN
 			RAISE NOTICE 'reencrypt_column: % rows re-encrypted, % remaining', done, remaining;
 		END IF;
 	END LOOP;
-	RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted', done;
+	skipped := n_retired OPERATOR(pg_catalog.+) n_destroyed
+			   OPERATOR(pg_catalog.+) n_revoked OPERATOR(pg_catalog.+) n_shredded;
+	IF skipped OPERATOR(pg_catalog.=) 0 THEN
+		RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted', done;
+	ELSE
+		RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted, % skipped: %', done, skipped,
+			pg_catalog.array_to_string(ARRAY[
+				CASE WHEN n_retired OPERATOR(pg_catalog.>) 0
+					 THEN n_retired OPERATOR(pg_catalog.||) ' under retired data keys' END,
+				CASE WHEN n_destroyed OPERATOR(pg_catalog.>) 0
+					 THEN n_destroyed OPERATOR(pg_catalog.||) ' under destroyed data keys' END,
+				CASE WHEN n_revoked OPERATOR(pg_catalog.>) 0
+					 THEN n_revoked OPERATOR(pg_catalog.||) ' of revoked tenants' END,
+				CASE WHEN n_shredded OPERATOR(pg_catalog.>) 0
+					 THEN n_shredded OPERATOR(pg_catalog.||) ' of destroyed tenants' END],
+				', ');
+	END IF;
 END
 $$;
 COMMENT ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer) IS
@@ -606,6 +657,7 @@ GRANT EXECUTE ON FUNCTION
 	envault.issue_token(text, text, timestamptz),
 	envault.revoke_token(text),
 	envault.revoke_tenant_tokens(text),
+	envault.key_state(bytea),
 	envault.isolate_table(regclass, name),
 	envault.isolation_expr(regclass, name),
 	envault.policy_isolates(regclass, text),

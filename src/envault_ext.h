@@ -22,6 +22,13 @@
  */
 extern uint64 env_keystore_changes(void);
 
+/*
+ * keystore.c: why the data key a ciphertext names opens nothing ("retired",
+ * "destroyed", "tenant revoked", "tenant destroyed"), or NULL if it can.
+ * Checks the tenant like env_keystore_key_by_id().
+ */
+extern const char *env_keystore_unusable(uint64 key_id);
+
 /* tokens.c */
 
 /* Why a token that verified once may no longer be valid */

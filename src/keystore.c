@@ -164,9 +164,24 @@ typedef struct KsActive
 	uint64		key_id;
 } KsActive;
 
+/*
+ * A data key that opens nothing (retired, destroyed, or of a revoked or
+ * destroyed tenant), remembered so that envault.key_state() of many values
+ * under it reads its row once.  Forgotten with the whole cache, and at every
+ * (sub)transaction abort, as it may reflect a change that rolled back.
+ */
+typedef struct KsUnusable
+{
+	uint64		key_id;			/* hash key */
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+	const char *why;			/* a static string, see env_keystore_unusable */
+} KsUnusable;
+
 static HTAB *ks_tenants = NULL;
 static HTAB *ks_data_keys = NULL;
 static HTAB *ks_active = NULL;
+static HTAB *ks_unusable = NULL;
+static long ks_unusable_count = 0;
 static dlist_head ks_lru = DLIST_STATIC_INIT(ks_lru);
 static int	ks_count = 0;
 static int	ks_pending = 0;
@@ -275,12 +290,27 @@ ks_touch(KsNode *node)
 	return true;
 }
 
-/* Evict (and so wipe) every cached key. */
+static void
+ks_forget_unusable(void)
+{
+	HASH_SEQ_STATUS seq;
+	KsUnusable *u;
+
+	if (ks_unusable_count == 0)
+		return;
+	hash_seq_init(&seq, ks_unusable);
+	while ((u = hash_seq_search(&seq)) != NULL)
+		hash_search(ks_unusable, &u->key_id, HASH_REMOVE, NULL);
+	ks_unusable_count = 0;
+}
+
+/* Evict (and so wipe) every cached key, and forget every unusable one. */
 static void
 ks_evict_all(void)
 {
 	while (!dlist_is_empty(&ks_lru))
 		ks_evict(dlist_tail_element(KsNode, lru, &ks_lru));
+	ks_forget_unusable();
 }
 
 static void
@@ -517,6 +547,7 @@ ks_xact_callback(XactEvent event, void *arg)
 			ks_bump_at_commit = false;
 			/* a prepared transaction may still roll back: forget its keys */
 			ks_evict_pending(InvalidSubTransactionId);
+			ks_forget_unusable();
 			break;
 		default:
 			break;
@@ -528,7 +559,10 @@ ks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		ks_evict_pending(mySubid);
+		ks_forget_unusable();
+	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 		ks_reassign_pending(mySubid, parentSubid);
 }
@@ -1393,6 +1427,86 @@ env_keystore_key_by_id(uint64 key_id)
 	return &d->pub;
 }
 
+#define KS_Q_KEY_STATE \
+	"SELECT d.tenant, d.state, t.state" \
+	"  FROM envault.data_keys d" \
+	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) d.tenant" \
+	" WHERE d.key_id OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Why the data key a ciphertext names cannot open anything: "retired",
+ * "destroyed", "tenant revoked" or "tenant destroyed"; NULL when it can
+ * (it may still fail to, for example when a customer withholds its key).
+ * Never raises for those states, unlike env_keystore_key_by_id(); raises
+ * for a key that does not exist, and checks the tenant like it does.
+ */
+const char *
+env_keystore_unusable(uint64 key_id)
+{
+	KsDataKey  *d;
+	KsUnusable *u;
+	EnvSpi		s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	bool		found;
+	char	   *tenant;
+	char	   *kstate;
+	char	   *tstate;
+	const char *why = NULL;
+
+	ks_check_generation();
+	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
+	if (d != NULL)
+	{
+		env_tenant_check(d->pub.tenant, strlen(d->pub.tenant), true);
+		if (!ks_expired(&d->node))
+			return NULL;
+	}
+	u = hash_search(ks_unusable, &key_id, HASH_FIND, NULL);
+	if (u != NULL)
+	{
+		env_tenant_check(u->tenant, strlen(u->tenant), true);
+		return u->why;
+	}
+
+	env_spi_begin(&s);
+	values[0] = Int64GetDatum((int64) key_id);
+	env_spi_run(KS_Q_KEY_STATE, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("envault data key of this ciphertext does not exist"),
+				 errdetail("The ciphertext names data key id " INT64_FORMAT ", which is not in envault.data_keys.",
+						   (int64) key_id),
+				 errhint("The value may come from another database, or its header was altered.")));
+	tenant = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	ks_check_caller(&s, tenant);
+	kstate = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
+	tstate = TextDatumGetCString(env_spi_col(&s, 3, &isnull, false, -1));
+	env_spi_end(&s);
+
+	if (strcmp(tstate, "destroyed") == 0)
+		why = "tenant destroyed";
+	else if (strcmp(tstate, "revoked") == 0)
+		why = "tenant revoked";
+	else if (strcmp(kstate, "retired") == 0)
+		why = "retired";
+	else if (strcmp(kstate, "destroyed") == 0)
+		why = "destroyed";
+	if (why == NULL)
+		return NULL;
+
+	if (ks_unusable_count >= ks_cache_size)
+		ks_forget_unusable();
+	u = hash_search(ks_unusable, &key_id, HASH_ENTER, &found);
+	if (!found)
+		ks_unusable_count++;
+	strlcpy(u->tenant, tenant, sizeof(u->tenant));
+	u->why = why;
+	return why;
+}
+
 void
 env_keystore_create_tenant(const char *tenant, size_t tenant_len)
 {
@@ -1950,6 +2064,10 @@ env_keystore_init(void)
 	ctl.entrysize = sizeof(KsActive);
 	ks_active = hash_create("envault active data keys", 256, &ctl,
 							HASH_ELEM | HASH_STRINGS);
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(KsUnusable);
+	ks_unusable = hash_create("envault unusable data keys", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS);
 
 	RegisterXactCallback(ks_xact_callback, NULL);
 	RegisterSubXactCallback(ks_subxact_callback, NULL);

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(82);
+SELECT plan(84);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -20,7 +20,7 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'current_tenant', 'issue_token', 'verify_token',
                                       'revoke_token', 'revoke_tenant_tokens', 'pepper_hmac',
                                       'isolate_table', 'isolation_report', 'isolation_expr', 'policy_isolates',
-                                      'env_reencrypt', 'env_is_current', 'rotate_data_key',
+                                      'env_reencrypt', 'env_is_current', 'key_state', 'rotate_data_key',
                                       'rotate_tenant_key', 'retire_data_key', 'restore_data_key',
                                       'destroy_data_key', 'destroy_tenant', 'revoke_tenant',
                                       'restore_tenant', 'reencrypt_column',
@@ -80,6 +80,8 @@ SELECT function_privs_are('envault', 'revoke_token', ARRAY['text'], 'envault_use
 SELECT function_privs_are('envault', 'isolate_table', ARRAY['regclass', 'name'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'policy_isolates', ARRAY['regclass', 'text'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'policy_isolates', ARRAY['regclass', 'text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'key_state', ARRAY['bytea'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'key_state', ARRAY['bytea'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'set_tenant', ARRAY['text', 'boolean'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'issue_token', ARRAY['text', 'text', 'timestamptz'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'revoke_tenant_tokens', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
