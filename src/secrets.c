@@ -229,11 +229,17 @@ sec_sources_hint(EnvSecret *s, char *buf, size_t len)
 				 s->hex_name, s->file_name);
 }
 
-/* Trim trailing white space and decode 64 hex characters into the page. */
+/*
+ * Trim trailing white space and decode 64 hex characters into the page.
+ * setting names where they came from (and path, the file it names); both
+ * appear in the error, with a hint.
+ */
 static bool
-sec_decode(EnvSecret *s, char *buf, size_t len, const char *source)
+sec_decode(EnvSecret *s, char *buf, size_t len, const char *setting,
+		   const char *path)
 {
 	char		detail[128];
+	char		hint[160];
 	int			rc;
 
 	/* a buffer filled to the brim held more than a key can be */
@@ -249,8 +255,21 @@ sec_decode(EnvSecret *s, char *buf, size_t len, const char *source)
 		snprintf(detail, sizeof(detail),
 				 "The %s must be 64 hexadecimal characters (32 bytes), optionally followed by a newline.",
 				 s->what);
-		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, detail, NULL,
-						"envault %s from %s is malformed", s->what, source);
+		if (path != NULL)
+		{
+			snprintf(hint, sizeof(hint),
+					 "Check the contents of the file that %s names.", setting);
+			return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, detail, hint,
+							"envault %s from %s \"%s\" is malformed",
+							s->what, setting, path);
+		}
+		if (setting == s->command_name)
+			snprintf(hint, sizeof(hint),
+					 "Check that %s prints only the key.", setting);
+		else
+			snprintf(hint, sizeof(hint), "Check %s in postgresql.conf.", setting);
+		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, detail, hint,
+						"envault %s from %s is malformed", s->what, setting);
 	}
 	return true;
 }
@@ -259,7 +278,6 @@ static bool
 sec_read_file(EnvSecret *s, const char *path)
 {
 	char		buf[SEC_READ_MAX];
-	char		source[MAXPGPATH + 16];
 	char		hint[128];
 	struct stat st;
 	ssize_t		n;
@@ -296,8 +314,7 @@ sec_read_file(EnvSecret *s, const char *path)
 		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, strerror(errno), hint,
 						"could not read %s file \"%s\"", s->what, path);
 	}
-	snprintf(source, sizeof(source), "file \"%s\"", path);
-	return sec_decode(s, buf, (size_t) n, source);
+	return sec_decode(s, buf, (size_t) n, s->file_name, path);
 }
 
 static bool
@@ -331,7 +348,7 @@ sec_run_command(EnvSecret *s, const char *command)
 		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, detail, hint,
 						"%s failed", s->command_name);
 	}
-	return sec_decode(s, buf, n, s->command_name);
+	return sec_decode(s, buf, n, s->command_name, NULL);
 }
 
 /*
@@ -394,7 +411,7 @@ sec_load(EnvSecret *s)
 		if (len > sizeof(buf))
 			len = sizeof(buf);
 		memcpy(buf, s->hex, len);
-		ok = sec_decode(s, buf, len, s->hex_name);
+		ok = sec_decode(s, buf, len, s->hex_name, NULL);
 	}
 	else if (sec_is_set(s->file))
 		ok = sec_read_file(s, s->file);
