@@ -125,6 +125,41 @@ UPDATE envault.key_events SET detail = 'forged';
 DELETE FROM envault.key_events;
 TRUNCATE envault.key_events;
 
+-- A data key whose creation fails after its row is written (here recording
+-- its event fails) leaves no prepared key behind: 400 such failures take no
+-- locked memory (VmLck of this backend; a page holds 170 prepared keys)
+CREATE FUNCTION regress_no_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'no key events today';
+END
+$$;
+CREATE TRIGGER regress_no_event BEFORE INSERT ON envault.key_events
+	FOR EACH ROW WHEN (NEW.operation = 'data key created')
+	EXECUTE FUNCTION regress_no_event();
+SELECT env_encrypt('lc-other', 'no-event', 'x');
+CREATE FUNCTION regress_locked_kb() RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT substring(pg_read_file('/proc/' || pg_backend_pid() || '/status')
+	                 FROM 'VmLck:\s+(\d+) kB')::bigint
+$$;
+SELECT regress_locked_kb() AS locked_before \gset
+DO $$
+BEGIN
+	FOR i IN 1 .. 400 LOOP
+		BEGIN
+			PERFORM envault.env_encrypt('lc-other', 'no-event-' || i, 'x');
+		EXCEPTION WHEN raise_exception THEN
+			NULL;
+		END;
+	END LOOP;
+END
+$$;
+SELECT regress_locked_kb() - :locked_before AS more_locked_kb;
+DROP TRIGGER regress_no_event ON envault.key_events;
+DROP FUNCTION regress_no_event(), regress_locked_kb();
+SELECT count(*) AS data_keys_left FROM envault.data_keys WHERE purpose LIKE 'no-event%';
+
 -- Automatic rotation by age, off by default: an active key older than
 -- envault.data_key_max_age is rotated before it encrypts again
 SHOW envault.data_key_max_age;

@@ -53,4 +53,10 @@ extern EnvTokenState env_token_state(const char *token_id, const char *tenant,
 									 TimestampTz *expires_out);
 extern const char *env_token_state_text(EnvTokenState state);
 
+/*
+ * errors.c: warn, once per process, that key memory could not be locked
+ * (call right after the failed mlock, with its errno).
+ */
+extern void env_warn_memory_unlocked(void);
+
 #endif							/* ENVAULT_EXT_H */

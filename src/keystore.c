@@ -93,6 +93,9 @@ ks_slot_alloc(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory for the envault key cache")));
+		/* env_locked_alloc does not say whether mlock worked: ask again */
+		if (!env_locked_relock(page, KS_PAGE_SIZE))
+			env_warn_memory_unlocked();
 		if (!ks_exit_registered)
 		{
 			on_proc_exit(ks_wipe_at_exit, (Datum) 0);
@@ -866,13 +869,26 @@ ks_tenant_key(const char *tenant, const KsTenantRow *row)
 				 errdetail("Its row in envault.tenants was altered or copied from another tenant.")));
 
 	ks_make_room();
-	t = hash_search(ks_tenants, tenant, HASH_ENTER, &found);
+	PG_TRY();
+	{
+		t = hash_search(ks_tenants, tenant, HASH_ENTER, &found);
+	}
+	PG_CATCH();
+	{
+		ks_slot_free(xk);		/* out of memory: the key is not kept */
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	t->key_version = row->key_version;
 	ks_link(&t->node, KS_TENANT, xk, row->customer);
 	return xk;
 }
 
-/* Put a prepared data key into the cache. */
+/*
+ * Put a prepared data key into the cache.  It takes the slot over: if
+ * anything fails (out of memory), the slot is wiped and freed and nothing
+ * of the key is left in the cache.
+ */
 static KsDataKey *
 ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 				  int32 version, bool active, TimestampTz created_at,
@@ -881,34 +897,48 @@ ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 	KsDataKey  *d;
 	size_t		tlen = strlen(tenant);
 	size_t		plen = strlen(purpose);
+	size_t		context_len = env_context_len(tlen, plen);
+	uint8	   *volatile context = NULL;
 	bool		found;
 
 	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
 	if (d != NULL)
 		ks_evict(&d->node);
 	ks_make_room();
-	d = hash_search(ks_data_keys, &key_id, HASH_ENTER, &found);
+	PG_TRY();
+	{
+		context = MemoryContextAlloc(TopMemoryContext, context_len);
+		if (active)
+		{
+			char		name[KS_ACTIVE_KEYLEN];
+			KsActive   *a;
+
+			/* (if the entry below fails, this names a key not cached: harmless) */
+			ks_active_name(name, tenant, tlen, purpose, plen);
+			a = hash_search(ks_active, name, HASH_ENTER, &found);
+			a->key_id = key_id;
+		}
+		d = hash_search(ks_data_keys, &key_id, HASH_ENTER, &found);
+	}
+	PG_CATCH();
+	{
+		if (context != NULL)
+			pfree(context);
+		ks_slot_free(xk);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	memset(&d->pub, 0, sizeof(EnvDataKey));
 	d->pub.key_id = key_id;
 	d->pub.version = version;
 	strlcpy(d->pub.tenant, tenant, sizeof(d->pub.tenant));
 	strlcpy(d->pub.purpose, purpose, sizeof(d->pub.purpose));
-	d->pub.context_len = env_context_len(tlen, plen);
-	d->pub.context = MemoryContextAlloc(TopMemoryContext, d->pub.context_len);
+	d->pub.context_len = context_len;
+	d->pub.context = context;
 	env_context_build(d->pub.context, tenant, tlen, purpose, plen);
 	d->pub.created_at = created_at;
 	d->pub.xk = xk;
 	ks_link(&d->node, KS_DATA_KEY, xk, customer);
-
-	if (active)
-	{
-		char		name[KS_ACTIVE_KEYLEN];
-		KsActive   *a;
-
-		ks_active_name(name, tenant, tlen, purpose, plen);
-		a = hash_search(ks_active, name, HASH_ENTER, &found);
-		a->key_id = key_id;
-	}
 	return d;
 }
 
@@ -1122,9 +1152,31 @@ ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 		ks_slot_free(xk);
 		return NULL;
 	}
-	env_key_event(s, "data key created", tenant, purpose, version, NULL);
+	/* recording the event can fail too (a cancel, a full disk) */
+	PG_TRY();
+	{
+		env_key_event(s, "data key created", tenant, purpose, version, NULL);
+	}
+	PG_CATCH();
+	{
+		ks_slot_free(xk);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	return ks_cache_data_key(key_id, tenant, purpose, version, true,
 							 GetCurrentTransactionStartTimestamp(), customer, xk);
+}
+
+/* Another transaction created a version of (tenant, purpose) first. */
+static void
+ks_creation_conflict(const char *tenant, const char *purpose)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to concurrent creation of a data key"),
+			 errdetail("Another transaction created a data key of tenant \"%s\", purpose \"%s\" at the same time.",
+					   tenant, purpose),
+			 errhint("Retry the transaction.")));
 }
 
 static void
@@ -1209,15 +1261,11 @@ ks_load_active(const char *tenant, const char *purpose)
 		tkey = ks_tenant_key(tenant, &t);
 		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version, t.customer);
 		if (d == NULL && IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent creation of a data key"),
-					 errhint("Retry the transaction.")));
+			ks_creation_conflict(tenant, purpose);
 	}
-	env_spi_end(&s);
 	if (d == NULL)
-		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
-			 tenant, purpose);
+		ks_creation_conflict(tenant, purpose);
+	env_spi_end(&s);
 	return d;
 }
 
@@ -1603,6 +1651,7 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 	Datum		values[3];
 	KsDataKey  *d;
 	int32		version;
+	int			attempt;
 	char		detail[96];
 
 	env_spi_begin(&s);
@@ -1623,12 +1672,24 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 		}
 	}
 	env_keystore_changed();
-	env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
-	d = ks_create_data_key(&s, ks_tenant_key(tenant, &t),
-						   tenant, purpose, t.key_version, t.customer);
-	if (d == NULL)
-		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
-			 tenant, purpose);
+
+	/*
+	 * A transaction creating the first data key of (tenant, purpose) does
+	 * not lock the tenant's row against this one: if it commits first, the
+	 * version created here collides with its own.  Then retire that one too
+	 * and try again (reading as of now, its key is visible), or, under a
+	 * transaction snapshot, ask for a retry.
+	 */
+	for (attempt = 0;; attempt++)
+	{
+		env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
+		d = ks_create_data_key(&s, ks_tenant_key(tenant, &t),
+							   tenant, purpose, t.key_version, t.customer);
+		if (d != NULL)
+			break;
+		if (IsolationUsesXactSnapshot() || attempt >= 2)
+			ks_creation_conflict(tenant, purpose);
+	}
 	version = d->pub.version;
 	if (max_age > 0)
 		snprintf(detail, sizeof(detail),

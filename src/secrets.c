@@ -28,6 +28,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "envault_ext.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -400,6 +401,9 @@ sec_load(EnvSecret *s)
 			return sec_fail(s, ERRCODE_OUT_OF_MEMORY, NULL, NULL,
 							"could not allocate locked memory for the envault %s",
 							s->what);
+		/* env_locked_alloc does not say whether mlock worked: ask again */
+		if (!env_locked_relock(sec_page, SEC_PAGE_SIZE))
+			env_warn_memory_unlocked();
 		sec_locked_pid = MyProcPid;
 	}
 
@@ -502,7 +506,9 @@ sec_get(EnvSecret *s, bool missing_ok)
 	}
 	if (sec_locked_pid != MyProcPid)
 	{
-		(void) env_locked_relock(sec_page, SEC_PAGE_SIZE);
+		/* mlock() is not inherited by fork() */
+		if (!env_locked_relock(sec_page, SEC_PAGE_SIZE))
+			env_warn_memory_unlocked();
 		sec_locked_pid = MyProcPid;
 	}
 	return sec_bytes(s);

@@ -16,8 +16,9 @@
  *
  * Secrets: the pepper HMAC keys are prepared once per process (OpenSSL
  * holds their state; it is cleansed when freed at process exit).  A token's
- * secret is parsed into a stack buffer that is wiped before returning; the
- * token text returned by issue_token belongs to the client from then on.
+ * secret, and the token issue_token makes, live in stack buffers that are
+ * wiped before returning, on error paths too (PG_FINALLY); the token text
+ * returned by issue_token belongs to the client from then on.
  *
  *-------------------------------------------------------------------------
  */
@@ -164,7 +165,7 @@ envault_issue_token(PG_FUNCTION_ARGS)
 	NAMEOID, TIMESTAMPTZOID};
 	Datum		values[7];
 	char		nulls[7] = "       ";
-	text	   *result;
+	text	   *volatile result = NULL;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -184,31 +185,43 @@ envault_issue_token(PG_FUNCTION_ARGS)
 				 errmsg("expires_at must be in the future")));
 	tok_prepare();
 
-	if (!env_random_bytes(id, sizeof(id)) ||
-		!env_random_bytes(secret, sizeof(secret)))
-		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a token");
-	tok_mac(&tok_current, id, secret, mac);
-	env_token_format(token, id, secret);
-	env_wipe(secret, sizeof(secret));
-	result = cstring_to_text(token);
-	env_wipe(token, sizeof(token));
-	tok_hex(id, sizeof(id), id_hex);
+	/*
+	 * The secret and the token exist on this stack only, and are wiped
+	 * whatever happens; the returned copy is made once the token is stored.
+	 */
+	PG_TRY();
+	{
+		if (!env_random_bytes(id, sizeof(id)) ||
+			!env_random_bytes(secret, sizeof(secret)))
+			env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a token");
+		tok_mac(&tok_current, id, secret, mac);
+		env_token_format(token, id, secret);
+		env_wipe(secret, sizeof(secret));
+		tok_hex(id, ENV_TOKEN_ID_BYTES, id_hex);
 
-	values[0] = CStringGetTextDatum(id_hex);
-	values[1] = PointerGetDatum(tenant);
-	values[2] = PointerGetDatum(tok_bytea(mac, sizeof(mac)));
-	values[3] = CStringGetTextDatum(tok_current.version);
-	values[4] = PointerGetDatum(label);
-	if (PG_ARGISNULL(2))
-		nulls[6] = 'n';
-	else
-		values[6] = PG_GETARG_DATUM(2);
-	env_spi_begin(&s);
-	values[5] = CStringGetDatum(s.caller_name);
-	if (SPI_execute_with_args(TOK_Q_INSERT, 7, types, values, nulls,
-							  false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store the token");
-	env_spi_end(&s);
+		values[0] = CStringGetTextDatum(id_hex);
+		values[1] = PointerGetDatum(tenant);
+		values[2] = PointerGetDatum(tok_bytea(mac, sizeof(mac)));
+		values[3] = CStringGetTextDatum(tok_current.version);
+		values[4] = PointerGetDatum(label);
+		if (PG_ARGISNULL(2))
+			nulls[6] = 'n';
+		else
+			values[6] = PG_GETARG_DATUM(2);
+		env_spi_begin(&s);
+		values[5] = CStringGetDatum(s.caller_name);
+		if (SPI_execute_with_args(TOK_Q_INSERT, 7, types, values, nulls,
+								  false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store the token");
+		env_spi_end(&s);
+		result = cstring_to_text(token);
+	}
+	PG_FINALLY();
+	{
+		env_wipe(secret, sizeof(secret));
+		env_wipe(token, sizeof(token));
+	}
+	PG_END_TRY();
 	PG_RETURN_TEXT_P(result);
 }
 
@@ -251,12 +264,40 @@ env_token_verify(text *token, char *tenant_out)
  * env_token_verify(), also giving the token's id (ENV_TOKEN_ID_HEXLEN + 1
  * bytes) and expiry (DT_NOEND for none) on success.
  */
+static bool tok_verify_parsed(const uint8 *id, const uint8 *secret,
+							  char *tenant_out, char *id_out,
+							  TimestampTz *expires_out);
+
 bool
 env_token_verify_ex(text *token, char *tenant_out, char *id_out,
 					TimestampTz *expires_out)
 {
 	uint8		id[ENV_TOKEN_ID_BYTES];
 	uint8		secret[ENV_TOKEN_SECRET_BYTES];
+	volatile bool ok = false;
+
+	if (env_token_parse(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token), id,
+						secret) != ENV_TOKEN_OK)
+		return false;			/* the secret is wiped already */
+
+	/* the secret is wiped whatever happens, errors included */
+	PG_TRY();
+	{
+		ok = tok_verify_parsed(id, secret, tenant_out, id_out, expires_out);
+	}
+	PG_FINALLY();
+	{
+		env_wipe(secret, sizeof(secret));
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* The rest of env_token_verify_ex(), once the token parsed. */
+static bool
+tok_verify_parsed(const uint8 *id, const uint8 *secret, char *tenant_out,
+				  char *id_out, TimestampTz *expires_out)
+{
 	uint8		mac[32];
 	char		id_hex[ENV_TOKEN_ID_HEXLEN + 1];
 	EnvSpi		s;
@@ -272,11 +313,8 @@ env_token_verify_ex(text *token, char *tenant_out, char *id_out,
 	TokPepper  *tp;
 	bool		ok;
 
-	if (env_token_parse(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token), id,
-						secret) != ENV_TOKEN_OK)
-		return false;
 	tok_prepare();
-	tok_hex(id, sizeof(id), id_hex);
+	tok_hex(id, ENV_TOKEN_ID_BYTES, id_hex);
 	values[0] = CStringGetTextDatum(id_hex);
 
 	env_spi_begin(&s);
@@ -295,7 +333,6 @@ env_token_verify_ex(text *token, char *tenant_out, char *id_out,
 	if (SPI_processed == 0)
 	{
 		env_spi_end(&s);
-		env_wipe(secret, sizeof(secret));
 		return false;
 	}
 	tenant = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
@@ -336,7 +373,7 @@ env_token_verify_ex(text *token, char *tenant_out, char *id_out,
 			env_spi_run(TOK_Q_TOUCH, 1, types, values, SPI_OK_UPDATE);
 	}
 	env_spi_end(&s);
-	env_wipe(secret, sizeof(secret));
+	env_wipe(mac, sizeof(mac));
 	if (ok)
 	{
 		strlcpy(tenant_out, tenant, ENV_TENANT_MAXLEN + 1);

@@ -495,6 +495,82 @@ session_fails($sb, decrypt_sql(2), $destroyed_v1,
 session_is($sb, decrypt_sql(3, 4, 5), decrypted(3, 4, 5),
 	'B decrypts the values under the other versions');
 
+# --- rotate_data_key reaches a session that holds the active key at once ----------
+
+# B encrypts for acme/notes (and so holds its active key, version 1), in a
+# transaction; A rotates acme/notes; B's next statement in that same
+# transaction encrypts under version 2.  (The statement names no table, as
+# in decrypt_literal_sql: only the shared counter can tell B.)
+my $notes_key_sql =
+  q{SELECT encode(substr(envault.env_encrypt('acme', 'notes', 'x'::text), 5, 8), 'hex')};
+sub notes_key_id
+{
+	my ($version) = @_;
+	return $node->safe_psql('postgres',
+		qq{SELECT lpad(to_hex(key_id), 16, '0') FROM envault.data_keys
+		    WHERE tenant = 'acme' AND purpose = 'notes' AND version = $version});
+}
+session_is($sb, "BEGIN;\n$notes_key_sql", notes_key_id(1),
+	'B opens a transaction and encrypts for acme/notes under version 1');
+session_is($sb, $notes_key_sql, notes_key_id(1), 'and again, from its cache');
+session_is($sa, q{SELECT envault.rotate_data_key('acme', 'notes')},
+	'2', 'A rotates acme/notes');
+session_is($sb, $notes_key_sql, notes_key_id(2),
+	'B, next statement of its open transaction, encrypts under version 2');
+session_is($sb, 'COMMIT', '', 'B commits');
+session_is($sb, decrypt_sql(5), decrypted(5),
+	'B still decrypts the value under version 1');
+
+# --- rotate_data_key racing the creation of the first data key ---------------------
+
+# A creates the first data key of (race, p) in an open transaction; B rotates
+# (race, p) meanwhile, and waits for A; when A commits, B retires A's version
+# and makes the next one, instead of failing.
+$node->safe_psql('postgres', q{SELECT envault.create_tenant('race')});
+session_is($sa,
+	"BEGIN;\nSELECT envault.env_encrypt('race', 'p', 'first'::text) IS NOT NULL",
+	't', 'A creates the first data key of (race, p) in an open transaction');
+$sb->query_until(qr/rotating/,
+	"\\echo rotating\nSELECT envault.rotate_data_key('race', 'p');\n");
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity
+	   WHERE wait_event_type = 'Lock' AND query LIKE '%rotate_data_key(''race''%'})
+  or die 'B is not waiting for A';
+session_is($sa, 'COMMIT', '', 'A commits');
+my ($race_out, $race_err) = run_in($sb, q{SELECT 'after'});
+is($race_err, '', 'B\'s rotation did not fail');
+is($race_out, "2\nafter", 'B\'s rotation made version 2');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT string_agg(version || ':' || state, ',' ORDER BY version)
+		    FROM envault.data_keys WHERE tenant = 'race'}),
+	'1:rotated,2:active',
+	'A\'s version 1 is rotated, B\'s version 2 active');
+
+# The same with B in a REPEATABLE READ transaction: PostgreSQL itself
+# refuses B's insert under its snapshot with a serialization failure, which
+# the application retries.
+$node->safe_psql('postgres', q{SELECT envault.create_tenant('race-rr')});
+session_is($sb, "BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT 1", '1',
+	'B opens a REPEATABLE READ transaction');
+session_is($sa,
+	"BEGIN;\nSELECT envault.env_encrypt('race-rr', 'p', 'first'::text) IS NOT NULL",
+	't', 'A creates the first data key of (race-rr, p) in an open transaction');
+$sb->query_until(qr/rotating/,
+	"\\echo rotating\nSELECT envault.rotate_data_key('race-rr', 'p');\n");
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity
+	   WHERE wait_event_type = 'Lock' AND query LIKE '%rotate_data_key(''race-rr''%'})
+  or die 'B is not waiting for A';
+session_is($sa, 'COMMIT', '', 'A commits');
+($race_out, $race_err) = run_in($sb, 'ROLLBACK');
+like(
+	$race_err,
+	qr/\Apsql:<stdin>:\d+: ERROR:  40001: could not serialize access due to concurrent /,
+	'B, REPEATABLE READ: a serialization failure, to be retried');
+session_is($sa, q{SELECT envault.rotate_data_key('race-rr', 'p')},
+	'2', 'the retried rotation succeeds');
+
 # --- (f) revoking a token ends the tenant contexts it set ----------------------------
 
 # Session C is the application: it authenticates with a token for the
@@ -570,7 +646,7 @@ session_is($sb, $globex_sql, $globex_out,
 session_is(
 	$sa, q{SELECT count(*) FILTER (WHERE wrapped_key IS NULL) || '/' || count(*)
 	        FROM envault.data_keys WHERE tenant = 'acme'},
-	'4/4', 'every data key of acme is wiped');
+	'5/5', 'every data key of acme is wiped');
 
 $sa->quit;
 $sb->quit;
