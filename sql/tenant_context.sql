@@ -144,6 +144,42 @@ SELECT env_encrypt('acme', 'secrets', 'x');
 SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
 -- cannot pick a tenant without a token
 SELECT envault.set_tenant('acme');
+-- nor with SET or set_config, before or after authenticating
+SET envault.current_tenant = 'globex';
+SELECT set_config('envault.tenant', 'globex', false);
+SELECT set_config('app.current_tenant', 'globex', false);
+SET app.current_org_id = 'globex';
+SELECT envault.current_tenant() IS NULL AS still_no_tenant;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 2;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SAVEPOINT s;
+SET LOCAL envault.current_tenant = 'globex';
+ROLLBACK TO s;
+SELECT set_config('envault.current_tenant', 'globex', true);
+ROLLBACK TO s;
+SELECT set_config('app.current_tenant', 'globex', true);
+SELECT envault.current_tenant() AS still_acme;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 2;
+ROLLBACK;
+RESET app.current_tenant;
+RESET app.current_org_id;
+-- the tenant ends with the transaction, committed or rolled back
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+COMMIT;
+SELECT envault.current_tenant() IS NULL AS cleared_by_commit;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+ROLLBACK;
+SELECT envault.current_tenant() IS NULL AS cleared_by_rollback;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+-- a mistyped token (one character changed: its checksum fails) gets nothing
+SELECT envault.authenticate(overlay(:'tok' PLACING
+         CASE WHEN substr(:'tok', 30, 1) = 'a' THEN 'b' ELSE 'a' END FROM 30 FOR 1));
+SELECT envault.current_tenant() IS NULL AS nothing;
 BEGIN;
 SELECT envault.authenticate(:'tok');
 -- its own tenant's data only, even in rows it can read
