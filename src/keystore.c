@@ -1382,6 +1382,17 @@ env_keystore_tenant_exists(const char *tenant, size_t tenant_len)
 	return exists;
 }
 
+static void
+ks_no_data_key(uint64 key_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("envault data key of this ciphertext does not exist"),
+			 errdetail("The ciphertext names data key id " INT64_FORMAT ", which is not in envault.data_keys.",
+					   (int64) key_id),
+			 errhint("The value may come from another database, or its header was altered.")));
+}
+
 /*
  * May the caller use the keys of the tenant a ciphertext names?  Checked
  * with the caller's own role, not the key store's, while the key tables are
@@ -1438,12 +1449,7 @@ env_keystore_key_by_id(uint64 key_id)
 	values[0] = Int64GetDatum((int64) key_id);
 	env_spi_run(KS_Q_BY_ID, 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("envault data key of this ciphertext does not exist"),
-				 errdetail("The ciphertext names data key id " INT64_FORMAT ", which is not in envault.data_keys.",
-						   (int64) key_id),
-				 errhint("The value may come from another database, or its header was altered.")));
+		ks_no_data_key(key_id);
 
 	tenant = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
 	purpose = TextDatumGetCString(env_spi_col(&s, 10, &isnull, false, -1));
@@ -1522,12 +1528,7 @@ env_keystore_unusable(uint64 key_id)
 	values[0] = Int64GetDatum((int64) key_id);
 	env_spi_run(KS_Q_KEY_STATE, 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("envault data key of this ciphertext does not exist"),
-				 errdetail("The ciphertext names data key id " INT64_FORMAT ", which is not in envault.data_keys.",
-						   (int64) key_id),
-				 errhint("The value may come from another database, or its header was altered.")));
+		ks_no_data_key(key_id);
 	tenant = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
 	ks_check_caller(&s, tenant);
 	kstate = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));

@@ -291,6 +291,30 @@ sub new_token
 	return ($tok, substr($tok, 4, 16));
 }
 
+# Session C, the application role, authenticates for its session and
+# decrypts; A (session $sa) revokes the token; C's next statement (on $node
+# "$name: ") is refused and C has no tenant any more.  Returns C.
+sub revocation_ends_session_context
+{
+	my ($node, $sa, $name) = @_;
+	app_setup($node);
+	my $sc = open_session($node);
+	my ($tok, $tok_id) = new_token($node, "$name app session");
+	session_is($sc,
+		"SET ROLE regress_app;\nSELECT envault.authenticate('$tok', true)",
+		'acme', "${name}C, the application role, authenticates for its session");
+	session_is($sc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
+		"${name}C decrypts the values of acme");
+	session_is($sa, "SELECT envault.revoke_token('$tok_id')",
+		't', "${name}A revokes the token of C's context");
+	session_fails($sc, decrypt_literal_sql(3, 4, 5),
+		context_ended($tok_id, 'was revoked'),
+		"${name}C, next statement: its context ended with the token");
+	session_is($sc, 'SELECT envault.current_tenant() IS NULL',
+		't', "${name}C has no tenant any more");
+	return $sc;
+}
+
 my $in_aborted = error_block('25P02',
 	'current transaction is aborted, commands ignored until end of transaction block'
 );
@@ -577,20 +601,7 @@ session_is($sa, q{SELECT envault.rotate_data_key('race-rr', 'p')},
 # session and decrypts; A revokes the token; C's next statement is refused,
 # with its context gone.  Then the same inside a transaction C had opened,
 # with revoke_tenant_tokens.
-app_setup($node);
-my $sc = open_session($node);
-my ($tok, $tok_id) = new_token($node, 'app session');
-session_is($sc, "SET ROLE regress_app;\nSELECT envault.authenticate('$tok', true)",
-	'acme', '(f) C, the application role, authenticates for its session');
-session_is($sc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
-	'C decrypts the values of acme');
-session_is($sa, "SELECT envault.revoke_token('$tok_id')",
-	't', 'A revokes the token of C\'s context');
-session_fails($sc, decrypt_literal_sql(3, 4, 5),
-	context_ended($tok_id, 'was revoked'),
-	'C, next statement: its context ended with the token');
-session_is($sc, 'SELECT envault.current_tenant() IS NULL',
-	't', 'C has no tenant any more');
+my $sc = revocation_ends_session_context($node, $sa, '(f) ');
 session_fails($sc, decrypt_literal_sql(3, 4, 5), $no_tenant,
 	'C, decrypting without a tenant');
 
@@ -720,21 +731,8 @@ session_is($sb, $acme_sql, $acme_out,
 
 # A token revocation likewise ends a session context at its next
 # transaction.
-app_setup($lazy);
-my $lc = open_session($lazy);
-my ($ltok, $ltok_id) = new_token($lazy, 'lazy app session');
-session_is($lc, "SET ROLE regress_app;\nSELECT envault.authenticate('$ltok', true)",
-	'acme', 'lazy: C, the application role, authenticates for its session');
-session_is($lc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
-	'lazy: C decrypts');
-session_is($sa, "SELECT envault.revoke_token('$ltok_id')",
-	't', 'lazy: A revokes the token of C\'s context');
-session_fails($lc, decrypt_literal_sql(3, 4, 5),
-	context_ended($ltok_id, 'was revoked'),
-	'lazy: C, next statement (a new transaction): its context ended');
-session_is($lc, 'SELECT envault.current_tenant() IS NULL',
-	't', 'lazy: C has no tenant any more');
-$lc->quit;
+# (Each statement is a transaction of its own here.)
+revocation_ends_session_context($lazy, $sa, 'lazy: ')->quit;
 
 # A retired version likewise, at B's next transaction.
 session_is($sb, "BEGIN;\n" . decrypt_literal_sql(@acme),
