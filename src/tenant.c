@@ -452,17 +452,16 @@ Datum
 envault_policy_isolates(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	Relation	rel;
 	Relation	pol;
 	ScanKeyData keys[2];
 	SysScanDesc scan;
 	HeapTuple	tup;
+	bool		isnull;
 	bool		ok = false;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_BOOL(false);
 	relid = PG_GETARG_OID(0);
-	rel = relation_open(relid, AccessShareLock);
 
 	pol = table_open(PolicyRelationId, AccessShareLock);
 	ScanKeyInit(&keys[0], Anum_pg_policy_polrelid, BTEqualStrategyNumber,
@@ -473,9 +472,12 @@ envault_policy_isolates(PG_FUNCTION_ARGS)
 							  2, keys);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
+		tup = heap_copytuple(tup);
+	systable_endscan(scan);
+
+	if (HeapTupleIsValid(tup))
 	{
 		Form_pg_policy form = (Form_pg_policy) GETSTRUCT(tup);
-		bool		isnull;
 		Datum		roles = heap_getattr(tup, Anum_pg_policy_polroles,
 										 RelationGetDescr(pol), &isnull);
 
@@ -491,22 +493,23 @@ envault_policy_isolates(PG_FUNCTION_ARGS)
 			ok = n == 1 && !nulls[0] &&
 				DatumGetObjectId(elems[0]) == ACL_ID_PUBLIC;
 		}
-		if (ok)
-		{
-			Node	   *expected = ten_policy_tree(rel, text_to_cstring(PG_GETARG_TEXT_PP(1)));
-			Datum		d;
-
-			d = heap_getattr(tup, Anum_pg_policy_polqual,
-							 RelationGetDescr(pol), &isnull);
-			ok = ten_tree_is(d, isnull, expected);
-			d = heap_getattr(tup, Anum_pg_policy_polwithcheck,
-							 RelationGetDescr(pol), &isnull);
-			ok = ok && ten_tree_is(d, isnull, expected);
-		}
 	}
-	systable_endscan(scan);
+	if (ok)
+	{
+		/* only now the table itself: its columns, for parsing expr */
+		Relation	rel = relation_open(relid, AccessShareLock);
+		Node	   *expected = ten_policy_tree(rel, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+		Datum		d;
+
+		d = heap_getattr(tup, Anum_pg_policy_polqual, RelationGetDescr(pol),
+						 &isnull);
+		ok = ten_tree_is(d, isnull, expected);
+		d = heap_getattr(tup, Anum_pg_policy_polwithcheck,
+						 RelationGetDescr(pol), &isnull);
+		ok = ok && ten_tree_is(d, isnull, expected);
+		relation_close(rel, AccessShareLock);
+	}
 	table_close(pol, AccessShareLock);
-	relation_close(rel, AccessShareLock);
 	PG_RETURN_BOOL(ok);
 }
 
