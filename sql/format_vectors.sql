@@ -47,8 +47,31 @@ SELECT envault.env_decrypt_text(envault.env_encrypt('vector-tenant', 'secrets',
                                                     'envault test vector', 'row:42'::bytea),
                                 'row:42'::bytea);
 
+-- the blind index of the vectors: the blind-index key of (vector-tenant,
+-- email) is the data key of purpose _bidx.email (0x0123456789abcdf0)
+INSERT INTO envault.data_keys (key_id, tenant, purpose, version, state,
+                               wrapped_key, tenant_key_version, created_by)
+VALUES (81985529216486896, 'vector-tenant', '_bidx.email', 1, 'active',
+        '\x01d0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7fc7970231b56d5d3eb1e22787a5820ef3a5255f9a9eb7b408f215bb042522da2af36bcdac10658563c09748d870a144e',
+        1, 'regress');
+SELECT envault.blind_index('vector-tenant', 'email', 'alice@example.com')
+       = '\x8376581f79a61938ce591c4a480fb4fc9a4075900c4f34bbd1343d94b12196f0' AS blind_index_matches;
+
+-- the token of the vectors, stored as the vectors state it (its pepper is
+-- the pepper of test/regress.conf), verifies to its tenant
+INSERT INTO envault.tokens (token_id, tenant, token_hmac, pepper_version, label, created_by)
+VALUES ('7071727374757677', 'vector-tenant',
+        '\x58e09d472a36027286b2d7ff123b7c8893c715275cbb3883b7b40706aa4598e6',
+        '5735a5a8876644b2', 'vector', 'regress');
+SELECT envault.verify_token(convert_from('\x6576745f373037313732373337343735373637375f393039313932393339343935393639373938393939613962396339643965396661306131613261336134613561366137613861396161616261636164616561665f6463666331313030', 'UTF8'));
+-- a token the C code issues records the same pepper version (its HMAC is
+-- checked with pgcrypto in sql/tenant_context.sql)
+SELECT envault.issue_token('vector-tenant', 'issued here') IS NOT NULL AS issued;
+SELECT pepper_version FROM envault.tokens WHERE label = 'issued here';
+
 -- remove the vector rows so that later tests do not see them
 DROP TABLE regress_vectors;
+DELETE FROM envault.tokens WHERE tenant = 'vector-tenant';
 DELETE FROM envault.data_keys WHERE tenant = 'vector-tenant';
 DELETE FROM envault.tenants WHERE tenant = 'vector-tenant';
 SELECT (SELECT count(*) FROM envault.tenants WHERE tenant = 'vector-tenant') AS tenants,

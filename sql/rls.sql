@@ -44,6 +44,74 @@ SELECT table_name, tenant_column, owner, rls_enabled, rls_forced, policies, isol
   FROM envault.isolation_report()
  WHERE table_name::text IN ('regress_orders', 'regress_uuid', 'regress_bigint',
                             'regress_open', 'regress_leaky');
+-- Isolation is judged by the policy's definition, not its name: a policy
+-- called envault_tenant_isolation that is anything but what isolate_table
+-- creates is reported as not isolating, and isolate_table replaces it
+CREATE FUNCTION regress_isolated(t regclass) RETURNS text
+LANGUAGE sql AS $$
+	SELECT string_agg(tenant_column || ':' || isolated, ' ' ORDER BY tenant_column)
+	  FROM envault.isolation_report() WHERE table_name = t
+$$;
+CREATE FUNCTION regress_policy(t regclass) RETURNS text
+LANGUAGE sql AS $$
+	SELECT string_agg(polname || ' ' || polcmd::text || ' ' || polpermissive || ' ' ||
+	                  polroles::text || ' ' || pg_get_expr(polqual, polrelid) || ' / ' ||
+	                  coalesce(pg_get_expr(polwithcheck, polrelid), '-'), ', ')
+	  FROM pg_policy WHERE polrelid = t
+$$;
+CREATE TABLE regress_two (id int, tenant text, tenant_id text);
+SELECT envault.isolate_table('regress_two', 'tenant_id');
+SELECT regress_isolated('regress_two') AS isolated_by, regress_policy('regress_two');
+-- another column replaces the policy
+SELECT envault.isolate_table('regress_two', 'tenant');
+SELECT regress_isolated('regress_two') AS isolated_by, regress_policy('regress_two');
+-- tampering: each kind is reported, then repaired
+SELECT oid AS policy_oid FROM pg_policy WHERE polrelid = 'regress_orders'::regclass \gset
+ALTER POLICY envault_tenant_isolation ON regress_orders USING (tenant IS NOT NULL);
+SELECT regress_isolated('regress_orders') AS altered_using;
+SELECT envault.isolate_table('regress_orders', 'tenant');
+SELECT regress_isolated('regress_orders') AS repaired, regress_policy('regress_orders');
+ALTER POLICY envault_tenant_isolation ON regress_orders WITH CHECK (true);
+SELECT regress_isolated('regress_orders') AS altered_check;
+SELECT envault.isolate_table('regress_orders', 'tenant');
+SELECT regress_isolated('regress_orders') AS repaired;
+ALTER POLICY envault_tenant_isolation ON regress_orders TO regress_rls_app;
+SELECT regress_isolated('regress_orders') AS for_one_role;
+SELECT envault.isolate_table('regress_orders', 'tenant');
+SELECT regress_isolated('regress_orders') AS repaired;
+DROP POLICY envault_tenant_isolation ON regress_orders;
+CREATE POLICY envault_tenant_isolation ON regress_orders AS RESTRICTIVE
+	USING (tenant = (SELECT envault.current_tenant()))
+	WITH CHECK (tenant = (SELECT envault.current_tenant()));
+SELECT regress_isolated('regress_orders') AS restrictive;
+SELECT envault.isolate_table('regress_orders', 'tenant');
+SELECT regress_isolated('regress_orders') AS repaired;
+DROP POLICY envault_tenant_isolation ON regress_orders;
+CREATE POLICY envault_tenant_isolation ON regress_orders FOR SELECT
+	USING (tenant = (SELECT envault.current_tenant()));
+SELECT regress_isolated('regress_orders') AS select_only;
+SELECT envault.isolate_table('regress_orders', 'tenant');
+SELECT regress_isolated('regress_orders') AS repaired, regress_policy('regress_orders');
+-- the same definition written by hand, as pg_dump writes it back, counts,
+-- and isolate_table keeps it
+DROP POLICY envault_tenant_isolation ON regress_orders;
+CREATE POLICY envault_tenant_isolation ON regress_orders
+	USING ((tenant = ( SELECT envault.current_tenant() AS current_tenant)))
+	WITH CHECK ((tenant = ( SELECT envault.current_tenant() AS current_tenant)));
+SELECT oid AS policy_oid FROM pg_policy WHERE polrelid = 'regress_orders'::regclass \gset
+SELECT regress_isolated('regress_orders') AS as_dumped;
+SELECT envault.isolate_table('regress_orders', 'tenant');
+SELECT oid = :policy_oid AS kept FROM pg_policy WHERE polrelid = 'regress_orders'::regclass;
+-- the helpers: the expression for a column, and NULL for no such column
+SELECT envault.isolation_expr('regress_uuid', 'tenant_id'),
+       envault.isolation_expr('regress_uuid', 'nope') IS NULL AS no_column,
+       envault.policy_isolates('regress_uuid', envault.isolation_expr('regress_uuid', 'tenant_id')) AS uuid_isolates,
+       envault.policy_isolates('regress_open', envault.isolation_expr('regress_open', 'tenant')) AS open_isolates,
+       envault.policy_isolates('regress_uuid', NULL) AS null_expr;
+SELECT envault.policy_isolates('regress_uuid', 'true) OR (true');
+DROP TABLE regress_two;
+DROP FUNCTION regress_isolated(regclass), regress_policy(regclass);
+
 -- which columns mark a tenant-owned table is a setting
 SET envault.tenant_columns = 'id';
 SELECT array_agg(table_name ORDER BY table_name::text) AS tables_with_id

@@ -144,6 +144,42 @@ SELECT env_encrypt('acme', 'secrets', 'x');
 SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
 -- cannot pick a tenant without a token
 SELECT envault.set_tenant('acme');
+-- nor with SET or set_config, before or after authenticating
+SET envault.current_tenant = 'globex';
+SELECT set_config('envault.tenant', 'globex', false);
+SELECT set_config('app.current_tenant', 'globex', false);
+SET app.current_org_id = 'globex';
+SELECT envault.current_tenant() IS NULL AS still_no_tenant;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 2;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SAVEPOINT s;
+SET LOCAL envault.current_tenant = 'globex';
+ROLLBACK TO s;
+SELECT set_config('envault.current_tenant', 'globex', true);
+ROLLBACK TO s;
+SELECT set_config('app.current_tenant', 'globex', true);
+SELECT envault.current_tenant() AS still_acme;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 2;
+ROLLBACK;
+RESET app.current_tenant;
+RESET app.current_org_id;
+-- the tenant ends with the transaction, committed or rolled back
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+COMMIT;
+SELECT envault.current_tenant() IS NULL AS cleared_by_commit;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+ROLLBACK;
+SELECT envault.current_tenant() IS NULL AS cleared_by_rollback;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+-- a mistyped token (one character changed: its checksum fails) gets nothing
+SELECT envault.authenticate(overlay(:'tok' PLACING
+         CASE WHEN substr(:'tok', 30, 1) = 'a' THEN 'b' ELSE 'a' END FROM 30 FOR 1));
+SELECT envault.current_tenant() IS NULL AS nothing;
 BEGIN;
 SELECT envault.authenticate(:'tok');
 -- its own tenant's data only, even in rows it can read
@@ -171,6 +207,197 @@ SELECT envault.authenticate(:'forged_body' || '_' || regress_crc32(:'forged_body
 SELECT envault.current_tenant() IS NULL AS nothing;
 RESET ROLE;
 
+-- Savepoints: rolling back to one undoes authenticate(), set_tenant() and
+-- reset_tenant() done since; releasing one keeps them
+SET ROLE regress_tc_app;
+BEGIN;
+SAVEPOINT a;
+SELECT envault.authenticate(:'tok');
+ROLLBACK TO a;
+SELECT envault.current_tenant() IS NULL AS undone;
+SELECT envault.authenticate(:'tok');
+SAVEPOINT b;
+SELECT envault.authenticate(:'tok_g');
+SELECT envault.current_tenant() AS inside_b;
+ROLLBACK TO b;
+SELECT envault.current_tenant() AS back_to_acme;
+SAVEPOINT c;
+SELECT envault.reset_tenant();
+ROLLBACK TO c;
+SELECT envault.current_tenant() AS reset_undone;
+-- nested: a change released into an outer savepoint is undone with it
+SAVEPOINT outer_sp;
+SAVEPOINT inner_sp;
+SELECT envault.authenticate(:'tok_g');
+RELEASE inner_sp;
+SELECT envault.current_tenant() AS released;
+ROLLBACK TO outer_sp;
+SELECT envault.current_tenant() AS outer_undone;
+SAVEPOINT d;
+SELECT envault.authenticate(:'tok_g');
+RELEASE d;
+SELECT envault.current_tenant() AS kept_after_release;
+COMMIT;
+SELECT envault.current_tenant() IS NULL AS cleared_by_commit;
+-- an exception block is a subtransaction too
+SELECT set_config('regress.tok', :'tok', false) IS NOT NULL AS stashed;
+DO $$
+BEGIN
+	BEGIN
+		PERFORM envault.authenticate(current_setting('regress.tok'), true);
+		RAISE EXCEPTION 'fail after authenticating';
+	EXCEPTION WHEN raise_exception THEN
+		RAISE NOTICE 'after the failed block: %', coalesce(envault.current_tenant(), 'no tenant');
+	END;
+END
+$$;
+SELECT envault.current_tenant() IS NULL AS nothing_after_the_block;
+-- a session context survives a rolled-back savepoint in a later transaction
+SELECT envault.authenticate(:'tok', true);
+BEGIN;
+SAVEPOINT e;
+SELECT envault.reset_tenant();
+ROLLBACK TO e;
+COMMIT;
+SELECT envault.current_tenant() AS session_context_kept;
+SELECT envault.reset_tenant();
+RESET ROLE;
+-- set_tenant (an admin) likewise
+BEGIN;
+SELECT envault.set_tenant('acme');
+SAVEPOINT f;
+SELECT envault.set_tenant('globex');
+ROLLBACK TO f;
+SELECT envault.current_tenant() AS admin_back_to_acme;
+COMMIT;
+
+-- Revoking a token ends the contexts it set, at their next use: here a
+-- session context of the application role, in this same session.  (The
+-- error names the token, whose id is random: regress_error masks it.)
+CREATE FUNCTION regress_error(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	state text;
+	msg text;
+	detail text;
+	hint text;
+BEGIN
+	EXECUTE sql;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+		detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+	RETURN state || ': ' || msg || E'\nDETAIL: '
+		|| regexp_replace(detail, 'Token [0-9a-f]{16} ', 'Token <id> ')
+		|| E'\nHINT: ' || hint;
+END
+$$;
+SELECT envault.issue_token('acme', 'session to revoke') AS tok_s \gset
+SET ROLE regress_tc_app;
+SELECT envault.authenticate(:'tok_s', true);
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+RESET ROLE;
+SELECT envault.revoke_token(substr(:'tok_s', 5, 16));
+SET ROLE regress_tc_app;
+SELECT regress_error('SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1');
+SELECT envault.current_tenant() IS NULL AS context_gone;
+SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1;
+-- revoke_tenant_tokens likewise, seen first by current_tenant() (which the
+-- isolate_table policies call)
+RESET ROLE;
+SELECT envault.issue_token('globex', 'session to revoke') AS tok_gs \gset
+SET ROLE regress_tc_app;
+SELECT envault.authenticate(:'tok_gs', true);
+RESET ROLE;
+SELECT envault.revoke_tenant_tokens('globex') AS revoked_count;
+SET ROLE regress_tc_app;
+SELECT regress_error('SELECT envault.current_tenant()');
+SELECT envault.current_tenant() IS NULL AS context_gone;
+-- and an expired token ends its context at the first use past its expiry
+RESET ROLE;
+SELECT envault.issue_token('acme', 'two seconds', clock_timestamp() + interval '2 seconds') AS tok_2s \gset
+SET ROLE regress_tc_app;
+SELECT envault.authenticate(:'tok_2s', true);
+SELECT envault.current_tenant() AS before_expiry;
+SELECT pg_sleep(2.5);
+SELECT regress_error('SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1');
+SELECT envault.current_tenant() IS NULL AS context_gone;
+RESET ROLE;
+SELECT envault.revoke_token(NULL);
+SELECT envault.revoke_tenant_tokens(NULL);
+
+-- Another tenant's ciphertext is refused with the same error whatever state
+-- that tenant and its keys are in: the application learns neither.  Tenant
+-- "regress-hidden" has values under a retired, a destroyed, a tampered and
+-- the active data key version; an admin sees why each one fails.
+SELECT envault.create_tenant('regress-hidden');
+CREATE TABLE regress_hidden (version int PRIMARY KEY, c bytea);
+INSERT INTO regress_hidden VALUES (1, env_encrypt('regress-hidden', 'docs', 'v1'));
+SELECT envault.rotate_data_key('regress-hidden', 'docs');
+INSERT INTO regress_hidden VALUES (2, env_encrypt('regress-hidden', 'docs', 'v2'));
+SELECT envault.rotate_data_key('regress-hidden', 'docs');
+INSERT INTO regress_hidden VALUES (3, env_encrypt('regress-hidden', 'docs', 'v3'));
+SELECT envault.rotate_data_key('regress-hidden', 'docs');
+INSERT INTO regress_hidden VALUES (4, env_encrypt('regress-hidden', 'docs', 'v4'));
+SELECT envault.retire_data_key('regress-hidden', 'docs', 1);
+SELECT envault.destroy_data_key('regress-hidden', 'docs', 2);
+-- version 3: its wrapped key swapped with that of version 4, behind envault's back
+UPDATE envault.data_keys d SET wrapped_key = o.wrapped_key
+  FROM envault.data_keys o
+ WHERE d.tenant = 'regress-hidden' AND d.version = 3
+   AND o.tenant = 'regress-hidden' AND o.version = 4;
+GRANT SELECT ON regress_hidden TO regress_tc_app;
+\c
+SET search_path = public, envault;
+\set SHOW_CONTEXT never
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 1;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 2;
+\set VERBOSITY terse
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 3;
+\set VERBOSITY default
+-- (and version 4 decrypts, leaving its key in this session's cache)
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+SET ROLE regress_tc_app;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SAVEPOINT s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 1;
+ROLLBACK TO s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 2;
+ROLLBACK TO s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 3;
+ROLLBACK TO s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+ROLLBACK TO s;
+SELECT env_is_current(c) FROM regress_hidden WHERE version = 1;
+ROLLBACK TO s;
+SELECT env_reencrypt(c) FROM regress_hidden WHERE version = 2;
+COMMIT;
+RESET ROLE;
+-- the same once the tenant is revoked, and once it is destroyed
+SELECT envault.revoke_tenant('regress-hidden');
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+SET ROLE regress_tc_app;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SAVEPOINT s;
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+ROLLBACK TO s;
+SELECT env_is_current(c) FROM regress_hidden WHERE version = 4;
+ROLLBACK TO s;
+SELECT env_reencrypt(c) FROM regress_hidden WHERE version = 4;
+COMMIT;
+RESET ROLE;
+SELECT envault.destroy_tenant('regress-hidden');
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+SET ROLE regress_tc_app;
+BEGIN;
+SELECT envault.authenticate(:'tok');
+SELECT env_decrypt_text(c) FROM regress_hidden WHERE version = 4;
+COMMIT;
+RESET ROLE;
+DROP TABLE regress_hidden;
+
 -- Admins keep explicit cross-tenant access, with or without a context
 SELECT envault.set_tenant('acme');
 SELECT env_decrypt_text(secret) FROM regress_shared ORDER BY id;
@@ -181,4 +408,5 @@ SELECT envault.set_tenant(NULL);
 SELECT envault.current_tenant() IS NULL AS cleared;
 
 DROP TABLE regress_shared;
+DROP FUNCTION regress_error(text);
 DROP ROLE regress_tc_app;

@@ -1,13 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * encrypt.c
- *		SQL wrappers of the data path: env_encrypt, env_decrypt and
- *		env_decrypt_text.
+ *		SQL wrappers of the data path: env_encrypt, env_decrypt,
+ *		env_decrypt_text, blind_index, env_reencrypt, env_is_current, and
+ *		key_state (for reencrypt_column).
  *
  * Every decryption goes through env_open_ciphertext(), the one place where
  * the tenant check happens and every decryption is counted in the access
- * log (accesslog.c).
- * Encryption and blind indexes check the tenant before touching a key.
+ * log (accesslog.c).  The tenant check of a ciphertext happens in the key
+ * store's lookup of its key (env_keystore_key_by_id), before any state of
+ * that tenant or key is looked at.  Encryption and blind indexes check the
+ * tenant before touching a key.
  *
  * Secrets: plaintext is read from the argument and written into the result
  * only; a detoasted copy of the argument is wiped before it is freed, and a
@@ -206,8 +209,7 @@ env_open_ciphertext_for(bytea *ciphertext, bytea *aad, const EnvDataKey **key_ou
 	if (!env_ct_parse((const uint8 *) VARDATA_ANY(ciphertext),
 					  VARSIZE_ANY_EXHDR(ciphertext), &ct))
 		env_error_auth_failed();
-	key = env_keystore_key_by_id(ct.key_id);
-	env_tenant_check(key->tenant, strlen(key->tenant), true);
+	key = env_keystore_key_by_id(ct.key_id);	/* checks the tenant */
 
 	enc_aad_build(&a, key, ct.header, aad);
 	result = palloc(VARHDRSZ + ct.body_len);
@@ -429,7 +431,38 @@ envault_env_is_current(PG_FUNCTION_ARGS)
 	c = PG_GETARG_BYTEA_PP(0);
 	if (!env_ct_parse((const uint8 *) VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c), &ct))
 		env_error_auth_failed();
-	enc_key_ref(env_keystore_key_by_id(ct.key_id), &ref);
-	env_tenant_check(ref.tenant, strlen(ref.tenant), true);
+	enc_key_ref(env_keystore_key_by_id(ct.key_id), &ref);	/* checks the tenant */
 	PG_RETURN_BOOL(enc_active_for(&ref)->key_id == ref.key_id);
+}
+
+/*
+ * SQL function: envault.key_state(ciphertext bytea) returns text
+ *
+ * The state of the data key a value is under, without raising for the
+ * states that open nothing: "active" (the value is current), "rotated"
+ * (it decrypts and can be re-encrypted), "retired" or "destroyed" (the
+ * data key's state), "tenant revoked" or "tenant destroyed".  Reads the
+ * header only; decrypts nothing.  For reencrypt_column, which skips the
+ * values it cannot move.
+ */
+PG_FUNCTION_INFO_V1(envault_key_state);
+Datum
+envault_key_state(PG_FUNCTION_ARGS)
+{
+	bytea	   *c;
+	EnvCiphertext ct;
+	EncKeyRef	ref;
+	const char *why;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	c = PG_GETARG_BYTEA_PP(0);
+	if (!env_ct_parse((const uint8 *) VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c), &ct))
+		env_error_auth_failed();
+	why = env_keystore_unusable(ct.key_id);	/* checks the tenant */
+	if (why != NULL)
+		PG_RETURN_TEXT_P(cstring_to_text(why));
+	enc_key_ref(env_keystore_key_by_id(ct.key_id), &ref);
+	PG_RETURN_TEXT_P(cstring_to_text(enc_active_for(&ref)->key_id == ref.key_id ?
+									 "active" : "rotated"));
 }

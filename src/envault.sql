@@ -197,6 +197,13 @@ LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION envault.env_is_current(bytea) IS
 	'Is the value under the active data key of its tenant and purpose?  Decrypts nothing';
 
+CREATE FUNCTION envault.key_state(ciphertext bytea)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_key_state'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION envault.key_state(bytea) IS
+	'State of the data key a value is under: active, rotated, retired, destroyed, tenant revoked or tenant destroyed; decrypts nothing';
+
 -- Tenant context
 
 CREATE FUNCTION envault.authenticate(token text, session boolean DEFAULT false)
@@ -245,42 +252,15 @@ COMMENT ON FUNCTION envault.verify_token(text) IS
 
 CREATE FUNCTION envault.revoke_token(token_id text)
 RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	UPDATE envault.tokens t SET revoked_at = pg_catalog.now()
-	 WHERE t.token_id OPERATOR(pg_catalog.=) revoke_token.token_id
-	   AND t.revoked_at IS NULL;
-	IF FOUND THEN
-		RETURN true;
-	END IF;
-	IF NOT EXISTS (SELECT FROM envault.tokens t
-				   WHERE t.token_id OPERATOR(pg_catalog.=) revoke_token.token_id) THEN
-		RAISE EXCEPTION 'envault token "%" does not exist', token_id
-			USING ERRCODE = 'undefined_object';
-	END IF;
-	RETURN false;
-END
-$$;
+AS 'MODULE_PATHNAME', 'envault_revoke_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.revoke_token(text) IS
-	'Revoke a token at once; false if it was already revoked';
+	'Revoke a token at once, ending the tenant contexts it set in every session; false if it was already revoked';
 
 CREATE FUNCTION envault.revoke_tenant_tokens(tenant text)
 RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	n integer;
-BEGIN
-	UPDATE envault.tokens t SET revoked_at = pg_catalog.now()
-	 WHERE t.tenant OPERATOR(pg_catalog.=) revoke_tenant_tokens.tenant
-	   AND t.revoked_at IS NULL;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	RETURN n;
-END
-$$;
+AS 'MODULE_PATHNAME', 'envault_revoke_tenant_tokens'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.revoke_tenant_tokens(text) IS
 	'Revoke every token of a tenant at once; returns how many were revoked';
 
@@ -293,45 +273,54 @@ COMMENT ON FUNCTION envault.pepper_hmac(bytea) IS
 
 -- Row-level security
 
+CREATE FUNCTION envault.isolation_expr(tbl regclass, tenant_column name)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	-- (SELECT ...) makes the tenant an InitPlan: evaluated once per query
+	SELECT pg_catalog.format('(%I OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::%s)',
+							 a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
+	   AND a.attname OPERATOR(pg_catalog.=) tenant_column
+	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION envault.isolation_expr(regclass, name) IS
+	'The expression of the policy isolate_table creates for a tenant column (NULL if there is no such column)';
+
+CREATE FUNCTION envault.policy_isolates(tbl regclass, expr text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'envault_policy_isolates'
+LANGUAGE C STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION envault.policy_isolates(regclass, text) IS
+	'Is envault_tenant_isolation on the table exactly the policy isolate_table creates with this expression (permissive, all commands, PUBLIC, USING and WITH CHECK)?';
+
 CREATE FUNCTION envault.isolate_table(tbl regclass, tenant_column name)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	coltype text;
-	expr text;
-	existing text;
+	expr text := envault.isolation_expr(tbl, tenant_column);
 BEGIN
-	SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO coltype
-	  FROM pg_catalog.pg_attribute a
-	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
-	   AND a.attname OPERATOR(pg_catalog.=) tenant_column
-	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
-	IF coltype IS NULL THEN
+	IF expr IS NULL THEN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
 			USING ERRCODE = 'undefined_column';
 	END IF;
-
-	-- (SELECT ...) makes the tenant an InitPlan: evaluated once per query
-	expr := pg_catalog.format('(%I OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::%s)',
-							  tenant_column, coltype);
 	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
 	EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
 
-	SELECT pg_catalog.pg_get_expr(p.polqual, p.polrelid) INTO existing
-	  FROM pg_catalog.pg_policy p
-	 WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
-	   AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation';
-	IF existing IS NOT NULL THEN
-		-- the same policy again changes nothing; another column replaces it
-		IF existing OPERATOR(pg_catalog.=) (SELECT pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
-											 FROM pg_catalog.pg_policy p
-											WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
-											  AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation')
-		   AND pg_catalog.strpos(existing, pg_catalog.quote_ident(tenant_column)) OPERATOR(pg_catalog.>) 0 THEN
-			RETURN;
-		END IF;
+	-- the same policy again changes nothing; a policy of that name with any
+	-- other definition (another column, altered expressions, restrictive,
+	-- for some commands or roles only) is replaced
+	IF envault.policy_isolates(tbl, expr) THEN
+		RETURN;
+	END IF;
+	IF EXISTS (SELECT FROM pg_catalog.pg_policy p
+				WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
+				  AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation') THEN
 		EXECUTE pg_catalog.format('DROP POLICY envault_tenant_isolation ON %s', tbl);
 	END IF;
 	EXECUTE pg_catalog.format('CREATE POLICY envault_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
@@ -354,9 +343,8 @@ AS $$
 					   FROM pg_catalog.pg_policy p
 					  WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid), '{}'),
 		   c.relrowsecurity AND c.relforcerowsecurity
-		   AND EXISTS (SELECT FROM pg_catalog.pg_policy p
-					   WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid
-						 AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation')
+		   -- judged by the policy's definition, not by its name
+		   AND envault.policy_isolates(c.oid, envault.isolation_expr(c.oid, a.attname))
 		   -- any other permissive policy would widen access beyond the tenant
 		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_policy p
 						   WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid
@@ -510,6 +498,16 @@ DECLARE
 	lo pg_catalog.text;
 	n bigint;
 	m bigint;
+	skipped bigint;
+	bounds text;
+	s_retired bigint;
+	s_destroyed bigint;
+	s_revoked bigint;
+	s_shredded bigint;
+	n_retired bigint := 0;
+	n_destroyed bigint := 0;
+	n_revoked bigint := 0;
+	n_shredded bigint := 0;
 BEGIN
 	IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
 		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
@@ -550,25 +548,55 @@ BEGIN
 	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL'
 					 ELSE pg_catalog.format('%I', aad_col) END;
 
+	-- Rows under a rotated data key are re-encrypted; rows under a key that
+	-- opens nothing (retired or destroyed, or of a revoked or destroyed
+	-- tenant) cannot be, and are skipped and counted.
 	EXECUTE pg_catalog.format(
-		'SELECT pg_catalog.count(*) FROM %s WHERE %I IS NOT NULL AND NOT envault.env_is_current(%I)',
-		tbl, col, col) INTO remaining;
+		'SELECT pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''rotated''),'
+		'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.<>) ALL (''{active,rotated}''))'
+		'  FROM (SELECT envault.key_state(%I) AS s FROM %s WHERE %I IS NOT NULL) x',
+		col, tbl, col) INTO remaining, n;
 	RAISE NOTICE 'reencrypt_column: % rows of % to re-encrypt', remaining, tbl;
+	IF n OPERATOR(pg_catalog.>) 0 THEN
+		RAISE NOTICE 'reencrypt_column: % rows of % are under keys that open nothing and will be skipped', n, tbl;
+	END IF;
+
+	-- Each batch's bounds; with rows to skip, also their counts by reason
+	-- (which costs reading the column; without, only the key is read, and
+	-- a row that becomes unusable during the run is still skipped, and
+	-- counted at the end as not done).
+	bounds := pg_catalog.format(
+		CASE WHEN n OPERATOR(pg_catalog.>) 0 THEN
+			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''retired''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''destroyed''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''tenant revoked''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''tenant destroyed'')'
+			'  FROM (SELECT %1$I AS k, envault.key_state(%5$I) AS s FROM %2$s'
+			'         WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
+			'         ORDER BY %1$I LIMIT %4$s) b'
+		ELSE
+			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*), 0, 0, 0, 0'
+			'  FROM (SELECT %1$I AS k FROM %2$s'
+			'         WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
+			'         ORDER BY %1$I LIMIT %4$s) b'
+		END, pk, tbl, pktype, batch_size, col);
 
 	-- walk the table in primary key order, one committed batch at a time;
 	-- a restart walks it again, but rows already current are not rewritten
 	LOOP
-		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*) FROM'
-			' (SELECT %1$I AS k FROM %2$s WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
-			'  ORDER BY %1$I LIMIT %4$s) b',
-			pk, tbl, pktype, batch_size) INTO hi, n USING lo;
+		EXECUTE bounds INTO hi, n, s_retired, s_destroyed, s_revoked, s_shredded USING lo;
 		EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+		n_retired := n_retired OPERATOR(pg_catalog.+) s_retired;
+		n_destroyed := n_destroyed OPERATOR(pg_catalog.+) s_destroyed;
+		n_revoked := n_revoked OPERATOR(pg_catalog.+) s_revoked;
+		n_shredded := n_shredded OPERATOR(pg_catalog.+) s_shredded;
 		EXECUTE pg_catalog.format(
 			'UPDATE %2$s SET %3$I = envault.env_reencrypt(%3$I, %4$s)'
 			' WHERE ($1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%5$s)'
 			'   AND %1$I OPERATOR(pg_catalog.<=) $2::%5$s'
-			'   AND %3$I IS NOT NULL AND NOT envault.env_is_current(%3$I)',
+			'   AND %3$I IS NOT NULL'
+			'   AND envault.key_state(%3$I) OPERATOR(pg_catalog.=) ''rotated''',
 			pk, tbl, col, aad_expr, pktype) USING lo, hi;
 		GET DIAGNOSTICS m = ROW_COUNT;
 		done := done OPERATOR(pg_catalog.+) m;
@@ -579,7 +607,26 @@ BEGIN
 			RAISE NOTICE 'reencrypt_column: % rows re-encrypted, % remaining', done, remaining;
 		END IF;
 	END LOOP;
-	RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted', done;
+	skipped := n_retired OPERATOR(pg_catalog.+) n_destroyed
+			   OPERATOR(pg_catalog.+) n_revoked OPERATOR(pg_catalog.+) n_shredded;
+	IF remaining OPERATOR(pg_catalog.>) 0 THEN
+		RAISE NOTICE 'reencrypt_column: % of the rows counted at the start were not re-encrypted (deleted, or their keys changed state during the run); call it again to see why', remaining;
+	END IF;
+	IF skipped OPERATOR(pg_catalog.=) 0 THEN
+		RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted', done;
+	ELSE
+		RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted, % skipped: %', done, skipped,
+			pg_catalog.array_to_string(ARRAY[
+				CASE WHEN n_retired OPERATOR(pg_catalog.>) 0
+					 THEN n_retired OPERATOR(pg_catalog.||) ' under retired data keys' END,
+				CASE WHEN n_destroyed OPERATOR(pg_catalog.>) 0
+					 THEN n_destroyed OPERATOR(pg_catalog.||) ' under destroyed data keys' END,
+				CASE WHEN n_revoked OPERATOR(pg_catalog.>) 0
+					 THEN n_revoked OPERATOR(pg_catalog.||) ' of revoked tenants' END,
+				CASE WHEN n_shredded OPERATOR(pg_catalog.>) 0
+					 THEN n_shredded OPERATOR(pg_catalog.||) ' of destroyed tenants' END],
+				', ');
+	END IF;
 END
 $$;
 COMMENT ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer) IS
@@ -1078,7 +1125,10 @@ GRANT EXECUTE ON FUNCTION
 	envault.issue_token(text, text, timestamptz),
 	envault.revoke_token(text),
 	envault.revoke_tenant_tokens(text),
+	envault.key_state(bytea),
 	envault.isolate_table(regclass, name),
+	envault.isolation_expr(regclass, name),
+	envault.policy_isolates(regclass, text),
 	envault.isolation_report(),
 	envault.rotate_data_key(text, text),
 	envault.rotate_tenant_key(text),

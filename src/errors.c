@@ -14,6 +14,8 @@
  */
 #include "envault.h"
 
+#include "miscadmin.h"
+
 void
 env_error_auth_failed(void)
 {
@@ -89,4 +91,25 @@ env_check_purpose_name(const char *purpose, size_t len)
 				 errmsg("invalid purpose name"),
 				 errdetail("A purpose is 1 to %d characters from a-z, 0-9, \"_\", \"-\" and \".\", starting with a letter or a digit.",
 						   ENV_PURPOSE_MAXLEN)));
+}
+
+/*
+ * Key memory could not be locked against swapping (mlock failed; errno
+ * says why).  envault goes on, as the memory is still excluded from core
+ * dumps and wiped, but says so: once per process, so that a server with a
+ * low RLIMIT_MEMLOCK logs one line per session, not one per key.
+ */
+void
+env_warn_memory_unlocked(void)
+{
+	static pid_t warned_pid = 0;
+
+	if (warned_pid == MyProcPid)
+		return;
+	warned_pid = MyProcPid;
+	ereport(WARNING,
+			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+			 errmsg("could not lock envault key memory against swapping: %m"),
+			 errdetail("envault goes on, but keys in this process may be written to swap."),
+			 errhint("Raise the server's locked-memory limit (RLIMIT_MEMLOCK): LimitMEMLOCK= in its systemd unit, or ulimit -l where it is started.")));
 }

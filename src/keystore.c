@@ -11,9 +11,14 @@
  * interfere.  That happens only on a cache miss.
  *
  * The cache is an LRU of unwrapped keys bounded by envault.key_cache_size
- * entries, each entry living at most envault.key_cache_ttl seconds.  An
- * entry added during a (sub)transaction that aborts is evicted with it, so
- * a data key created by an aborted transaction is never used to encrypt.
+ * entries, each entry living at most envault.key_cache_ttl seconds.  The
+ * keys of a tenant with a customer-managed key live at most
+ * envault.customer_key_ttl seconds, and by default (0) only until the end of
+ * the statement that fetched the customer key: the next statement fetches
+ * it again, so a customer that withholds its key stops every session at its
+ * next statement.  An entry added during a (sub)transaction that aborts is
+ * evicted with it, so a data key created by an aborted transaction is never
+ * used to encrypt.
  *
  * Secrets: an unwrapped key exists on the stack of ks_unwrap() only until it
  * is prepared into an EnvXaesKey, and is wiped there on every path.  Prepared
@@ -38,6 +43,7 @@
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -54,7 +60,7 @@
 static int	ks_cache_size = 1000;
 static int	ks_cache_ttl = 300;
 static int	ks_data_key_max_age = 0;
-static int	ks_customer_key_ttl = 60;
+static int	ks_customer_key_ttl = 0;	/* 0: one statement */
 
 /* --- slots for prepared keys, in locked pages ------------------------- */
 
@@ -86,6 +92,9 @@ ks_slot_alloc(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory for the envault key cache")));
+		/* env_locked_alloc does not say whether mlock worked: ask again */
+		if (!env_locked_relock(page, KS_PAGE_SIZE))
+			env_warn_memory_unlocked();
 		if (!ks_exit_registered)
 		{
 			on_proc_exit(ks_wipe_at_exit, (Datum) 0);
@@ -127,6 +136,8 @@ typedef struct KsNode
 	dlist_node	lru;			/* most recently used at the head */
 	KsKind		kind;
 	int64		loaded_at;		/* monotonic seconds */
+	LocalTransactionId lxid;	/* the statement that loaded it: its */
+	TimestampTz stmt_start;		/* transaction and its start */
 	bool		customer;		/* its tenant uses a customer-managed key */
 	SubTransactionId subxid;	/* adding (sub)transaction, until commit */
 	EnvXaesKey *xk;
@@ -155,9 +166,24 @@ typedef struct KsActive
 	uint64		key_id;
 } KsActive;
 
+/*
+ * A data key that opens nothing (retired, destroyed, or of a revoked or
+ * destroyed tenant), remembered so that envault.key_state() of many values
+ * under it reads its row once.  Forgotten with the whole cache, and at every
+ * (sub)transaction abort, as it may reflect a change that rolled back.
+ */
+typedef struct KsUnusable
+{
+	uint64		key_id;			/* hash key */
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+	const char *why;			/* a static string, see env_keystore_unusable */
+} KsUnusable;
+
 static HTAB *ks_tenants = NULL;
 static HTAB *ks_data_keys = NULL;
 static HTAB *ks_active = NULL;
+static HTAB *ks_unusable = NULL;
+static long ks_unusable_count = 0;
 static dlist_head ks_lru = DLIST_STATIC_INIT(ks_lru);
 static int	ks_count = 0;
 static int	ks_pending = 0;
@@ -222,20 +248,42 @@ ks_evict(KsNode *node)
 }
 
 /*
- * How long an entry may be used after it was loaded, by the settings in
- * force now (so that lowering them shortens what is already cached).
+ * The statement running now, as PostgreSQL tells statements apart for
+ * statement_timestamp(): every command message from the client (a simple
+ * query string, or each Bind or Execute of the extended protocol) starts a
+ * new one, and so does every transaction.  Whatever a statement runs (the
+ * functions it calls, PL/pgSQL loops) belongs to it.
  */
-static int
-ks_ttl(bool customer)
+static inline LocalTransactionId
+ks_statement_lxid(void)
 {
-	return customer ? Min(ks_customer_key_ttl, ks_cache_ttl) : ks_cache_ttl;
+	return MyProc != NULL ? MyProc->lxid : InvalidLocalTransactionId;
 }
 
-/* A hit: false if the entry has outlived the TTL (it is then evicted). */
+/*
+ * Has an entry outlived its lifetime, by the settings in force now (so that
+ * lowering them shortens what is already cached)?
+ */
+static bool
+ks_expired(KsNode *node)
+{
+	int			ttl = ks_cache_ttl;
+
+	if (node->customer)
+	{
+		if (ks_customer_key_ttl == 0)
+			return node->lxid != ks_statement_lxid() ||
+				node->stmt_start != GetCurrentStatementStartTimestamp();
+		ttl = Min(ks_customer_key_ttl, ks_cache_ttl);
+	}
+	return ks_now() - node->loaded_at >= ttl;
+}
+
+/* A hit: false if the entry has outlived its lifetime (it is then evicted). */
 static bool
 ks_touch(KsNode *node)
 {
-	if (ks_now() - node->loaded_at >= ks_ttl(node->customer))
+	if (ks_expired(node))
 	{
 		ks_evict(node);
 		return false;
@@ -244,12 +292,27 @@ ks_touch(KsNode *node)
 	return true;
 }
 
-/* Evict (and so wipe) every cached key. */
+static void
+ks_forget_unusable(void)
+{
+	HASH_SEQ_STATUS seq;
+	KsUnusable *u;
+
+	if (ks_unusable_count == 0)
+		return;
+	hash_seq_init(&seq, ks_unusable);
+	while ((u = hash_seq_search(&seq)) != NULL)
+		hash_search(ks_unusable, &u->key_id, HASH_REMOVE, NULL);
+	ks_unusable_count = 0;
+}
+
+/* Evict (and so wipe) every cached key, and forget every unusable one. */
 static void
 ks_evict_all(void)
 {
 	while (!dlist_is_empty(&ks_lru))
 		ks_evict(dlist_tail_element(KsNode, lru, &ks_lru));
+	ks_forget_unusable();
 }
 
 static void
@@ -307,12 +370,12 @@ ks_shmem_startup(void)
 
 static bool ks_flush_requested = false;
 
-/*
- * Called at the entry of every key lookup, never in the middle of an
- * operation that holds cached keys.
- */
+/* changes noticed so far, for env_keystore_changes() */
+static uint64 ks_changes = 0;
+
+/* Note a change another backend committed, if any; never evicts. */
 static inline void
-ks_check_generation(void)
+ks_notice_generation(void)
 {
 	if (ks_shared != NULL)
 	{
@@ -322,13 +385,36 @@ ks_check_generation(void)
 		{
 			ks_flush_requested = true;
 			ks_seen_generation = g;
+			ks_changes++;
 		}
 	}
+}
+
+/*
+ * Called at the entry of every key lookup, never in the middle of an
+ * operation that holds cached keys.
+ */
+static inline void
+ks_check_generation(void)
+{
+	ks_notice_generation();
 	if (ks_flush_requested)
 	{
 		ks_evict_all();
 		ks_flush_requested = false;
 	}
+}
+
+/*
+ * How many key-state changes this backend has noticed so far.  The tenant
+ * context uses it to verify its token again after any of them (a token
+ * revocation is one), at the cost of one atomic read per call.
+ */
+uint64
+env_keystore_changes(void)
+{
+	ks_notice_generation();
+	return ks_changes;
 }
 
 /*
@@ -340,7 +426,10 @@ ks_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid ||
 		(OidIsValid(ks_tenants_relid) && relid == ks_tenants_relid))
+	{
 		ks_flush_requested = true;
+		ks_changes++;
+	}
 }
 
 /*
@@ -353,6 +442,7 @@ env_keystore_changed(void)
 	Oid			nsp = get_namespace_oid("envault", false);
 
 	ks_evict_all();
+	ks_changes++;
 	ks_bump_at_commit = true;
 	ks_tenants_relid = get_relname_relid("tenants", nsp);
 	if (OidIsValid(ks_tenants_relid))
@@ -374,6 +464,8 @@ ks_link(KsNode *node, KsKind kind, EnvXaesKey *xk, bool customer)
 	node->kind = kind;
 	node->xk = xk;
 	node->loaded_at = ks_now();
+	node->lxid = ks_statement_lxid();
+	node->stmt_start = GetCurrentStatementStartTimestamp();
 	node->subxid = GetCurrentSubTransactionId();
 	dlist_push_head(&ks_lru, &node->lru);
 	ks_count++;
@@ -457,6 +549,7 @@ ks_xact_callback(XactEvent event, void *arg)
 			ks_bump_at_commit = false;
 			/* a prepared transaction may still roll back: forget its keys */
 			ks_evict_pending(InvalidSubTransactionId);
+			ks_forget_unusable();
 			break;
 		default:
 			break;
@@ -468,7 +561,10 @@ ks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		ks_evict_pending(mySubid);
+		ks_forget_unusable();
+	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 		ks_reassign_pending(mySubid, parentSubid);
 }
@@ -783,13 +879,26 @@ ks_tenant_key(const char *tenant, const KsTenantRow *row)
 				 errdetail("Its row in envault.tenants was altered or copied from another tenant.")));
 
 	ks_make_room();
-	t = hash_search(ks_tenants, tenant, HASH_ENTER, &found);
+	PG_TRY();
+	{
+		t = hash_search(ks_tenants, tenant, HASH_ENTER, &found);
+	}
+	PG_CATCH();
+	{
+		ks_slot_free(xk);		/* out of memory: the key is not kept */
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	t->key_version = row->key_version;
 	ks_link(&t->node, KS_TENANT, xk, row->customer);
 	return xk;
 }
 
-/* Put a prepared data key into the cache. */
+/*
+ * Put a prepared data key into the cache.  It takes the slot over: if
+ * anything fails (out of memory), the slot is wiped and freed and nothing
+ * of the key is left in the cache.
+ */
 static KsDataKey *
 ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 				  int32 version, bool active, TimestampTz created_at,
@@ -798,34 +907,48 @@ ks_cache_data_key(uint64 key_id, const char *tenant, const char *purpose,
 	KsDataKey  *d;
 	size_t		tlen = strlen(tenant);
 	size_t		plen = strlen(purpose);
+	size_t		context_len = env_context_len(tlen, plen);
+	uint8	   *volatile context = NULL;
 	bool		found;
 
 	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
 	if (d != NULL)
 		ks_evict(&d->node);
 	ks_make_room();
-	d = hash_search(ks_data_keys, &key_id, HASH_ENTER, &found);
+	PG_TRY();
+	{
+		context = MemoryContextAlloc(TopMemoryContext, context_len);
+		if (active)
+		{
+			char		name[KS_ACTIVE_KEYLEN];
+			KsActive   *a;
+
+			/* (if the entry below fails, this names a key not cached: harmless) */
+			ks_active_name(name, tenant, tlen, purpose, plen);
+			a = hash_search(ks_active, name, HASH_ENTER, &found);
+			a->key_id = key_id;
+		}
+		d = hash_search(ks_data_keys, &key_id, HASH_ENTER, &found);
+	}
+	PG_CATCH();
+	{
+		if (context != NULL)
+			pfree(context);
+		ks_slot_free(xk);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	memset(&d->pub, 0, sizeof(EnvDataKey));
 	d->pub.key_id = key_id;
 	d->pub.version = version;
 	strlcpy(d->pub.tenant, tenant, sizeof(d->pub.tenant));
 	strlcpy(d->pub.purpose, purpose, sizeof(d->pub.purpose));
-	d->pub.context_len = env_context_len(tlen, plen);
-	d->pub.context = MemoryContextAlloc(TopMemoryContext, d->pub.context_len);
+	d->pub.context_len = context_len;
+	d->pub.context = context;
 	env_context_build(d->pub.context, tenant, tlen, purpose, plen);
 	d->pub.created_at = created_at;
 	d->pub.xk = xk;
 	ks_link(&d->node, KS_DATA_KEY, xk, customer);
-
-	if (active)
-	{
-		char		name[KS_ACTIVE_KEYLEN];
-		KsActive   *a;
-
-		ks_active_name(name, tenant, tlen, purpose, plen);
-		a = hash_search(ks_active, name, HASH_ENTER, &found);
-		a->key_id = key_id;
-	}
 	return d;
 }
 
@@ -1045,9 +1168,31 @@ ks_create_data_key(EnvSpi *s, const EnvXaesKey *tenant_key, const char *tenant,
 		ks_slot_free(xk);
 		return NULL;
 	}
-	env_key_event(s, "data key created", tenant, purpose, version, NULL);
+	/* recording the event can fail too (a cancel, a full disk) */
+	PG_TRY();
+	{
+		env_key_event(s, "data key created", tenant, purpose, version, NULL);
+	}
+	PG_CATCH();
+	{
+		ks_slot_free(xk);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	return ks_cache_data_key(key_id, tenant, purpose, version, true,
 							 GetCurrentTransactionStartTimestamp(), customer, xk);
+}
+
+/* Another transaction created a version of (tenant, purpose) first. */
+static void
+ks_creation_conflict(const char *tenant, const char *purpose)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to concurrent creation of a data key"),
+			 errdetail("Another transaction created a data key of tenant \"%s\", purpose \"%s\" at the same time.",
+					   tenant, purpose),
+			 errhint("Retry the transaction.")));
 }
 
 static void
@@ -1145,15 +1290,11 @@ ks_load_active(const char *tenant, const char *purpose)
 		tkey = ks_tenant_key(tenant, &t);
 		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version, t.customer);
 		if (d == NULL && IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent creation of a data key"),
-					 errhint("Retry the transaction.")));
+			ks_creation_conflict(tenant, purpose);
 	}
-	env_spi_end(&s);
 	if (d == NULL)
-		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
-			 tenant, purpose);
+		ks_creation_conflict(tenant, purpose);
+	env_spi_end(&s);
 	return d;
 }
 
@@ -1283,30 +1424,41 @@ env_keystore_tenant_exists(const char *tenant, size_t tenant_len)
 	return exists;
 }
 
-/*
- * May the caller use the keys of this tenant?  Asked as the caller, not as
- * the owner that the key store runs as between env_spi_begin() and
- * env_spi_end(); an error leaves the caller's role in place, and the abort
- * then restores whatever was in force before env_spi_begin().
- */
 static void
-ks_check_caller_tenant(EnvSpi *s, const char *tenant)
+ks_no_data_key(uint64 key_id)
 {
-	Oid			owner;
-	int			owner_sec;
-
-	GetUserIdAndSecContext(&owner, &owner_sec);
-	SetUserIdAndSecContext(s->save_userid, s->save_sec);
-	env_tenant_check(tenant, strlen(tenant), true);
-	SetUserIdAndSecContext(owner, owner_sec);
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("envault data key of this ciphertext does not exist"),
+			 errdetail("The ciphertext names data key id " INT64_FORMAT ", which is not in envault.data_keys.",
+					   (int64) key_id),
+			 errhint("The value may come from another database, or its header was altered.")));
 }
 
 /*
- * The data key a ciphertext names, from the cache or its row.  A caller who
- * may not use the keys of its tenant is refused as soon as the tenant is
- * known: before any state of the tenant or the key is reported (with their
- * names) and before any key of that tenant is unwrapped for it.  A cached
- * key is returned as it is; the callers check its tenant.
+ * May the caller use the keys of the tenant a ciphertext names?  Checked
+ * with the caller's own role, not the key store's, while the key tables are
+ * open: before anything else is read about that tenant or its key, so that
+ * a role without access learns nothing of either (not its state, not its
+ * integrity), and before anything is unwrapped into this backend.
+ */
+static void
+ks_check_caller(EnvSpi *s, const char *tenant)
+{
+	Oid			owner;
+	int			sec;
+
+	GetUserIdAndSecContext(&owner, &sec);
+	SetUserIdAndSecContext(s->save_userid, s->save_sec);
+	env_tenant_check(tenant, strlen(tenant), true);
+	SetUserIdAndSecContext(owner, sec);
+}
+
+/*
+ * The data key a ciphertext names, from the cache or its row.  The caller
+ * must be allowed to use its tenant (env_tenant_check): a role that is not
+ * gets the one "belongs to another tenant" error, whatever state that
+ * tenant and key are in.
  */
 const EnvDataKey *
 env_keystore_key_by_id(uint64 key_id)
@@ -1328,23 +1480,22 @@ env_keystore_key_by_id(uint64 key_id)
 
 	ks_check_generation();
 	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
-	if (d != NULL && ks_touch(&d->node))
-		return &d->pub;
+	if (d != NULL)
+	{
+		env_tenant_check(d->pub.tenant, strlen(d->pub.tenant), true);
+		if (ks_touch(&d->node))
+			return &d->pub;
+	}
 
 	env_spi_begin(&s);
 	values[0] = Int64GetDatum((int64) key_id);
 	env_spi_run(KS_Q_BY_ID, 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("envault data key of this ciphertext does not exist"),
-				 errdetail("The ciphertext names data key id " INT64_FORMAT ", which is not in envault.data_keys.",
-						   (int64) key_id),
-				 errhint("The value may come from another database, or its header was altered.")));
+		ks_no_data_key(key_id);
 
 	tenant = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
-	ks_check_caller_tenant(&s, tenant);
 	purpose = TextDatumGetCString(env_spi_col(&s, 10, &isnull, false, -1));
+	ks_check_caller(&s, tenant);
 	ks_tenant_row(&s, tenant, &t, 12);
 	version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
 	state = TextDatumGetCString(env_spi_col(&s, 11, &isnull, false, -1));
@@ -1370,6 +1521,81 @@ env_keystore_key_by_id(uint64 key_id)
 	d = ks_cache_data_key(key_id, tenant, purpose, version, false, 0, t.customer, xk);
 	env_spi_end(&s);
 	return &d->pub;
+}
+
+#define KS_Q_KEY_STATE \
+	"SELECT d.tenant, d.state, t.state" \
+	"  FROM envault.data_keys d" \
+	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) d.tenant" \
+	" WHERE d.key_id OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Why the data key a ciphertext names cannot open anything: "retired",
+ * "destroyed", "tenant revoked" or "tenant destroyed"; NULL when it can
+ * (it may still fail to, for example when a customer withholds its key).
+ * Never raises for those states, unlike env_keystore_key_by_id(); raises
+ * for a key that does not exist, and checks the tenant like it does.
+ */
+const char *
+env_keystore_unusable(uint64 key_id)
+{
+	KsDataKey  *d;
+	KsUnusable *u;
+	EnvSpi		s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	bool		found;
+	char	   *tenant;
+	char	   *kstate;
+	char	   *tstate;
+	const char *why = NULL;
+
+	ks_check_generation();
+	d = hash_search(ks_data_keys, &key_id, HASH_FIND, NULL);
+	if (d != NULL)
+	{
+		env_tenant_check(d->pub.tenant, strlen(d->pub.tenant), true);
+		if (!ks_expired(&d->node))
+			return NULL;
+	}
+	u = hash_search(ks_unusable, &key_id, HASH_FIND, NULL);
+	if (u != NULL)
+	{
+		env_tenant_check(u->tenant, strlen(u->tenant), true);
+		return u->why;
+	}
+
+	env_spi_begin(&s);
+	values[0] = Int64GetDatum((int64) key_id);
+	env_spi_run(KS_Q_KEY_STATE, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ks_no_data_key(key_id);
+	tenant = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	ks_check_caller(&s, tenant);
+	kstate = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
+	tstate = TextDatumGetCString(env_spi_col(&s, 3, &isnull, false, -1));
+	env_spi_end(&s);
+
+	if (strcmp(tstate, "destroyed") == 0)
+		why = "tenant destroyed";
+	else if (strcmp(tstate, "revoked") == 0)
+		why = "tenant revoked";
+	else if (strcmp(kstate, "retired") == 0)
+		why = "retired";
+	else if (strcmp(kstate, "destroyed") == 0)
+		why = "destroyed";
+	if (why == NULL)
+		return NULL;
+
+	if (ks_unusable_count >= ks_cache_size)
+		ks_forget_unusable();
+	u = hash_search(ks_unusable, &key_id, HASH_ENTER, &found);
+	if (!found)
+		ks_unusable_count++;
+	strlcpy(u->tenant, tenant, sizeof(u->tenant));
+	u->why = why;
+	return why;
 }
 
 void
@@ -1469,6 +1695,7 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 	Datum		values[3];
 	KsDataKey  *d;
 	int32		version;
+	int			attempt;
 	char		detail[96];
 
 	env_spi_begin(&s);
@@ -1489,12 +1716,24 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 		}
 	}
 	env_keystore_changed();
-	env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
-	d = ks_create_data_key(&s, ks_tenant_key(tenant, &t),
-						   tenant, purpose, t.key_version, t.customer);
-	if (d == NULL)
-		elog(ERROR, "could not create a data key for tenant \"%s\", purpose \"%s\"",
-			 tenant, purpose);
+
+	/*
+	 * A transaction creating the first data key of (tenant, purpose) does
+	 * not lock the tenant's row against this one: if it commits first, the
+	 * version created here collides with its own.  Then retire that one too
+	 * and try again (reading as of now, its key is visible), or, under a
+	 * transaction snapshot, ask for a retry.
+	 */
+	for (attempt = 0;; attempt++)
+	{
+		env_spi_run(KS_Q_RETIRE_ACTIVE, 2, types, values, SPI_OK_UPDATE);
+		d = ks_create_data_key(&s, ks_tenant_key(tenant, &t),
+							   tenant, purpose, t.key_version, t.customer);
+		if (d != NULL)
+			break;
+		if (IsolationUsesXactSnapshot() || attempt >= 2)
+			ks_creation_conflict(tenant, purpose);
+	}
 	version = d->pub.version;
 	if (max_age > 0)
 		snprintf(detail, sizeof(detail),
@@ -1903,10 +2142,10 @@ env_keystore_init(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("envault.customer_key_ttl",
-							gettext_noop("Longest time the keys of a tenant with a customer-managed key stay cached."),
-							gettext_noop("Withholding the customer key takes effect within this time in sessions that hold its keys."),
+							gettext_noop("Longest time the keys of a tenant with a customer-managed key stay cached (0: one statement)."),
+							gettext_noop("With 0, every statement that uses such a tenant runs envault.customer_key_command once, and withholding the customer key stops every session at its next statement; a positive value lets sessions that hold the keys use them that long."),
 							&ks_customer_key_ttl,
-							60, 1, 86400,
+							0, 0, 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("envault.key_cache_ttl",
@@ -1930,6 +2169,10 @@ env_keystore_init(void)
 	ctl.entrysize = sizeof(KsActive);
 	ks_active = hash_create("envault active data keys", 256, &ctl,
 							HASH_ELEM | HASH_STRINGS);
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(KsUnusable);
+	ks_unusable = hash_create("envault unusable data keys", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS);
 
 	RegisterXactCallback(ks_xact_callback, NULL);
 	RegisterSubXactCallback(ks_subxact_callback, NULL);

@@ -15,7 +15,9 @@
  * With shared_preload_libraries = 'envault' the secrets are read once in
  * the postmaster at server start and inherited by every backend.  If that
  * fails (or the library was not preloaded), each backend tries again when
- * it first needs a secret, and reports the problem as an error.
+ * it first needs a secret, and reports the problem as an error.  Without
+ * preloading the settings that hold a key in hex are refused (see
+ * sec_check_hex): only the file and command settings can be used.
  *
  * Secrets: all key bytes and the prepared master key live in one page that
  * is locked against swapping (re-locked in each process, as mlock() is not
@@ -69,6 +71,7 @@ typedef struct EnvSecret
 	char	   *command;
 
 	/* state */
+	bool		hex_refused;	/* the hex setting is set, but not accepted */
 	bool		loaded;
 	bool		absent;			/* loaded, and not configured */
 	uint8		kcv[ENV_KCV_LEN];
@@ -115,6 +118,7 @@ static EnvSecret sec_previous_pepper = {
 	.offset = offsetof(SecPage, previous_pepper)
 };
 
+static bool sec_preloaded = false;
 static SecPage *sec_page = NULL;
 static pid_t sec_locked_pid = 0;
 static pid_t sec_master_prepared_pid = 0;
@@ -134,6 +138,55 @@ SEC_SHOW_HOOK(sec_show_previous_master, sec_previous_master.hex)
 SEC_SHOW_HOOK(sec_show_previous_command, sec_previous_master.command)
 SEC_SHOW_HOOK(sec_show_pepper, sec_pepper.hex)
 SEC_SHOW_HOOK(sec_show_previous_pepper, sec_previous_pepper.hex)
+
+/*
+ * Without preloading, PostgreSQL's postmaster knows envault's settings only
+ * as placeholders, and logs the new value of any of them that a reload
+ * changes ("parameter ... changed to ..."), whatever flags envault gives
+ * them in the backends.  So the settings that hold a key itself are refused
+ * then: a key is never configured in a form that a reload would log.
+ */
+#define SEC_HEX_REFUSED_MSG "%s is not accepted when envault is not preloaded"
+#define SEC_HEX_REFUSED_DETAIL "Without shared_preload_libraries = 'envault' it could be changed by a reload, and PostgreSQL logs the new value of such a setting."
+
+static void
+sec_hex_refused_hint(EnvSecret *s, char *buf, size_t len)
+{
+	if (s->command_name)
+		snprintf(buf, len, "Use %s or %s instead, or add envault to shared_preload_libraries and restart the server.",
+				 s->file_name, s->command_name);
+	else
+		snprintf(buf, len, "Use %s instead, or add envault to shared_preload_libraries and restart the server.",
+				 s->file_name);
+}
+
+static bool
+sec_check_hex(EnvSecret *s, char **newval)
+{
+	char		hint[256];
+
+	s->hex_refused = false;
+	if (sec_preloaded || *newval == NULL || (*newval)[0] == '\0')
+		return true;
+	s->hex_refused = true;
+	sec_hex_refused_hint(s, hint, sizeof(hint));
+	GUC_check_errcode(ERRCODE_CONFIG_FILE_ERROR);
+	GUC_check_errmsg(SEC_HEX_REFUSED_MSG, s->hex_name);
+	GUC_check_errdetail(SEC_HEX_REFUSED_DETAIL);
+	GUC_check_errhint("%s", hint);
+	return false;
+}
+
+#define SEC_CHECK_HOOK(fn, secret) \
+static bool \
+fn(char **newval, void **extra, GucSource source) \
+{ \
+	return sec_check_hex(&(secret), newval); \
+}
+SEC_CHECK_HOOK(sec_check_master, sec_master)
+SEC_CHECK_HOOK(sec_check_previous_master, sec_previous_master)
+SEC_CHECK_HOOK(sec_check_pepper, sec_pepper)
+SEC_CHECK_HOOK(sec_check_previous_pepper, sec_previous_pepper)
 
 static bool sec_fail(EnvSecret *s, int sqlstate, const char *detail,
 					 const char *hint, const char *fmt,...) pg_attribute_printf(5, 6);
@@ -176,11 +229,17 @@ sec_sources_hint(EnvSecret *s, char *buf, size_t len)
 				 s->hex_name, s->file_name);
 }
 
-/* Trim trailing white space and decode 64 hex characters into the page. */
+/*
+ * Trim trailing white space and decode 64 hex characters into the page.
+ * setting names where they came from (and path, the file it names); both
+ * appear in the error, with a hint.
+ */
 static bool
-sec_decode(EnvSecret *s, char *buf, size_t len, const char *source)
+sec_decode(EnvSecret *s, char *buf, size_t len, const char *setting,
+		   const char *path)
 {
 	char		detail[128];
+	char		hint[160];
 	int			rc;
 
 	/* a buffer filled to the brim held more than a key can be */
@@ -196,8 +255,21 @@ sec_decode(EnvSecret *s, char *buf, size_t len, const char *source)
 		snprintf(detail, sizeof(detail),
 				 "The %s must be 64 hexadecimal characters (32 bytes), optionally followed by a newline.",
 				 s->what);
-		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, detail, NULL,
-						"envault %s from %s is malformed", s->what, source);
+		if (path != NULL)
+		{
+			snprintf(hint, sizeof(hint),
+					 "Check the contents of the file that %s names.", setting);
+			return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, detail, hint,
+							"envault %s from %s \"%s\" is malformed",
+							s->what, setting, path);
+		}
+		if (setting == s->command_name)
+			snprintf(hint, sizeof(hint),
+					 "Check that %s prints only the key.", setting);
+		else
+			snprintf(hint, sizeof(hint), "Check %s in postgresql.conf.", setting);
+		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, detail, hint,
+						"envault %s from %s is malformed", s->what, setting);
 	}
 	return true;
 }
@@ -206,7 +278,6 @@ static bool
 sec_read_file(EnvSecret *s, const char *path)
 {
 	char		buf[SEC_READ_MAX];
-	char		source[MAXPGPATH + 16];
 	char		hint[128];
 	struct stat st;
 	ssize_t		n;
@@ -243,8 +314,7 @@ sec_read_file(EnvSecret *s, const char *path)
 		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, strerror(errno), hint,
 						"could not read %s file \"%s\"", s->what, path);
 	}
-	snprintf(source, sizeof(source), "file \"%s\"", path);
-	return sec_decode(s, buf, (size_t) n, source);
+	return sec_decode(s, buf, (size_t) n, s->file_name, path);
 }
 
 static bool
@@ -278,7 +348,7 @@ sec_run_command(EnvSecret *s, const char *command)
 		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, detail, hint,
 						"%s failed", s->command_name);
 	}
-	return sec_decode(s, buf, n, s->command_name);
+	return sec_decode(s, buf, n, s->command_name, NULL);
 }
 
 /*
@@ -295,6 +365,12 @@ sec_load(EnvSecret *s)
 	if (s->loaded)
 		return true;
 
+	if (s->hex_refused)
+	{
+		sec_hex_refused_hint(s, hint, sizeof(hint));
+		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, SEC_HEX_REFUSED_DETAIL,
+						hint, SEC_HEX_REFUSED_MSG, s->hex_name);
+	}
 	nsources = sec_is_set(s->hex) + sec_is_set(s->file) + sec_is_set(s->command);
 	if (nsources == 0)
 	{
@@ -324,6 +400,9 @@ sec_load(EnvSecret *s)
 			return sec_fail(s, ERRCODE_OUT_OF_MEMORY, NULL, NULL,
 							"could not allocate locked memory for the envault %s",
 							s->what);
+		/* env_locked_alloc does not say whether mlock worked: ask again */
+		if (!env_locked_relock(sec_page, SEC_PAGE_SIZE))
+			env_warn_memory_unlocked();
 		sec_locked_pid = MyProcPid;
 	}
 
@@ -335,7 +414,7 @@ sec_load(EnvSecret *s)
 		if (len > sizeof(buf))
 			len = sizeof(buf);
 		memcpy(buf, s->hex, len);
-		ok = sec_decode(s, buf, len, s->hex_name);
+		ok = sec_decode(s, buf, len, s->hex_name, NULL);
 	}
 	else if (sec_is_set(s->file))
 		ok = sec_read_file(s, s->file);
@@ -426,7 +505,9 @@ sec_get(EnvSecret *s, bool missing_ok)
 	}
 	if (sec_locked_pid != MyProcPid)
 	{
-		(void) env_locked_relock(sec_page, SEC_PAGE_SIZE);
+		/* mlock() is not inherited by fork() */
+		if (!env_locked_relock(sec_page, SEC_PAGE_SIZE))
+			env_warn_memory_unlocked();
 		sec_locked_pid = MyProcPid;
 	}
 	return sec_bytes(s);
@@ -511,12 +592,6 @@ env_kcv_fingerprint(const uint8 *kcv)
 	return out;
 }
 
-/*
- * PostgreSQL accepts PGC_POSTMASTER custom settings only from preloaded
- * libraries.  Loaded later, the settings are PGC_SIGHUP instead: still not
- * settable with SET, and each session reads the secret once, when it first
- * needs it.
- */
 /* --- customer-managed keys ------------------------------------------------ */
 
 static char *sec_customer_command = NULL;
@@ -623,8 +698,15 @@ env_customer_key(const char *tenant, uint8 *key, uint8 *kcv)
 	}
 }
 
+/*
+ * PostgreSQL accepts PGC_POSTMASTER custom settings only from preloaded
+ * libraries.  Loaded later, the settings are PGC_SIGHUP instead: still not
+ * settable with SET, each session reads the secret once, when it first
+ * needs it, and the hex settings are refused (sec_check_hex).
+ */
 static void
-sec_define(EnvSecret *s, GucShowHook show_hex, GucShowHook show_command)
+sec_define(EnvSecret *s, GucStringCheckHook check_hex, GucShowHook show_hex,
+		   GucShowHook show_command)
 {
 	GucContext	context = process_shared_preload_libraries_in_progress ?
 		PGC_POSTMASTER : PGC_SIGHUP;
@@ -637,7 +719,7 @@ sec_define(EnvSecret *s, GucShowHook show_hex, GucShowHook show_command)
 							   &s->hex, "", context,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL |
 							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_AUTO_FILE,
-							   NULL, NULL, show_hex);
+							   check_hex, NULL, show_hex);
 	DefineCustomStringVariable(s->file_name, fdesc,
 							   gettext_noop("The file must not be accessible to its group or to other users."),
 							   &s->file, "", context,
@@ -684,8 +766,11 @@ env_secrets_init(void)
 							   &sec_customer_command, "", PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, sec_show_customer_command);
-	sec_define(&sec_master, sec_show_master, sec_show_command);
-	sec_define(&sec_previous_master, sec_show_previous_master, sec_show_previous_command);
-	sec_define(&sec_pepper, sec_show_pepper, NULL);
-	sec_define(&sec_previous_pepper, sec_show_previous_pepper, NULL);
+	sec_preloaded = process_shared_preload_libraries_in_progress;
+	sec_define(&sec_master, sec_check_master, sec_show_master, sec_show_command);
+	sec_define(&sec_previous_master, sec_check_previous_master,
+			   sec_show_previous_master, sec_show_previous_command);
+	sec_define(&sec_pepper, sec_check_pepper, sec_show_pepper, NULL);
+	sec_define(&sec_previous_pepper, sec_check_previous_pepper,
+			   sec_show_previous_pepper, NULL);
 }

@@ -8,50 +8,116 @@
  * verified token, or by envault.set_tenant() for envault_admin.  By default
  * it lasts until the end of the transaction, so that a connection returned
  * to a transaction-pooling pooler never carries one request's tenant into
- * the next; a transaction that aborts restores the context it started with.
+ * the next.  A transaction that aborts, and a subtransaction rolled back
+ * (ROLLBACK TO SAVEPOINT, an exception block), restore the context they
+ * started with.
+ *
+ * A context set from a token lasts only as long as the token is valid: its
+ * expiry is checked at every use, and after any key-state change noticed by
+ * the key store (revoke_token, revoke_tenant_tokens, revoke_tenant and
+ * destroy_tenant are such changes, in any backend) the token is looked up
+ * again before the context is used.  A context whose token is no longer
+ * valid is dropped, with an error saying why.
  *
  * Roles that are not members of envault_admin (nor superusers) may encrypt,
  * decrypt and compute blind indexes only for the current tenant.
+ *
+ * Row-level security on the current tenant (envault.isolate_table) is
+ * judged by the definition of its policy, never by its name: see
+ * envault_policy_isolates().
  *
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_policy.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/nodes.h"
+#include "parser/parse_clause.h"
+#include "parser/parse_collate.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 typedef struct TenState
 {
 	bool		is_set;
 	bool		local;			/* ends with the transaction */
+	bool		from_token;		/* set by authenticate() */
 	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		token_id[ENV_TOKEN_ID_HEXLEN + 1];
+	TimestampTz expires_at;		/* of the token; DT_NOEND for none */
+	uint64		verified;		/* env_keystore_changes() when last verified */
 } TenState;
+
+/*
+ * The context as it was when a (sub)transaction first changed it, so that
+ * its abort can restore it; innermost first.
+ */
+typedef struct TenSaved
+{
+	SubTransactionId subid;
+	TenState	state;
+	struct TenSaved *next;
+} TenSaved;
 
 static char *ten_columns_setting = NULL;
 
 static TenState ten_current;
-static TenState ten_at_xact_start;	/* valid while ten_changed */
-static bool ten_changed = false;
+static TenSaved *ten_saved = NULL;
 
 /* is the current user an envault admin?  Cached per user id. */
 static Oid	ten_admin_cache_user = InvalidOid;
 static bool ten_admin_cache_value = false;
 
+/* Remember the context before the current (sub)transaction changes it. */
+static void
+ten_save(void)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	TenSaved   *e;
+
+	if (ten_saved != NULL && ten_saved->subid == subid)
+		return;
+	e = MemoryContextAlloc(TopMemoryContext, sizeof(TenSaved));
+	e->subid = subid;
+	e->state = ten_current;
+	e->next = ten_saved;
+	ten_saved = e;
+}
+
+static void
+ten_pop(void)
+{
+	TenSaved   *e = ten_saved;
+
+	ten_saved = e->next;
+	pfree(e);
+}
+
 static void
 ten_set(const char *tenant, size_t len, bool local)
 {
-	if (!ten_changed)
-	{
-		ten_at_xact_start = ten_current;
-		ten_changed = true;
-	}
+	ten_save();
+	memset(&ten_current, 0, sizeof(ten_current));
 	memcpy(ten_current.tenant, tenant, len);
 	ten_current.tenant[len] = '\0';
 	ten_current.is_set = true;
@@ -61,11 +127,7 @@ ten_set(const char *tenant, size_t len, bool local)
 static void
 ten_clear(void)
 {
-	if (!ten_changed)
-	{
-		ten_at_xact_start = ten_current;
-		ten_changed = true;
-	}
+	ten_save();
 	memset(&ten_current, 0, sizeof(ten_current));
 }
 
@@ -76,19 +138,100 @@ ten_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			if (ten_changed)
-				ten_current = ten_at_xact_start;
+			/* the outermost saved state is the one the transaction began with */
+			if (ten_saved != NULL)
+			{
+				TenSaved   *e = ten_saved;
+
+				while (e->next != NULL)
+					e = e->next;
+				ten_current = e->state;
+			}
 			/* FALLTHROUGH */
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
+			while (ten_saved != NULL)
+				ten_pop();
 			if (ten_current.is_set && ten_current.local)
 				memset(&ten_current, 0, sizeof(ten_current));
-			ten_changed = false;
 			break;
 		default:
 			break;
 	}
+}
+
+static void
+ten_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	if (ten_saved == NULL || ten_saved->subid != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		ten_current = ten_saved->state;
+		ten_pop();
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		/* the parent's own saved state, if any, is the older one */
+		if (ten_saved->next != NULL && ten_saved->next->subid == parentSubid)
+			ten_pop();
+		else
+			ten_saved->subid = parentSubid;
+	}
+}
+
+/*
+ * Drop a context whose token is no longer valid, everywhere it is kept, so
+ * that no rollback brings it back, and say why.
+ */
+static void
+ten_drop(EnvTokenState why)
+{
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		token_id[ENV_TOKEN_ID_HEXLEN + 1];
+	TenSaved   *e;
+
+	strlcpy(tenant, ten_current.tenant, sizeof(tenant));
+	strlcpy(token_id, ten_current.token_id, sizeof(token_id));
+	for (e = ten_saved; e != NULL; e = e->next)
+		if (e->state.from_token && strcmp(e->state.token_id, token_id) == 0)
+			memset(&e->state, 0, sizeof(TenState));
+	memset(&ten_current, 0, sizeof(ten_current));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("envault token of the current tenant context is no longer valid"),
+			 errdetail("Token %s %s; the context of tenant \"%s\" that it set has been cleared.",
+					   token_id, env_token_state_text(why), tenant),
+			 errhint("Call envault.authenticate() with a valid token.")));
+}
+
+/*
+ * A context set from a token is used only while the token is valid: not
+ * past its expiry, and, after any key-state change since it was last
+ * verified (a token revocation is one), still valid in its table.
+ */
+static inline void
+ten_revalidate(void)
+{
+	uint64		changes;
+	EnvTokenState st;
+
+	if (!ten_current.is_set || !ten_current.from_token)
+		return;
+	if (!TIMESTAMP_NOT_FINITE(ten_current.expires_at) &&
+		GetCurrentStatementStartTimestamp() >= ten_current.expires_at)
+		ten_drop(ENV_TOKEN_EXPIRED);
+	changes = env_keystore_changes();
+	if (changes == ten_current.verified)
+		return;
+	/* changes noticed during the lookup make it look again next time */
+	st = env_token_state(ten_current.token_id, ten_current.tenant,
+						 &ten_current.expires_at);
+	if (st != ENV_TOKEN_ALIVE)
+		ten_drop(st);
+	ten_current.verified = changes;
 }
 
 static void
@@ -122,6 +265,7 @@ ten_is_admin(void)
 void
 env_tenant_check(const char *tenant, size_t len, bool for_ciphertext)
 {
+	ten_revalidate();
 	if (ten_current.is_set && strlen(ten_current.tenant) == len &&
 		memcmp(ten_current.tenant, tenant, len) == 0)
 		return;
@@ -151,14 +295,28 @@ Datum
 envault_authenticate(PG_FUNCTION_ARGS)
 {
 	char		tenant[ENV_TENANT_MAXLEN + 1];
+	char		token_id[ENV_TOKEN_ID_HEXLEN + 1];
+	TimestampTz expires;
 	bool		session = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 
-	if (PG_ARGISNULL(0) || !env_token_verify(PG_GETARG_TEXT_PP(0), tenant))
+	/*
+	 * Read the count of key-state changes before the token: a revocation
+	 * that the lookup misses is counted after it, and so caught at the next
+	 * check.
+	 */
+	uint64		changes = env_keystore_changes();
+
+	if (PG_ARGISNULL(0) ||
+		!env_token_verify_ex(PG_GETARG_TEXT_PP(0), tenant, token_id, &expires))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("envault token is not valid"),
 				 errdetail("The token is unknown, expired, revoked or malformed.")));
 	ten_set(tenant, strlen(tenant), !session);
+	ten_current.from_token = true;
+	strlcpy(ten_current.token_id, token_id, sizeof(ten_current.token_id));
+	ten_current.expires_at = expires;
+	ten_current.verified = changes;
 	PG_RETURN_TEXT_P(cstring_to_text(tenant));
 }
 
@@ -199,9 +357,159 @@ PG_FUNCTION_INFO_V1(envault_current_tenant);
 Datum
 envault_current_tenant(PG_FUNCTION_ARGS)
 {
+	ten_revalidate();
 	if (!ten_current.is_set)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(ten_current.tenant));
+}
+
+/* --- row-level security -------------------------------------------------- */
+
+#define TEN_POLICY_NAME "envault_tenant_isolation"
+
+/* Errors while parsing point into the internal query, not the caller's. */
+static void
+ten_policy_parse_context(void *arg)
+{
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery((const char *) arg);
+	}
+}
+
+/*
+ * Parse a policy expression on a table as CREATE POLICY does, into the tree
+ * PostgreSQL would store for it.
+ */
+static Node *
+ten_policy_tree(Relation rel, const char *expr)
+{
+	char	   *sql = psprintf("SELECT WHERE %s", expr);
+	ErrorContextCallback errcb;
+	List	   *raw;
+	SelectStmt *sel = NULL;
+	ParseState *pstate;
+	ParseNamespaceItem *nsitem;
+	Node	   *tree;
+
+	errcb.callback = ten_policy_parse_context;
+	errcb.arg = sql;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+
+	if (list_length(raw) == 1 &&
+		IsA(((RawStmt *) linitial(raw))->stmt, SelectStmt))
+		sel = (SelectStmt *) ((RawStmt *) linitial(raw))->stmt;
+	if (sel == NULL || sel->op != SETOP_NONE || sel->whereClause == NULL ||
+		sel->targetList != NIL || sel->fromClause != NIL ||
+		sel->groupClause != NIL || sel->havingClause != NULL ||
+		sel->sortClause != NIL || sel->limitCount != NULL ||
+		sel->lockingClause != NIL || sel->withClause != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid policy expression")));
+
+	pstate = make_parsestate(NULL);
+	pstate->p_sourcetext = sql;
+	nsitem = addRangeTableEntryForRelation(pstate, rel, AccessShareLock,
+										   NULL, false, false);
+	addNSItemToQuery(pstate, nsitem, false, true, true);
+	tree = transformWhereClause(pstate, sel->whereClause, EXPR_KIND_POLICY,
+								"POLICY");
+	assign_expr_collations(pstate, tree);
+	free_parsestate(pstate);
+	error_context_stack = errcb.previous;
+	return tree;
+}
+
+/* Is a stored policy expression (pg_node_tree text) the expected tree? */
+static bool
+ten_tree_is(Datum stored, bool isnull, Node *expected)
+{
+	if (isnull)
+		return false;
+	return equal(stringToNode(TextDatumGetCString(stored)), expected);
+}
+
+/*
+ * SQL function: envault.policy_isolates(tbl regclass, expr text) returns boolean
+ *
+ * Does tbl have the policy that isolate_table creates with expr, exactly:
+ * named envault_tenant_isolation, permissive, for all commands, for PUBLIC,
+ * with USING and WITH CHECK both expr?  The expressions are compared as
+ * parsed trees (ignoring only where in the text each part was), so a
+ * policy restored by pg_dump still counts, and any other definition does
+ * not, whatever its name.
+ */
+PG_FUNCTION_INFO_V1(envault_policy_isolates);
+Datum
+envault_policy_isolates(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Relation	pol;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		isnull;
+	bool		ok = false;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	relid = PG_GETARG_OID(0);
+
+	pol = table_open(PolicyRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_policy_polrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], Anum_pg_policy_polname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(TEN_POLICY_NAME));
+	scan = systable_beginscan(pol, PolicyPolrelidPolnameIndexId, true, NULL,
+							  2, keys);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		tup = heap_copytuple(tup);
+	systable_endscan(scan);
+
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_policy form = (Form_pg_policy) GETSTRUCT(tup);
+		Datum		roles = heap_getattr(tup, Anum_pg_policy_polroles,
+										 RelationGetDescr(pol), &isnull);
+
+		ok = form->polpermissive && form->polcmd == '*' && !isnull;
+		if (ok)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n;
+
+			deconstruct_array(DatumGetArrayTypeP(roles), OIDOID, sizeof(Oid),
+							  true, TYPALIGN_INT, &elems, &nulls, &n);
+			ok = n == 1 && !nulls[0] &&
+				DatumGetObjectId(elems[0]) == ACL_ID_PUBLIC;
+		}
+	}
+	if (ok)
+	{
+		/* only now the table itself: its columns, for parsing expr */
+		Relation	rel = relation_open(relid, AccessShareLock);
+		Node	   *expected = ten_policy_tree(rel, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+		Datum		d;
+
+		d = heap_getattr(tup, Anum_pg_policy_polqual, RelationGetDescr(pol),
+						 &isnull);
+		ok = ten_tree_is(d, isnull, expected);
+		d = heap_getattr(tup, Anum_pg_policy_polwithcheck,
+						 RelationGetDescr(pol), &isnull);
+		ok = ok && ten_tree_is(d, isnull, expected);
+		relation_close(rel, AccessShareLock);
+	}
+	table_close(pol, AccessShareLock);
+	PG_RETURN_BOOL(ok);
 }
 
 void
@@ -215,6 +523,7 @@ env_tenant_init(void)
 							   PGC_SUSET, GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 	RegisterXactCallback(ten_xact_callback, NULL);
+	RegisterSubXactCallback(ten_subxact_callback, NULL);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, ten_role_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, ten_role_changed, (Datum) 0);
 }

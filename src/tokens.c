@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * tokens.c
- *		API tokens stored as pepper-HMACs: issue, verify, and the plain
- *		pepper HMAC.
+ *		API tokens stored as pepper-HMACs: issue, verify, revoke, and the
+ *		plain pepper HMAC.
  *
  * A token is shown once, at issue; envault.tokens keeps only
  * HMAC-SHA256(pepper, "envault/v1/token" || id || secret) and the version
@@ -10,11 +10,15 @@
  * HMAC with that pepper, compares in constant time, and, when the token was
  * made under the previous pepper during a rotation, stores it again under
  * the current one.  Tokens of revoked or destroyed tenants verify to nothing.
+ * Revoking a token is a key-state change (env_keystore_changed), so that
+ * every backend verifies the token of its tenant context again before its
+ * next use (tenant.c).
  *
  * Secrets: the pepper HMAC keys are prepared once per process (OpenSSL
  * holds their state; it is cleansed when freed at process exit).  A token's
- * secret is parsed into a stack buffer that is wiped before returning; the
- * token text returned by issue_token belongs to the client from then on.
+ * secret, and the token issue_token makes, live in stack buffers that are
+ * wiped before returning, on error paths too (PG_FINALLY); the token text
+ * returned by issue_token belongs to the client from then on.
  *
  *-------------------------------------------------------------------------
  */
@@ -160,7 +164,7 @@ envault_issue_token(PG_FUNCTION_ARGS)
 	NAMEOID, TIMESTAMPTZOID};
 	Datum		values[7];
 	char		nulls[7] = "       ";
-	text	   *result;
+	text	   *volatile result = NULL;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -180,40 +184,54 @@ envault_issue_token(PG_FUNCTION_ARGS)
 				 errmsg("expires_at must be in the future")));
 	tok_prepare();
 
-	if (!env_random_bytes(id, sizeof(id)) ||
-		!env_random_bytes(secret, sizeof(secret)))
-		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a token");
-	tok_mac(&tok_current, id, secret, mac);
-	env_token_format(token, id, secret);
-	env_wipe(secret, sizeof(secret));
-	result = cstring_to_text(token);
-	env_wipe(token, sizeof(token));
-	tok_hex(id, sizeof(id), id_hex);
+	/*
+	 * The secret and the token exist on this stack only, and are wiped
+	 * whatever happens; the returned copy is made once the token is stored.
+	 */
+	PG_TRY();
+	{
+		if (!env_random_bytes(id, sizeof(id)) ||
+			!env_random_bytes(secret, sizeof(secret)))
+			env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a token");
+		tok_mac(&tok_current, id, secret, mac);
+		env_token_format(token, id, secret);
+		env_wipe(secret, sizeof(secret));
+		tok_hex(id, ENV_TOKEN_ID_BYTES, id_hex);
 
-	values[0] = CStringGetTextDatum(id_hex);
-	values[1] = PointerGetDatum(tenant);
-	values[2] = PointerGetDatum(tok_bytea(mac, sizeof(mac)));
-	values[3] = CStringGetTextDatum(tok_current.version);
-	values[4] = PointerGetDatum(label);
-	if (PG_ARGISNULL(2))
-		nulls[6] = 'n';
-	else
-		values[6] = PG_GETARG_DATUM(2);
-	env_spi_begin(&s);
-	values[5] = CStringGetDatum(s.caller_name);
-	if (SPI_execute_with_args(TOK_Q_INSERT, 7, types, values, nulls,
-							  false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store the token");
-	env_spi_end(&s);
+		values[0] = CStringGetTextDatum(id_hex);
+		values[1] = PointerGetDatum(tenant);
+		values[2] = PointerGetDatum(tok_bytea(mac, sizeof(mac)));
+		values[3] = CStringGetTextDatum(tok_current.version);
+		values[4] = PointerGetDatum(label);
+		if (PG_ARGISNULL(2))
+			nulls[6] = 'n';
+		else
+			values[6] = PG_GETARG_DATUM(2);
+		env_spi_begin(&s);
+		values[5] = CStringGetDatum(s.caller_name);
+		if (SPI_execute_with_args(TOK_Q_INSERT, 7, types, values, nulls,
+								  false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store the token");
+		env_spi_end(&s);
+		result = cstring_to_text(token);
+	}
+	PG_FINALLY();
+	{
+		env_wipe(secret, sizeof(secret));
+		env_wipe(token, sizeof(token));
+	}
+	PG_END_TRY();
 	PG_RETURN_TEXT_P(result);
 }
 
+/* expiry is judged at the start of the statement, as in env_token_state() */
 #define TOK_Q_LOOKUP \
 	"SELECT k.tenant, k.token_hmac, k.pepper_version," \
 	"       k.revoked_at IS NOT NULL OR t.state OPERATOR(pg_catalog.<>) 'active' OR" \
-	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()), false)," \
+	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()), false)," \
 	"       k.last_used_at IS NULL OR (k.last_used_at OPERATOR(pg_catalog.<)" \
-	"         (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval))" \
+	"         (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval))," \
+	"       k.expires_at" \
 	"  FROM envault.tokens k" \
 	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) k.tenant" \
 	" WHERE k.token_id OPERATOR(pg_catalog.=) $1"
@@ -235,8 +253,50 @@ envault_issue_token(PG_FUNCTION_ARGS)
 bool
 env_token_verify(text *token, char *tenant_out)
 {
+	char		id[ENV_TOKEN_ID_HEXLEN + 1];
+	TimestampTz expires;
+
+	return env_token_verify_ex(token, tenant_out, id, &expires);
+}
+
+/*
+ * env_token_verify(), also giving the token's id (ENV_TOKEN_ID_HEXLEN + 1
+ * bytes) and expiry (DT_NOEND for none) on success.
+ */
+static bool tok_verify_parsed(const uint8 *id, const uint8 *secret,
+							  char *tenant_out, char *id_out,
+							  TimestampTz *expires_out);
+
+bool
+env_token_verify_ex(text *token, char *tenant_out, char *id_out,
+					TimestampTz *expires_out)
+{
 	uint8		id[ENV_TOKEN_ID_BYTES];
 	uint8		secret[ENV_TOKEN_SECRET_BYTES];
+	volatile bool ok = false;
+
+	if (env_token_parse(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token), id,
+						secret) != ENV_TOKEN_OK)
+		return false;			/* the secret is wiped already */
+
+	/* the secret is wiped whatever happens, errors included */
+	PG_TRY();
+	{
+		ok = tok_verify_parsed(id, secret, tenant_out, id_out, expires_out);
+	}
+	PG_FINALLY();
+	{
+		env_wipe(secret, sizeof(secret));
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* The rest of env_token_verify_ex(), once the token parsed. */
+static bool
+tok_verify_parsed(const uint8 *id, const uint8 *secret, char *tenant_out,
+				  char *id_out, TimestampTz *expires_out)
+{
 	uint8		mac[32];
 	char		id_hex[ENV_TOKEN_ID_HEXLEN + 1];
 	EnvSpi		s;
@@ -248,14 +308,12 @@ env_token_verify(text *token, char *tenant_out)
 	char	   *tenant;
 	bool		dead;
 	bool		stale;
+	TimestampTz expires;
 	TokPepper  *tp;
 	bool		ok;
 
-	if (env_token_parse(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token), id,
-						secret) != ENV_TOKEN_OK)
-		return false;
 	tok_prepare();
-	tok_hex(id, sizeof(id), id_hex);
+	tok_hex(id, ENV_TOKEN_ID_BYTES, id_hex);
 	values[0] = CStringGetTextDatum(id_hex);
 
 	env_spi_begin(&s);
@@ -274,7 +332,6 @@ env_token_verify(text *token, char *tenant_out)
 	if (SPI_processed == 0)
 	{
 		env_spi_end(&s);
-		env_wipe(secret, sizeof(secret));
 		return false;
 	}
 	tenant = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
@@ -282,6 +339,9 @@ env_token_verify(text *token, char *tenant_out)
 	version = TextDatumGetCString(env_spi_col(&s, 3, &isnull, false, -1));
 	dead = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
 	stale = DatumGetBool(env_spi_col(&s, 5, &isnull, true, 1));
+	expires = DatumGetTimestampTz(env_spi_col(&s, 6, &isnull, true, 8));
+	if (isnull)
+		TIMESTAMP_NOEND(expires);
 
 	if (strcmp(version, tok_current.version) == 0)
 		tp = &tok_current;
@@ -312,10 +372,172 @@ env_token_verify(text *token, char *tenant_out)
 			env_spi_run(TOK_Q_TOUCH, 1, types, values, SPI_OK_UPDATE);
 	}
 	env_spi_end(&s);
-	env_wipe(secret, sizeof(secret));
+	env_wipe(mac, sizeof(mac));
 	if (ok)
+	{
 		strlcpy(tenant_out, tenant, ENV_TENANT_MAXLEN + 1);
+		strlcpy(id_out, id_hex, ENV_TOKEN_ID_HEXLEN + 1);
+		*expires_out = expires;
+	}
 	return ok;
+}
+
+#define TOK_Q_STATE \
+	"SELECT k.tenant, t.state, k.revoked_at IS NOT NULL," \
+	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()), false)," \
+	"       k.expires_at" \
+	"  FROM envault.tokens k" \
+	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) k.tenant" \
+	" WHERE k.token_id OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Is the token with this id, which verified earlier for this tenant, still
+ * valid now (as of the latest committed state, like every key table read)?
+ * No secret is needed: the token was verified when the context was set.
+ * *expires_out receives its expiry (DT_NOEND for none) when it is alive.
+ */
+EnvTokenState
+env_token_state(const char *token_id, const char *tenant,
+				TimestampTz *expires_out)
+{
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	EnvTokenState result;
+
+	values[0] = CStringGetTextDatum(token_id);
+	env_spi_begin(&s);
+	env_spi_run(TOK_Q_STATE, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0 ||
+		strcmp(TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1)),
+			   tenant) != 0)
+		result = ENV_TOKEN_GONE;
+	else
+	{
+		char	   *state = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
+
+		if (strcmp(state, "destroyed") == 0)
+			result = ENV_TOKEN_TENANT_DESTROYED;
+		else if (strcmp(state, "active") != 0)
+			result = ENV_TOKEN_TENANT_REVOKED;
+		else if (DatumGetBool(env_spi_col(&s, 3, &isnull, true, 1)))
+			result = ENV_TOKEN_REVOKED;
+		else if (DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1)))
+			result = ENV_TOKEN_EXPIRED;
+		else
+		{
+			result = ENV_TOKEN_ALIVE;
+			*expires_out = DatumGetTimestampTz(env_spi_col(&s, 5, &isnull, true, 8));
+			if (isnull)
+				TIMESTAMP_NOEND(*expires_out);
+		}
+	}
+	env_spi_end(&s);
+	return result;
+}
+
+/* What happened to a token, as the end of a sentence: "Token X ..." */
+const char *
+env_token_state_text(EnvTokenState state)
+{
+	switch (state)
+	{
+		case ENV_TOKEN_ALIVE:
+			return "is valid";
+		case ENV_TOKEN_REVOKED:
+			return "was revoked";
+		case ENV_TOKEN_EXPIRED:
+			return "has expired";
+		case ENV_TOKEN_TENANT_REVOKED:
+			return "belongs to a revoked tenant";
+		case ENV_TOKEN_TENANT_DESTROYED:
+			return "belongs to a tenant whose keys were destroyed";
+		case ENV_TOKEN_GONE:
+			break;
+	}
+	return "no longer exists";
+}
+
+#define TOK_Q_REVOKE \
+	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
+	" WHERE token_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
+
+#define TOK_Q_EXISTS \
+	"SELECT 1 FROM envault.tokens WHERE token_id OPERATOR(pg_catalog.=) $1"
+
+#define TOK_Q_REVOKE_TENANT \
+	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
+
+/*
+ * SQL function: envault.revoke_token(token_id text) returns boolean
+ *
+ * Revoke a token at once: verify_token and authenticate refuse it from now
+ * on, and a tenant context it set, in any backend, ends at that backend's
+ * next tenant check (the key-state change it signals makes each backend
+ * verify the token of its context again).  False if it was revoked already.
+ */
+PG_FUNCTION_INFO_V1(envault_revoke_token);
+Datum
+envault_revoke_token(PG_FUNCTION_ARGS)
+{
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *id;
+	bool		revoked;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("token_id must not be null")));
+	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	values[0] = PG_GETARG_DATUM(0);
+	env_spi_begin(&s);
+	env_spi_run(TOK_Q_REVOKE, 1, types, values, SPI_OK_UPDATE);
+	revoked = SPI_processed > 0;
+	if (revoked)
+		env_keystore_changed();
+	else
+	{
+		env_spi_run(TOK_Q_EXISTS, 1, types, values, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("envault token \"%s\" does not exist", id)));
+	}
+	env_spi_end(&s);
+	PG_RETURN_BOOL(revoked);
+}
+
+/*
+ * SQL function: envault.revoke_tenant_tokens(tenant text) returns integer
+ *
+ * Revoke every token of a tenant at once, with the same effect on tenant
+ * contexts as revoke_token; returns how many were revoked.
+ */
+PG_FUNCTION_INFO_V1(envault_revoke_tenant_tokens);
+Datum
+envault_revoke_tenant_tokens(PG_FUNCTION_ARGS)
+{
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	uint64		n;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant must not be null")));
+	values[0] = PG_GETARG_DATUM(0);
+	env_spi_begin(&s);
+	env_spi_run(TOK_Q_REVOKE_TENANT, 1, types, values, SPI_OK_UPDATE);
+	n = SPI_processed;
+	if (n > 0)
+		env_keystore_changed();
+	env_spi_end(&s);
+	PG_RETURN_INT32((int32) n);
 }
 
 /* SQL function: envault.verify_token(token text) returns text */

@@ -1,6 +1,6 @@
 -- The policies that envault.isolate_table() creates, checked with pgTAP.
 BEGIN;
-SELECT plan(17);
+SELECT plan(30);
 SET LOCAL search_path = public;
 
 CREATE TABLE tap_orders (id int PRIMARY KEY, tenant text NOT NULL);
@@ -42,6 +42,37 @@ SELECT is((SELECT isolated FROM envault.isolation_report() WHERE table_name = 't
           true, 'the report says tap_orders is isolated');
 SELECT is((SELECT isolated FROM envault.isolation_report() WHERE table_name = 'tap_open'::regclass),
           false, 'the report says tap_open is not');
+
+-- judged by definition, not name: a tampered policy is reported and repaired
+SELECT lives_ok($$ALTER POLICY envault_tenant_isolation ON tap_orders USING (tenant IS NOT NULL)$$,
+                'tamper with the policy''s USING expression');
+SELECT is((SELECT isolated FROM envault.isolation_report() WHERE table_name = 'tap_orders'::regclass),
+          false, 'the report says a tampered tap_orders is not isolated');
+SELECT lives_ok($$SELECT envault.isolate_table('tap_orders', 'tenant')$$, 'isolate the tampered table');
+SELECT is((SELECT pg_get_expr(polqual, polrelid) FROM pg_policy
+            WHERE polrelid = 'tap_orders'::regclass),
+          '(tenant = ( SELECT envault.current_tenant() AS current_tenant))',
+          'isolate_table replaced the tampered USING expression');
+SELECT is((SELECT isolated FROM envault.isolation_report() WHERE table_name = 'tap_orders'::regclass),
+          true, 'and the report says tap_orders is isolated again');
+SELECT lives_ok($$ALTER POLICY envault_tenant_isolation ON tap_orders TO envault_user$$,
+                'narrow the policy to one role');
+SELECT is((SELECT isolated FROM envault.isolation_report() WHERE table_name = 'tap_orders'::regclass),
+          false, 'a policy for one role only is not isolation');
+SELECT lives_ok($$SELECT envault.isolate_table('tap_orders', 'tenant')$$, 'isolate it again');
+SELECT is((SELECT polroles FROM pg_policy WHERE polrelid = 'tap_orders'::regclass),
+          '{0}'::oid[], 'the policy applies to PUBLIC again');
+
+-- another column replaces the policy
+CREATE TABLE tap_both (id int PRIMARY KEY, tenant text, tenant_id text);
+SELECT lives_ok($$SELECT envault.isolate_table('tap_both', 'tenant_id')$$, 'isolate on tenant_id');
+SELECT lives_ok($$SELECT envault.isolate_table('tap_both', 'tenant')$$, 'then on tenant');
+SELECT is((SELECT pg_get_expr(polqual, polrelid) FROM pg_policy
+            WHERE polrelid = 'tap_both'::regclass),
+          '(tenant = ( SELECT envault.current_tenant() AS current_tenant))',
+          'the policy now compares the column tenant');
+SELECT policies_are('public', 'tap_both', ARRAY['envault_tenant_isolation'],
+                    'still exactly one policy on tap_both');
 
 -- bad input
 SELECT throws_ok($$SELECT envault.isolate_table('tap_orders', 'nope')$$, '42703',

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(103);
+SELECT plan(107);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -21,8 +21,8 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'authenticate', 'set_tenant', 'reset_tenant',
                                       'current_tenant', 'issue_token', 'verify_token',
                                       'revoke_token', 'revoke_tenant_tokens', 'pepper_hmac',
-                                      'isolate_table', 'isolation_report',
-                                      'env_reencrypt', 'env_is_current', 'rotate_data_key',
+                                      'isolate_table', 'isolation_report', 'isolation_expr', 'policy_isolates',
+                                      'env_reencrypt', 'env_is_current', 'key_state', 'rotate_data_key',
                                       'rotate_tenant_key', 'retire_data_key', 'restore_data_key',
                                       'destroy_data_key', 'destroy_tenant', 'revoke_tenant',
                                       'restore_tenant', 'reencrypt_column',
@@ -57,10 +57,9 @@ SELECT volatility_is('envault', 'env_decrypt_text', ARRAY['bytea', 'bytea'], 'st
 SELECT is((SELECT proparallel FROM pg_proc
             WHERE oid = 'envault.env_decrypt(bytea, bytea)'::regprocedure), 'r'::"char",
           'env_decrypt is parallel restricted');
-SELECT bag_eq($$SELECT proname::text FROM pg_proc
-                WHERE pronamespace = 'envault'::regnamespace AND prosecdef$$,
-              ARRAY['revoke_token', 'revoke_tenant_tokens'],
-              'only the token revocations are SECURITY DEFINER; C functions elevate themselves');
+SELECT is_empty($$SELECT proname FROM pg_proc
+                   WHERE pronamespace = 'envault'::regnamespace AND prosecdef$$,
+                'no function is SECURITY DEFINER: the C functions act as the schema owner internally');
 SELECT is((SELECT count(*)::int FROM pg_proc
             WHERE pronamespace = 'envault'::regnamespace AND prolang <> 13
               AND prokind = 'f'
@@ -90,6 +89,10 @@ SELECT function_privs_are('envault', 'set_tenant', ARRAY['text', 'boolean'], 'en
 SELECT function_privs_are('envault', 'issue_token', ARRAY['text', 'text', 'timestamptz'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'revoke_token', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'isolate_table', ARRAY['regclass', 'name'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'policy_isolates', ARRAY['regclass', 'text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'policy_isolates', ARRAY['regclass', 'text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'key_state', ARRAY['bytea'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'key_state', ARRAY['bytea'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'set_tenant', ARRAY['text', 'boolean'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'issue_token', ARRAY['text', 'text', 'timestamptz'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'revoke_tenant_tokens', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);

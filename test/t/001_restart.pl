@@ -200,11 +200,32 @@ unlike(
 	qr/envault/,
 	'postgresql.auto.conf has no envault setting');
 
+# A reload that changes a key setting: with envault preloaded the setting
+# takes effect only at server start, and PostgreSQL logs that, without the
+# new value.  (The new value here is another random key, not the key.)
+my $other = random_key_hex();
+my $offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "envault.master_key = '$other'");
+$node->reload;
+$node->poll_query_until('postgres',
+	q{SELECT count(*) > 0 FROM pg_file_settings
+	   WHERE name = 'envault.master_key' AND NOT applied})
+  or die 'the reload was not processed';
+my $reload_log = slurp_file($node->logfile, $offset);
+like(
+	$reload_log,
+	qr/LOG:  parameter "envault.master_key" cannot be changed without restarting the server/,
+	'a reload that changes envault.master_key: PostgreSQL says it needs a restart');
+unlike($reload_log, qr/\Q$other\E/i, 'and does not log the new value');
+is($node->safe_psql('postgres', q{SELECT envault.env_decrypt_text(ct) FROM secrets WHERE id = 1}),
+	'acme first secret', 'new sessions keep the key read at server start');
+
 $node->stop;
 
 my $log = slurp_file($node->logfile);
 like($log, qr/statement: CREATE EXTENSION envault/,
 	'the server log was written to');
 unlike($log, qr/\Q$key\E/i, 'the server log does not contain the master key');
+unlike($log, qr/\Q$other\E/i, 'nor the value a reload tried to set');
 
 done_testing();

@@ -188,16 +188,18 @@ is($node->safe_psql('postgres', $decrypt_sql),
 # --- malformed files -------------------------------------------------------
 
 my $malformed_message =
-  qq{envault master key from file "$keyfile" is malformed};
+  qq{envault master key from envault.master_key_file "$keyfile" is malformed};
+my $malformed_hint =
+  'Check the contents of the file that envault.master_key_file names.';
 
 write_private_file($keyfile, "not a key\n");
 $log = restart_and_log();
 like(
 	$log,
-	warning_re($malformed_message, $format_detail),
+	warning_re($malformed_message, $format_detail, $malformed_hint),
 	'a malformed key file gives a WARNING at startup');
 check_error('decrypt, malformed file', $decrypt_sql, 'F0000',
-	$malformed_message, $format_detail);
+	$malformed_message, $format_detail, $malformed_hint);
 
 my %malformed = (
 	'63 hex characters' => substr($key, 0, 63) . "\n",
@@ -213,7 +215,8 @@ foreach my $case (sort keys %malformed)
 {
 	write_private_file($keyfile, $malformed{$case});
 	check_error("encrypt, key file with $case",
-		$encrypt_sql, 'F0000', $malformed_message, $format_detail);
+		$encrypt_sql, 'F0000', $malformed_message, $format_detail,
+		$malformed_hint);
 }
 
 # What the documented format allows: any case, an optional line ending.
@@ -227,6 +230,20 @@ foreach my $case (sort keys %wellformed)
 	is($node->safe_psql('postgres', $decrypt_sql),
 		$expected, "a key file with $case works");
 }
+
+# The same for envault.master_key itself (set to 64 characters that are
+# not all hex: not a key, and nothing to keep out of the log).
+set_key_conf(master_key => ('z' x 64));
+my $hex_message = 'envault master key from envault.master_key is malformed';
+my $hex_hint = 'Check envault.master_key in postgresql.conf.';
+$log = restart_and_log();
+like(
+	$log,
+	warning_re($hex_message, $format_detail, $hex_hint),
+	'a malformed envault.master_key gives a WARNING at startup');
+check_error('decrypt, malformed envault.master_key', $decrypt_sql, 'F0000',
+	$hex_message, $format_detail, $hex_hint);
+set_key_conf(master_key_file => $keyfile);
 
 # --- a missing file, a directory -----------------------------------------
 

@@ -110,6 +110,7 @@ my $failed_message = 'envault.master_key_command failed';
 my $failed_hint = 'Check envault.master_key_command and the service it asks.';
 my $malformed_message =
   'envault master key from envault.master_key_command is malformed';
+my $malformed_hint = 'Check that envault.master_key_command prints only the key.';
 my $format_detail =
   'The master key must be 64 hexadecimal characters (32 bytes), optionally followed by a newline.';
 
@@ -247,7 +248,8 @@ foreach my $case (sort keys %garbage)
 {
 	set_script($garbage{$case});
 	check_error("decrypt, command prints $case",
-		$decrypt_sql, 'F0000', $malformed_message, $format_detail);
+		$decrypt_sql, 'F0000', $malformed_message, $format_detail,
+		$malformed_hint);
 }
 
 # A long output is read and discarded without trouble.
@@ -255,7 +257,7 @@ set_script(
 	q{i=0; while [ $i -lt 2000 ]; do echo 'not a key, not a key, not a key'; i=$((i+1)); done}
 );
 check_error('decrypt, command prints 64 kB', $decrypt_sql, 'F0000',
-	$malformed_message, $format_detail);
+	$malformed_message, $format_detail, $malformed_hint);
 take_runs();
 
 # --- fixed again ---------------------------------------------------------------

@@ -1,11 +1,16 @@
 # envault TAP test: envault without shared_preload_libraries.
 #
-# The master key is configured but the library is not preloaded, so it is
-# loaded by CREATE EXTENSION or by the first call in each session, and each
-# session reads the key when it first needs it.  Encryption and decryption
-# work, in the session that created the data and in later ones, across a
-# restart; with envault.master_key_command the command runs once in each
-# session that needs the key, and never in the postmaster.
+# The master key is configured in a file but the library is not preloaded,
+# so it is loaded by CREATE EXTENSION or by the first call in each session,
+# and each session reads the key when it first needs it.  Encryption and
+# decryption work, in the session that created the data and in later ones,
+# across a restart; with envault.master_key_command the command runs once in
+# each session that needs the key, and never in the postmaster.
+#
+# The settings that hold a key in hex (envault.master_key, .pepper, and
+# their previous_ forms) are refused without preloading, with an error that
+# names the file setting to use: the postmaster, which has not loaded
+# envault, logs the new value of any of them that a reload changes.
 
 use strict;
 use warnings;
@@ -87,9 +92,12 @@ sub restart_and_log
 	return slurp_file($node->logfile, $offset);
 }
 
+my $keyfile = "$dir/master.key";
+write_private_file($keyfile, "$key\n");
+
 $node->init;
 $node->append_conf('postgresql.conf', "include 'envault.conf'");
-write_private_file($conf, "envault.master_key = '$key'\n");
+write_private_file($conf, "envault.master_key_file = '$keyfile'\n");
 $node->start;
 
 is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'),
@@ -180,6 +188,82 @@ like(
 	$err,
 	qr/^psql:<stdin>:\d+: \QERROR:  F0000: envault master key is not configured\E\n\QHINT:  Set exactly one of envault.master_key, envault.master_key_file or envault.master_key_command in postgresql.conf and restart the server.\E$/m,
 	'decrypt without a master key: the error and its hint');
+
+# --- hex key settings are refused ------------------------------------------------
+
+# Each with another random key, never used for anything.
+my $hex_detail =
+  q{Without shared_preload_libraries = 'envault' it could be changed by a reload, and PostgreSQL logs the new value of such a setting.};
+my %refused = (
+	master_key => [
+		'envault.master_key_file or envault.master_key_command',
+		$decrypt_sql
+	],
+	previous_master_key => [
+		'envault.previous_master_key_file or envault.previous_master_key_command',
+		'SELECT master_key FROM envault.master_key_status()'
+	],
+	pepper =>
+	  [ 'envault.pepper_file', q{SELECT envault.issue_token('acme', 'x')} ],
+	previous_pepper => [
+		'envault.previous_pepper_file', q{SELECT envault.issue_token('acme', 'x')}
+	],);
+my $pepperfile = "$dir/pepper.key";
+write_private_file($pepperfile, random_key_hex() . "\n");
+my @throwaway;
+foreach my $name (sort keys %refused)
+{
+	my ($use, $sql) = @{ $refused{$name} };
+	my $hex = random_key_hex();
+	push @throwaway, $hex;
+	my $text = "envault.$name = '$hex'\n";
+	$text .= "envault.master_key_file = '$keyfile'\n" if $name ne 'master_key';
+	$text .= "envault.pepper_file = '$pepperfile'\n" if $name eq 'previous_pepper';
+	write_private_file($conf, $text);
+	restart_and_log();
+	my $message = "envault.$name is not accepted when envault is not preloaded";
+	my $hint =
+	  "Use $use instead, or add envault to shared_preload_libraries and restart the server.";
+	($ret, $out, $err) =
+	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
+	is($ret, 3, "envault.$name in hex: the statement fails");
+	like(
+		$err,
+		qr/^psql:<stdin>:\d+: WARNING:  F0000: \Q$message\E\nDETAIL:  \Q$hex_detail\E\nHINT:  \Q$hint\E\n/m,
+		"envault.$name in hex: a WARNING when the library loads");
+	like(
+		$err,
+		qr/^psql:<stdin>:\d+: ERROR:  F0000: \Q$message\E\nDETAIL:  \Q$hex_detail\E\nHINT:  \Q$hint\E\n/m,
+		"envault.$name in hex: the error names the setting to use");
+}
+
+# A reload that sets one: the sessions refuse it, but the postmaster has
+# logged the value already.  That is PostgreSQL's doing, and why envault
+# refuses the hex settings without preloading: with them refused, a key is
+# never kept in a form that a reload logs.
+write_private_file($conf, "envault.master_key_file = '$keyfile'\n");
+restart_and_log();
+query_is($decrypt_sql, $expected, 'the key file again: values decrypt');
+my $exposed = random_key_hex();
+push @throwaway, $exposed;
+my $offset = -s $node->logfile;
+write_private_file($conf,
+	"envault.master_key_file = '$keyfile'\nenvault.master_key = '$exposed'\n");
+$node->reload;
+$node->poll_query_until('postgres',
+	q{SELECT count(*) > 0 FROM pg_file_settings WHERE name = 'envault.master_key'})
+  or die 'the reload was not processed';
+like(
+	slurp_file($node->logfile, $offset),
+	qr/LOG:  parameter "envault.master_key" changed to "\Q$exposed\E"/,
+	'a reload: the postmaster, without envault, logs the new value itself');
+($ret, $out, $err) =
+  $node->psql('postgres', "\\set VERBOSITY verbose\n$decrypt_sql");
+is($ret, 3, 'after that reload a new session refuses the key settings');
+like(
+	$err,
+	qr/^psql:<stdin>:\d+: ERROR:  F0000: \Qenvault.master_key is not accepted when envault is not preloaded\E$/m,
+	'with the same error');
 
 $node->stop;
 

@@ -16,6 +16,10 @@
 #   already opened may go on using its cached keys until it ends: that is the
 #   designed fallback, and the reason to preload envault.
 #
+# Revoking a token (revoke_token, revoke_tenant_tokens, revoke_tenant)
+# likewise ends the tenant contexts it set in other sessions, at their next
+# use, even a context set for the whole session (section f).
+#
 # A REPEATABLE READ transaction B opened before a revocation is refused
 # after it too: the key store reads its tables as of now, not as of the
 # transaction's snapshot (see below).
@@ -27,6 +31,7 @@
 use strict;
 use warnings;
 
+use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -40,6 +45,18 @@ sub random_key_hex
 	close $fh;
 	die "short read from /dev/urandom" unless defined $n && $n == 32;
 	return unpack('H*', $bytes);
+}
+
+# Write a file that only its owner can read and write.
+sub write_private_file
+{
+	my ($path, $contents) = @_;
+	unlink $path;
+	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
+	  or die "could not create \"$path\": $!";
+	print $fh $contents or die "could not write \"$path\": $!";
+	close $fh or die "could not close \"$path\": $!";
+	return;
 }
 
 # --- sessions -----------------------------------------------------------------
@@ -239,6 +256,65 @@ my $shredded = error_block(
 	'55000',
 	'the keys of envault tenant "acme" were destroyed',
 	'The tenant was crypto-shredded: its data can never be decrypted again.');
+my $no_tenant = error_block(
+	'42501',
+	'no envault tenant is set',
+	'Roles that are not members of envault_admin can use only the keys of the current tenant.',
+	q{Call envault.authenticate() with the request's token first.});
+
+# The error of a tenant context whose token ended; $why as in the detail.
+sub context_ended
+{
+	my ($token_id, $why) = @_;
+	return error_block(
+		'28000',
+		'envault token of the current tenant context is no longer valid',
+		qq{Token $token_id $why; the context of tenant "acme" that it set has been cleared.},
+		'Call envault.authenticate() with a valid token.');
+}
+
+# An application role (not an envault admin), and a token of acme for it.
+sub app_setup
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres',
+		'CREATE ROLE regress_app LOGIN; GRANT envault_user TO regress_app; '
+		  . 'GRANT SELECT ON secrets TO regress_app');
+	return;
+}
+
+sub new_token
+{
+	my ($node, $label) = @_;
+	my $tok = $node->safe_psql('postgres',
+		qq{SELECT envault.issue_token('acme', '$label')});
+	return ($tok, substr($tok, 4, 16));
+}
+
+# Session C, the application role, authenticates for its session and
+# decrypts; A (session $sa) revokes the token; C's next statement (on $node
+# "$name: ") is refused and C has no tenant any more.  Returns C.
+sub revocation_ends_session_context
+{
+	my ($node, $sa, $name) = @_;
+	app_setup($node);
+	my $sc = open_session($node);
+	my ($tok, $tok_id) = new_token($node, "$name app session");
+	session_is($sc,
+		"SET ROLE regress_app;\nSELECT envault.authenticate('$tok', true)",
+		'acme', "${name}C, the application role, authenticates for its session");
+	session_is($sc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
+		"${name}C decrypts the values of acme");
+	session_is($sa, "SELECT envault.revoke_token('$tok_id')",
+		't', "${name}A revokes the token of C's context");
+	session_fails($sc, decrypt_literal_sql(3, 4, 5),
+		context_ended($tok_id, 'was revoked'),
+		"${name}C, next statement: its context ended with the token");
+	session_is($sc, 'SELECT envault.current_tenant() IS NULL',
+		't', "${name}C has no tenant any more");
+	return $sc;
+}
+
 my $in_aborted = error_block('25P02',
 	'current transaction is aborted, commands ignored until end of transaction block'
 );
@@ -250,7 +326,8 @@ my $node = PostgreSQL::Test::Cluster->new('preloaded');
 $node->init;
 $node->append_conf('postgresql.conf',
 	"shared_preload_libraries = 'envault'\n"
-	  . "envault.master_key = '$key'");
+	  . "envault.master_key = '$key'\n"
+	  . "envault.pepper = '" . random_key_hex() . "'");
 $node->start;
 setup_data($node);
 
@@ -442,6 +519,124 @@ session_fails($sb, decrypt_sql(2), $destroyed_v1,
 session_is($sb, decrypt_sql(3, 4, 5), decrypted(3, 4, 5),
 	'B decrypts the values under the other versions');
 
+# --- rotate_data_key reaches a session that holds the active key at once ----------
+
+# B encrypts for acme/notes (and so holds its active key, version 1), in a
+# transaction; A rotates acme/notes; B's next statement in that same
+# transaction encrypts under version 2.  (The statement names no table, as
+# in decrypt_literal_sql: only the shared counter can tell B.)
+my $notes_key_sql =
+  q{SELECT encode(substr(envault.env_encrypt('acme', 'notes', 'x'::text), 5, 8), 'hex')};
+sub notes_key_id
+{
+	my ($version) = @_;
+	return $node->safe_psql('postgres',
+		qq{SELECT lpad(to_hex(key_id), 16, '0') FROM envault.data_keys
+		    WHERE tenant = 'acme' AND purpose = 'notes' AND version = $version});
+}
+session_is($sb, "BEGIN;\n$notes_key_sql", notes_key_id(1),
+	'B opens a transaction and encrypts for acme/notes under version 1');
+session_is($sb, $notes_key_sql, notes_key_id(1), 'and again, from its cache');
+session_is($sa, q{SELECT envault.rotate_data_key('acme', 'notes')},
+	'2', 'A rotates acme/notes');
+session_is($sb, $notes_key_sql, notes_key_id(2),
+	'B, next statement of its open transaction, encrypts under version 2');
+session_is($sb, 'COMMIT', '', 'B commits');
+session_is($sb, decrypt_sql(5), decrypted(5),
+	'B still decrypts the value under version 1');
+
+# --- rotate_data_key racing the creation of the first data key ---------------------
+
+# A creates the first data key of (race, p) in an open transaction; B rotates
+# (race, p) meanwhile, and waits for A; when A commits, B retires A's version
+# and makes the next one, instead of failing.
+$node->safe_psql('postgres', q{SELECT envault.create_tenant('race')});
+session_is($sa,
+	"BEGIN;\nSELECT envault.env_encrypt('race', 'p', 'first'::text) IS NOT NULL",
+	't', 'A creates the first data key of (race, p) in an open transaction');
+$sb->query_until(qr/rotating/,
+	"\\echo rotating\nSELECT envault.rotate_data_key('race', 'p');\n");
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity
+	   WHERE wait_event_type = 'Lock' AND query LIKE '%rotate_data_key(''race''%'})
+  or die 'B is not waiting for A';
+session_is($sa, 'COMMIT', '', 'A commits');
+my ($race_out, $race_err) = run_in($sb, q{SELECT 'after'});
+is($race_err, '', 'B\'s rotation did not fail');
+is($race_out, "2\nafter", 'B\'s rotation made version 2');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT string_agg(version || ':' || state, ',' ORDER BY version)
+		    FROM envault.data_keys WHERE tenant = 'race'}),
+	'1:rotated,2:active',
+	'A\'s version 1 is rotated, B\'s version 2 active');
+
+# The same with B in a REPEATABLE READ transaction: PostgreSQL itself
+# refuses B's insert under its snapshot with a serialization failure, which
+# the application retries.
+$node->safe_psql('postgres', q{SELECT envault.create_tenant('race-rr')});
+session_is($sb, "BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT 1", '1',
+	'B opens a REPEATABLE READ transaction');
+session_is($sa,
+	"BEGIN;\nSELECT envault.env_encrypt('race-rr', 'p', 'first'::text) IS NOT NULL",
+	't', 'A creates the first data key of (race-rr, p) in an open transaction');
+$sb->query_until(qr/rotating/,
+	"\\echo rotating\nSELECT envault.rotate_data_key('race-rr', 'p');\n");
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity
+	   WHERE wait_event_type = 'Lock' AND query LIKE '%rotate_data_key(''race-rr''%'})
+  or die 'B is not waiting for A';
+session_is($sa, 'COMMIT', '', 'A commits');
+($race_out, $race_err) = run_in($sb, 'ROLLBACK');
+like(
+	$race_err,
+	qr/\Apsql:<stdin>:\d+: ERROR:  40001: could not serialize access due to concurrent /,
+	'B, REPEATABLE READ: a serialization failure, to be retried');
+session_is($sa, q{SELECT envault.rotate_data_key('race-rr', 'p')},
+	'2', 'the retried rotation succeeds');
+
+# --- (f) revoking a token ends the tenant contexts it set ----------------------------
+
+# Session C is the application: it authenticates with a token for the
+# session and decrypts; A revokes the token; C's next statement is refused,
+# with its context gone.  Then the same inside a transaction C had opened,
+# with revoke_tenant_tokens.
+my $sc = revocation_ends_session_context($node, $sa, '(f) ');
+session_fails($sc, decrypt_literal_sql(3, 4, 5), $no_tenant,
+	'C, decrypting without a tenant');
+
+# (Used once before, so that C's authenticate does not record the use:
+# that would lock the token's row until C's transaction ends, and the
+# revocation would wait for it.)
+my ($tok2, $tok2_id) = new_token($node, 'app transaction');
+is($node->safe_psql('postgres', "SELECT envault.verify_token('$tok2')"),
+	'acme', 'the token is used once');
+session_is($sc, "BEGIN;\nSELECT envault.authenticate('$tok2')",
+	'acme', 'C opens a transaction and authenticates');
+session_is($sc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
+	'C decrypts in that transaction');
+session_is($sa, "SELECT envault.revoke_tenant_tokens('acme')",
+	'1', 'A revokes every token of acme');
+session_fails($sc, decrypt_literal_sql(3, 4, 5),
+	context_ended($tok2_id, 'was revoked'),
+	'C, in the transaction it had open: its context ended');
+session_is($sc, 'ROLLBACK', '', 'C ends its transaction');
+session_is($sc, 'SELECT envault.current_tenant() IS NULL',
+	't', 'C has no tenant after the rollback either');
+
+# revoke_tenant ends the contexts of the tenant's tokens too, for good
+my ($tok3, $tok3_id) = new_token($node, 'app, tenant revoked');
+session_is($sc, "SELECT envault.authenticate('$tok3', true)",
+	'acme', 'C authenticates for its session again');
+session_is($sa, q{SELECT envault.revoke_tenant('acme')}, '', 'A revokes acme');
+session_fails($sc, 'SELECT envault.current_tenant()',
+	context_ended($tok3_id, 'belongs to a revoked tenant'),
+	'C, next statement: its context ended with the tenant');
+session_is($sa, q{SELECT envault.restore_tenant('acme')}, '', 'A restores acme');
+session_is($sc, 'SELECT envault.current_tenant() IS NULL',
+	't', 'C stays without a tenant after the restore');
+$sc->quit;
+
 # --- (e) destroy the tenant ------------------------------------------------------
 
 session_is($sb, "BEGIN;\n" . decrypt_literal_sql(3, 4, 5),
@@ -462,7 +657,7 @@ session_is($sb, $globex_sql, $globex_out,
 session_is(
 	$sa, q{SELECT count(*) FILTER (WHERE wrapped_key IS NULL) || '/' || count(*)
 	        FROM envault.data_keys WHERE tenant = 'acme'},
-	'4/4', 'every data key of acme is wiped');
+	'5/5', 'every data key of acme is wiped');
 
 $sa->quit;
 $sb->quit;
@@ -479,7 +674,12 @@ unlike($log, qr/\Q$key\E/i,
 my $key2 = random_key_hex();
 my $lazy = PostgreSQL::Test::Cluster->new('lazy');
 $lazy->init;
-$lazy->append_conf('postgresql.conf', "envault.master_key = '$key2'");
+# Without preloading only the file settings are accepted for secrets.
+write_private_file($lazy->basedir . '/master.key', "$key2\n");
+write_private_file($lazy->basedir . '/pepper.key', random_key_hex() . "\n");
+$lazy->append_conf('postgresql.conf',
+	"envault.master_key_file = '" . $lazy->basedir . "/master.key'\n"
+	  . "envault.pepper_file = '" . $lazy->basedir . "/pepper.key'");
 $lazy->start;
 is($lazy->safe_psql('postgres', 'SHOW shared_preload_libraries'),
 	'', 'lazy: envault is not preloaded');
@@ -528,6 +728,11 @@ session_is($sa, q{SELECT envault.restore_tenant('acme')},
 	'', 'lazy: A restores acme');
 session_is($sb, $acme_sql, $acme_out,
 	'lazy: B decrypts after the second restore');
+
+# A token revocation likewise ends a session context at its next
+# transaction.
+# (Each statement is a transaction of its own here.)
+revocation_ends_session_context($lazy, $sa, 'lazy: ')->quit;
 
 # A retired version likewise, at B's next transaction.
 session_is($sb, "BEGIN;\n" . decrypt_literal_sql(@acme),

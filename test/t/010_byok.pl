@@ -13,13 +13,17 @@
 #   computed here with Digest::SHA), everything still decrypts, the import is
 #   in key_events.  A tenant name full of shell syntax reaches the script as
 #   one argument, unchanged, and nothing in it runs; %% in the command is %.
-# - Withholding: a new session fails at once; a session holding the keys
-#   keeps them only for envault.customer_key_ttl (2 s here, set before that
-#   session loads them: a cached key keeps the TTL in force when it was
-#   loaded), then fails too.
-#   Master-key tenants never notice.  Handing the key back makes it work.
+# - Withholding, with envault.customer_key_ttl = 0 (the default): each
+#   statement that uses the tenant asks the KMS once, so a withheld key
+#   stops a session that had just used the keys at its next statement, even
+#   inside an open transaction, and a new session at once.  Master-key
+#   tenants never notice.  Handing the key back makes it work.
+# - With a positive customer_key_ttl (2 s), a session holding the keys keeps
+#   them that long after the key is withheld, then fails too: the explicit
+#   trade-off of fewer KMS calls against a delay.
 # - With a long customer_key_ttl, revoke_tenant still bites at once in a
-#   session holding the keys, and restore_tenant makes it fetch them again.
+#   session holding the keys, and restore_tenant makes it fetch them again;
+#   lowering the TTL back to 0 reaches that session at its next statement.
 # - A wrong customer key is told from the right one by its check value.
 # - rotate_tenant_key keeps a tenant under its customer key; use_master_key
 #   moves it back, after which the customer key no longer matters.
@@ -400,8 +404,55 @@ is(take_asked(), '', 'neither asked the KMS');
 is($node->safe_psql('postgres', $tenant_row_sql),
 	"1|customer|NULL|$ent_kcv", 'ent is unchanged');
 
-# --- the customer withholds its key -------------------------------------------------
+# --- the customer withholds its key ---------------------------------------------
 
+# By default (envault.customer_key_ttl = 0) a session keeps the keys of a
+# customer-managed tenant only for the statement that fetched the customer
+# key: each statement that uses the tenant asks the KMS once, whatever it
+# decrypts, and a withheld key stops every session at its next statement,
+# even inside a transaction it had already opened.
+my $stmt = open_session();
+session_is($stmt, 'SHOW envault.customer_key_ttl', '0',
+	'by default customer keys are kept for one statement');
+session_is($stmt, $ent_sql, $ent_out,
+	'a session decrypts the values of ent under two data keys in one statement');
+is(take_asked(), 'ent', 'that statement asked the KMS once');
+session_is($stmt, $ent_sql, $ent_out, 'its next statement decrypts them again');
+is(take_asked(), 'ent', 'asking the KMS again');
+session_is($stmt, "BEGIN;\n$ent_sql;\n$ent_encrypt_sql;\nCOMMIT",
+	"$ent_out\nfresh", 'two statements in one transaction');
+is(take_asked(), 'ent,ent', 'each asked the KMS once');
+session_is($stmt, "$smb_sql;\n$smb_sql", "$smb_out\n$smb_out",
+	'statements using only a master-key tenant');
+is(take_asked(), '', 'do not ask the KMS');
+
+withhold('ent');
+session_fails($stmt, $ent_sql, $withheld_ent,
+	'withheld: that session, next statement, decrypting ent');
+session_fails($stmt, $ent_encrypt_sql, $withheld_ent,
+	'withheld: that session, encrypting for ent');
+session_is($stmt, $smb_sql, $smb_out,
+	'withheld: that session still decrypts smb (under the master key)');
+is(take_asked(), 'ent,ent', 'the statements using ent asked the KMS, and were refused');
+hand_back('ent');
+
+session_is($stmt, "BEGIN;\n$ent_sql", $ent_out,
+	'handed back: the session opens a transaction and decrypts ent');
+withhold('ent');
+session_fails($stmt, $ent_sql, $withheld_ent,
+	'withheld: the next statement of that open transaction is refused');
+session_is($stmt, 'ROLLBACK', '', 'the session ends its transaction');
+fresh_fails($ent_sql, $withheld_ent, 'withheld: a new session is refused too');
+is(take_asked(), 'ent,ent,ent',
+	'each statement of that transaction and the new session asked the KMS');
+hand_back('ent');
+session_is($stmt, $ent_sql, $ent_out, 'handed back: the session decrypts ent again');
+is(take_asked(), 'ent', 'asking the KMS once');
+$stmt->quit;
+
+# A positive envault.customer_key_ttl is the trade-off of fewer KMS calls
+# against a delay: sessions that hold the keys go on using them that long
+# after the customer withholds its key.
 set_system('envault.customer_key_ttl', '2', '2s');
 
 my $long = open_session();
@@ -477,20 +528,19 @@ is(take_asked(), 'ent', 'with the key fetched again');
 session_is($held, $ent_sql, $ent_out, 'and again');
 is(take_asked(), '', 'from its cache');
 
-# Lowering the TTL shortens what a session already holds: the operator's
-# answer to a customer who withdraws its key.
-set_system('envault.customer_key_ttl', '2', '2s');
-session_is($held, 'SHOW envault.customer_key_ttl', '2s',
-	'the session holding the keys sees the lower TTL');
-my $lowered = time();
+# Lowering the TTL shortens what a session already holds: back to 0, a
+# session holding the keys drops them at its next statement.
+set_system('envault.customer_key_ttl', '0', '0');
+session_is($held, 'SHOW envault.customer_key_ttl', '0',
+	'the session holding the keys sees the TTL back at 0');
 withhold('ent');
-sleep(3 - (time() - $lowered)) if time() - $lowered < 3;
 session_fails($held, $ent_sql, $withheld_ent,
-	'TTL lowered after the keys were cached: they expire by the new TTL');
+	'TTL lowered to 0 after the keys were cached: the next statement is refused');
 is(take_asked(), 'ent', 'the session asked the KMS again, and was refused');
 hand_back('ent');
 session_is($held, $ent_sql, $ent_out, 'handed back: it decrypts again');
 is(take_asked(), 'ent', 'with the key fetched once');
+set_system('envault.customer_key_ttl', '2', '2s');
 
 # --- a wrong customer key ------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import hmac
 import re
 import struct
 import sys
+import zlib
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -77,6 +78,41 @@ def unwrap(kek, wrapped, aad):
     return xaes_open(kek, wrapped[1:25], wrapped[25:], aad)
 
 
+def xaes_subkey(key, label):
+    """A 32-byte subkey of an XAES key: the XAES-256-GCM key derivation with
+    a one-byte label instead of 'X' and an all-zero nonce half."""
+    _, k1, _ = xaes_derive(key, bytes(24))
+    k1 = int.from_bytes(k1, "big")
+    out = b""
+    for i in (1, 2):
+        m = int.from_bytes(bytes([0, i, label, 0]) + bytes(12), "big")
+        out += aes(key, (m ^ k1).to_bytes(16, "big"))
+    return out
+
+
+def blind_index(index_key, value):
+    subkey = xaes_subkey(index_key, 0x42)            # 'B'
+    return subkey, hmac.new(subkey, value, hashlib.sha256).digest()
+
+
+def token_text(token_id, secret):
+    body = b"evt_" + token_id.hex().encode() + b"_" + secret.hex().encode()
+    return body + b"_" + ("%08x" % zlib.crc32(body)).encode()
+
+
+def token_hmac(pepper, token_id, secret):
+    return hmac.new(pepper, b"envault/v1/token" + token_id + secret, hashlib.sha256).digest()
+
+
+def pepper_kcv(pepper):
+    return hmac.new(pepper, b"envault/v1/pepper-check-value", hashlib.sha256).digest()[:16]
+
+
+def customer_kcv(customer_key):
+    mac = hmac.new(customer_key, b"envault/v1/customer-key-check-value", hashlib.sha256)
+    return mac.digest()[:16]
+
+
 def data_aad(header, tenant, purpose, aad):
     return header + field(tenant) + field(purpose) + field(aad)
 
@@ -106,10 +142,17 @@ NAMES = {
                      "data_key_wrap_nonce", "data_key_wrap_aad", "wrapped_data_key"],
     "envault-data": ["tenant", "purpose", "key_id", "data_key", "nonce", "plaintext",
                      "aad", "data_aad", "ciphertext"],
+    "envault-customer-key": ["customer_key", "customer_kcv", "tenant", "tenant_key_version",
+                             "tenant_key", "tenant_wrap_nonce", "tenant_wrap_aad",
+                             "wrapped_tenant_key"],
+    "envault-blind-index": ["tenant", "purpose", "key_id", "index_key", "value", "subkey",
+                            "blind_index"],
+    "envault-token": ["pepper", "pepper_kcv", "token_id", "secret", "token", "token_hmac"],
 }
 LENGTHS = {"key": 32, "master_key": 32, "tenant_key": 32, "data_key": 32, "nonce": 24,
            "tenant_wrap_nonce": 24, "data_key_wrap_nonce": 24, "tenant_key_version": 4,
-           "version": 4, "key_id": 8}
+           "version": 4, "key_id": 8, "customer_key": 32, "index_key": 32, "pepper": 32,
+           "token_id": 8, "secret": 32}
 
 
 def derive(kind, v):
@@ -128,6 +171,19 @@ def derive(kind, v):
                 "data_key_wrap_aad": daad,
                 "wrapped_data_key": wrap(v["tenant_key"], v["data_key"],
                                          v["data_key_wrap_nonce"], daad)}
+    if kind == "envault-customer-key":
+        taad = tenant_wrap_aad(v["tenant"], v["tenant_key_version"])
+        return {"customer_kcv": customer_kcv(v["customer_key"]),
+                "tenant_wrap_aad": taad,
+                "wrapped_tenant_key": wrap(v["customer_key"], v["tenant_key"],
+                                           v["tenant_wrap_nonce"], taad)}
+    if kind == "envault-blind-index":
+        subkey, index = blind_index(v["index_key"], v["value"])
+        return {"subkey": subkey, "blind_index": index}
+    if kind == "envault-token":
+        return {"pepper_kcv": pepper_kcv(v["pepper"]),
+                "token": token_text(v["token_id"], v["secret"]),
+                "token_hmac": token_hmac(v["pepper"], v["token_id"], v["secret"])}
     header = b"EV\x01\x01" + v["key_id"] + v["nonce"]
     return {"data_aad": data_aad(header, v["tenant"], v["purpose"], v["aad"]),
             "ciphertext": encrypt(v["data_key"], v["key_id"], v["nonce"], v["tenant"],
@@ -141,6 +197,7 @@ def seq(first, n):
 
 CHAIN = {"tenant": b"vector-tenant", "purpose": b"secrets",
          "key_id": (0x0123456789abcdef).to_bytes(8, "big")}
+BIDX_KEY_ID = (0x0123456789abcdf0).to_bytes(8, "big")
 INPUTS = [
     ("xaes-256-gcm", {"key": b"\x01" * 32, "nonce": b"ABCDEFGHIJKLMNOPQRSTUVWX",
                       "plaintext": b"XAES-256-GCM", "aad": b""}),
@@ -156,6 +213,22 @@ INPUTS = [
                           plaintext=b"envault test vector", aad=b"")),
     ("envault-data", dict(CHAIN, data_key=seq(0x40, 32), nonce=seq(0x60, 24),
                           plaintext=b"", aad=b"")),
+    # the same tenant key wrapped by a customer-managed key (BYOK)
+    ("envault-customer-key", {"customer_key": seq(0x10, 32), "tenant": CHAIN["tenant"],
+                              "tenant_key_version": b"\0\0\0\1", "tenant_key": seq(0x20, 32),
+                              "tenant_wrap_nonce": seq(0xb0, 24)}),
+    # the blind-index key of (vector-tenant, email): a data key of purpose _bidx.email
+    ("envault-keys", dict(CHAIN, purpose=b"_bidx.email", key_id=BIDX_KEY_ID,
+                          master_key=seq(0x00, 32), tenant_key=seq(0x20, 32),
+                          tenant_key_version=b"\0\0\0\1", tenant_wrap_nonce=seq(0xa0, 24),
+                          version=b"\0\0\0\1", data_key=seq(0x50, 32),
+                          data_key_wrap_nonce=seq(0xd0, 24))),
+    ("envault-blind-index", {"tenant": CHAIN["tenant"], "purpose": b"email",
+                             "key_id": BIDX_KEY_ID, "index_key": seq(0x50, 32),
+                             "value": b"alice@example.com"}),
+    # a token under the pepper of test/regress.conf
+    ("envault-token", {"pepper": seq(0xf0, 16) + bytes.fromhex("00112233445566778899aabbccddeeff"),
+                       "token_id": seq(0x70, 8), "secret": seq(0x90, 32)}),
 ]
 
 
@@ -214,6 +287,7 @@ def check(path):
         return 1
 
     data_keys = {}                      # key_id -> data key unwrapped from its chain
+    purposes = {}                       # key_id -> purpose of that data key
     for n, (kind, v) in enumerate(blocks, 1):
         name = "vector %d (%s):" % (n, kind)
         if set(v) != set(NAMES.get(kind, ())):
@@ -247,8 +321,30 @@ def check(path):
                 data_keys[v["key_id"]] = unwrap(
                     unwrap(v["master_key"], v["wrapped_tenant_key"], taad),
                     v["wrapped_data_key"], daad)
+                purposes[v["key_id"]] = v["purpose"]
             except InvalidTag:
                 pass
+        elif kind == "envault-customer-key":
+            taad = tenant_wrap_aad(v["tenant"], v["tenant_key_version"])
+            opens(name + " customer key unwraps tenant key", v["tenant_key"],
+                  unwrap, v["customer_key"], v["wrapped_tenant_key"], taad)
+            refused(name + " another tenant's wrap AAD refused",
+                    unwrap, v["customer_key"], v["wrapped_tenant_key"],
+                    tenant_wrap_aad(v["tenant"] + b"x", v["tenant_key_version"]))
+        elif kind == "envault-blind-index":
+            report(data_keys.get(v["key_id"]) == v["index_key"]
+                   and purposes.get(v["key_id"]) == b"_bidx." + v["purpose"],
+                   name + " index_key is the data key of purpose _bidx.<purpose> with that key_id")
+            report(blind_index(v["index_key"], v["value"] + b"x")[1] != v["blind_index"],
+                   name + " another value gives another index")
+        elif kind == "envault-token":
+            t = v["token"].decode("ascii")
+            report(re.fullmatch(r"evt_[0-9a-f]{16}_[0-9a-f]{64}_[0-9a-f]{8}", t) is not None
+                   and bytes.fromhex(t[4:20]) == v["token_id"]
+                   and bytes.fromhex(t[21:85]) == v["secret"],
+                   name + " token text is evt_<id>_<secret>_<crc>")
+            report(int(t[86:], 16) == zlib.crc32(t[:85].encode()),
+                   name + " checksum is the CRC-32 of everything before the last _")
         else:
             # Decrypt as a reader does: the data key named by the header,
             # unwrapped from its key rows.
