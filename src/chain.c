@@ -47,6 +47,7 @@
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/index.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
@@ -87,6 +88,7 @@ static HTAB *ch_cache = NULL;
 static int	ch_internal = 0;	/* > 0 while envault itself alters a table */
 static Oid	ch_purging = InvalidOid;	/* relation purge_chain deletes from */
 static ExecutorStart_hook_type ch_prev_executor_start = NULL;
+static Oid	ch_heads_relid = InvalidOid;	/* envault.chain_heads, once found */
 
 static void
 ch_relcache_callback(Datum arg, Oid relid)
@@ -94,6 +96,8 @@ ch_relcache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	ChCacheEntry *e;
 
+	if (!OidIsValid(relid) || relid == ch_heads_relid)
+		ch_heads_relid = InvalidOid;
 	if (ch_cache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -580,59 +584,140 @@ ch_lock(ChHead *h, const char *identity)
 	h->lock_subxid = GetCurrentSubTransactionId();
 }
 
-#define CH_Q_HEAD \
-	"SELECT seq, hash FROM envault.chain_heads" \
-	" WHERE chain_id OPERATOR(pg_catalog.=) $1 AND (tenant OPERATOR(pg_catalog.=) $2 OR (tenant IS NULL AND $2 IS NULL))"
+/*
+ * envault.chain_heads is read and written directly, through its unique
+ * index on (chain_id, tenant), not through SPI: every transaction that
+ * inserts into a chain reads one head and writes it back, and parsing,
+ * planning and executing two queries for that would cost more than the
+ * insert itself.  Nothing else may write a head concurrently (the chain
+ * lock is held), so a simple update is enough.  No trigger, constraint or
+ * privilege of envault.chain_heads applies to these writes: the values come
+ * from the chain lock's holder, which is this code.
+ */
+#define CH_HEADS_NATTS		5
+#define CH_HEADS_CHAIN		1
+#define CH_HEADS_TENANT		2
+#define CH_HEADS_SEQ		3
+#define CH_HEADS_HASH		4
+#define CH_HEADS_BUILTIN	5
+
+
+/* Open envault.chain_heads and find its index on (chain_id, tenant). */
+static Relation
+ch_heads_open(LOCKMODE mode, Oid *index)
+{
+	static const char *const names[CH_HEADS_NATTS] =
+	{"chain_id", "tenant", "seq", "hash", "builtin"};
+	Relation	rel;
+	TupleDesc	desc;
+	List	   *indexes;
+	ListCell   *lc;
+	int			i;
+
+	if (!OidIsValid(ch_heads_relid))
+		ch_heads_relid = get_relname_relid("chain_heads",
+										   get_namespace_oid("envault", false));
+	if (!OidIsValid(ch_heads_relid))
+		elog(ERROR, "relation envault.chain_heads does not exist");
+	rel = table_open(ch_heads_relid, mode);
+	desc = RelationGetDescr(rel);
+	if (desc->natts != CH_HEADS_NATTS)
+		elog(ERROR, "envault.chain_heads does not have the expected columns");
+	for (i = 0; i < CH_HEADS_NATTS; i++)
+		if (TupleDescAttr(desc, i)->attisdropped ||
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), names[i]) != 0)
+			elog(ERROR, "envault.chain_heads does not have the expected columns");
+
+	*index = InvalidOid;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index form;
+
+		if (!HeapTupleIsValid(itup))
+			continue;
+		form = (Form_pg_index) GETSTRUCT(itup);
+		if (form->indisunique && form->indisvalid && form->indnatts == 2 &&
+			form->indkey.values[0] == CH_HEADS_CHAIN &&
+			form->indkey.values[1] == CH_HEADS_TENANT &&
+			heap_attisnull(itup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(itup, Anum_pg_index_indpred, NULL))
+			*index = form->indexrelid;
+		ReleaseSysCache(itup);
+		if (OidIsValid(*index))
+			break;
+	}
+	list_free(indexes);
+	if (!OidIsValid(*index))
+		elog(ERROR, "envault.chain_heads has no unique index on (chain_id, tenant)");
+	return rel;
+}
 
 /*
- * Read a tenant's head from envault.chain_heads with a snapshot taken now:
- * it sees every transaction that held the lock before us, and what this
- * transaction wrote in earlier statements.
+ * The row of envault.chain_heads for a head, as a new snapshot sees it (the
+ * previous holders of the chain lock have committed, and this transaction's
+ * earlier writes are visible), or NULL.  The caller frees it.
  */
+static HeapTuple
+ch_heads_fetch(Relation rel, Oid index, const ChHead *h)
+{
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	HeapTuple	tup;
+
+	ScanKeyInit(&key[0], CH_HEADS_CHAIN, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(h->key.chain_id));
+	if (h->tenant_null)
+		ScanKeyEntryInitialize(&key[1], SK_ISNULL | SK_SEARCHNULL, CH_HEADS_TENANT,
+							   InvalidStrategy, InvalidOid, InvalidOid,
+							   InvalidOid, (Datum) 0);
+	else
+		ScanKeyEntryInitialize(&key[1], 0, CH_HEADS_TENANT, BTEqualStrategyNumber,
+							   InvalidOid,
+							   TupleDescAttr(RelationGetDescr(rel), CH_HEADS_TENANT - 1)->attcollation,
+							   F_TEXTEQ,
+							   PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len)));
+	scan = systable_beginscan(rel, index, true, snap, 2, key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		tup = heap_copytuple(tup);
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	return tup;
+}
+
+/* Read a tenant's head: its number and hash, or the genesis. */
 static void
 ch_load_head(EnvChain *ch, ChHead *h)
 {
-	EnvSpi		s;
-	Oid			types[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = "  ";
-	SPIPlanPtr	plan;
-	int			rc;
+	Oid			index;
+	Relation	rel = ch_heads_open(AccessShareLock, &index);
+	HeapTuple	tup = ch_heads_fetch(rel, index, h);
 
-	env_spi_begin(&s);
-	values[0] = Int32GetDatum(ch->chain_id);
-	if (h->tenant_null)
-		nulls[1] = 'n';
-	else
-		values[1] = PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len));
-	plan = SPI_prepare(CH_Q_HEAD, 2, types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the chain head lookup");
-	rc = SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
-							  InvalidSnapshot, true, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the chain head: %s", SPI_result_code_string(rc));
 	h->seq = 0;
 	memcpy(h->hash, env_chain_genesis, ENV_CHAIN_HASH_LEN);
-	h->stored = (SPI_processed > 0);
+	h->stored = HeapTupleIsValid(tup);
 	if (h->stored)
 	{
 		bool		isnull;
-		bytea	   *b;
+		Datum		d;
+		bytea	   *b = NULL;
 
-		h->seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-		b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 2, &isnull));
-		if (isnull || VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
+		h->seq = DatumGetInt64(heap_getattr(tup, CH_HEADS_SEQ, RelationGetDescr(rel), &isnull));
+		d = heap_getattr(tup, CH_HEADS_HASH, RelationGetDescr(rel), &isnull);
+		if (!isnull)
+			b = DatumGetByteaPP(d);
+		if (isnull || h->seq <= 0 || VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("head of audit chain %s has no valid hash", ch->identity),
 					 errhint("Run envault.verify_chain() to locate the damage.")));
 		memcpy(h->hash, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
+		heap_freetuple(tup);
 	}
-	SPI_freeplan(plan);
-	env_spi_end(&s);
+	table_close(rel, AccessShareLock);
 }
 
 /* The head of a tenant's chain, locked for this transaction. */
@@ -708,21 +793,14 @@ ch_advance(ChHead *h, int64 seq, const uint8 *hash)
 	h->dirty = true;
 }
 
-#define CH_Q_STORE_HEAD \
-	"INSERT INTO envault.chain_heads AS h (chain_id, tenant, seq, hash, builtin)" \
-	" VALUES ($1, $2, $3, $4, $5)" \
-	" ON CONFLICT (chain_id, tenant) DO UPDATE" \
-	"   SET seq = excluded.seq, hash = excluded.hash"
-
 /* Write the heads this statement changed on a chained table. */
 static void
 ch_store_heads(Oid relid)
 {
 	HASH_SEQ_STATUS status;
 	ChHead	   *h;
-	EnvSpi		s;
-	bool		connected = false;
-	SPIPlanPtr	plan = NULL;
+	Relation	rel = NULL;
+	Oid			index = InvalidOid;
 	EnvChain   *ch = NULL;
 
 	if (ch_heads == NULL)
@@ -730,42 +808,57 @@ ch_store_heads(Oid relid)
 	hash_seq_init(&status, ch_heads);
 	while ((h = hash_seq_search(&status)) != NULL)
 	{
-		Oid			types[5] = {INT4OID, TEXTOID, INT8OID, BYTEAOID, BOOLOID};
-		Datum		values[5];
-		char		nulls[5] = "     ";
+		Datum		values[CH_HEADS_NATTS];
+		bool		nulls[CH_HEADS_NATTS] = {false};
+		bool		replace[CH_HEADS_NATTS] = {false};
+		HeapTuple	old;
+		HeapTuple	tup;
 		bytea	   *b;
 
 		if (!h->dirty || h->relid != relid)
 			continue;
-		if (!connected)
+		if (rel == NULL)
 		{
 			ch = env_chain_require(relid);
-			env_spi_begin(&s);
-			plan = SPI_prepare(CH_Q_STORE_HEAD, 5, types);
-			if (plan == NULL)
-				elog(ERROR, "could not prepare the chain head update");
-			connected = true;
+			rel = ch_heads_open(RowExclusiveLock, &index);
 		}
-		values[0] = Int32GetDatum(h->key.chain_id);
-		if (h->tenant_null)
-			nulls[1] = 'n';
-		else
-			values[1] = PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len));
-		values[2] = Int64GetDatum(h->seq);
 		b = palloc(VARHDRSZ + ENV_CHAIN_HASH_LEN);
 		SET_VARSIZE(b, VARHDRSZ + ENV_CHAIN_HASH_LEN);
 		memcpy(VARDATA(b), h->hash, ENV_CHAIN_HASH_LEN);
-		values[3] = PointerGetDatum(b);
-		values[4] = BoolGetDatum(ch->builtin);
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not store the head of audit chain %s", ch->identity);
+		values[CH_HEADS_CHAIN - 1] = Int32GetDatum(h->key.chain_id);
+		if (h->tenant_null)
+			nulls[CH_HEADS_TENANT - 1] = true;
+		else
+			values[CH_HEADS_TENANT - 1] =
+				PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len));
+		values[CH_HEADS_SEQ - 1] = Int64GetDatum(h->seq);
+		values[CH_HEADS_HASH - 1] = PointerGetDatum(b);
+		values[CH_HEADS_BUILTIN - 1] = BoolGetDatum(ch->builtin);
+
+		old = ch_heads_fetch(rel, index, h);
+		if (HeapTupleIsValid(old))
+		{
+			replace[CH_HEADS_SEQ - 1] = true;
+			replace[CH_HEADS_HASH - 1] = true;
+			tup = heap_modify_tuple(old, RelationGetDescr(rel), values, nulls, replace);
+			CatalogTupleUpdate(rel, &old->t_self, tup);
+			heap_freetuple(old);
+		}
+		else
+		{
+			tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+			CatalogTupleInsert(rel, tup);
+		}
+		heap_freetuple(tup);
+		pfree(b);
 		h->dirty = false;
 		h->stored = true;
 	}
-	if (connected)
+	if (rel != NULL)
 	{
-		SPI_freeplan(plan);
-		env_spi_end(&s);
+		table_close(rel, RowExclusiveLock);
+		/* later commands of this transaction see the new heads */
+		CommandCounterIncrement();
 	}
 }
 
