@@ -20,7 +20,12 @@
 #   BENCH_REPS=7            timed rounds per case (median reported)
 #   BENCH_SLOW_REPS=3       timed rounds for the slow cases (pgp_sym_*,
 #                           verify_token on first use, reencrypt_column)
-#   BENCH_TOPICS="encrypt tenancy lifecycle"  topic files to run, in order
+#   BENCH_AUDIT_ROWS=100000 rows per chained INSERT (topic audit)
+#   BENCH_PGBENCH_TX=2500   transactions per pgbench client (topic pgbench;
+#                           the single-client run does 8 times as many)
+#   BENCH_TOPICS="encrypt tenancy lifecycle audit pgbench"  topics to run:
+#                           bench/<topic>.sql files in order, and pgbench
+#                           (bench/pgbench.sh, run after them)
 #   BENCH_PORT=54392        port of the throwaway cluster
 #   BENCH_SHARED_BUFFERS=1GB  large enough that the table stays in shared buffers
 #   BENCH_SKIP_BUILD=1      skip build_and_install (for iterating on bench/;
@@ -35,16 +40,26 @@ tokens=${BENCH_TOKENS:-20000}
 data_keys=${BENCH_DATA_KEYS:-1000}
 reps=${BENCH_REPS:-7}
 slow_reps=${BENCH_SLOW_REPS:-3}
-topics=${BENCH_TOPICS:-encrypt tenancy lifecycle}
+audit_rows=${BENCH_AUDIT_ROWS:-100000}
+pgbench_tx=${BENCH_PGBENCH_TX:-2500}
+topics=${BENCH_TOPICS:-encrypt tenancy lifecycle audit pgbench}
 port=${BENCH_PORT:-54392}
 shared_buffers=${BENCH_SHARED_BUFFERS:-1GB}
 bench="$ENVAULT_ROOT/bench"
 
-for n in "$rows" "$large_rows" "$tokens" "$data_keys" "$reps" "$slow_reps" "$port"; do
+for n in "$rows" "$large_rows" "$tokens" "$data_keys" "$reps" "$slow_reps" "$port" \
+	"$audit_rows" "$pgbench_tx"; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: not a positive integer: $n" >&2; exit 2; }
 done
+sql_topics=
+run_pgbench=
 for t in $topics; do
+	if [ "$t" = pgbench ]; then
+		run_pgbench=1
+		continue
+	fi
 	[ -f "$bench/$t.sql" ] || { echo "bench/run.sh: no topic file bench/$t.sql" >&2; exit 2; }
+	sql_topics="$sql_topics $t"
 done
 
 install_deps
@@ -80,7 +95,7 @@ cluster_start "$dir" "$port" \
 psql_bench() {
 	as_pg "$PGBIN/psql" -h "$dir" -p "$port" -d postgres -X -q \
 		-v ON_ERROR_STOP=1 -v rows="$rows" -v large_rows="$large_rows" \
-		-v tokens="$tokens" -v data_keys="$data_keys" \
+		-v tokens="$tokens" -v data_keys="$data_keys" -v audit_rows="$audit_rows" \
 		-v reps="$reps" -v slow_reps="$slow_reps" "$@"
 }
 psql_bench -c "CREATE EXTENSION pgcrypto" -c "CREATE EXTENSION envault"
@@ -105,17 +120,19 @@ machine() {
 	fi
 	[ -z "${BENCH_SKIP_BUILD:-}" ] || rev="$rev, not rebuilt (BENCH_SKIP_BUILD)"
 	echo "envault:    commit $rev"
-	echo "command:    bench/run.sh (rows=$rows large_rows=$large_rows tokens=$tokens data_keys=$data_keys reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
+	echo "command:    bench/run.sh (rows=$rows large_rows=$large_rows tokens=$tokens data_keys=$data_keys audit_rows=$audit_rows pgbench_tx=$pgbench_tx reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
 }
 
 say "running topics: $topics ($rows rows, $large_rows large, $reps rounds, $slow_reps for slow cases)"
+source "$bench/pgbench.sh"
 {
 	machine
 	{
 		cat "$bench/harness.sql"
-		for t in $topics; do cat "$bench/$t.sql"; done
-		cat "$bench/report.sql"
+		for t in $sql_topics; do cat "$bench/$t.sql"; done
 	} | psql_bench
+	[ -z "$run_pgbench" ] || pgbench_stage
+	psql_bench -f - < "$bench/report.sql"
 } | tee "$out"
 
 say "saved to ${out#"$ENVAULT_ROOT"/}; stopping and removing the cluster"
