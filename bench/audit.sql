@@ -23,16 +23,7 @@
 
 \echo '-- topic audit: preparing' :audit_rows 'rows per chained insert,' :large_rows 'rows to verify,' :rows 'values to decrypt'
 
--- The audit rows an application would write: who did what to which object.
-CREATE TABLE bench.audit_plain (
-	id			bigint GENERATED ALWAYS AS IDENTITY,
-	tenant		text NOT NULL,
-	actor		text NOT NULL,
-	action		text NOT NULL,
-	object_id	bigint NOT NULL,
-	detail		jsonb,
-	created_at	timestamptz NOT NULL DEFAULT now()
-);
+CREATE TABLE bench.audit_plain (LIKE bench.audit_row INCLUDING ALL);
 CREATE TABLE bench.audit_chained (LIKE bench.audit_plain INCLUDING ALL);
 SELECT envault.enable_audit_chain('bench.audit_chained', 'tenant') AS linked \gset
 

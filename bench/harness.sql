@@ -245,6 +245,18 @@ BEGIN
 END
 $$;
 
+-- The audit rows an application writes (who did what to which object):
+-- the template of the tables of topics audit and pgbench.
+CREATE TABLE bench.audit_row (
+	id			bigint GENERATED ALWAYS AS IDENTITY,
+	tenant		text NOT NULL,
+	actor		text NOT NULL,
+	action		text NOT NULL,
+	object_id	bigint NOT NULL,
+	detail		jsonb,
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+
 -- Median per case, and the ratio to its baseline.
 CREATE VIEW bench.medians AS
 SELECT c.ord, c.topic, c.name, c.baseline, c.nrows, count(t.ms) AS reps,

@@ -33,15 +33,7 @@ pgbench_stage() {
 
 	as_pg mkdir -p "$scripts"
 	psql_bench <<-'EOF'
-		CREATE TABLE bench.pgb_plain (
-			id			bigint GENERATED ALWAYS AS IDENTITY,
-			tenant		text NOT NULL,
-			actor		text NOT NULL,
-			action		text NOT NULL,
-			object_id	bigint NOT NULL,
-			detail		jsonb,
-			created_at	timestamptz NOT NULL DEFAULT now()
-		);
+		CREATE TABLE bench.pgb_plain (LIKE bench.audit_row INCLUDING ALL);
 		CREATE TABLE bench.pgb_chained (LIKE bench.pgb_plain INCLUDING ALL);
 		SELECT envault.enable_audit_chain('bench.pgb_chained', 'tenant') \g /dev/null
 	EOF
