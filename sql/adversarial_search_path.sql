@@ -13,8 +13,10 @@
 \set SHOW_CONTEXT never
 SELECT current_user AS regress_superuser \gset
 
--- 1. Every SECURITY DEFINER function in schema envault, including any added
--- later, pins search_path to exactly pg_catalog, pg_temp.
+-- 1. Every SECURITY DEFINER function in schema envault pins search_path to
+-- exactly pg_catalog, pg_temp.  envault has none today (its C functions run
+-- their SQL as the owner of schema envault instead); the check is there for
+-- any added later, and shown to catch one.
 CREATE FUNCTION regress_adv_unpinned() RETURNS TABLE (func regprocedure, config text[])
 LANGUAGE sql STABLE AS $$
 	SELECT p.oid::regprocedure, p.proconfig
@@ -315,6 +317,25 @@ INSERT INTO regress_adv_workload VALUES
 ('admin', 47, $q$SELECT envault.create_data_key('%T-app', 'aged')$q$),
 ('admin', 48, $q$INSERT INTO public.regress_adv_docs_%M (id, body) SELECT g, envault.env_encrypt('%T', 'docs', pg_catalog.concat('doc ', g), pg_catalog.int4send(g)) FROM pg_catalog.generate_series(1, 5) g RETURNING id$q$),
 ('admin', 49, $q$SELECT envault.rotate_data_key('%T', 'docs')$q$),
+('admin', 50, $q$SELECT envault.enable_audit_chain('public.regress_adv_chain_%M', 'tenant')$q$),
+('admin', 51, $q$INSERT INTO public.regress_adv_chain_%M (tenant, what) SELECT '%T', pg_catalog.concat('event ', g) FROM pg_catalog.generate_series(1, 3) g RETURNING envault_seq$q$),
+('admin', 52, $q$SELECT pg_catalog.count(*) FROM envault.checkpoint('public.regress_adv_chain_%M')$q$),
+('admin', 53, $q$SELECT pg_catalog.concat_ws(' ', v.tenant, v.rows_checked, v.ok, v.first_bad_seq, v.reason) FROM envault.verify_chain('public.regress_adv_chain_%M') v$q$),
+('admin', 54, $q$SELECT pg_catalog.json_array_length(envault.export_chain('public.regress_adv_chain_%M', '%T') OPERATOR(pg_catalog.->) 'rows')$q$),
+('admin', 55, $q$SELECT envault.signing_public_key()$q$),
+('admin', 56, $q$SELECT envault.set_chain_retention('public.regress_adv_chain_%M', '1 day')$q$),
+('admin', 57, $q$SELECT envault.purge_chain('public.regress_adv_chain_%M', '%T', pg_catalog.now())$q$),
+('admin', 58, $q$SELECT envault.put_secret('%T', 'llm', 'sk-live-0123456789abcd')$q$),
+('admin', 59, $q$SELECT envault.put_secret('%T-app', 'shared', 'webhook-secret-wxyz')$q$),
+('admin', 60, $q$SELECT envault.get_secret('%T', 'llm')$q$),
+('admin', 61, $q$SELECT envault.record_verification('%T', 'llm', 'valid')$q$),
+('admin', 62, $q$SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', s.tenant, s.name, s.preview, s.verify_status), ', ' ORDER BY s.tenant COLLATE pg_catalog."C") FROM envault.list_secrets() s WHERE s.tenant OPERATOR(pg_catalog.~~) '%T%'$q$),
+('admin', 63, $q$SELECT envault.flush_access_log()$q$),
+('admin', 64, $q$SELECT pg_catalog.sum(a.count) FROM envault.access_log a WHERE a.tenant OPERATOR(pg_catalog.=) '%T' AND a.secret_name OPERATOR(pg_catalog.=) 'llm'$q$),
+('admin', 65, $q$SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM envault.access_log_status()$q$),
+('admin', 66, $q$SELECT envault.env_decrypt_text_compat(public.pgp_sym_encrypt('legacy value', 'legacy key'), 'legacy key')$q$),
+('admin', 67, $q$SELECT envault.env_decrypt_text_compat(envault.env_encrypt('%T', 'secrets', 'new value'), 'legacy key')$q$),
+('admin', 68, $q$INSERT INTO public.regress_adv_mig_%M (id, tenant, card) SELECT pg_catalog.concat('k', g), '%T-app', public.pgp_sym_encrypt(pg_catalog.concat('card ', g), 'legacy key') FROM pg_catalog.generate_series(1, 3) g RETURNING id$q$),
 ('app', 1, $q$SELECT envault.authenticate(k.token, true) FROM public.regress_adv_tokens k WHERE k.tenant OPERATOR(pg_catalog.=) '%T-app'$q$),
 ('app', 2, $q$SELECT envault.current_tenant()$q$),
 ('app', 3, $q$SELECT envault.verify_token(k.token) FROM public.regress_adv_tokens k WHERE k.tenant OPERATOR(pg_catalog.=) '%T-app'$q$),
@@ -331,13 +352,26 @@ INSERT INTO regress_adv_workload VALUES
 ('app', 14, $q$SELECT envault.reset_tenant()$q$),
 ('app', 15, $q$SELECT envault.env_encrypt('%T-app', 'secrets', 'x')$q$),
 ('app', 16, $q$SELECT envault.authenticate('evt_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000_00000000')$q$),
+('app', 17, $q$SELECT envault.authenticate(k.token, true) FROM public.regress_adv_tokens k WHERE k.tenant OPERATOR(pg_catalog.=) '%T-app'$q$),
+('app', 18, $q$SELECT envault.get_secret('%T-app', 'shared')$q$),
+('app', 19, $q$SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', s.tenant, s.name, s.preview), ', ') FROM envault.list_secrets() s$q$),
+('app', 20, $q$SELECT envault.get_secret('%T', 'llm')$q$),
+('app', 21, $q$SELECT envault.put_secret('%T', 'planted', 'from the app, for another tenant')$q$),
+('app', 22, $q$WITH i AS (INSERT INTO public.regress_adv_chain_%M (tenant, what) VALUES ('%T-app', 'from the app') RETURNING 1) SELECT pg_catalog.count(*) FROM i$q$),
+('app', 23, $q$SELECT pg_catalog.count(*) FROM envault.verify_chain('public.regress_adv_chain_%M')$q$),
+('app', 24, $q$SELECT envault.flush_access_log()$q$),
 ('admin2', 1, $q$SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', d.purpose, d.version, d.state, d.created_by), ', ' ORDER BY d.purpose COLLATE pg_catalog."C", d.version) FROM envault.data_keys d WHERE d.tenant OPERATOR(pg_catalog.=) '%T-app'$q$),
 ('admin2', 2, $q$SELECT pg_catalog.string_agg(k.operation, ', ' ORDER BY k.event_id) FROM envault.key_events k WHERE k.tenant OPERATOR(pg_catalog.=) '%T'$q$),
 ('admin2', 3, $q$SELECT pg_catalog.count(*) FROM public.regress_adv_docs_%M d WHERE envault.env_is_current(d.body) AND envault.env_decrypt_text(d.body, d.aad) OPERATOR(pg_catalog.=) pg_catalog.concat('doc ', d.id)$q$),
 ('admin2', 4, $q$SELECT envault.destroy_tenant('%T')$q$),
 ('admin2', 5, $q$SELECT envault.env_decrypt_text(v.c) FROM public.regress_adv_vals v WHERE v.tenant OPERATOR(pg_catalog.=) '%T'$q$),
 ('admin2', 6, $q$SELECT envault.destroy_tenant('%T')$q$),
-('admin2', 7, $q$SELECT envault.restore_tenant('%T')$q$);
+('admin2', 7, $q$SELECT envault.restore_tenant('%T')$q$),
+('admin2', 8, $q$SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', m.id, envault.env_decrypt_text(m.card)), ', ' ORDER BY m.id COLLATE pg_catalog."C") FROM public.regress_adv_mig_%M m$q$),
+('admin2', 9, $q$SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', v.tenant, v.rows_checked, v.ok), ', ' ORDER BY v.tenant COLLATE pg_catalog."C") FROM envault.verify_chain('public.regress_adv_chain_%M') v$q$),
+('admin2', 10, $q$SELECT pg_catalog.sum(a.count) FROM envault.access_log a WHERE a.tenant OPERATOR(pg_catalog.=) '%T-app' AND a.secret_name OPERATOR(pg_catalog.=) 'shared'$q$),
+('admin2', 11, $q$SELECT envault.delete_secret('%T-app', 'shared')$q$),
+('admin2', 12, $q$SELECT envault.disable_audit_chain('public.regress_adv_chain_%M')$q$);
 -- and, to show that every shadow is live, a statement that reaches it by
 -- its bare name: through the attacker's schema, and through pg_temp
 INSERT INTO regress_adv_workload
@@ -400,6 +434,20 @@ ALTER TABLE regress_adv_rls_plain OWNER TO regress_adv_keyadmin;
 ALTER TABLE regress_adv_rls_shadowed OWNER TO regress_adv_keyadmin;
 ALTER TABLE regress_adv_docs_plain OWNER TO regress_adv_keyadmin;
 ALTER TABLE regress_adv_docs_shadowed OWNER TO regress_adv_keyadmin;
+-- an audit chain, and a column to migrate from pgcrypto whose key is text
+-- (a type that has a shadow)
+CREATE TABLE regress_adv_chain_plain (tenant text, what text);
+CREATE TABLE regress_adv_chain_shadowed (tenant text, what text);
+ALTER TABLE regress_adv_chain_plain OWNER TO regress_adv_keyadmin;
+ALTER TABLE regress_adv_chain_shadowed OWNER TO regress_adv_keyadmin;
+GRANT INSERT ON regress_adv_chain_plain, regress_adv_chain_shadowed TO regress_adv_app;
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public;
+RESET client_min_messages;
+CREATE TABLE regress_adv_mig_plain (id text PRIMARY KEY, tenant text, card bytea);
+CREATE TABLE regress_adv_mig_shadowed (id text PRIMARY KEY, tenant text, card bytea);
+ALTER TABLE regress_adv_mig_plain OWNER TO regress_adv_keyadmin;
+ALTER TABLE regress_adv_mig_shadowed OWNER TO regress_adv_keyadmin;
 
 -- 4. The shadows, created by each attacker, and proof that they are live:
 -- each is reached by its bare name under the attacker's search_path, and
@@ -445,6 +493,7 @@ DELETE FROM regress_adv_results WHERE mode = 'control';
 \c - regress_adv_keyadmin
 SELECT regress_adv_run(:'mode', 'admin', :'tenant', 'none') AS steps;
 CALL envault.reencrypt_column('public.regress_adv_docs_plain', 'body', 'aad', 2);
+CALL envault.migrate_pgcrypto_column('public.regress_adv_mig_plain', 'card', 'tenant', 'cards', 'legacy key', batch_size => 2);
 CALL envault.rotate_master_key();
 \c - :regress_superuser
 UPDATE envault.data_keys SET created_at = created_at - interval '2 days'
@@ -462,6 +511,7 @@ SELECT regress_adv_make_temp_shadows('regress_adv_shadow_admin') AS temp_shadows
 SET search_path = regress_adv_shadow_admin, public, pg_catalog;
 SELECT regress_adv_run(:'mode', 'admin', :'tenant', 'regress_adv_shadow_admin') AS steps;
 CALL envault.reencrypt_column('public.regress_adv_docs_shadowed', 'body', 'aad', 2);
+CALL envault.migrate_pgcrypto_column('public.regress_adv_mig_shadowed', 'card', 'tenant', 'cards', 'legacy key', batch_size => 2);
 CALL envault.rotate_master_key();
 \c - :regress_superuser
 UPDATE envault.data_keys SET created_at = created_at - interval '2 days'
@@ -498,7 +548,8 @@ DROP SCHEMA regress_adv_shadow_app, regress_adv_shadow_admin CASCADE;
 RESET client_min_messages;
 DROP TABLE regress_adv_trace, regress_adv_shadows, regress_adv_workload, regress_adv_results,
 	regress_adv_vals, regress_adv_tokens, regress_adv_rls_plain, regress_adv_rls_shadowed,
-	regress_adv_docs_plain, regress_adv_docs_shadowed;
+	regress_adv_docs_plain, regress_adv_docs_shadowed, regress_adv_chain_plain,
+	regress_adv_chain_shadowed, regress_adv_mig_plain, regress_adv_mig_shadowed;
 DROP SEQUENCE regress_adv_trace_calls;
 DROP FUNCTION regress_adv_unpinned(), regress_adv_make_shadows(text),
 	regress_adv_make_temp_shadows(text), regress_adv_run(text, text, text, text);

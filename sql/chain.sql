@@ -56,6 +56,11 @@ CREATE TEMP TABLE regress_temp (tenant text);
 SELECT envault.enable_audit_chain('regress_temp', 'tenant');
 CREATE TABLE regress_reg (tenant text, t regclass);
 SELECT envault.enable_audit_chain('regress_reg', 'tenant');
+-- a column of a temporary type would vanish with the session that made it
+CREATE DOMAIN pg_temp.regress_mood AS text;
+CREATE TABLE regress_tempcol (tenant text, mood pg_temp.regress_mood);
+SELECT envault.enable_audit_chain('regress_tempcol', 'tenant');
+DROP TABLE regress_tempcol;
 CREATE TABLE regress_taken (tenant text, envault_seq int);
 SELECT envault.enable_audit_chain('regress_taken', 'tenant');
 SELECT envault.enable_audit_chain('regress_taken', 'nope');

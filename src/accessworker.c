@@ -215,6 +215,8 @@ envault_access_log_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(aw_slot->dboid, BOOTSTRAP_SUPERUSERID, 0);
 	/* a record must be durable before the decryption's result is returned */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/* its queries name everything by schema; nothing else can stand in */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "envault access log", PGC_USERSET,
 					PGC_S_OVERRIDE);
 	on_shmem_exit(aw_detach, (Datum) 0);

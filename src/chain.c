@@ -218,6 +218,11 @@ ch_build(Oid relid)
 	MemoryContext cxt;
 	MemoryContext old;
 	EnvChain   *ch;
+	AttrNumber	tenant_attnum;
+	AttrNumber	seq_attnum;
+	AttrNumber	at_attnum;
+	AttrNumber	prev_attnum;
+	AttrNumber	hash_attnum;
 	int			i;
 
 	env_spi_begin(&s);
@@ -235,6 +240,20 @@ ch_build(Oid relid)
 	builtin = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
 	env_spi_end(&s);
 
+	/* errors first, so that nothing is left in TopMemoryContext */
+	rel = relation_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	tenant_attnum = ch_attnum(rel, tenant_column, false);
+	seq_attnum = ch_attnum(rel, ENV_CHAIN_SEQ_COL, false);
+	at_attnum = ch_attnum(rel, ENV_CHAIN_AT_COL, false);
+	prev_attnum = ch_attnum(rel, ENV_CHAIN_PREV_COL, false);
+	hash_attnum = ch_attnum(rel, ENV_CHAIN_HASH_COL, false);
+	if (TupleDescAttr(desc, tenant_attnum - 1)->attgenerated)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tenant column \"%s\" of audit chain %s is a generated column",
+						tenant_column, identity)));
+
 	cxt = AllocSetContextCreate(TopMemoryContext, "envault audit chain",
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -245,14 +264,11 @@ ch_build(Oid relid)
 	ch->identity = pstrdup(identity);
 	ch->identity_len = strlen(identity);
 	ch->builtin = builtin;
-
-	rel = relation_open(relid, AccessShareLock);
-	desc = RelationGetDescr(rel);
-	ch->tenant_attnum = ch_attnum(rel, tenant_column, false);
-	ch->seq_attnum = ch_attnum(rel, ENV_CHAIN_SEQ_COL, false);
-	ch->at_attnum = ch_attnum(rel, ENV_CHAIN_AT_COL, false);
-	ch->prev_attnum = ch_attnum(rel, ENV_CHAIN_PREV_COL, false);
-	ch->hash_attnum = ch_attnum(rel, ENV_CHAIN_HASH_COL, false);
+	ch->tenant_attnum = tenant_attnum;
+	ch->seq_attnum = seq_attnum;
+	ch->at_attnum = at_attnum;
+	ch->prev_attnum = prev_attnum;
+	ch->hash_attnum = hash_attnum;
 	ch->tenant_typid = TupleDescAttr(desc, ch->tenant_attnum - 1)->atttypid;
 	ch->index_oid = ch_find_index(rel, ch->tenant_attnum, ch->seq_attnum,
 								  &ch->tenant_eq_proc, &ch->tenant_collation);
@@ -295,11 +311,7 @@ ch_build(Oid relid)
 	}
 	relation_close(rel, AccessShareLock);
 	MemoryContextSwitchTo(old);
-	if (ch->tenant_col < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("tenant column \"%s\" of audit chain %s is a generated column",
-						tenant_column, identity)));
+	Assert(ch->tenant_col >= 0);
 	ch->valid = true;
 	return ch;
 }
@@ -1194,6 +1206,67 @@ ch_executor_start(QueryDesc *queryDesc, int eflags)
 
 /* --- enabling and disabling ------------------------------------------------ */
 
+/*
+ * A column whose type is a temporary one (a domain in pg_temp, say) would
+ * vanish with the session that created the type, changing what the chain's
+ * rows hash to without any DDL the guards could refuse.
+ */
+static void
+ch_refuse_temp_types(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+		HeapTuple	tup;
+		Oid			nsp;
+
+		if (a->attisdropped)
+			continue;
+		tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(a->atttypid));
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for type %u", a->atttypid);
+		nsp = ((Form_pg_type) GETSTRUCT(tup))->typnamespace;
+		ReleaseSysCache(tup);
+		if (isAnyTempNamespace(nsp))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of \"%s\" has a temporary type",
+							NameStr(a->attname), RelationGetRelationName(rel)),
+					 errdetail("The column would be dropped with the type at the end of the session that created it.")));
+	}
+}
+
+/*
+ * SPI as the caller (enabling and disabling a chain needs the table's
+ * owner, not envault's), with search_path pinned as env_spi_begin pins it:
+ * the DDL below names its types and functions by schema, and a caller's
+ * schemas or temporary objects must not stand in for them.  Returns the
+ * GUC nest level for ch_spi_finish.
+ */
+static int
+ch_spi_connect(void)
+{
+	int			level;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return level;
+}
+
+static void
+ch_spi_finish(int level)
+{
+	AtEOXact_GUC(true, level);
+	SPI_finish();
+}
+
 static void
 ch_exec(const char *sql, int expect)
 {
@@ -1448,6 +1521,7 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 				 errmsg("\"%s\" has rows and row-level UPDATE triggers", relname),
 				 errdetail("Linking the existing rows updates each of them, which would fire those triggers."),
 				 errhint("Disable the UPDATE triggers while the chain is enabled, or enable the chain on the empty table.")));
+	ch_refuse_temp_types(rel);
 	table_close(rel, NoLock);
 
 	identity = quote_qualified_identifier(nspname, relname);
@@ -1456,12 +1530,12 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	ch_internal++;
 	PG_TRY();
 	{
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ch_exec(psprintf("ALTER TABLE %s ADD COLUMN " ENV_CHAIN_SEQ_COL " bigint,"
-					 " ADD COLUMN " ENV_CHAIN_AT_COL " timestamp with time zone,"
-					 " ADD COLUMN " ENV_CHAIN_PREV_COL " bytea,"
-					 " ADD COLUMN " ENV_CHAIN_HASH_COL " bytea", qualified),
+	int			level = ch_spi_connect();
+
+	ch_exec(psprintf("ALTER TABLE %s ADD COLUMN " ENV_CHAIN_SEQ_COL " pg_catalog.int8,"
+					 " ADD COLUMN " ENV_CHAIN_AT_COL " pg_catalog.timestamptz,"
+					 " ADD COLUMN " ENV_CHAIN_PREV_COL " pg_catalog.bytea,"
+					 " ADD COLUMN " ENV_CHAIN_HASH_COL " pg_catalog.bytea", qualified),
 			SPI_OK_UTILITY);
 
 	env_spi_begin(&s);
@@ -1497,7 +1571,7 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_heads AFTER INSERT ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_heads()", qualified),
 			SPI_OK_UTILITY);
-	SPI_finish();
+	ch_spi_finish(level);
 	}
 	PG_FINALLY();
 	{
@@ -1571,8 +1645,8 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	ch_internal++;
 	PG_TRY();
 	{
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	int			level = ch_spi_connect();
+
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
@@ -1586,7 +1660,7 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 				  psprintf("%s; " INT64_FORMAT " checkpoints deleted",
 						   identity, ncheckpoints));
 	env_spi_end(&s);
-	SPI_finish();
+	ch_spi_finish(level);
 	}
 	PG_FINALLY();
 	{

@@ -499,7 +499,7 @@ DECLARE
 	n bigint;
 	m bigint;
 	skipped bigint;
-	bounds text;
+	bounds pg_catalog.text;
 	s_retired bigint;
 	s_destroyed bigint;
 	s_revoked bigint;
@@ -524,10 +524,14 @@ BEGIN
 		RAISE EXCEPTION 'column "%" of relation % is not of type bytea', col, tbl
 			USING ERRCODE = 'datatype_mismatch';
 	END IF;
-	SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pk, pktype
+	-- the key's type by schema and name: format_type() leaves pg_catalog's
+	-- types unqualified, and the casts below run on the caller's search_path
+	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pktype
 	  FROM pg_catalog.pg_index i
 	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
 	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
 	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
 	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	IF pk IS NULL THEN
@@ -987,15 +991,15 @@ LANGUAGE plpgsql
 -- No SET search_path: it COMMITs (see reencrypt_column); names are qualified.
 AS $$
 DECLARE
-	nsp name;
-	pk name;
-	pktype text;
-	aad_expr text;
-	tenant_filter text;
+	nsp pg_catalog.name;
+	pk pg_catalog.name;
+	pktype pg_catalog.text;
+	aad_expr pg_catalog.text;
+	tenant_filter pg_catalog.text;
 	remaining bigint;
 	done bigint := 0;
-	hi text;
-	lo text;
+	hi pg_catalog.text;
+	lo pg_catalog.text;
 	n bigint;
 	m bigint;
 BEGIN
@@ -1016,7 +1020,7 @@ BEGIN
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
 				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
-					  AND a.atttypid OPERATOR(pg_catalog.=) 'bytea'::pg_catalog.regtype
+					  AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
 					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
 		RAISE EXCEPTION 'column "%" of relation % does not exist or is not of type bytea', col, tbl
 			USING ERRCODE = 'datatype_mismatch';
@@ -1030,15 +1034,19 @@ BEGIN
 	IF aad_col IS NOT NULL AND NOT EXISTS (
 			SELECT FROM pg_catalog.pg_attribute a
 			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) aad_col
-			   AND a.atttypid OPERATOR(pg_catalog.=) 'bytea'::pg_catalog.regtype
+			   AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
 			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
 		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
 			USING ERRCODE = 'datatype_mismatch';
 	END IF;
-	SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pk, pktype
+	-- the key's type by schema and name: format_type() leaves pg_catalog's
+	-- types unqualified, and the casts below run on the caller's search_path
+	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pktype
 	  FROM pg_catalog.pg_index i
 	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
 	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
 	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
 	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	IF pk IS NULL THEN
