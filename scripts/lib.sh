@@ -11,9 +11,11 @@ ENVAULT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$(dirname "$PG_CONFIG")
 export PG_CONFIG
+# (perl brings the core modules the TAP tests use: JSON::PP, Digest::SHA;
+# postgresql-15 brings pgbench, pg_dump and pg_restore, which they run too)
 ENVAULT_PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev make gcc
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
-  python3 python3-cryptography openssl"
+  perl python3 python3-cryptography openssl"
 
 say() { printf '\n== %s\n' "$*"; }
 
