@@ -126,6 +126,9 @@ UPDATE regress_audit SET action = 'changed' WHERE id = 1;
 DELETE FROM regress_audit WHERE id = 1;
 TRUNCATE regress_audit;
 INSERT INTO regress_audit (tenant, action) VALUES ('acme', 'x') ON CONFLICT DO NOTHING;
+WITH i AS (INSERT INTO regress_audit (tenant, action) VALUES ('acme', 'x')
+           ON CONFLICT DO NOTHING RETURNING 1)
+SELECT count(*) FROM i;
 -- nor can the table change shape, lose its triggers or be dropped
 ALTER TABLE regress_audit ADD COLUMN extra int;
 ALTER TABLE regress_audit DROP COLUMN amount;
@@ -143,6 +146,17 @@ CREATE TRIGGER zzz_touch BEFORE INSERT ON regress_audit
 	FOR EACH ROW EXECUTE FUNCTION regress_touch();
 CREATE TRIGGER zz_envault_chain_2 BEFORE INSERT ON regress_audit
 	FOR EACH ROW EXECUTE FUNCTION envault.chain_insert();
+-- nor renamed to fire after envault's
+CREATE TRIGGER aaa_rename BEFORE INSERT ON regress_audit
+	FOR EACH ROW EXECUTE FUNCTION regress_touch();
+ALTER TRIGGER aaa_rename ON regress_audit RENAME TO zzz_rename;
+ALTER TRIGGER zz_envault_chain ON regress_audit RENAME TO zz_envault_other;
+DROP TRIGGER aaa_rename ON regress_audit;
+-- no table may inherit from it: its rows would show without being chained
+CREATE TABLE regress_child () INHERITS (regress_audit);
+CREATE TABLE regress_child (LIKE regress_audit INCLUDING CONSTRAINTS);
+ALTER TABLE regress_child INHERIT regress_audit;
+DROP TABLE regress_child;
 -- what does not change the rows is allowed
 CREATE TRIGGER aaa_touch BEFORE INSERT ON regress_audit
 	FOR EACH ROW EXECUTE FUNCTION regress_touch();
@@ -151,6 +165,15 @@ CREATE INDEX regress_audit_action ON regress_audit (action);
 -- and exported without reading the others
 CREATE INDEX regress_audit_chain ON regress_audit (tenant, envault_seq);
 ALTER TABLE regress_audit SET (fillfactor = 90);
+-- a primary key (as pg_restore adds it) sets NOT NULL, which changes no
+-- hash; dropping NOT NULL stays refused
+CREATE TABLE regress_pk (id int, tenant text);
+SELECT envault.enable_audit_chain('regress_pk', 'tenant');
+ALTER TABLE regress_pk ADD PRIMARY KEY (id);
+ALTER TABLE regress_pk ALTER COLUMN tenant SET NOT NULL;
+ALTER TABLE regress_pk ALTER COLUMN envault_seq DROP NOT NULL;
+SELECT envault.disable_audit_chain('regress_pk');
+DROP TABLE regress_pk;
 COMMENT ON TABLE regress_audit IS 'chained';
 INSERT INTO regress_audit (tenant, action) VALUES ('globex', 'after DDL');
 SELECT action FROM regress_audit WHERE action LIKE 'after DDL%';

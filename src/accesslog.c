@@ -102,6 +102,7 @@ static int64 al_statement_seq = 0;
 static uint64 al_last_ticket = 0;	/* last position this backend queued */
 static int	al_nesting = 0;
 static int	al_fallback_warned = 0;
+static char al_dbname[NAMEDATALEN];	/* for server log lines, once known */
 
 static void al_before_exit(int code, Datum arg);
 
@@ -227,6 +228,24 @@ al_log_record(const AlRecord *r, const char *database)
 	pfree(buf.data);
 }
 
+/*
+ * The database's name for server log lines.  It is looked up inside a
+ * transaction (the first decryption is in one) and kept, so that records
+ * logged at backend exit or after an abort still name it.
+ */
+static const char *
+al_database(void)
+{
+	if (al_dbname[0] == '\0' && IsTransactionState())
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		if (name != NULL)
+			strlcpy(al_dbname, name, sizeof(al_dbname));
+	}
+	return al_dbname[0] != '\0' ? al_dbname : NULL;
+}
+
 /* --- the queue ------------------------------------------------------------- */
 
 /* This database's slot, claimed if need be; NULL if every slot is taken. */
@@ -335,16 +354,13 @@ al_enqueue(AlRecord *recs, int n, bool may_wait)
 	uint64		ticket = 0;
 	int			i;
 	TimestampTz started = GetCurrentTimestamp();
-	const char *dbname = NULL;
 
 	if (al_shared != NULL && !RecoveryInProgress())
 		slot = al_my_slot();
 	if (slot == NULL)
 	{
-		if (IsTransactionState())
-			dbname = get_database_name(MyDatabaseId);
 		for (i = 0; i < n; i++)
-			al_log_record(&recs[i], dbname);
+			al_log_record(&recs[i], al_database());
 		return 0;
 	}
 
@@ -370,10 +386,12 @@ al_enqueue(AlRecord *recs, int n, bool may_wait)
 			if (!may_wait &&
 				TimestampDifferenceExceeds(started, GetCurrentTimestamp(), 10000))
 			{
+				int			logged = n - i;
+
 				for (; i < n; i++)
-					al_log_record(&recs[i], NULL);
+					al_log_record(&recs[i], al_database());
 				LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-				slot->fallback_total += n;
+				slot->fallback_total += logged;
 				LWLockRelease(slot->lock);
 				ConditionVariableCancelSleep();
 				return ticket;
@@ -498,6 +516,8 @@ env_access_record(const EnvDataKey *key, const char *secret)
 		before_shmem_exit(al_before_exit, (Datum) 0);
 		exit_registered = true;
 	}
+	(void) al_database();
+
 	if (!al_enabled)
 	{
 		if (!al_off_recorded)
@@ -571,6 +591,15 @@ al_dest_shutdown(DestReceiver *self)
 	AlDest	   *d = (AlDest *) self;
 
 	d->inner->rShutdown(d->inner);
+
+	/*
+	 * The rows of this run have been sent: their exact counts are durable
+	 * before the client sees the command complete.  (With the extended
+	 * protocol the portal, and so ExecutorEnd, can wait until the next
+	 * message or the end of the transaction.)
+	 */
+	if (al_pending)
+		al_flush(true);
 }
 
 static void
@@ -784,6 +813,9 @@ envault_access_log_status(PG_FUNCTION_ARGS)
 		if (!OidIsValid(dboid))
 			continue;
 		dbname = get_database_name(dboid);
+		/* a dropped database's slot, empty, is free for the next one */
+		if (dbname == NULL && DatumGetInt64(values[2]) == 0 && nulls[1])
+			continue;
 		nulls[0] = (dbname == NULL);
 		if (dbname != NULL)
 		{
@@ -885,6 +917,23 @@ env_access_log_init(void)
 							gettext_noop("A worker connected to a database keeps DROP DATABASE from proceeding until it exits."),
 							&al_worker_idle, 3, 1, 3600,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	/*
+	 * Without preloading there is no queue (no shared memory), but the
+	 * hooks still make each statement's records, which then go to the
+	 * server log when it ends, as on a standby.
+	 */
+	EnableQueryId();
+	al_prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = al_executor_start;
+	al_prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = al_executor_run;
+	al_prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = al_executor_finish;
+	al_prev_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = al_executor_end;
+	al_prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = al_process_utility;
+	RegisterXactCallback(al_xact_callback, NULL);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
@@ -898,20 +947,8 @@ env_access_log_init(void)
 							gettext_noop("Each uses a background worker while it has records to write."),
 							&al_databases, 8, 1, 1024,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	EnableQueryId();
 	al_prev_shmem_request = shmem_request_hook;
 	shmem_request_hook = al_shmem_request;
 	al_prev_shmem_startup = shmem_startup_hook;
 	shmem_startup_hook = al_shmem_startup;
-	al_prev_executor_start = ExecutorStart_hook;
-	ExecutorStart_hook = al_executor_start;
-	al_prev_executor_run = ExecutorRun_hook;
-	ExecutorRun_hook = al_executor_run;
-	al_prev_executor_finish = ExecutorFinish_hook;
-	ExecutorFinish_hook = al_executor_finish;
-	al_prev_executor_end = ExecutorEnd_hook;
-	ExecutorEnd_hook = al_executor_end;
-	al_prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = al_process_utility;
-	RegisterXactCallback(al_xact_callback, NULL);
 }

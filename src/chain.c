@@ -1014,6 +1014,7 @@ envault_chain_insert(PG_FUNCTION_ARGS)
 	Datum		newvals[4];
 	bool		newnulls[4] = {false, false, false, false};
 	bool		supplied;
+	uint8		prev[ENV_CHAIN_HASH_LEN];
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
@@ -1038,29 +1039,58 @@ envault_chain_insert(PG_FUNCTION_ARGS)
 	seq = (uint64) h->seq + 1;
 	at = GetCurrentTimestamp();
 
+	memcpy(prev, h->hash, ENV_CHAIN_HASH_LEN);
+
+	/*
+	 * Values a superuser supplies (a restore) are kept if they are the next
+	 * link, or, on a chain that has no row yet, a link that starts it where
+	 * the dumped chain started: after a purge, at its anchor.  Either way the
+	 * hash must match the row; verification checks the start against the
+	 * anchor.
+	 */
 	supplied = !nulls[ch->seq_attnum - 1] && !nulls[ch->at_attnum - 1] &&
 		!nulls[ch->prev_attnum - 1] && !nulls[ch->hash_attnum - 1] &&
-		superuser() &&
-		DatumGetInt64(values[ch->seq_attnum - 1]) == (int64) seq &&
-		ch_bytea_is(values[ch->prev_attnum - 1], h->hash);
+		superuser();
+	if (supplied)
+	{
+		int64		sseq = DatumGetInt64(values[ch->seq_attnum - 1]);
+		bytea	   *sprev = DatumGetByteaPP(values[ch->prev_attnum - 1]);
+
+		if (sseq == (int64) seq && ch_bytea_is(values[ch->prev_attnum - 1], h->hash))
+			supplied = true;
+		else if (h->seq == 0 && sseq > 0 &&
+				 VARSIZE_ANY_EXHDR(sprev) == ENV_CHAIN_HASH_LEN)
+		{
+			seq = (uint64) sseq;
+			memcpy(prev, VARDATA_ANY(sprev), ENV_CHAIN_HASH_LEN);
+		}
+		else
+			supplied = false;
+	}
 	if (supplied)
 	{
 		env_chain_row_hash(ch, values, nulls, &t, seq,
 						   DatumGetTimestampTz(values[ch->at_attnum - 1]),
-						   h->hash, hash);
+						   prev, hash);
 		supplied = ch_bytea_is(values[ch->hash_attnum - 1], hash);
 		if (supplied)
 			at = DatumGetTimestampTz(values[ch->at_attnum - 1]);
+		else
+		{
+			/* not a link of this chain: the row gets the next one */
+			seq = (uint64) h->seq + 1;
+			memcpy(prev, h->hash, ENV_CHAIN_HASH_LEN);
+		}
 	}
 	if (!supplied)
-		env_chain_row_hash(ch, values, nulls, &t, seq, at, h->hash, hash);
+		env_chain_row_hash(ch, values, nulls, &t, seq, at, prev, hash);
 
 	cols[0] = ch->seq_attnum;
 	newvals[0] = Int64GetDatum((int64) seq);
 	cols[1] = ch->at_attnum;
 	newvals[1] = TimestampTzGetDatum(at);
 	cols[2] = ch->prev_attnum;
-	newvals[2] = PointerGetDatum(ch_bytea(h->hash, ENV_CHAIN_HASH_LEN));
+	newvals[2] = PointerGetDatum(ch_bytea(prev, ENV_CHAIN_HASH_LEN));
 	cols[3] = ch->hash_attnum;
 	newvals[3] = PointerGetDatum(ch_bytea(hash, ENV_CHAIN_HASH_LEN));
 	tup = heap_modify_tuple_by_cols(tup, desc, 4, cols, newvals, newnulls);
@@ -1175,17 +1205,26 @@ ch_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	PlannedStmt *stmt = queryDesc->plannedstmt;
 
-	if (stmt->commandType == CMD_INSERT && stmt->resultRelations != NIL &&
+	/*
+	 * Every INSERT of the statement: the top-level one, and those of
+	 * data-modifying WITH queries (each the top node of its subplan).
+	 */
+	if ((stmt->commandType == CMD_INSERT || stmt->hasModifyingCTE) &&
 		!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
 	{
-		Plan	   *plan = stmt->planTree;
+		List	   *plans = lcons(stmt->planTree, list_copy(stmt->subplans));
+		ListCell   *lp;
 
-		if (plan && IsA(plan, ModifyTable) &&
-			((ModifyTable *) plan)->onConflictAction != ONCONFLICT_NONE)
+		foreach(lp, plans)
 		{
+			Plan	   *plan = lfirst(lp);
 			ListCell   *lc;
 
-			foreach(lc, stmt->resultRelations)
+			if (plan == NULL || !IsA(plan, ModifyTable) ||
+				((ModifyTable *) plan)->operation != CMD_INSERT ||
+				((ModifyTable *) plan)->onConflictAction == ONCONFLICT_NONE)
+				continue;
+			foreach(lc, ((ModifyTable *) plan)->resultRelations)
 			{
 				RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
 
@@ -1197,6 +1236,7 @@ ch_executor_start(QueryDesc *queryDesc, int eflags)
 							 errdetail("A row skipped after it was linked would leave a gap in its chain.")));
 			}
 		}
+		list_free(plans);
 	}
 	if (ch_prev_executor_start)
 		ch_prev_executor_start(queryDesc, eflags);

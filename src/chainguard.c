@@ -32,6 +32,7 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_rewrite.h"
@@ -94,6 +95,9 @@ cg_subcommand_allowed(AlterTableType t)
 		case AT_AddIndexConstraint:
 		case AT_AlterConstraint:
 		case AT_CheckNotNull:
+		case AT_SetNotNull:		/* ADD PRIMARY KEY sets it; hashes stay */
+		case AT_AddIdentity:
+		case AT_DropIdentity:
 		case AT_ChangeOwner:
 		case AT_ClusterOn:
 		case AT_DropCluster:
@@ -181,12 +185,9 @@ cg_check_trigger(Oid trigoid, CommandTag tag)
 	tg = (Form_pg_trigger) GETSTRUCT(tup);
 	if (!env_chain_registered(tg->tgrelid))
 		return;
-	if (tag == CMDTAG_ALTER_TRIGGER)
-	{
-		if (cg_is_chain_function(tg->tgfoid, false))
-			cg_refuse(tg->tgrelid, "renaming its triggers");
-		return;
-	}
+	if (tag == CMDTAG_ALTER_TRIGGER && cg_is_chain_function(tg->tgfoid, false))
+		cg_refuse(tg->tgrelid, "renaming its triggers");
+	/* created, or renamed: the name decides when it fires */
 	if (TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_BEFORE(tg->tgtype) &&
 		TRIGGER_FOR_INSERT(tg->tgtype) && !cg_is_chain_function(tg->tgfoid, true) &&
 		strcmp(NameStr(tg->tgname), ENV_CHAIN_TRIGGER) > 0)
@@ -230,9 +231,8 @@ cg_subcommand_name(AlterTableType t)
 			return "ALTER TABLE ... DROP COLUMN";
 		case AT_AlterColumnType:
 			return "ALTER TABLE ... ALTER COLUMN ... TYPE";
-		case AT_SetNotNull:
 		case AT_DropNotNull:
-			return "ALTER TABLE ... ALTER COLUMN ... NOT NULL";
+			return "ALTER TABLE ... ALTER COLUMN ... DROP NOT NULL";
 		case AT_DropExpression:
 			return "ALTER TABLE ... DROP EXPRESSION";
 		case AT_DropConstraint:
@@ -269,13 +269,43 @@ cg_subcommand_name(AlterTableType t)
 	}
 }
 
+/*
+ * A table that inherits from a chained table: its rows would show in the
+ * chained table's queries without being in the chain.
+ */
+static void
+cg_check_parents(Oid relid)
+{
+	Relation	rel = table_open(InheritsRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	ScanKeyInit(&key, Anum_pg_inherits_inhrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InheritsRelidSeqnoIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Oid			parent = ((Form_pg_inherits) GETSTRUCT(tup))->inhparent;
+
+		if (env_chain_registered(parent))
+			cg_refuse(parent, "a table that inherits from it");
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
 static void
 cg_check_alter_table(Oid relid, CollectedCommand *cmd)
 {
 	ListCell   *lc;
 
 	if (!env_chain_registered(relid))
+	{
+		/* ALTER TABLE ... INHERIT a chained table */
+		cg_check_parents(relid);
 		return;
+	}
 	if (cmd->type != SCT_AlterTable)
 	{
 		/* RENAME, SET SCHEMA and the like arrive as simple commands */
@@ -296,7 +326,7 @@ cg_check_alter_table(Oid relid, CollectedCommand *cmd)
 /*
  * SQL function: envault.chain_ddl_guard() returns event_trigger
  *
- * ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER',
+ * ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TRIGGER',
  * 'ALTER TRIGGER', 'CREATE RULE').
  */
 PG_FUNCTION_INFO_V1(envault_chain_ddl_guard);
@@ -334,6 +364,8 @@ envault_chain_ddl_guard(PG_FUNCTION_ARGS)
 
 		if (classid == RelationRelationId && tag == CMDTAG_ALTER_TABLE && !isnull)
 			cg_check_alter_table(objid, (CollectedCommand *) DatumGetPointer(cmd));
+		else if (classid == RelationRelationId && tag == CMDTAG_CREATE_TABLE)
+			cg_check_parents(objid);
 		else if (classid == TriggerRelationId)
 			cg_check_trigger(objid, tag);
 		else if (classid == RewriteRelationId)

@@ -1101,7 +1101,8 @@ SELECT envault.enable_audit_chain('envault.key_events', 'tenant');
 SELECT pg_catalog.pg_extension_config_dump('envault.key_events', 'ORDER BY envault_seq');
 
 CREATE EVENT TRIGGER envault_chain_ddl_guard ON ddl_command_end
-	WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER', 'CREATE RULE')
+	WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER',
+				 'CREATE RULE')
 	EXECUTE FUNCTION envault.chain_ddl_guard();
 CREATE EVENT TRIGGER envault_chain_drop_guard ON sql_drop
 	WHEN TAG IN ('DROP TABLE', 'DROP TRIGGER', 'ALTER TABLE', 'DROP SCHEMA',
