@@ -18,6 +18,26 @@
 # restart_after_crash($node, $offset, $name)
 #                                   start again, test that it recovered
 #
+# On request (use EnvaultCrash qw(... crash_when_ready acks_after_crash)):
+#
+# crash_when_ready($node, $what, $sql, @scripts)
+#                                   poll $sql (a boolean) until it is true,
+#                                   every script still running (one that
+#                                   stopped is an error, with its stderr);
+#                                   then crash() with every_process; returns
+#                                   the log offset before the kill
+# acks_after_crash($script)         test that the script lost its server
+#                                   with no error before; returns the lines
+#                                   it echoed (its acknowledgements)
+# query_is($node, $sql, $want, $name)
+#                                   two tests: $sql runs, and returns $want
+# chain_lock_key($node, $insert)    the key of the audit chain lock that the
+#                                   INSERT statement $insert takes (pg_locks:
+#                                   classid the high half, objid the low
+#                                   one), rolled back; 20 decimal digits, so
+#                                   that keys compare as strings in the
+#                                   order chain locks are taken
+#
 # A script's psql stops at the first error (ON_ERROR_STOP), and at a lost
 # connection.  Its stdout is written only by its own \echo commands (-q, -t,
 # -A), so a line it echoes after a COMMIT is an acknowledged commit: psql
@@ -37,6 +57,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(random_key_hex write_private_file start_script
   script_running finish_script crash restart_after_crash);
+our @EXPORT_OK = qw(crash_when_ready acks_after_crash query_is chain_lock_key);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
@@ -146,6 +167,70 @@ sub crash
 		usleep(20_000);
 	}
 	return $offset;
+}
+
+sub crash_when_ready
+{
+	my ($node, $what, $sql, @scripts) = @_;
+	my $poll = $node->background_psql('postgres');
+	my $deadline = time() + $timeout;
+	my $all_running = sub {
+		foreach my $s (@scripts)
+		{
+			die "script $s->{name} stopped before the crash:\n"
+			  . slurp_file($s->{err})
+			  unless script_running($s);
+		}
+	};
+	while ($poll->query_safe($sql) ne 't')
+	{
+		$all_running->();
+		die "no progress: $what" if time() > $deadline;
+		usleep(10_000);
+	}
+	$all_running->();
+	my $offset = crash($node, $poll, every_process => 1);
+	eval { $poll->{run}->kill_kill; };
+	return $offset;
+}
+
+sub acks_after_crash
+{
+	my ($s) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($out, $err) = finish_script($s);
+	unlike($err, qr/ERROR/, "$s->{name}: no error before the crash")
+	  or diag($err);
+	like(
+		$err,
+		qr/server closed the connection unexpectedly|connection to server was lost|terminating connection due to unexpected postmaster exit/,
+		"$s->{name}: lost its server");
+	return split /\n/, $out;
+}
+
+sub query_is
+{
+	my ($node, $sql, $want, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql);
+	is($ret, 0, "$name: the query runs") or diag($err);
+	is($out, $want, $name);
+	return;
+}
+
+sub chain_lock_key
+{
+	my ($node, $insert) = @_;
+	my $key = $node->safe_psql(
+		'postgres', qq{
+BEGIN;
+$insert;
+SELECT lpad((classid::int8::numeric * 4294967296 + objid::int8)::text, 20, '0')
+  FROM pg_locks
+ WHERE locktype = 'advisory' AND objsubid = 17750 AND pid = pg_backend_pid();
+ROLLBACK;});
+	die "\"$insert\" took no audit chain lock" unless $key =~ /^\d{20}$/;
+	return $key;
 }
 
 sub restart_after_crash
