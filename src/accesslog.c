@@ -408,9 +408,12 @@ al_enqueue(AlRecord *recs, int n, bool may_wait)
 static void
 al_wait_durable(uint64 ticket)
 {
-	AlSlot	   *slot = al_my_slot();
+	AlSlot	   *slot;
 
-	if (slot == NULL || ticket == 0)
+	if (ticket == 0 || al_shared == NULL)
+		return;					/* nothing queued: logged, or not preloaded */
+	slot = al_my_slot();
+	if (slot == NULL)
 		return;
 	for (;;)
 	{

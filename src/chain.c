@@ -592,7 +592,7 @@ ch_lock(ChHead *h, const char *identity)
 						identity, h->tenant_null ? "NULL" :
 						quote_literal_cstr(pnstrdup(h->tenant, h->tenant_len))),
 				 errdetail("Another transaction is writing that chain, and waiting for it could deadlock with a chain this transaction already writes."),
-				 errhint("Retry the transaction, or write one tenant's chain per transaction.")));
+				 errhint("Retry the transaction (after a short, random pause), or write fewer chains in one transaction.")));
 	h->lock_subxid = GetCurrentSubTransactionId();
 }
 

@@ -38,8 +38,6 @@
 # 5. Not preloaded: records go to the server log as "envault access: "
 #    and a JSON object, one line per record; the lines are parsed and
 #    checked field by field.
-#
-# Tests marked TODO below fail because of bugs in envault described there.
 
 use strict;
 use warnings;
@@ -218,9 +216,9 @@ my @abort_lines = grep { $_->{application_name} eq 'full-abort' }
   access_lines($node, $offset);
 is(scalar(@abort_lines), 14,
 	'queue full at an abort: 14 records went to the server log');
-# TODO(envault bug): fails.  al_enqueue (src/accesslog.c), giving up after
-# 10 s, adds all n records of the batch to to_server_log, also those it
-# had queued before (16 here), and logs the rest without the database name.
+# access_log_status() counts as sent to the server log only the records
+# that went there (not those of the batch queued before it gave up), and
+# the lines name the database.
 is(queue_status(), '16 queued, 90 written, 14 to the server log',
 	'queue full at an abort: access_log_status() counts 16 queued, 14 sent to the server log'
 );
@@ -351,13 +349,11 @@ is(decrypted('crash-rollback'), 't03:10 t04:10',
 
 # 2f. the extended query protocol (as most drivers use it), in an open
 # transaction: pgbench runs the statement, has its 300 rows, then sleeps.
-# TODO(envault bug): fails.  With the extended protocol the portal of a
-# completed SELECT lives on until the next Bind or the end of the
-# transaction, and with it the ExecutorEnd that flushes the exact counts
-# (src/accesslog.c, al_executor_end): after the statement completed only
-# the records made before its first row are durable, 1 decryption per key
-# here instead of 10, and a crash then loses 270 decryptions whose results
-# the client has.
+# With this protocol the portal of a completed SELECT, and so its
+# ExecutorEnd, lives on until the next Bind or the end of the transaction:
+# the exact counts must be durable once the rows are sent all the same
+# (src/accesslog.c flushes them when the portal's output ends), 10 per key
+# here, not just the records made before the first row.
 {
 	my $script = $node->basedir . '/extended.sql';
 	open my $fh, '>', $script or die "could not write $script: $!";
@@ -597,12 +593,9 @@ my $lpid = $ls->query_safe('SELECT pg_backend_pid()');
 $ls->query_safe("SET application_name = 'lazy-session'");
 is($ls->query_safe('SELECT envault.env_decrypt_text(c) FROM lv WHERE id = 1'),
 	'lazy pii 1', 'not preloaded: a statement decrypts one value');
-# TODO(envault bug): fails.  Without shared_preload_libraries
-# env_access_log_init() (src/accesslog.c) returns before it installs the
-# executor hooks and the transaction callback, so nothing is written at the
-# end of a statement: a session's counts are aggregated over its whole life
-# and logged only by flush_access_log() or at backend exit (never, if the
-# backend is killed), with statement_seq 0 and, at exit, "database": null.
+# Without shared_preload_libraries there is no queue, but each statement's
+# records are still made when it ends and go to the server log then, not
+# aggregated over the session's life.
 my @now = grep { $_->{backend_pid} == $lpid } access_lines($lazy, $offset);
 is(join(',', map { "$_->{purpose}:$_->{count}" } @now),
 	'pii:1', 'not preloaded: the statement\'s record is in the server log once it completed');
@@ -635,8 +628,8 @@ is( scalar(grep {
 		} @recs),
 	scalar(@recs),
 	'not preloaded: every line names the event, session role and application');
-# TODO(envault bug): fails, see above: lines written at backend exit have
-# "database": null (al_enqueue names the database only in a transaction).
+# Lines written at backend exit, outside any transaction, name the
+# database too.
 is(join(',', map { $_->{database} // 'null' } @recs),
 	join(',', map { 'postgres' } @recs),
 	'not preloaded: every line names the database');

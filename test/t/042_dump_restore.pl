@@ -29,8 +29,6 @@
 # says why: SQLSTATE F0000, the configured master key does not match the
 # key that wrapped the tenant, with both check values
 # (src/keystore.c, ks_master_for).
-#
-# Tests marked TODO below fail because of bugs in envault described there.
 
 use strict;
 use warnings;
@@ -347,34 +345,23 @@ sub restore
 
 my $target = new_server('dump_target', $key_m);
 my ($status, $restore_err) = restore($target, 'appdb');
-# TODO(envault bug): fails.  pg_restore creates a chained table's primary
-# key after its data and after envault.audit_chains has it registered, and
-# the DDL guard (src/chainguard.c, cg_check_alter_table) refuses the SET
-# NOT NULL subcommand that ALTER TABLE ... ADD PRIMARY KEY carries, though
-# the column is NOT NULL already:
-#   ERROR:  ALTER TABLE ... ALTER COLUMN ... NOT NULL is refused on audit chain "orders_audit"
-#   Command was: ALTER TABLE ONLY public.orders_audit ADD CONSTRAINT orders_audit_pkey PRIMARY KEY (id);
-# so the restored table has no primary key.  (ALTER TABLE ... ADD PRIMARY
-# KEY on any chained table is refused the same way.)
+# pg_restore creates a chained table's primary key after its data, when
+# envault.audit_chains has the table registered already: the DDL guard
+# lets ADD PRIMARY KEY (and the SET NOT NULL it carries) through.
 is($status, 0, 'restore: pg_restore succeeds');
 is($restore_err, '', 'restore: pg_restore reports no error') or diag($restore_err);
 
-# (TODO: "constraints, indexes and triggers" fails for the missing primary
-# key, and "rows of chain envault.access_log" for the bug described next)
 my $tgt_snapshot = snapshot($target, 'appdb');
 foreach my $what (sort keys %snapshot_sql)
 {
 	is($tgt_snapshot->{$what}, $src_snapshot->{$what},
 		"restore: $what identical to the source");
 }
-# TODO(envault bug): fails for the chain of acme in envault.access_log,
-# purged on the source (and the same below).  envault's own chained tables
-# are reloaded through the chain trigger (src/chain.c, envault_chain_insert),
-# which keeps the supplied chain values only if envault_seq is the head's
-# plus one; the head of an empty chain is 0, so the first row after an
-# anchor (seq n > 1) is renumbered 1 and rehashed, every later row with it,
-# and verify_chain reports "extra row" at 1.  A purged chain of
-# envault.key_events is broken the same way.
+# envault's own chained tables are reloaded through the chain trigger
+# (src/chain.c, envault_chain_insert), which keeps the chain values the
+# dump supplies: the next link, or on an empty chain its first row, which
+# for the chain of acme in envault.access_log, purged on the source, is the
+# row at its anchor.
 is(verify_all($target, 'appdb'), $src_verify,
 	'restore: every chain verifies as on the source, checkpoints signed before the dump included'
 );
@@ -438,7 +425,6 @@ SELECT count(*) FROM envault.checkpoint('orders_audit');
 SELECT count(*) FROM envault.checkpoint('envault.key_events');
 SELECT count(*) FROM envault.checkpoint('envault.access_log');
 });
-# (TODO: fails while the chain renumbered by the restore stands, above)
 my $after = verify_all($target, 'appdb');
 unlike($after, qr/:f(?::|\s|$)/m,
 	'restore: after new rows and checkpoints, every chain still verifies')
@@ -456,7 +442,6 @@ is( $target->safe_psql(
 ($status, my $copy_err) = restore($target, 'appdb_copy');
 is($copy_err, $restore_err,
 	'restore as appdb_copy: pg_restore reports what it reported for appdb');
-# (TODO: fails for the same purged chain)
 is(verify_all($target, 'appdb_copy'), $src_verify,
 	'restore as appdb_copy: every chain verifies as on the source');
 is( $target->safe_psql(
@@ -480,7 +465,6 @@ is( $other_snapshot->{'ciphertexts and blind indexes of customers'} . "\n"
 	$src_snapshot->{'ciphertexts and blind indexes of customers'} . "\n"
 	  . $src_snapshot->{'wrapped tenant keys'},
 	'other master key: the restored data is the same');
-# (TODO: fails for the same purged chain)
 is(verify_all($other, 'appdb'), $src_verify,
 	'other master key: the chains verify (that needs no master key)');
 

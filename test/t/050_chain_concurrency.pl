@@ -28,7 +28,7 @@
 #      any lock, one into e1 waits for the chain lock (seen in pg_locks and
 #      pg_stat_activity) and, once the first commits, gets the next number.
 #   f. INSERT ... ON CONFLICT, which could skip a row after it was linked,
-#      is refused, also inside a WITH query (a TODO: it is not, see there).
+#      is refused, also inside a WITH query.
 #
 # During b and d, another session signs checkpoints and verifies every
 # chain, over and over: verification never sees a problem while writers
@@ -543,14 +543,9 @@ INSERT INTO audit_f VALUES (1, 'f');
 	q{INSERT INTO audit_f VALUES (1, 'f'), (2, 'f') ON CONFLICT DO NOTHING});
 like($err, qr/INSERT \.\.\. ON CONFLICT is not supported on audit chain "audit_f"/,
 	'f: INSERT ... ON CONFLICT DO NOTHING is refused');
-TODO:
 {
-	# TODO: envault bug.  ch_executor_start() (src/chain.c) refuses ON
-	# CONFLICT only when the INSERT is the statement's top-level plan; inside
-	# a WITH query it runs, the chain trigger links the conflicting row (seq
-	# 2), the row is skipped, and the next one gets seq 3: verify_chain
-	# reports "missing row" 2.  Drop this TODO block once that is fixed.
-	local $TODO = 'INSERT ... ON CONFLICT inside WITH is not refused (src/chain.c, ch_executor_start)';
+	# inside a WITH query, where the chain trigger would link the
+	# conflicting row before it is skipped
 	($ret, $out, $err) = $node->psql(
 		'postgres', q{
 WITH i AS (INSERT INTO audit_f VALUES (1, 'f'), (2, 'f') ON CONFLICT DO NOTHING RETURNING id)
