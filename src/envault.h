@@ -73,7 +73,7 @@ typedef struct EnvSpi
 	Oid			save_userid;
 	int			save_sec;
 	MemoryContext caller_cxt;
-	char	   *caller_name;
+	char	   *caller_name;	/* NAMEDATALEN bytes, zero-padded: a name */
 	int			guc_level;		/* search_path pinned at this nest level */
 } EnvSpi;
 

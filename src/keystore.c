@@ -597,7 +597,9 @@ env_spi_begin(EnvSpi *s)
 
 	GetUserIdAndSecContext(&s->save_userid, &s->save_sec);
 	s->caller_cxt = CurrentMemoryContext;
-	s->caller_name = GetUserNameFromId(s->save_userid, false);
+	/* a whole NameData: queries take it as a parameter of type name */
+	s->caller_name = palloc0(NAMEDATALEN);
+	strlcpy(s->caller_name, GetUserNameFromId(s->save_userid, false), NAMEDATALEN);
 	SetUserIdAndSecContext(owner, s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
 	/*
