@@ -197,6 +197,22 @@ SELECT tenant, note, envault_seq FROM regress_existing ORDER BY note;
 SELECT * FROM envault.verify_chain('regress_existing');
 -- a tenant given as text is read as the column's type
 SELECT * FROM envault.verify_chain('regress_existing', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11');
+-- ... also by a key administrator who is not a superuser, owning the table
+CREATE ROLE regress_chain_owner IN ROLE envault_admin;
+CREATE TABLE regress_owned (tenant text, note text);
+INSERT INTO regress_owned VALUES ('x', 'one'), ('y', 'two'), ('x', 'three');
+ALTER TABLE regress_owned OWNER TO regress_chain_owner;
+SET ROLE regress_chain_owner;
+SELECT envault.enable_audit_chain('regress_owned', 'tenant') AS rows_linked;
+INSERT INTO regress_owned VALUES ('x', 'four');
+SELECT tenant, rows_checked, ok FROM envault.verify_chain('regress_owned');
+RESET ROLE;
+SELECT h.tenant, h.seq, h.builtin FROM envault.chain_heads h
+  JOIN envault.audit_chains c USING (chain_id)
+ WHERE c.tbl = 'regress_owned'::regclass ORDER BY h.tenant;
+SELECT envault.disable_audit_chain('regress_owned');
+DROP TABLE regress_owned;
+DROP ROLE regress_chain_owner;
 -- with rows and UPDATE triggers, linking them would fire the triggers
 CREATE TABLE regress_upd (tenant text);
 INSERT INTO regress_upd VALUES ('x');

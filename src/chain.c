@@ -672,7 +672,8 @@ ch_heads_open(LOCKMODE mode, Oid *index)
  * earlier writes are visible), or NULL.  The caller frees it.
  */
 static HeapTuple
-ch_heads_fetch(Relation rel, Oid index, const ChHead *h)
+ch_heads_fetch(Relation rel, Oid index, int32 chain_id, const char *tenant,
+			   size_t tenant_len, bool tenant_null)
 {
 	ScanKeyData key[2];
 	SysScanDesc scan;
@@ -680,8 +681,8 @@ ch_heads_fetch(Relation rel, Oid index, const ChHead *h)
 	HeapTuple	tup;
 
 	ScanKeyInit(&key[0], CH_HEADS_CHAIN, BTEqualStrategyNumber, F_INT4EQ,
-				Int32GetDatum(h->key.chain_id));
-	if (h->tenant_null)
+				Int32GetDatum(chain_id));
+	if (tenant_null)
 		ScanKeyEntryInitialize(&key[1], SK_ISNULL | SK_SEARCHNULL, CH_HEADS_TENANT,
 							   InvalidStrategy, InvalidOid, InvalidOid,
 							   InvalidOid, (Datum) 0);
@@ -690,7 +691,7 @@ ch_heads_fetch(Relation rel, Oid index, const ChHead *h)
 							   InvalidOid,
 							   TupleDescAttr(RelationGetDescr(rel), CH_HEADS_TENANT - 1)->attcollation,
 							   F_TEXTEQ,
-							   PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len)));
+							   PointerGetDatum(cstring_to_text_with_len(tenant, tenant_len)));
 	scan = systable_beginscan(rel, index, true, snap, 2, key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
@@ -706,7 +707,8 @@ ch_load_head(EnvChain *ch, ChHead *h)
 {
 	Oid			index;
 	Relation	rel = ch_heads_open(AccessShareLock, &index);
-	HeapTuple	tup = ch_heads_fetch(rel, index, h);
+	HeapTuple	tup = ch_heads_fetch(rel, index, h->key.chain_id, h->tenant,
+									 h->tenant_len, h->tenant_null);
 
 	h->seq = 0;
 	memcpy(h->hash, env_chain_genesis, ENV_CHAIN_HASH_LEN);
@@ -805,6 +807,52 @@ ch_advance(ChHead *h, int64 seq, const uint8 *hash)
 	h->dirty = true;
 }
 
+/*
+ * Write a head to envault.chain_heads (opened by the caller with
+ * RowExclusiveLock): update its row, or insert one.
+ */
+static void
+ch_heads_put(Relation rel, Oid index, int32 chain_id, const char *tenant,
+			 size_t tenant_len, bool tenant_null, int64 seq, const uint8 *hash,
+			 bool builtin)
+{
+	Datum		values[CH_HEADS_NATTS];
+	bool		nulls[CH_HEADS_NATTS] = {false};
+	bool		replace[CH_HEADS_NATTS] = {false};
+	HeapTuple	old;
+	HeapTuple	tup;
+	bytea	   *b = palloc(VARHDRSZ + ENV_CHAIN_HASH_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + ENV_CHAIN_HASH_LEN);
+	memcpy(VARDATA(b), hash, ENV_CHAIN_HASH_LEN);
+	values[CH_HEADS_CHAIN - 1] = Int32GetDatum(chain_id);
+	if (tenant_null)
+		nulls[CH_HEADS_TENANT - 1] = true;
+	else
+		values[CH_HEADS_TENANT - 1] =
+			PointerGetDatum(cstring_to_text_with_len(tenant, tenant_len));
+	values[CH_HEADS_SEQ - 1] = Int64GetDatum(seq);
+	values[CH_HEADS_HASH - 1] = PointerGetDatum(b);
+	values[CH_HEADS_BUILTIN - 1] = BoolGetDatum(builtin);
+
+	old = ch_heads_fetch(rel, index, chain_id, tenant, tenant_len, tenant_null);
+	if (HeapTupleIsValid(old))
+	{
+		replace[CH_HEADS_SEQ - 1] = true;
+		replace[CH_HEADS_HASH - 1] = true;
+		tup = heap_modify_tuple(old, RelationGetDescr(rel), values, nulls, replace);
+		CatalogTupleUpdate(rel, &old->t_self, tup);
+		heap_freetuple(old);
+	}
+	else
+	{
+		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+		CatalogTupleInsert(rel, tup);
+	}
+	heap_freetuple(tup);
+	pfree(b);
+}
+
 /* Write the heads this statement changed on a chained table. */
 static void
 ch_store_heads(Oid relid)
@@ -820,13 +868,6 @@ ch_store_heads(Oid relid)
 	hash_seq_init(&status, ch_heads);
 	while ((h = hash_seq_search(&status)) != NULL)
 	{
-		Datum		values[CH_HEADS_NATTS];
-		bool		nulls[CH_HEADS_NATTS] = {false};
-		bool		replace[CH_HEADS_NATTS] = {false};
-		HeapTuple	old;
-		HeapTuple	tup;
-		bytea	   *b;
-
 		if (!h->dirty || h->relid != relid)
 			continue;
 		if (rel == NULL)
@@ -834,35 +875,8 @@ ch_store_heads(Oid relid)
 			ch = env_chain_require(relid);
 			rel = ch_heads_open(RowExclusiveLock, &index);
 		}
-		b = palloc(VARHDRSZ + ENV_CHAIN_HASH_LEN);
-		SET_VARSIZE(b, VARHDRSZ + ENV_CHAIN_HASH_LEN);
-		memcpy(VARDATA(b), h->hash, ENV_CHAIN_HASH_LEN);
-		values[CH_HEADS_CHAIN - 1] = Int32GetDatum(h->key.chain_id);
-		if (h->tenant_null)
-			nulls[CH_HEADS_TENANT - 1] = true;
-		else
-			values[CH_HEADS_TENANT - 1] =
-				PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len));
-		values[CH_HEADS_SEQ - 1] = Int64GetDatum(h->seq);
-		values[CH_HEADS_HASH - 1] = PointerGetDatum(b);
-		values[CH_HEADS_BUILTIN - 1] = BoolGetDatum(ch->builtin);
-
-		old = ch_heads_fetch(rel, index, h);
-		if (HeapTupleIsValid(old))
-		{
-			replace[CH_HEADS_SEQ - 1] = true;
-			replace[CH_HEADS_HASH - 1] = true;
-			tup = heap_modify_tuple(old, RelationGetDescr(rel), values, nulls, replace);
-			CatalogTupleUpdate(rel, &old->t_self, tup);
-			heap_freetuple(old);
-		}
-		else
-		{
-			tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-			CatalogTupleInsert(rel, tup);
-		}
-		heap_freetuple(tup);
-		pfree(b);
+		ch_heads_put(rel, index, h->key.chain_id, h->tenant, h->tenant_len,
+					 h->tenant_null, h->seq, h->hash, ch->builtin);
 		h->dirty = false;
 		h->stored = true;
 	}
@@ -1342,7 +1356,8 @@ ch_backfill(Oid relid, const char *qualified)
 	Relation	rel = table_open(relid, AccessExclusiveLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
+	/* from the first page: a synchronized scan could start anywhere */
+	TableScanDesc scan = table_beginscan_strat(rel, snap, 0, NULL, true, false);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	HASHCTL		ctl;
 	HTAB	   *heads;
@@ -1426,31 +1441,21 @@ ch_backfill(Oid relid, const char *qualified)
 	{
 		HASH_SEQ_STATUS status;
 		char	   *e;
-		SPIPlanPtr	store;
-		Oid			stypes[4] = {INT4OID, TEXTOID, INT8OID, BYTEAOID};
+		Oid			index;
+		Relation	hrel = ch_heads_open(RowExclusiveLock, &index);
 
-		store = SPI_prepare("INSERT INTO envault.chain_heads (chain_id, tenant, seq, hash)"
-							" VALUES ($1, $2, $3, $4)", 4, stypes);
-		if (store == NULL)
-			elog(ERROR, "could not prepare the chain heads");
 		hash_seq_init(&status, heads);
 		while ((e = hash_seq_search(&status)) != NULL)
 		{
 			BfHead	   *bh = (BfHead *) e;
-			Datum		values[4];
-			char		nulls[4] = "    ";
 
-			values[0] = Int32GetDatum(ch->chain_id);
-			if (bh->tenant == NULL)
-				nulls[1] = 'n';
-			else
-				values[1] = PointerGetDatum(bh->tenant);
-			values[2] = Int64GetDatum(bh->seq);
-			values[3] = PointerGetDatum(ch_bytea(bh->hash, ENV_CHAIN_HASH_LEN));
-			if (SPI_execute_plan(store, values, nulls, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "could not store a chain head");
+			ch_heads_put(hrel, index, ch->chain_id,
+						 bh->tenant ? VARDATA_ANY(bh->tenant) : NULL,
+						 bh->tenant ? VARSIZE_ANY_EXHDR(bh->tenant) : 0,
+						 bh->tenant == NULL, bh->seq, bh->hash, ch->builtin);
 		}
-		SPI_freeplan(store);
+		table_close(hrel, RowExclusiveLock);
+		CommandCounterIncrement();
 	}
 	return n;
 }
