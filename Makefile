@@ -6,7 +6,8 @@
 #   scripts/test.sh           everything, as CI runs it
 #
 # The install script is edited in src/envault.sql and built into
-# envault--$(EXTVERSION).sql; upgrade scripts are src/envault--A--B.sql.
+# envault--$(EXTVERSION).sql; upgrade scripts are src/envault--A--B.sql,
+# and src/envault--0.1.0.sql is the install script of release 0.1.0.
 
 EXTENSION  = envault
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" envault.control)
@@ -20,7 +21,9 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
        src/secretstore.o
 
 DATA_built = envault--$(EXTVERSION).sql
-DATA = $(wildcard src/envault--*--*.sql)
+# the frozen install scripts of earlier releases (CREATE EXTENSION envault
+# VERSION '0.1.0'), and the upgrade scripts between releases
+DATA = src/envault--0.1.0.sql $(wildcard src/envault--*--*.sql)
 
 REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle \
           chain chain_tamper access_log secrets_store pgcrypto_migration \
