@@ -190,7 +190,7 @@ DECLARE
 	n bigint;
 	m bigint;
 	skipped bigint;
-	bounds text;
+	bounds pg_catalog.text;
 	s_retired bigint;
 	s_destroyed bigint;
 	s_revoked bigint;
@@ -215,10 +215,14 @@ BEGIN
 		RAISE EXCEPTION 'column "%" of relation % is not of type bytea', col, tbl
 			USING ERRCODE = 'datatype_mismatch';
 	END IF;
-	SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pk, pktype
+	-- the key's type by schema and name: format_type() leaves pg_catalog's
+	-- types unqualified, and the casts below run on the caller's search_path
+	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pktype
 	  FROM pg_catalog.pg_index i
 	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
 	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
 	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
 	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	IF pk IS NULL THEN
@@ -678,15 +682,15 @@ LANGUAGE plpgsql
 -- No SET search_path: it COMMITs (see reencrypt_column); names are qualified.
 AS $$
 DECLARE
-	nsp name;
-	pk name;
-	pktype text;
-	aad_expr text;
-	tenant_filter text;
+	nsp pg_catalog.name;
+	pk pg_catalog.name;
+	pktype pg_catalog.text;
+	aad_expr pg_catalog.text;
+	tenant_filter pg_catalog.text;
 	remaining bigint;
 	done bigint := 0;
-	hi text;
-	lo text;
+	hi pg_catalog.text;
+	lo pg_catalog.text;
 	n bigint;
 	m bigint;
 BEGIN
@@ -707,7 +711,7 @@ BEGIN
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
 				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
-					  AND a.atttypid OPERATOR(pg_catalog.=) 'bytea'::pg_catalog.regtype
+					  AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
 					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
 		RAISE EXCEPTION 'column "%" of relation % does not exist or is not of type bytea', col, tbl
 			USING ERRCODE = 'datatype_mismatch';
@@ -721,15 +725,19 @@ BEGIN
 	IF aad_col IS NOT NULL AND NOT EXISTS (
 			SELECT FROM pg_catalog.pg_attribute a
 			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) aad_col
-			   AND a.atttypid OPERATOR(pg_catalog.=) 'bytea'::pg_catalog.regtype
+			   AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
 			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
 		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
 			USING ERRCODE = 'datatype_mismatch';
 	END IF;
-	SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pk, pktype
+	-- the key's type by schema and name: format_type() leaves pg_catalog's
+	-- types unqualified, and the casts below run on the caller's search_path
+	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pktype
 	  FROM pg_catalog.pg_index i
 	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
 	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
 	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
 	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	IF pk IS NULL THEN
@@ -783,20 +791,15 @@ COMMENT ON PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text,
 -- chain is envault's own (builtin), as creating_extension is true during
 -- ALTER EXTENSION UPDATE too, so enabling it records no event.
 SELECT envault.enable_audit_chain('envault.key_events', 'tenant');
--- The heads of the linked rows are envault's own too, as the insert
--- trigger writes them: like the chain, they are not dumped, but recreated
--- by the restore as the rows load.  (enable_audit_chain() stores the heads
--- of the rows it links as those of a user's chain.)
-UPDATE envault.chain_heads h SET builtin = true
-  FROM envault.audit_chains c
- WHERE c.chain_id OPERATOR(pg_catalog.=) h.chain_id
-   AND c.builtin AND NOT h.builtin;
+-- (The heads of the linked rows are envault's own too: like the chain,
+-- they are not dumped, but recreated by the restore as the rows load.)
 -- rows restored by pg_restore reload through the chain trigger, in order
 -- (in 0.1.0 they were dumped without condition)
 SELECT pg_catalog.pg_extension_config_dump('envault.key_events', 'ORDER BY envault_seq');
 
 CREATE EVENT TRIGGER envault_chain_ddl_guard ON ddl_command_end
-	WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER', 'CREATE RULE')
+	WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER',
+				 'CREATE RULE')
 	EXECUTE FUNCTION envault.chain_ddl_guard();
 CREATE EVENT TRIGGER envault_chain_drop_guard ON sql_drop
 	WHEN TAG IN ('DROP TABLE', 'DROP TRIGGER', 'ALTER TABLE', 'DROP SCHEMA',
