@@ -62,6 +62,12 @@ new_key_file() {
 	as_pg sh -c "umask 077; openssl rand -hex 32 > '$f'"
 }
 
+# new_signing_key FILE: a fresh Ed25519 private key in PEM, mode 0600
+new_signing_key() {
+	local f=$1
+	as_pg sh -c "umask 077; openssl genpkey -algorithm ed25519 -out '$f'"
+}
+
 # cluster_start DIR PORT [extra postgresql.conf lines...]
 cluster_start() {
 	local dir=$1 port=$2
