@@ -21,7 +21,7 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
 DATA_built = envault--$(EXTVERSION).sql
 DATA = $(wildcard src/envault--*--*.sql)
 
-REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle chain chain_tamper
+REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle chain chain_tamper chain_vectors
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
 

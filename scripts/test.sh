@@ -3,7 +3,9 @@
 #   1. pg_regress (sql/, expected/) on a temporary instance,
 #   2. TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster,
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
-#   4. the format test vectors against an independent implementation.
+#   4. the format test vectors against an independent implementation,
+#   5. the audit chain test vectors against an independent implementation
+#      and envault-verify.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 # Runs as root (tests then run as the postgres user) or as a sudoer.
 
@@ -71,6 +73,14 @@ count_prove "$work/pgtap.log"
 
 say "format test vectors (independent implementation)"
 if python3 "$tree/test/vectors/check_vectors.py" "$tree/docs/format.md"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+
+say "chain test vectors (independent implementation, and envault-verify)"
+if python3 "$tree/test/vectors/check_chain.py" --verifier "$PGBIN/envault-verify" \
+	"$tree/docs/audit-chain.md"; then
 	passed=$((passed + 1))
 else
 	failed=$((failed + 1))
