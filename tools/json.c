@@ -621,8 +621,8 @@ js_object(JsParser *p, int depth, EnvJson *v)
 	size_t		n;
 	int			more;
 	char		what[16];
-	const EnvJsonMember *dup;
-	bool		oom;
+	const EnvJsonMember *dup = NULL;
+	bool		oom = false;
 
 	p->pos++;					/* '{' */
 	js_skip_ws(p);
@@ -656,7 +656,9 @@ js_object(JsParser *p, int depth, EnvJson *v)
 		}
 	}
 	n = p->mtop - base;
-	dup = js_duplicate(p->mstack + base, n, &oom);
+	/* with no member ever pushed, mstack is still NULL */
+	if (n > 1)
+		dup = js_duplicate(p->mstack + base, n, &oom);
 	if (oom)
 		return js_oom(p);
 	if (dup != NULL)

@@ -478,6 +478,16 @@ check_verify(
 	[ '--key', $vkey1, '--checkpoints', $fake, $acme ],
 	"FAIL: seq 70: bad signature (checkpoint in $fake line $fake_line)");
 
+# A long tenant: its origin is longer than a fixed buffer of note.c once
+# held (fuzz/corpus/fuzz_note/regress-long-origin)
+my $long = 'l' x 1100;
+add_rows([$long], 1, 3);
+is(sql('SELECT seq FROM envault.checkpoint(\'audit\', ' . lit($long) . ')'),
+	'3', 'a checkpoint of a tenant of 1100 characters');
+is(verify_chain($long), 'OK', 'a tenant of 1100 characters: verify_chain');
+check_verify('a tenant of 1100 characters', [ '--key', $vkey1, export($long) ],
+	ok_line($long, 3, 1, 3, 'from the genesis', 1, 3));
+
 # --- a checkpoint signed by another key ---------------------------------------
 
 set_conf('envault.signing_key_file', $key2);
