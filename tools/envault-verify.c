@@ -31,6 +31,30 @@
 
 static const char *progname = "envault-verify";
 
+/* What main() holds, released by cleanup() on every way out */
+static struct
+{
+	char	   *key_text;
+	char	   *data;
+	char	   *origin;
+	char	   *line;
+	EvExport	ex;
+	EvLog		log;
+}			st;
+
+static void
+cleanup(void)
+{
+	free(st.key_text);
+	free(st.data);
+	free(st.origin);
+	free(st.line);
+	ev_export_free(&st.ex);
+	ev_log_free(&st.log);
+	memset(&st, 0, sizeof(st));
+	env_crypto_cleanup();
+}
+
 static void
 usage(FILE *f)
 {
@@ -70,6 +94,7 @@ die(const char *fmt,...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	cleanup();
 	exit(2);
 }
 
@@ -150,30 +175,33 @@ read_file(const char *path, size_t max, size_t *len, bool *too_big)
 	return buf;
 }
 
-/* Feed every line of a server log to the log's collector. */
-static void
+/*
+ * Feed every line of a server log to the log's collector.  Returns NULL, or
+ * what went wrong.
+ */
+static const char *
 read_log(const char *path, EvLog *log)
 {
 	FILE	   *f = fopen(path, "rb");
-	char	   *chunk;
-	char	   *line;
+	char	   *chunk = malloc(65536);
+	char	   *line = malloc(65536);
 	size_t		line_len = 0;
 	size_t		line_cap = 65536;
 	bool		overlong = false;
 	uint64_t	lineno = 1;
 	size_t		got;
+	const char *problem = NULL;
 
-	if (f == NULL)
-		die("could not open \"%s\": %s", path, strerror(errno));
-	chunk = malloc(65536);
-	line = malloc(line_cap);
-	if (chunk == NULL || line == NULL)
-		die("out of memory");
-	while ((got = fread(chunk, 1, 65536, f)) > 0)
+	if (f == NULL || chunk == NULL || line == NULL)
+	{
+		problem = f == NULL ? strerror(errno) : "out of memory";
+		goto done;
+	}
+	while (problem == NULL && (got = fread(chunk, 1, 65536, f)) > 0)
 	{
 		size_t		i = 0;
 
-		while (i < got)
+		while (problem == NULL && i < got)
 		{
 			char	   *nl = memchr(chunk + i, '\n', got - i);
 			size_t		n = nl != NULL ? (size_t) (nl - (chunk + i)) : got - i;
@@ -185,11 +213,17 @@ read_log(const char *path, EvLog *log)
 			{
 				if (line_len + n > line_cap)
 				{
+					char	   *bigger;
+
 					while (line_len + n > line_cap)
 						line_cap *= 2;
-					line = realloc(line, line_cap);
-					if (line == NULL)
-						die("out of memory");
+					bigger = realloc(line, line_cap);
+					if (bigger == NULL)
+					{
+						problem = "out of memory";
+						break;
+					}
+					line = bigger;
 				}
 				memcpy(line + line_len, chunk + i, n);
 				line_len += n;
@@ -198,7 +232,7 @@ read_log(const char *path, EvLog *log)
 			if (nl != NULL)
 			{
 				if (!overlong && !ev_log_add(log, line, line_len, path, lineno))
-					die("out of memory");
+					problem = "out of memory";
 				line_len = 0;
 				overlong = false;
 				lineno++;
@@ -206,13 +240,17 @@ read_log(const char *path, EvLog *log)
 			}
 		}
 	}
-	if (ferror(f))
-		die("could not read \"%s\": %s", path, strerror(EIO));
-	if (line_len > 0 && !overlong && !ev_log_add(log, line, line_len, path, lineno))
-		die("out of memory");
+	if (problem == NULL && ferror(f))
+		problem = strerror(EIO);
+	if (problem == NULL && line_len > 0 && !overlong &&
+		!ev_log_add(log, line, line_len, path, lineno))
+		problem = "out of memory";
+done:
 	free(chunk);
 	free(line);
-	fclose(f);
+	if (f != NULL)
+		fclose(f);
+	return problem;
 }
 
 /* "--opt VALUE" or "--opt=VALUE" */
@@ -244,13 +282,8 @@ main(int argc, char **argv)
 	bool		complete = false;
 	bool		options_done = false;
 	EvKey		keys[EV_MAXKEYS];
-	EvExport	ex;
 	EvResult	res;
-	EvLog		log;
 	char		err[EV_ERRLEN];
-	char	   *data;
-	char	   *origin;
-	char	   *line;
 	size_t		len;
 	size_t		origin_max;
 	size_t		origin_len;
@@ -306,61 +339,61 @@ main(int argc, char **argv)
 		die("could not initialize OpenSSL");
 	for (i = 0; i < nkeyfiles; i++)
 	{
-		char	   *text = read_file(keyfiles[i], EV_KEYFILE_MAX, &len, &too_big);
-
-		if (text == NULL)
+		st.key_text = read_file(keyfiles[i], EV_KEYFILE_MAX, &len, &too_big);
+		if (st.key_text == NULL)
 			die("could not read key file \"%s\": %s", keyfiles[i],
 				too_big ? "too large for a key" : strerror(errno));
-		if (!ev_key_parse(text, len, name, &keys[i], err))
-		{
-			free(text);
+		if (!ev_key_parse(st.key_text, len, name, &keys[i], err))
 			die("key file \"%s\" %s", keyfiles[i], err);
-		}
-		free(text);
+		free(st.key_text);
+		st.key_text = NULL;
 	}
 
-	data = read_file(export_path, EV_EXPORT_MAXLEN, &len, &too_big);
-	if (data == NULL)
+	st.data = read_file(export_path, EV_EXPORT_MAXLEN, &len, &too_big);
+	if (st.data == NULL)
 	{
 		if (too_big)
 			die("\"%s\" is larger than %zu bytes, the most envault-verify reads; export the chain in parts with since and until",
 				export_path, EV_EXPORT_MAXLEN);
 		die("could not read \"%s\": %s", export_path, strerror(errno));
 	}
-	if (!ev_export_parse(data, len, &ex, err))
+	if (!ev_export_parse(st.data, len, &st.ex, err))
 	{
 		printf("FAIL: malformed export: %s\n", err);
-		free(data);
-		env_crypto_cleanup();
+		cleanup();
 		return 1;
 	}
 
-	origin_max = 8 + 3 * ex.database_len + 1 + 3 * ex.chain_len + 1 +
-		3 * ex.tenant_len + 1;
-	origin = malloc(origin_max);
-	if (origin == NULL)
+	origin_max = 8 + 3 * st.ex.database_len + 1 + 3 * st.ex.chain_len + 1 +
+		3 * st.ex.tenant_len + 1;
+	st.origin = malloc(origin_max);
+	if (st.origin == NULL)
 		die("out of memory");
-	origin_len = ev_export_origin(&ex, origin, origin_max);
-	if (!ev_log_init(&log, origin, origin_len))
+	origin_len = ev_export_origin(&st.ex, st.origin, origin_max);
+	if (!ev_log_init(&st.log, st.origin, origin_len))
 		die("out of memory");
 	for (i = 0; i < nlogs; i++)
-		read_log(logs[i], &log);
+	{
+		const char *problem = read_log(logs[i], &st.log);
 
-	if (!ev_verify(&ex, keys, nkeyfiles, nlogs > 0 ? &log : NULL, complete, &res))
+		if (problem != NULL)
+			die("could not read server log \"%s\": %s", logs[i], problem);
+	}
+
+	if (!ev_verify(&st.ex, keys, nkeyfiles, nlogs > 0 ? &st.log : NULL,
+				   complete, &res))
 		die("out of memory");
-	line = ev_result_line(&ex, &res);
-	if (line == NULL)
+	st.line = ev_result_line(&st.ex, &res);
+	if (st.line == NULL)
 		die("out of memory");
-	printf("%s\n", line);
+	printf("%s\n", st.line);
 	rc = res.ok ? 0 : 1;
-
-	free(line);
-	free(origin);
-	ev_log_free(&log);
-	ev_export_free(&ex);
-	free(data);
-	env_crypto_cleanup();
+	cleanup();
 	if (fflush(stdout) != 0)
-		die("could not write the result: %s", strerror(errno));
+	{
+		fprintf(stderr, "%s: could not write the result: %s\n", progname,
+				strerror(errno));
+		return 2;
+	}
 	return rc;
 }
