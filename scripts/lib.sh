@@ -12,7 +12,7 @@ PGBIN=$(dirname "$PG_CONFIG")
 export PG_CONFIG
 ENVAULT_PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev make gcc
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
-  python3 python3-cryptography openssl"
+  python3 python3-cryptography openssl clang-14 libclang-rt-14-dev"
 
 say() { printf '\n== %s\n' "$*"; }
 
