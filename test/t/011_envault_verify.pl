@@ -7,7 +7,7 @@
 # a non-ASCII tenant among them) and two checkpoints per tenant.  Each
 # tenant's export verifies with envault-verify (from the installed bindir),
 # with the verifier key and with a PEM public key, and with the server log's
-# checkpoint copies.  Then a superuser tampers with one tenant per kind of
+# checkpoint copies; so does a purged chain, from its anchor.  Then a superuser tampers with one tenant per kind of
 # damage (docs/audit-chain.md, sql/chain_tamper.sql) and envault-verify
 # reports the sequence number and reason verify_chain reports; exported
 # files edited the same ways fail the same ways; rewrites that the database
@@ -533,6 +533,21 @@ if ($set_rc == 0)
 	$node->safe_psql('postgres', 'ALTER SYSTEM RESET envault.trusted_signing_keys');
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 }
+
+# --- a purged chain: the export starts at its anchor ------------------------
+
+is(sql(q{SELECT envault.purge_chain('audit', 'globex', clock_timestamp())}),
+	'59', 'purge up to the newest checkpoint');
+is(verify_chain('globex'), 'OK', 'purged: verify_chain from the anchor');
+my $purged = export('globex');
+check_verify('purged', [ '--key', $vkey1, $purged ],
+	ok_line('globex', 21, 60, 80, 'anchored by a checkpoint', 1, 60));
+check_verify('purged, --complete', [ '--key', $vkey1, '--complete', $purged ],
+	ok_line('globex', 21, 60, 80, 'anchored by a checkpoint', 1, 60));
+check_verify(
+	'purged, with the server log',
+	[ '--key', $vkey1, '--checkpoints', $node->logfile, $purged ],
+	ok_line('globex', 21, 60, 80, 'anchored by a checkpoint', 1, 60, 2));
 
 # --- exported files edited ----------------------------------------------------
 
