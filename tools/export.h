@@ -21,7 +21,7 @@
 /* Bounds on what an export may hold */
 #define EV_EXPORT_MAXLEN		((size_t) 256 << 20)	/* bytes */
 #define EV_EXPORT_MAXDEPTH		8
-#define EV_EXPORT_MAXVALUES		((size_t) 32 << 20)
+#define EV_EXPORT_MAXVALUES		((size_t) 48 << 20)	/* more than any export of that size holds */
 #define EV_EXPORT_MAXCOLUMNS	1600	/* PostgreSQL's column limit */
 #define EV_MAXKEYS				16
 #define EV_ERRLEN				256
