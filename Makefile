@@ -26,7 +26,7 @@ DATA_built = envault--$(EXTVERSION).sql
 DATA = src/envault--0.1.0.sql $(wildcard src/envault--*--*.sql)
 
 REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle \
-          chain chain_tamper access_log secrets_store pgcrypto_migration \
+          chain chain_tamper chain_vectors access_log secrets_store pgcrypto_migration \
           adversarial_ciphertext adversarial_keys adversarial_values adversarial_search_path
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
@@ -61,3 +61,47 @@ envault--$(EXTVERSION).sql: src/envault.sql envault.control
 
 # PGXS does not track headers: every object depends on all of ours
 $(OBJS): $(wildcard src/*.h)
+
+# --- envault-verify -----------------------------------------------------------
+# A standalone program that verifies an export of an audit chain without a
+# database (docs/audit-chain.md).  It links only libcrypto and libc: tools/
+# holds its own code, and it reuses the plain-C layers of the extension
+# (crypto, signed notes, the row hash layout), compiled here without the
+# server's headers.  Built by "make", installed into PostgreSQL's bindir by
+# "make install", removed by "make clean" and "make uninstall".
+
+VERIFY_SRCS = tools/envault-verify.c tools/export.c tools/json.c \
+              src/crypto.c src/note.c src/chainfmt.c
+VERIFY_OBJS = $(patsubst %.c,tools/obj/%.o,$(notdir $(VERIFY_SRCS)))
+VERIFY_CFLAGS = -std=gnu99 -O2 -g -Wall -Wextra -Wmissing-prototypes \
+                -Wdeclaration-after-statement -Wformat-security \
+                -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+                $(if $(WERROR),-Werror)
+
+all: envault-verify
+
+tools/obj/%.o: tools/%.c $(wildcard tools/*.h) $(wildcard src/*.h)
+	@mkdir -p tools/obj
+	$(CC) $(VERIFY_CFLAGS) -Isrc -Itools -c -o $@ $<
+
+tools/obj/%.o: src/%.c $(wildcard src/*.h)
+	@mkdir -p tools/obj
+	$(CC) $(VERIFY_CFLAGS) -Isrc -c -o $@ $<
+
+envault-verify: $(VERIFY_OBJS)
+	$(CC) $(VERIFY_CFLAGS) -o $@ $^ -lcrypto
+
+install: install-envault-verify
+install-envault-verify: envault-verify
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) envault-verify '$(DESTDIR)$(bindir)/envault-verify'
+
+uninstall: uninstall-envault-verify
+uninstall-envault-verify:
+	rm -f '$(DESTDIR)$(bindir)/envault-verify'
+
+clean: clean-envault-verify
+clean-envault-verify:
+	rm -rf envault-verify tools/obj
+
+.PHONY: install-envault-verify uninstall-envault-verify clean-envault-verify

@@ -15,7 +15,8 @@ export PG_CONFIG
 # postgresql-15 brings pgbench, pg_dump and pg_restore, which they run too)
 ENVAULT_PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev make gcc
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
-  perl python3 python3-cryptography openssl postgresql-15-cron"
+  perl python3 python3-cryptography openssl postgresql-15-cron clang-14
+  libclang-rt-14-dev"
 
 say() { printf '\n== %s\n' "$*"; }
 

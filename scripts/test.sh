@@ -4,7 +4,10 @@
 #   2. TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster,
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
 #   4. the format test vectors against an independent implementation,
-#   5. pg_regress and pgTAP again under ASan and UBSan (scripts/sanitize.sh).
+#   5. the audit chain test vectors against an independent implementation
+#      and envault-verify,
+#   6. a short run of every libFuzzer harness (fuzz/run.sh),
+#   7. pg_regress and pgTAP again under ASan and UBSan (scripts/sanitize.sh).
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 # Runs as root (tests then run as the postgres user) or as a sudoer.
 
@@ -73,6 +76,23 @@ if python3 "$tree/test/vectors/check_vectors.py" "$tree/docs/format.md"; then
 else
 	failed=$((failed + 1))
 fi
+
+say "chain test vectors (independent implementation, and envault-verify)"
+if python3 "$tree/test/vectors/check_chain.py" --verifier "$PGBIN/envault-verify" \
+	"$tree/docs/audit-chain.md"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+
+say "fuzzing (libFuzzer)"
+fuzz_rc=0
+"$tree/fuzz/run.sh" >"$work/fuzz.log" 2>&1 || fuzz_rc=$?
+cat "$work/fuzz.log"
+ok=$(grep -c '^ok   fuzz_' "$work/fuzz.log" || true)
+bad=$(grep -c '^FAIL fuzz_' "$work/fuzz.log" || true)
+passed=$((passed + ok)); failed=$((failed + bad))
+[ "$fuzz_rc" -eq 0 ] || [ "$bad" -gt 0 ] || failed=$((failed + 1))
 
 say "sanitizers (ASan+UBSan)"
 if bash "$ENVAULT_ROOT/scripts/sanitize.sh"; then

@@ -41,6 +41,10 @@
 static int
 cr_no_password(char *buf, int size, int rwflag, void *u)
 {
+	(void) buf;
+	(void) size;
+	(void) rwflag;
+	(void) u;
 	return 0;
 }
 
@@ -78,6 +82,35 @@ env_crypto_init(void)
 		return false;
 	}
 	return true;
+}
+
+/* The cached algorithms and contexts, released by env_crypto_cleanup() */
+static EVP_MAC *cr_hmac;
+static EVP_MD *cr_sha256;
+static EVP_MD_CTX *cr_sha256_ctx;
+static void cr_pool_forget(void);
+
+/*
+ * Release what the layer keeps per process.  A program that exits can call
+ * it so that leak checkers see every allocation returned; the layer
+ * re-fetches on next use.  The server never needs to.
+ */
+void
+env_crypto_cleanup(void)
+{
+	EVP_CIPHER_CTX_free(cr_seal_ctx);
+	EVP_CIPHER_CTX_free(cr_open_ctx);
+	cr_seal_ctx = cr_open_ctx = NULL;
+	EVP_CIPHER_free(cr_aes256_ecb);
+	EVP_CIPHER_free(cr_aes256_gcm);
+	cr_aes256_ecb = cr_aes256_gcm = NULL;
+	EVP_MAC_free(cr_hmac);
+	cr_hmac = NULL;
+	EVP_MD_CTX_free(cr_sha256_ctx);
+	cr_sha256_ctx = NULL;
+	EVP_MD_free(cr_sha256);
+	cr_sha256 = NULL;
+	cr_pool_forget();
 }
 
 void
@@ -271,7 +304,6 @@ env_xaes_derive_subkey(const EnvXaesKey *xk, uint8_t label, uint8_t *out)
 	return ok;
 }
 
-static EVP_MAC *cr_hmac = NULL;
 
 bool
 env_hmac_key_init(EnvHmacKey *hk, const uint8_t *key, size_t len)
@@ -484,8 +516,6 @@ env_sha256(const uint8_t *data, size_t len, uint8_t *out)
 	return ok;
 }
 #else
-static EVP_MD *cr_sha256 = NULL;
-static EVP_MD_CTX *cr_sha256_ctx = NULL;
 
 bool
 env_sha256(const uint8_t *data, size_t len, uint8_t *out)

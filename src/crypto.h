@@ -43,6 +43,7 @@ typedef enum EnvCryptoStatus
 } EnvCryptoStatus;
 
 extern bool env_crypto_init(void);
+extern void env_crypto_cleanup(void);
 extern bool env_xaes_key_init(EnvXaesKey *xk, const uint8_t *key);
 extern void env_xaes_key_clear(EnvXaesKey *xk);
 

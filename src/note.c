@@ -598,33 +598,68 @@ env_origin_build(const char *database, size_t database_len,
 }
 
 /*
+ * Does the origin continue at *p with the percent-encoding of s?  Advances
+ * *p past it if so.
+ */
+static bool
+note_pct_match(const char **p, const char *end, const char *s, size_t len)
+{
+	const char *q = *p;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+			c == '~')
+		{
+			if (q >= end || *q != (char) c)
+				return false;
+			q++;
+		}
+		else
+		{
+			if (end - q < 3 || q[0] != '%' ||
+				q[1] != "0123456789ABCDEF"[c >> 4] ||
+				q[2] != "0123456789ABCDEF"[c & 15])
+				return false;
+			q += 3;
+		}
+	}
+	*p = q;
+	return true;
+}
+
+/*
  * Does an origin name this chain and tenant (in any database: a restored
  * database may have another name)?  NULL tenant: the chain without tenant.
+ * Compared in place, so that chains and tenants of any length match.
  */
 bool
 env_origin_matches(const char *origin, size_t origin_len,
 				   const char *chain, size_t chain_len,
 				   const char *tenant, size_t tenant_len)
 {
-	char		want[3 * 1024 + 8];
-	char	   *p = want;
-	const char *slash;
-	const char *rest;
-	size_t		rest_len;
+	const char *end = origin + origin_len;
+	const char *p;
 
-	if (origin_len < 8 || memcmp(origin, "envault/", 8) != 0 ||
-		3 * (chain_len + tenant_len) + 2 > sizeof(want))
+	if (origin_len < 8 || memcmp(origin, "envault/", 8) != 0)
 		return false;
-	slash = memchr(origin + 8, '/', origin_len - 8);
-	if (slash == NULL)
+	p = memchr(origin + 8, '/', origin_len - 8);
+	if (p == NULL)
 		return false;
-	rest = slash + 1;
-	rest_len = (size_t) (origin + origin_len - rest);
-	p = note_pct(p, chain, chain_len);
+	p++;
+	if (!note_pct_match(&p, end, chain, chain_len))
+		return false;
 	if (tenant)
 	{
-		*p++ = '/';
-		p = note_pct(p, tenant, tenant_len);
+		if (p >= end || *p != '/')
+			return false;
+		p++;
+		if (!note_pct_match(&p, end, tenant, tenant_len))
+			return false;
 	}
-	return rest_len == (size_t) (p - want) && memcmp(rest, want, rest_len) == 0;
+	return p == end;
 }

@@ -1,0 +1,77 @@
+-- chain_vectors: the worked example of docs/audit-chain.md ("Worked example
+-- and test vectors"), loaded into a chained table with its chain values,
+-- verified, and exported again byte for byte: envault's C implementation
+-- checked against the document, which test/vectors/check_chain.py checks
+-- independently.
+SET search_path = public, envault;
+\set SHOW_CONTEXT never
+
+CREATE TABLE orders_audit (id bigint, tenant text NOT NULL, action text,
+                           amount numeric(10,2), approved boolean);
+SELECT envault.enable_audit_chain('orders_audit', 'tenant');
+
+-- A superuser supplies the vector's chain values; the insert trigger keeps
+-- them because each row is exactly the next link (same number, the previous
+-- hash, and a hash that matches the row with its envault_at)
+INSERT INTO orders_audit (id, tenant, action, amount, approved,
+                          envault_seq, envault_at, envault_prev, envault_hash)
+VALUES
+  (1, 'acme', 'login', NULL, 'true',
+   1, '2026-12-01T08:36:20.923802Z',
+   decode('AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'base64'),
+   decode('LcsloCO0aDE1NP9DwTXSzfZpTJMd9z8C5DbsIPOTNcY=', 'base64')),
+  (2, 'acme', 'paiement reçu', '12.50', 'true',
+   2, '2026-12-01T08:36:20.924577Z',
+   decode('LcsloCO0aDE1NP9DwTXSzfZpTJMd9z8C5DbsIPOTNcY=', 'base64'),
+   decode('GAVRO1R6NiiS4851T0mzQnCuo7d6d8kTio+/j6dxkYg=', 'base64')),
+  (3, 'acme', 'refund', '-3.25', 'false',
+   3, '2026-12-01T08:36:20.924765Z',
+   decode('GAVRO1R6NiiS4851T0mzQnCuo7d6d8kTio+/j6dxkYg=', 'base64'),
+   decode('uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=', 'base64')),
+  (4, 'acme', 'logout', NULL, NULL,
+   4, '2026-12-01T08:36:20.930506Z',
+   decode('uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=', 'base64'),
+   decode('ULh9xVbr+OV14julQnFrV/mBlHkkZg2WNOdcvDUa2U8=', 'base64'));
+SELECT envault_seq,
+       to_char(envault_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at,
+       encode(envault_hash, 'base64') AS hash
+  FROM orders_audit ORDER BY envault_seq;
+
+-- the vector's checkpoint of row 3, signed with the key of regress.conf
+-- (envault.signing_key is the vector's seed)
+SELECT envault.signing_public_key();
+INSERT INTO envault.checkpoints (chain_id, tenant, seq, head_hash, signed_at,
+                                 key_name, key_id, note, signed_by)
+SELECT chain_id, 'acme', 3, envault_hash, '2026-12-01T08:36:20.926519Z',
+       'envault', '\x18a0a827', $note$envault/appdb/public.orders_audit/acme
+3
+uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=
+time 2026-12-01T08:36:20.926519Z
+
+— envault GKCoJ555nX5VQ7Zf231udCILLtB2DPCzlsyfSLriTklwX7IokOU7GgLXfsTwp+5rS1nMAKOliEfKFpENmPzwmWVDRgc=
+$note$, current_user
+  FROM envault.audit_chains, orders_audit
+ WHERE tbl = 'orders_audit'::regclass AND envault_seq = 3;
+SELECT * FROM envault.verify_chain('orders_audit');
+
+-- export_chain gives back the vector exactly, but for the database's name
+SELECT replace(envault.export_chain('orders_audit', 'acme')::text,
+               format('"database": %s', to_json(current_database())),
+               '"database": "appdb"')
+       = $vector${"format": "envault-chain-export-v1", "database": "appdb", "chain": "public.orders_audit", "tenant": "acme", "columns": [["id", "bigint"], ["tenant", "pg_catalog.text"], ["action", "pg_catalog.text"], ["amount", "numeric(10,2)"], ["approved", "boolean"]], "rows": [
+  {"seq": 1, "at": "2026-12-01T08:36:20.923802Z", "prev": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "hash": "LcsloCO0aDE1NP9DwTXSzfZpTJMd9z8C5DbsIPOTNcY=", "values": ["1", "acme", "login", null, "true"]},
+  {"seq": 2, "at": "2026-12-01T08:36:20.924577Z", "prev": "LcsloCO0aDE1NP9DwTXSzfZpTJMd9z8C5DbsIPOTNcY=", "hash": "GAVRO1R6NiiS4851T0mzQnCuo7d6d8kTio+/j6dxkYg=", "values": ["2", "acme", "paiement reçu", "12.50", "true"]},
+  {"seq": 3, "at": "2026-12-01T08:36:20.924765Z", "prev": "GAVRO1R6NiiS4851T0mzQnCuo7d6d8kTio+/j6dxkYg=", "hash": "uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=", "values": ["3", "acme", "refund", "-3.25", "false"]},
+  {"seq": 4, "at": "2026-12-01T08:36:20.930506Z", "prev": "uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=", "hash": "ULh9xVbr+OV14julQnFrV/mBlHkkZg2WNOdcvDUa2U8=", "values": ["4", "acme", "logout", null, null]}
+], "checkpoints": [
+  "envault/appdb/public.orders_audit/acme\n3\nuGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=\ntime 2026-12-01T08:36:20.926519Z\n\n— envault GKCoJ555nX5VQ7Zf231udCILLtB2DPCzlsyfSLriTklwX7IokOU7GgLXfsTwp+5rS1nMAKOliEfKFpENmPzwmWVDRgc=\n"
+]}
+$vector$ AS export_is_the_vector;
+SELECT r->>'seq' AS seq, r->>'hash' AS hash, r->'values' AS values
+  FROM json_array_elements(envault.export_chain('orders_audit', 'acme')->'rows') r;
+
+-- a value changed behind envault's back: row 2, as in check_chain.py
+SET session_replication_role = replica;
+UPDATE orders_audit SET action = 'paiement recu' WHERE envault_seq = 2;
+RESET session_replication_role;
+SELECT * FROM envault.verify_chain('orders_audit');

@@ -1,0 +1,1012 @@
+/*-------------------------------------------------------------------------
+ *
+ * export.c
+ *		Read an export of an audit chain, read checkpoint lines of a server
+ *		log, and verify the one against the other and a set of public keys,
+ *		reporting the first problem as envault.verify_chain() does.
+ *
+ * The checks are those of docs/audit-chain.md, "To verify an export
+ * without envault", made in the order verify_chain() makes them so that an
+ * export of a damaged chain names the same sequence number and reason:
+ * rows are taken in order of seq; for each row the sequence, its hash, its
+ * link to the row before and the checkpoints that sign it; then every
+ * checkpoint's signature and the checkpoints beyond the last row.  Of all
+ * problems, the one with the smallest sequence number is reported (the
+ * first found, among equals).
+ *
+ * Everything read is untrusted: every length is checked before use, every
+ * count is bounded, and nothing is allocated that is not freed.  Nothing
+ * here is secret.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chainfmt.h"
+#include "export.h"
+
+static const EnvJsonLimits ev_limits = {
+	EV_EXPORT_MAXLEN, EV_EXPORT_MAXDEPTH, EV_EXPORT_MAXVALUES
+};
+
+/* --- reading an export ------------------------------------------------------ */
+
+typedef struct EvReader
+{
+	const char *data;
+	size_t		len;
+	char	   *err;
+} EvReader;
+
+static bool ev_fail(EvReader *r, const EnvJson *at, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
+/* "line L, column C: <message>" at a value of the document */
+static bool
+ev_fail(EvReader *r, const EnvJson *at, const char *fmt,...)
+{
+	va_list		ap;
+	size_t		line;
+	size_t		column;
+	int			n;
+
+	env_json_position(r->data, r->len, at->offset, &line, &column);
+	n = snprintf(r->err, EV_ERRLEN, "line %zu, column %zu: ", line, column);
+	if (n >= 0 && n < EV_ERRLEN)
+	{
+		va_start(ap, fmt);
+		vsnprintf(r->err + n, EV_ERRLEN - (size_t) n, fmt, ap);
+		va_end(ap);
+	}
+	return false;
+}
+
+static const char *
+ev_type_name(EnvJsonType t)
+{
+	switch (t)
+	{
+		case ENV_JSON_NULL:
+			return "null";
+		case ENV_JSON_FALSE:
+		case ENV_JSON_TRUE:
+			return "a boolean";
+		case ENV_JSON_NUMBER:
+			return "a number";
+		case ENV_JSON_STRING:
+			return "a string";
+		case ENV_JSON_ARRAY:
+			return "an array";
+		case ENV_JSON_OBJECT:
+			return "an object";
+	}
+	return "a value";
+}
+
+/*
+ * An object with exactly these members; fills found[] in the order of
+ * names.
+ */
+static bool
+ev_members(EvReader *r, const EnvJson *obj, const char *path,
+		   const char *const *names, int nnames, const EnvJson **found)
+{
+	size_t		i;
+	int			k;
+
+	if (obj->type != ENV_JSON_OBJECT)
+		return ev_fail(r, obj, "%s: expected an object, found %s", path,
+					   ev_type_name(obj->type));
+	for (k = 0; k < nnames; k++)
+		found[k] = NULL;
+	for (i = 0; i < obj->len; i++)
+	{
+		const EnvJsonMember *m = &obj->u.members[i];
+
+		for (k = 0; k < nnames; k++)
+			if (m->key_len == strlen(names[k]) &&
+				memcmp(m->key, names[k], m->key_len) == 0)
+				break;
+		if (k == nnames)
+		{
+			char		excerpt[ENV_JSON_EXCERPT_LEN];
+
+			env_json_excerpt(m->key, m->key_len, excerpt);
+			return ev_fail(r, &m->value, "%s: unknown member \"%s\"", path, excerpt);
+		}
+		found[k] = &m->value;
+	}
+	for (k = 0; k < nnames; k++)
+		if (found[k] == NULL)
+			return ev_fail(r, obj, "%s: missing member \"%s\"", path, names[k]);
+	return true;
+}
+
+static bool
+ev_array(EvReader *r, const EnvJson *v, const char *path)
+{
+	if (v->type != ENV_JSON_ARRAY)
+		return ev_fail(r, v, "%s: expected an array, found %s", path,
+					   ev_type_name(v->type));
+	return true;
+}
+
+static bool
+ev_string(EvReader *r, const EnvJson *v, const char *path, bool nullable,
+		  const char **s, size_t *len)
+{
+	if (nullable && v->type == ENV_JSON_NULL)
+	{
+		*s = NULL;
+		*len = 0;
+		return true;
+	}
+	if (v->type != ENV_JSON_STRING)
+		return ev_fail(r, v, "%s: expected a string%s, found %s", path,
+					   nullable ? " or null" : "", ev_type_name(v->type));
+	*s = v->u.str;
+	*len = v->len;
+	return true;
+}
+
+/* A row hash or link: the base64 of 32 bytes, or null (a damaged row) */
+static bool
+ev_hash(EvReader *r, const EnvJson *v, const char *path, bool *present,
+		uint8_t *out)
+{
+	size_t		n;
+
+	*present = false;
+	if (v->type == ENV_JSON_NULL)
+		return true;
+	if (v->type != ENV_JSON_STRING ||
+		!env_base64_decode(v->u.str, v->len, out, ENV_SHA256_LEN, &n) ||
+		n != ENV_SHA256_LEN)
+		return ev_fail(r, v, "%s: expected the base64 of 32 bytes, or null", path);
+	*present = true;
+	return true;
+}
+
+/* A sequence number: a JSON integer from 1 to 2^63 - 1 */
+static bool
+ev_seq(EvReader *r, const EnvJson *v, const char *path, int64_t *out)
+{
+	uint64_t	seq = 0;
+	size_t		i;
+
+	if (v->type != ENV_JSON_NUMBER || v->len == 0 || v->len > 19 ||
+		v->u.str[0] == '0')
+		return ev_fail(r, v, "%s: expected an integer from 1 to 9223372036854775807",
+					   path);
+	for (i = 0; i < v->len; i++)
+	{
+		unsigned	d = (unsigned) (v->u.str[i] - '0');
+
+		if (d > 9)
+			return ev_fail(r, v, "%s: expected an integer from 1 to 9223372036854775807",
+						   path);
+		seq = seq * 10 + d;		/* 19 digits cannot overflow 64 bits */
+	}
+	if (seq > (uint64_t) INT64_MAX)
+		return ev_fail(r, v, "%s: expected an integer from 1 to 9223372036854775807",
+					   path);
+	*out = (int64_t) seq;
+	return true;
+}
+
+static int
+ev_cmp_row(const void *a, const void *b)
+{
+	const EvRow *x = a;
+	const EvRow *y = b;
+
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return (x->index > y->index) - (x->index < y->index);
+}
+
+static const char *const ev_top_names[] = {
+	"format", "database", "chain", "tenant", "columns", "rows", "checkpoints"
+};
+static const char *const ev_row_names[] = {
+	"seq", "at", "prev", "hash", "values"
+};
+
+bool
+ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
+{
+	EvReader	r;
+	const EnvJson *top[7];
+	const EnvJson *columns;
+	const EnvJson *rows;
+	const EnvJson *cps;
+	const char *format;
+	size_t		format_len;
+	size_t		i;
+	char		jerr[EV_ERRLEN];
+	char		path[64];
+
+	memset(ex, 0, sizeof(*ex));
+	r.data = data;
+	r.len = len;
+	r.err = err;
+	err[0] = '\0';
+	if (!env_json_parse(data, len, &ev_limits, &ex->doc, jerr, sizeof(jerr)))
+	{
+		snprintf(err, EV_ERRLEN, "%s", jerr);
+		return false;
+	}
+
+	if (!ev_members(&r, ex->doc.root, "the export", ev_top_names, 7, top))
+		goto fail;
+	if (!ev_string(&r, top[0], "format", false, &format, &format_len))
+		goto fail;
+	if (format_len != strlen(EV_FORMAT) || memcmp(format, EV_FORMAT, format_len) != 0)
+	{
+		ev_fail(&r, top[0], "format: expected \"%s\"", EV_FORMAT);
+		goto fail;
+	}
+	if (!ev_string(&r, top[1], "database", false, &ex->database, &ex->database_len) ||
+		!ev_string(&r, top[2], "chain", false, &ex->chain, &ex->chain_len) ||
+		!ev_string(&r, top[3], "tenant", true, &ex->tenant, &ex->tenant_len))
+		goto fail;
+	if (ex->chain_len == 0)
+	{
+		ev_fail(&r, top[2], "chain: expected a table name, found \"\"");
+		goto fail;
+	}
+
+	columns = top[4];
+	if (!ev_array(&r, columns, "columns"))
+		goto fail;
+	if (columns->len > EV_EXPORT_MAXCOLUMNS)
+	{
+		ev_fail(&r, columns, "columns: more than %d columns", EV_EXPORT_MAXCOLUMNS);
+		goto fail;
+	}
+	ex->ncols = columns->len;
+	ex->cols = calloc(ex->ncols > 0 ? ex->ncols : 1, sizeof(EvColumn));
+	if (ex->cols == NULL)
+	{
+		snprintf(err, EV_ERRLEN, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < ex->ncols; i++)
+	{
+		const EnvJson *c = &columns->u.items[i];
+
+		snprintf(path, sizeof(path), "columns[%zu]", i);
+		if (c->type != ENV_JSON_ARRAY || c->len != 2)
+		{
+			ev_fail(&r, c, "%s: expected [name, type]", path);
+			goto fail;
+		}
+		if (!ev_string(&r, &c->u.items[0], path, false, &ex->cols[i].name,
+					   &ex->cols[i].name_len) ||
+			!ev_string(&r, &c->u.items[1], path, false, &ex->cols[i].type,
+					   &ex->cols[i].type_len))
+			goto fail;
+	}
+
+	rows = top[5];
+	if (!ev_array(&r, rows, "rows"))
+		goto fail;
+	ex->nrows = rows->len;
+	ex->rows = calloc(ex->nrows > 0 ? ex->nrows : 1, sizeof(EvRow));
+	if (ex->rows == NULL)
+	{
+		snprintf(err, EV_ERRLEN, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < ex->nrows; i++)
+	{
+		const EnvJson *f[5];
+		EvRow	   *row = &ex->rows[i];
+		size_t		j;
+
+		snprintf(path, sizeof(path), "rows[%zu]", i);
+		if (!ev_members(&r, &rows->u.items[i], path, ev_row_names, 5, f))
+			goto fail;
+		snprintf(path, sizeof(path), "rows[%zu].seq", i);
+		if (!ev_seq(&r, f[0], path, &row->seq))
+			goto fail;
+		snprintf(path, sizeof(path), "rows[%zu].at", i);
+		if (!ev_string(&r, f[1], path, false, &row->at, &row->at_len))
+			goto fail;
+		snprintf(path, sizeof(path), "rows[%zu].prev", i);
+		if (!ev_hash(&r, f[2], path, &row->has_prev, row->prev))
+			goto fail;
+		snprintf(path, sizeof(path), "rows[%zu].hash", i);
+		if (!ev_hash(&r, f[3], path, &row->has_hash, row->hash))
+			goto fail;
+		snprintf(path, sizeof(path), "rows[%zu].values", i);
+		if (f[4]->type != ENV_JSON_ARRAY || f[4]->len != ex->ncols)
+		{
+			ev_fail(&r, f[4], "%s: expected an array of %zu values, one per column",
+					path, ex->ncols);
+			goto fail;
+		}
+		for (j = 0; j < ex->ncols; j++)
+		{
+			const EnvJson *v = &f[4]->u.items[j];
+
+			if (v->type != ENV_JSON_STRING && v->type != ENV_JSON_NULL)
+			{
+				ev_fail(&r, v, "%s[%zu]: expected a string or null, found %s",
+						path, j, ev_type_name(v->type));
+				goto fail;
+			}
+		}
+		row->values = f[4];
+		row->index = i;
+	}
+	if (ex->nrows > 1)
+		qsort(ex->rows, ex->nrows, sizeof(EvRow), ev_cmp_row);
+
+	cps = top[6];
+	if (!ev_array(&r, cps, "checkpoints"))
+		goto fail;
+	for (i = 0; i < cps->len; i++)
+	{
+		if (cps->u.items[i].type != ENV_JSON_STRING)
+		{
+			ev_fail(&r, &cps->u.items[i], "checkpoints[%zu]: expected a string, found %s",
+					i, ev_type_name(cps->u.items[i].type));
+			goto fail;
+		}
+	}
+	ex->ncps = cps->len;
+	ex->cps = cps->u.items;
+	return true;
+
+fail:
+	ev_export_free(ex);
+	return false;
+}
+
+void
+ev_export_free(EvExport *ex)
+{
+	free(ex->cols);
+	free(ex->rows);
+	env_json_free(&ex->doc);
+	memset(ex, 0, sizeof(*ex));
+}
+
+size_t
+ev_export_origin(const EvExport *ex, char *out, size_t out_max)
+{
+	return env_origin_build(ex->database, ex->database_len, ex->chain,
+							ex->chain_len, ex->tenant, ex->tenant_len,
+							out, out_max);
+}
+
+/* --- server log -------------------------------------------------------------- */
+
+static const char ev_marker[] = "envault checkpoint: origin=";
+#define EV_MARKER_LEN	(sizeof(ev_marker) - 1)
+
+static bool
+ev_is_b64(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		(c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
+}
+
+/* Does the line continue at *pos with word?  Advances past it if so. */
+static bool
+ev_expect(const char *line, size_t len, size_t *pos, const char *word)
+{
+	size_t		n = strlen(word);
+
+	if (len - *pos < n || memcmp(line + *pos, word, n) != 0)
+		return false;
+	*pos += n;
+	return true;
+}
+
+int
+ev_log_parse_line(const char *line, size_t len, EvLogLine *out)
+{
+	size_t		i;
+	size_t		pos;
+	size_t		start;
+	size_t		digits;
+	uint64_t	seq = 0;
+	size_t		n;
+
+	memset(out, 0, sizeof(*out));
+	if (len < EV_MARKER_LEN)
+		return 0;
+	for (i = 0; i + EV_MARKER_LEN <= len; i++)
+		if (line[i] == 'e' && memcmp(line + i, ev_marker, EV_MARKER_LEN) == 0)
+			break;
+	if (i + EV_MARKER_LEN > len)
+		return 0;
+	out->start = i;
+	pos = i + EV_MARKER_LEN;
+
+	/* the origin: up to the next space; it never holds one */
+	start = pos;
+	while (pos < len && (unsigned char) line[pos] > 0x20 && line[pos] != 0x7f)
+		pos++;
+	if (pos == start)
+		return 0;
+	out->origin = line + start;
+	out->origin_len = pos - start;
+	out->end = pos;
+
+	if (!ev_expect(line, len, &pos, " seq="))
+		return 1;
+	for (digits = 0; pos < len && line[pos] >= '0' && line[pos] <= '9'; digits++, pos++)
+	{
+		unsigned	d = (unsigned) (line[pos] - '0');
+
+		if (digits == 0 && d == 0)
+			return 1;			/* no leading zero, and never 0 */
+		if (seq > (UINT64_MAX - d) / 10)
+			return 1;
+		seq = seq * 10 + d;
+	}
+	if (digits == 0)
+		return 1;
+	out->has_seq = true;
+	out->seq = seq;
+
+	if (!ev_expect(line, len, &pos, " hash="))
+		return 1;
+	start = pos;
+	while (pos < len && ev_is_b64(line[pos]))
+		pos++;
+	if (!env_base64_decode(line + start, pos - start, out->hash, ENV_SHA256_LEN, &n) ||
+		n != ENV_SHA256_LEN)
+		return 1;
+
+	if (!ev_expect(line, len, &pos, " note="))
+		return 1;
+	start = pos;
+	while (pos < len && ev_is_b64(line[pos]))
+		pos++;
+	if (!env_base64_decode(line + start, pos - start, (uint8_t *) out->note,
+						   ENV_NOTE_MAXLEN, &out->note_len))
+		return 1;
+	out->note[out->note_len] = '\0';
+	out->end = pos;
+	out->parsed = true;
+	return 1;
+}
+
+bool
+ev_log_init(EvLog *log, const char *origin, size_t origin_len)
+{
+	memset(log, 0, sizeof(*log));
+	log->origin = malloc(origin_len + 1);
+	if (log->origin == NULL)
+		return false;
+	memcpy(log->origin, origin, origin_len);
+	log->origin[origin_len] = '\0';
+	log->origin_len = origin_len;
+	return true;
+}
+
+bool
+ev_log_add(EvLog *log, const char *line, size_t len, const char *file,
+		   uint64_t lineno)
+{
+	EvLogLine	parsed;
+	EvLogCheckpoint *c;
+	size_t		wlen;
+
+	if (ev_log_parse_line(line, len, &parsed) == 0 ||
+		parsed.origin_len != log->origin_len ||
+		memcmp(parsed.origin, log->origin, log->origin_len) != 0)
+		return true;
+	if (log->n == log->cap)
+	{
+		size_t		cap = log->cap == 0 ? 16 : log->cap * 2;
+		EvLogCheckpoint *items;
+
+		if (cap > ((size_t) 1 << 32))
+			return false;
+		items = realloc(log->items, cap * sizeof(EvLogCheckpoint));
+		if (items == NULL)
+			return false;
+		log->items = items;
+		log->cap = cap;
+	}
+	c = &log->items[log->n];
+	memset(c, 0, sizeof(*c));
+	wlen = strlen(file) + 32;
+	c->where = malloc(wlen);
+	c->note = malloc(parsed.note_len + 1);
+	if (c->where == NULL || c->note == NULL)
+	{
+		free(c->where);
+		free(c->note);
+		return false;
+	}
+	snprintf(c->where, wlen, "%s line %llu", file, (unsigned long long) lineno);
+	memcpy(c->note, parsed.note, parsed.note_len + 1);
+	c->note_len = parsed.note_len;
+	c->parsed = parsed.parsed;
+	c->has_seq = parsed.has_seq;
+	c->seq = parsed.seq;
+	memcpy(c->hash, parsed.hash, ENV_SHA256_LEN);
+	log->n++;
+	return true;
+}
+
+void
+ev_log_free(EvLog *log)
+{
+	size_t		i;
+
+	if (log == NULL)
+		return;
+	for (i = 0; i < log->n; i++)
+	{
+		free(log->items[i].where);
+		free(log->items[i].note);
+	}
+	free(log->items);
+	free(log->origin);
+	memset(log, 0, sizeof(*log));
+}
+
+/* --- verification -------------------------------------------------------------- */
+
+/* A checkpoint as checked: status 0 verified, 1 unreadable, 2 bad */
+typedef struct EvCp
+{
+	int64_t		seq;
+	uint8_t		hash[ENV_SHA256_LEN];
+	int			status;
+	const char *where;			/* a logged checkpoint's place, or NULL */
+	size_t		order;
+	bool		logged;
+} EvCp;
+
+static int
+ev_cmp_cp(const void *a, const void *b)
+{
+	const EvCp *x = a;
+	const EvCp *y = b;
+
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return (x->order > y->order) - (x->order < y->order);
+}
+
+/*
+ * Check a note as envault does (env_checkpoint_check): it must parse as a
+ * signed note with a checkpoint body, and the first key that signed it must
+ * verify its signature; then its origin must name this chain and tenant.
+ */
+static int
+ev_check_note(const EvExport *ex, const char *note, size_t len,
+			  const EvKey *keys, int nkeys, EnvCheckpoint *body)
+{
+	EnvNote		parsed;
+	int			k;
+	int			status = 2;
+
+	if (!env_note_parse(note, len, &parsed) ||
+		!env_checkpoint_parse(parsed.text, parsed.text_len, body))
+		return 1;
+	for (k = 0; k < nkeys; k++)
+	{
+		EnvNoteCheck rc = env_note_verify(note, len, keys[k].name,
+										  keys[k].name_len, keys[k].pub, NULL);
+
+		if (rc == ENV_NOTE_VERIFIED)
+		{
+			status = 0;
+			break;
+		}
+		if (rc == ENV_NOTE_BAD_SIGNATURE)
+			break;
+	}
+	if (status == 0 &&
+		!env_origin_matches(body->origin, body->origin_len, ex->chain,
+							ex->chain_len, ex->tenant, ex->tenant_len))
+		status = 2;
+	return status;
+}
+
+/* The smallest sequence number wins; among equals, the first found */
+static void
+ev_bad(EvResult *res, int64_t seq, const char *reason, const char *where)
+{
+	if (res->reason == NULL || seq < res->bad_seq)
+	{
+		res->bad_seq = seq;
+		res->reason = reason;
+		res->where = where;
+	}
+}
+
+/* The bytes a row's hash covers: chainfmt.h, "Row hash" in the document */
+static bool
+ev_row_hash(const EvExport *ex, const EvRow *row, uint8_t **buf, size_t *cap,
+			uint8_t *out)
+{
+	size_t		len = env_chain_header_len(ex->chain_len, ex->tenant_len,
+										   ex->tenant == NULL, row->at_len);
+	size_t		i;
+	uint8_t    *p;
+
+	for (i = 0; i < ex->ncols; i++)
+	{
+		const EnvJson *v = &row->values->u.items[i];
+
+		/* every length is below 2^31 (the input is), so this cannot wrap */
+		len += ENV_CHAIN_STR_LEN(ex->cols[i].name_len) +
+			ENV_CHAIN_STR_LEN(ex->cols[i].type_len) +
+			ENV_CHAIN_OPT_LEN(v->len, v->type == ENV_JSON_NULL);
+	}
+	if (len > *cap)
+	{
+		uint8_t    *nb = realloc(*buf, len);
+
+		if (nb == NULL)
+			return false;
+		*buf = nb;
+		*cap = len;
+	}
+	p = env_chain_put_header(*buf, ex->chain, ex->chain_len, ex->tenant,
+							 ex->tenant_len, ex->tenant == NULL,
+							 (uint64_t) row->seq, row->at, row->at_len,
+							 row->prev, (uint32_t) ex->ncols);
+	for (i = 0; i < ex->ncols; i++)
+	{
+		const EnvJson *v = &row->values->u.items[i];
+
+		p = env_chain_put_str(p, ex->cols[i].name, ex->cols[i].name_len);
+		p = env_chain_put_str(p, ex->cols[i].type, ex->cols[i].type_len);
+		p = env_chain_put_opt(p, v->u.str, v->len, v->type == ENV_JSON_NULL);
+	}
+	return env_sha256(*buf, (size_t) (p - *buf), out);
+}
+
+bool
+ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
+		  bool complete, EvResult *res)
+{
+	size_t		nlog = log != NULL ? log->n : 0;
+	size_t		ncps = ex->ncps + nlog;
+	EvCp	   *cps;
+	size_t		i;
+	size_t		next_cp = 0;
+	int64_t		expect = 1;
+	uint8_t		prev[ENV_SHA256_LEN];
+	bool		prev_known = true;
+	uint8_t    *buf = NULL;
+	size_t		cap = 0;
+
+	memset(res, 0, sizeof(*res));
+	res->have_log = (log != NULL);
+	cps = calloc(ncps > 0 ? ncps : 1, sizeof(EvCp));
+	if (cps == NULL)
+		return false;
+
+	for (i = 0; i < ex->ncps; i++)
+	{
+		EnvCheckpoint body;
+		EvCp	   *c = &cps[i];
+
+		c->order = i;
+		c->status = ev_check_note(ex, ex->cps[i].u.str, ex->cps[i].len, keys,
+								  nkeys, &body);
+		if (c->status != 1)
+		{
+			/* as verify_chain reads it: a bigint */
+			c->seq = (int64_t) body.seq;
+			memcpy(c->hash, body.hash, ENV_SHA256_LEN);
+		}
+	}
+	for (i = 0; i < nlog; i++)
+	{
+		const EvLogCheckpoint *l = &log->items[i];
+		EvCp	   *c = &cps[ex->ncps + i];
+		EnvCheckpoint body;
+
+		c->order = ex->ncps + i;
+		c->logged = true;
+		c->where = l->where;
+		if (!l->parsed)
+		{
+			/* a line that names this chain but cannot be read */
+			c->status = l->has_seq ? 2 : 1;
+			c->seq = l->has_seq ? (int64_t) l->seq : 0;
+			continue;
+		}
+		c->seq = (int64_t) l->seq;
+		memcpy(c->hash, l->hash, ENV_SHA256_LEN);
+		c->status = ev_check_note(ex, l->note, l->note_len, keys, nkeys, &body);
+		/* the line must say what its note signs */
+		if (c->status != 1 &&
+			(body.origin_len != log->origin_len ||
+			 memcmp(body.origin, log->origin, log->origin_len) != 0 ||
+			 body.seq != l->seq ||
+			 memcmp(body.hash, l->hash, ENV_SHA256_LEN) != 0))
+			c->status = 2;
+		if (c->status == 1)
+			c->status = 2;		/* its line gave the sequence number */
+	}
+	if (ncps > 1)
+		qsort(cps, ncps, sizeof(EvCp), ev_cmp_cp);
+
+	memcpy(prev, env_chain_genesis, ENV_SHA256_LEN);
+	for (i = 0; i < ex->nrows; i++)
+	{
+		const EvRow *row = &ex->rows[i];
+		int64_t		seq = row->seq;
+		uint8_t		computed[ENV_SHA256_LEN];
+		bool		hash_ok = row->has_hash;
+		int64_t		next;
+
+		if (i == 0)
+		{
+			res->first = seq;
+			/* row 1 links to the genesis value; a later row cannot be checked */
+			expect = seq;
+			prev_known = (seq == 1);
+		}
+		res->rows++;
+		if (seq < expect)
+			ev_bad(res, seq, "extra row", NULL);
+		else if (seq > expect)
+			ev_bad(res, expect, "missing row", NULL);
+
+		if (!row->has_hash || !row->has_prev)
+			ev_bad(res, seq, "hash mismatch", NULL);
+		else
+		{
+			if (!ev_row_hash(ex, row, &buf, &cap, computed))
+			{
+				free(buf);
+				free(cps);
+				return false;
+			}
+			if (memcmp(computed, row->hash, ENV_SHA256_LEN) != 0)
+				ev_bad(res, seq, "hash mismatch", NULL);
+			else if (prev_known && seq == expect &&
+					 memcmp(row->prev, prev, ENV_SHA256_LEN) != 0)
+				ev_bad(res, seq, "hash mismatch", NULL);
+		}
+
+		/* an export that starts mid-chain is anchored if a checkpoint signs its first row */
+		if (i == 0 && seq != 1)
+		{
+			size_t		k;
+
+			for (k = 0; k < ncps; k++)
+				if (cps[k].seq == seq && cps[k].status == 0 && hash_ok &&
+					memcmp(cps[k].hash, row->hash, ENV_SHA256_LEN) == 0)
+					res->anchored = true;
+			if (!res->anchored && complete)
+				ev_bad(res, 1, "missing row", NULL);
+		}
+
+		while (next_cp < ncps && cps[next_cp].seq < seq)
+			next_cp++;
+		for (; next_cp < ncps && cps[next_cp].seq == seq; next_cp++)
+		{
+			EvCp	   *c = &cps[next_cp];
+
+			if (c->status == 0 &&
+				(!hash_ok || memcmp(c->hash, row->hash, ENV_SHA256_LEN) != 0))
+				ev_bad(res, seq, "checkpoint mismatch", c->where);
+		}
+
+		if (hash_ok)
+			memcpy(prev, row->hash, ENV_SHA256_LEN);
+		prev_known = hash_ok;
+		next = seq > expect - 1 ? seq : expect - 1;
+		expect = next == INT64_MAX ? INT64_MAX : next + 1;
+		if (seq > res->last)
+			res->last = seq;
+	}
+
+	for (i = 0; i < ncps; i++)
+	{
+		EvCp	   *c = &cps[i];
+
+		if (c->status != 0)
+			ev_bad(res, c->seq > 0 ? c->seq : 1, "bad signature", c->where);
+		else
+		{
+			if (c->seq > res->last)
+				ev_bad(res, res->last + 1, "truncated after checkpoint", c->where);
+			else if (ex->nrows > 0 && c->seq >= res->first && c->seq > res->covered)
+				res->covered = c->seq;
+			if (c->logged)
+				res->logged++;
+			else
+				res->checkpoints++;
+		}
+	}
+	res->ok = (res->reason == NULL);
+	free(buf);
+	free(cps);
+	return true;
+}
+
+/* --- the result line ------------------------------------------------------------ */
+
+static void ev_printf(EnvJsonOut *l, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+
+static void
+ev_printf(EnvJsonOut *l, const char *fmt,...)
+{
+	char		tmp[256];
+	va_list		ap;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t) n >= sizeof(tmp))
+		l->oom = true;
+	else
+		env_json_out(l, tmp, (size_t) n);
+}
+
+/*
+ * Text from the export, printable on one line: control characters as
+ * \u00XX, a backslash doubled, and with quoted, '"' as \".
+ */
+static void
+ev_put_text(EnvJsonOut *l, const char *s, size_t n, bool quoted)
+{
+	size_t		i;
+
+	for (i = 0; i < n; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7f)
+			ev_printf(l, "\\u%04x", c);
+		else if (c == '\\')
+			env_json_out(l, "\\\\", 2);
+		else if (quoted && c == '"')
+			env_json_out(l, "\\\"", 2);
+		else
+			env_json_out(l, s + i, 1);
+	}
+}
+
+static const char *
+ev_plural(size_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+char *
+ev_result_line(const EvExport *ex, const EvResult *res)
+{
+	EnvJsonOut	l;
+
+	memset(&l, 0, sizeof(l));
+	if (!res->ok)
+	{
+		ev_printf(&l, "FAIL: seq %lld: %s", (long long) res->bad_seq, res->reason);
+		if (res->where != NULL)
+		{
+			env_json_out(&l, " (checkpoint in ", 16);
+			ev_put_text(&l, res->where, strlen(res->where), false);
+			env_json_out(&l, ")", 1);
+		}
+	}
+	else
+	{
+		env_json_out(&l, "OK: ", 4);
+		ev_put_text(&l, ex->chain, ex->chain_len, false);
+		if (ex->tenant != NULL)
+		{
+			env_json_out(&l, " tenant \"", 9);
+			ev_put_text(&l, ex->tenant, ex->tenant_len, true);
+			env_json_out(&l, "\": ", 3);
+		}
+		else
+			env_json_out(&l, " without tenant: ", 17);
+		if (res->rows == 0)
+			env_json_out(&l, "no rows", 7);
+		else
+		{
+			const char *start = res->first == 1 ? "from the genesis" :
+			res->anchored ? "anchored by a checkpoint" :
+			"starting mid-chain without an anchor";
+
+			if (res->rows == 1)
+				ev_printf(&l, "1 row (seq %lld, %s)", (long long) res->first, start);
+			else
+				ev_printf(&l, "%zu rows (seq %lld-%lld, %s)", res->rows,
+						  (long long) res->first, (long long) res->last, start);
+		}
+		ev_printf(&l, ", %zu %s verified", res->checkpoints,
+				  ev_plural(res->checkpoints, "checkpoint", "checkpoints"));
+		if (res->have_log)
+			ev_printf(&l, ", %zu from the server log", res->logged);
+		if (res->rows > 0)
+		{
+			if (res->covered == 0)
+				env_json_out(&l, "; no row covered by a checkpoint yet", 36);
+			else if (res->covered < res->last)
+				ev_printf(&l, "; rows after seq %lld not yet covered by a checkpoint",
+						  (long long) res->covered);
+			else
+				env_json_out(&l, "; every row covered by a checkpoint", 35);
+		}
+	}
+	if (l.oom || l.buf == NULL)
+	{
+		free(l.buf);
+		return NULL;
+	}
+	return l.buf;
+}
+
+/* --- keys ------------------------------------------------------------------------ */
+
+static bool
+ev_contains(const char *s, size_t len, const char *word)
+{
+	size_t		n = strlen(word);
+	size_t		i;
+
+	for (i = 0; i + n <= len; i++)
+		if (memcmp(s + i, word, n) == 0)
+			return true;
+	return false;
+}
+
+bool
+ev_key_parse(const char *text, size_t len, const char *name, EvKey *key,
+			 char *err)
+{
+	size_t		start = 0;
+	uint8_t		key_id[ENV_NOTE_KEYID_LEN];
+
+	memset(key, 0, sizeof(*key));
+	err[0] = '\0';
+	if (ev_contains(text, len, "-----BEGIN"))
+	{
+		if (ev_contains(text, len, "PRIVATE KEY"))
+		{
+			snprintf(err, EV_ERRLEN, "holds a private key: give the public key (openssl pkey -pubout) or the verifier key (envault.signing_public_key())");
+			return false;
+		}
+		if (!env_ed25519_public_from_pem(text, len, key->pub))
+		{
+			snprintf(err, EV_ERRLEN, "is not a PEM Ed25519 public key");
+			return false;
+		}
+		if (!env_note_name_valid(name, strlen(name)))
+		{
+			snprintf(err, EV_ERRLEN, "key name is not valid: it must be 1 to %d printable ASCII characters without spaces or \"+\"",
+					 ENV_NOTE_NAME_MAXLEN);
+			return false;
+		}
+		key->name_len = strlen(name);
+		memcpy(key->name, name, key->name_len + 1);
+		return true;
+	}
+	while (start < len && (text[start] == ' ' || text[start] == '\t' ||
+						   text[start] == '\n' || text[start] == '\r'))
+		start++;
+	while (len > start && (text[len - 1] == ' ' || text[len - 1] == '\t' ||
+						   text[len - 1] == '\n' || text[len - 1] == '\r'))
+		len--;
+	if (!env_note_parse_vkey(text + start, len - start, key->name, key_id, key->pub))
+	{
+		snprintf(err, EV_ERRLEN, "is neither a verifier key (name+keyid+base64, as envault.signing_public_key() returns it) nor a PEM Ed25519 public key");
+		return false;
+	}
+	key->name_len = strlen(key->name);
+	return true;
+}
