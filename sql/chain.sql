@@ -257,6 +257,11 @@ INSERT INTO regress_audit (tenant, action) VALUES ('acme', 'more');
 SELECT tenant, seq FROM envault.checkpoint('regress_audit');
 SELECT tenant, seq FROM envault.checkpoint('regress_audit', 'globex');
 SELECT tenant, seq FROM envault.checkpoint('regress_events');
+-- only committed rows are signed: not those the same transaction adds
+BEGIN;
+INSERT INTO regress_audit (tenant, action) VALUES ('acme', 'not yet committed');
+SELECT tenant, seq FROM envault.checkpoint('regress_audit');
+ROLLBACK;
 -- each is stored, with what it signs
 SELECT c.tenant, c.seq, c.head_hash = (SELECT envault_hash FROM regress_audit a
                                         WHERE a.tenant = c.tenant AND a.envault_seq = c.seq) AS head,

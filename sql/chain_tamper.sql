@@ -118,3 +118,20 @@ UPDATE envault.chain_heads h SET seq = 9, hash = r.envault_hash
    AND h.tenant = 'head' AND r.tenant = 'head' AND r.envault_seq = 9;
 RESET session_replication_role;
 SELECT * FROM envault.verify_chain('regress_t', 'head');
+
+-- a checkpoint that does not even parse is exported too, so that a verifier
+-- outside the database finds it as verify_chain does
+SET session_replication_role = replica;
+UPDATE envault.checkpoints c SET note = 'not a checkpoint'
+  FROM envault.audit_chains a
+ WHERE a.chain_id = c.chain_id AND a.tbl = 'regress_t'::regclass AND c.tenant = 'badsig';
+RESET session_replication_role;
+SELECT tenant, ok, first_bad_seq, reason FROM envault.verify_chain('regress_t', 'badsig');
+SELECT json_array_length(e -> 'checkpoints') AS exported_checkpoints,
+       e -> 'checkpoints' ->> 0 AS note
+  FROM envault.export_chain('regress_t', 'badsig') e;
+-- an export with no rows after since carries no checkpoint up to the head
+SELECT json_array_length(e -> 'rows') AS rows, json_array_length(e -> 'checkpoints') AS checkpoints
+  FROM envault.export_chain('regress_t', 'change', now() + interval '1 day') e;
+SELECT json_array_length(e -> 'checkpoints') AS checkpoints_of_all_rows
+  FROM envault.export_chain('regress_t', 'change') e;

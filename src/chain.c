@@ -786,6 +786,25 @@ ch_head(EnvChain *ch, const EnvChainTenant *t)
 	return h;
 }
 
+/*
+ * Has this transaction written to the tenant's chain (it holds the chain's
+ * lock)?  Its newest rows are then not committed yet.
+ */
+bool
+env_chain_written(EnvChain *ch, const EnvChainTenant *t)
+{
+	ChHeadKey	key;
+	ChHead	   *h;
+
+	if (ch_heads == NULL)
+		return false;
+	memset(&key, 0, sizeof(key));
+	key.lock_key = ch_lock_key(ch->chain_id, t);
+	key.chain_id = ch->chain_id;
+	h = hash_search(ch_heads, &key, HASH_FIND, NULL);
+	return h != NULL && h->lock_subxid != InvalidSubTransactionId;
+}
+
 /* Advance a head, keeping what it was before for a subtransaction abort. */
 static void
 ch_advance(ChHead *h, int64 seq, const uint8 *hash)

@@ -950,15 +950,19 @@ envault_export_chain(PG_FUNCTION_ARGS)
 	/*
 	 * The checkpoints that sign exported rows, and, when the export runs to
 	 * the end of the chain, every later one too: rows they sign that are not
-	 * there were truncated.
+	 * there were truncated.  With no rows after since, "later" means after
+	 * the chain's head.  A checkpoint that does not even parse is always
+	 * included, so that a verifier outside finds it as verify_chain does.
 	 */
+	if (nrows == 0)
+		first = (has_since && t != NULL && t->has_head) ? t->head_seq + 1 : 0;
 	appendStringInfoString(&buf, "\n], \"checkpoints\": [");
 	for (i = 0; t != NULL && i < t->ncps; i++)
 	{
 		CvCheckpoint *cp = &t->cps[i];
 
-		if (cp->status == 1 || (nrows > 0 && cp->seq < first) ||
-			(has_until && (nrows == 0 || cp->seq > last)))
+		if (cp->status != 1 &&
+			(cp->seq < first || (has_until && (nrows == 0 || cp->seq > last))))
 			continue;
 		if (any_cp)
 			appendStringInfoString(&buf, ",");

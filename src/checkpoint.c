@@ -72,7 +72,7 @@ cp_check_trusted(char **newval, void **extra, GucSource source)
 	ListCell   *lc;
 	bool		ok = true;
 
-	if (!SplitIdentifierString(copy, ',', &keys))
+	if (!SplitGUCList(copy, ',', &keys))
 	{
 		GUC_check_errdetail("List syntax is invalid.");
 		return false;
@@ -245,7 +245,7 @@ env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
 		ListCell   *lc;
 		int			result = 2;
 
-		if (SplitIdentifierString(copy, ',', &keys))
+		if (SplitGUCList(copy, ',', &keys))
 		{
 			foreach(lc, keys)
 			{
@@ -388,6 +388,24 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	(void) env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
 	heads = cp_heads(ch, one ? &want : NULL);
 	(void) env_canon_timestamp(now, true, timebuf);
+
+	/* sign only committed rows: not those this transaction is adding */
+	foreach(lc, heads)
+	{
+		CpHead	   *h = lfirst(lc);
+		EnvChainTenant t;
+
+		t.text = h->tenant;
+		t.len = h->tenant_len;
+		t.isnull = (h->tenant == NULL);
+		if (env_chain_written(ch, &t))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot sign the head of audit chain %s, tenant %s, in the transaction that writes it",
+							ch->identity, h->tenant ? quote_literal_cstr(h->tenant) : "NULL"),
+					 errdetail("Its newest rows are not committed yet, and might never be."),
+					 errhint("Take the checkpoint in a transaction of its own.")));
+	}
 
 	cp_load_key(&sk);
 	PG_TRY();

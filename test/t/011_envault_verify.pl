@@ -368,9 +368,24 @@ sub rewrite_sql
 	return join("\n", @sql);
 }
 
+# What a superuser who rewrites a chain consistently also changes: the head
+# envault.chain_heads records (verify_chain compares it with the table).
+sub head_sql
+{
+	my ($tenant) = @_;
+	return sprintf(
+		"UPDATE envault.chain_heads h SET seq = a.envault_seq, hash = a.envault_hash FROM audit a"
+		  . " WHERE h.chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'audit'::regclass)"
+		  . " AND h.tenant = %s AND a.tenant = h.tenant"
+		  . " AND a.envault_seq = (SELECT max(envault_seq) FROM audit WHERE tenant = %s);",
+		lit($tenant), lit($tenant));
+}
+
 my $forge_sql = rewrite_sql('forge', 12, 'forged', 1);
 my $rewrite_sql = rewrite_sql('rewrite', 12, 'rewritten');
 my $resign_sql = rewrite_sql('resign', 12, 'rewritten');
+my $resign_head = head_sql('resign');
+my $vanish_head = head_sql('vanish');
 
 sql(qq{
 SET session_replication_role = replica;
@@ -387,8 +402,10 @@ UPDATE envault.checkpoints SET note = regexp_replace(note, ' [A-Za-z0-9+/]{10}',
 DELETE FROM audit WHERE tenant = 'gone';
 DELETE FROM audit WHERE tenant = 'oldest' AND envault_seq = 1;
 $resign_sql
+$resign_head
 DELETE FROM envault.checkpoints WHERE tenant = 'resign' AND seq = 20;
 DELETE FROM audit WHERE tenant = 'vanish' AND envault_seq >= 18;
+$vanish_head
 DELETE FROM envault.checkpoints WHERE tenant = 'vanish' AND seq = 20;
 RESET session_replication_role;
 });
