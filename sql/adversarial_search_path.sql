@@ -371,7 +371,8 @@ INSERT INTO regress_adv_workload VALUES
 ('admin2', 9, $q$SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', v.tenant, v.rows_checked, v.ok), ', ' ORDER BY v.tenant COLLATE pg_catalog."C") FROM envault.verify_chain('public.regress_adv_chain_%M') v$q$),
 ('admin2', 10, $q$SELECT pg_catalog.sum(a.count) FROM envault.access_log a WHERE a.tenant OPERATOR(pg_catalog.=) '%T-app' AND a.secret_name OPERATOR(pg_catalog.=) 'shared'$q$),
 ('admin2', 11, $q$SELECT envault.delete_secret('%T-app', 'shared')$q$),
-('admin2', 12, $q$SELECT envault.disable_audit_chain('public.regress_adv_chain_%M')$q$);
+('admin2', 12, $q$SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', c.tenant, c.seq), ', ' ORDER BY c.tenant COLLATE pg_catalog."C") FROM envault.checkpoint('public.regress_adv_chain_%M') c$q$),
+('admin2', 13, $q$SELECT envault.disable_audit_chain('public.regress_adv_chain_%M')$q$);
 -- and, to show that every shadow is live, a statement that reaches it by
 -- its bare name: through the attacker's schema, and through pg_temp
 INSERT INTO regress_adv_workload

@@ -259,23 +259,34 @@ env_canon_timestamp(Timestamp ts, bool utc, char *buf)
 	if (ts >= -(int64) 730119 * USECS_PER_DAY &&	/* 0001-01-01 */
 		ts < (int64) 2921940 * USECS_PER_DAY)	/* 10000-01-01 */
 	{
+		/* rows come in runs of the same day: its text is kept */
+		static int64 cached_days = PG_INT64_MIN;
+		static char cached_date[10];
 		int64		days = ts / USECS_PER_DAY;
 		int64		time = ts % USECS_PER_DAY;
-		int			y,
-					m,
-					d;
 
 		if (time < 0)
 		{
 			time += USECS_PER_DAY;
 			days--;
 		}
-		j2date((int) (days + POSTGRES_EPOCH_JDATE), &y, &m, &d);
-		p = canon_digits(p, y, 4);
-		*p++ = '-';
-		p = canon_digits(p, m, 2);
-		*p++ = '-';
-		p = canon_digits(p, d, 2);
+		if (days != cached_days)
+		{
+			int			y,
+						m,
+						d;
+			char	   *q = cached_date;
+
+			j2date((int) (days + POSTGRES_EPOCH_JDATE), &y, &m, &d);
+			q = canon_digits(q, y, 4);
+			*q++ = '-';
+			q = canon_digits(q, m, 2);
+			*q++ = '-';
+			(void) canon_digits(q, d, 2);
+			cached_days = days;
+		}
+		memcpy(p, cached_date, sizeof(cached_date));
+		p += sizeof(cached_date);
 		*p++ = 'T';
 		p = canon_digits(p, time / USECS_PER_HOUR, 2);
 		*p++ = ':';
