@@ -197,6 +197,33 @@ SELECT tenant, note, envault_seq FROM regress_existing ORDER BY note;
 SELECT * FROM envault.verify_chain('regress_existing');
 -- a tenant given as text is read as the column's type
 SELECT * FROM envault.verify_chain('regress_existing', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11');
+-- jsonb is hashed as exactly the text of its output function
+CREATE TABLE regress_json (id int, tenant text, j jsonb);
+SELECT envault.enable_audit_chain('regress_json', 'tenant') AS rows_linked;
+INSERT INTO regress_json VALUES
+	(1, 't', 'null'), (2, 't', 'true'), (3, 't', 'false'), (4, 't', '0'),
+	(5, 't', '-1.50e3'), (6, 't', '1e-7'), (7, 't', '"text"'), (8, 't', '""'),
+	(9, 't', '[]'), (10, 't', '{}'), (11, 't', '[[], {}, [[]], {"a": {}}, [{}]]'),
+	(12, 't', '{"b": 1, "a": [1, "x", null, true, {"c": false}], "": "empty key", "aa": [[1, 2], [3]]}'),
+	(13, 't', to_jsonb(E'quote " backslash \\ slash / tab \t nl \n cr \r bs \b ff \f ctl \u0001 \u001f del \u007f \u00e9 \U0001F600'::text)),
+	(14, 't', jsonb_build_object(E'k\n"', E'v\\', 'nested',
+	                             jsonb_build_array(1.0, 1.10, -0.0, 123456789012345678901234567890, 'NaN'::text))),
+	(15, 't', NULL);
+INSERT INTO regress_json
+SELECT 100 + g, 't', jsonb_build_object(
+	(SELECT string_agg(chr(1 + (g * 7919 + i * 104729) % 300), '') FROM generate_series(1, 12) i),
+	(SELECT string_agg(chr(1 + (g * 104723 + i * 7907) % 300), '') FROM generate_series(1, 40) i),
+	'n', g * 1.25, 'a', jsonb_build_array(g, g::text, g % 2 = 0, NULL))
+FROM generate_series(1, 300) g;
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE e.value IS NOT DISTINCT FROM r.j::text) AS same_as_output
+  FROM regress_json r
+  JOIN (SELECT (x -> 'values' ->> 0)::int AS id, x -> 'values' ->> 2 AS value
+          FROM json_array_elements(envault.export_chain('regress_json', 't') -> 'rows') x) e
+ USING (id);
+SELECT tenant, rows_checked, ok FROM envault.verify_chain('regress_json');
+SELECT envault.disable_audit_chain('regress_json');
+DROP TABLE regress_json;
 -- ... also by a key administrator who is not a superuser, owning the table
 CREATE ROLE regress_chain_owner IN ROLE envault_admin;
 CREATE TABLE regress_owned (tenant text, note text);

@@ -201,6 +201,7 @@ typedef enum EnvCanonKind
 	ENV_CANON_TIMESTAMP,
 	ENV_CANON_TIMESTAMPTZ,
 	ENV_CANON_INTERVAL,
+	ENV_CANON_JSONB,			/* jsonb_out's text, written here */
 	ENV_CANON_OUTPUT,			/* output function, reads no setting */
 	ENV_CANON_PINNED			/* output function, with settings pinned */
 } EnvCanonKind;
