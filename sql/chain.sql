@@ -23,11 +23,13 @@ LANGUAGE sql AS $$
 	              || int8send((r->>'seq')::bigint)
 	              || regress_str(r->>'at')
 	              || decode(r->>'prev', 'base64')
-	              || int4send(json_array_length(export->'columns'))
-	              || (SELECT string_agg(regress_str(c->>0) || regress_str(c->>1)
-	                                    || regress_opt(r->'values'->>(n::int - 1)), ''::bytea
-	                                    ORDER BY n)
-	                    FROM json_array_elements(export->'columns') WITH ORDINALITY AS cs(c, n)))
+	              || sha256(convert_to('envault/v1/chain-columns', 'UTF8')
+	                        || int4send(json_array_length(export->'columns'))
+	                        || (SELECT string_agg(regress_str(c->>0) || regress_str(c->>1), ''::bytea
+	                                              ORDER BY n)
+	                              FROM json_array_elements(export->'columns') WITH ORDINALITY AS cs(c, n)))
+	              || (SELECT string_agg(regress_opt(v), ''::bytea ORDER BY n)
+	                    FROM json_array_elements_text(r->'values') WITH ORDINALITY AS vs(v, n)))
 	       = decode(r->>'hash', 'base64')
 	  FROM json_array_elements(export->'rows') r
 $$;

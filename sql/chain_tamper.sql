@@ -29,10 +29,12 @@ LANGUAGE sql AS $$
 	              || regress_str('public.regress_t') || regress_opt(tenant)
 	              || int8send(seq)
 	              || regress_str(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-	              || prev || int4send(3)
-	              || regress_str('id') || regress_str('integer') || regress_opt(id::text)
-	              || regress_str('tenant') || regress_str('pg_catalog.text') || regress_opt(tenant)
-	              || regress_str('note') || regress_str('pg_catalog.text') || regress_opt(note))
+	              || prev
+	              || sha256(convert_to('envault/v1/chain-columns', 'UTF8') || int4send(3)
+	                        || regress_str('id') || regress_str('integer')
+	                        || regress_str('tenant') || regress_str('pg_catalog.text')
+	                        || regress_str('note') || regress_str('pg_catalog.text'))
+	              || regress_opt(id::text) || regress_opt(tenant) || regress_opt(note))
 $$;
 SELECT count(*) AS rows,
        count(*) FILTER (WHERE regress_t_hash(envault_seq, envault_at, envault_prev, id, tenant, note)

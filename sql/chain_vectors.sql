@@ -17,21 +17,21 @@ INSERT INTO orders_audit (id, tenant, action, amount, approved,
                           envault_seq, envault_at, envault_prev, envault_hash)
 VALUES
   (1, 'acme', 'login', NULL, 'true',
-   1, '2026-12-01T08:36:20.923802Z',
+   1, '2026-12-01T10:27:31.679273Z',
    decode('AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'base64'),
-   decode('LcsloCO0aDE1NP9DwTXSzfZpTJMd9z8C5DbsIPOTNcY=', 'base64')),
+   decode('QBPHWk4vNT4QTNrQpmfqtQ1cUDkBZLCFrfySIPz1SlY=', 'base64')),
   (2, 'acme', 'paiement reçu', '12.50', 'true',
-   2, '2026-12-01T08:36:20.924577Z',
-   decode('LcsloCO0aDE1NP9DwTXSzfZpTJMd9z8C5DbsIPOTNcY=', 'base64'),
-   decode('GAVRO1R6NiiS4851T0mzQnCuo7d6d8kTio+/j6dxkYg=', 'base64')),
+   2, '2026-12-01T10:27:31.679879Z',
+   decode('QBPHWk4vNT4QTNrQpmfqtQ1cUDkBZLCFrfySIPz1SlY=', 'base64'),
+   decode('sV/c08nXQdbOjk2wGU4IAJtl3ceH6pVxXxYCv/ZSIyw=', 'base64')),
   (3, 'acme', 'refund', '-3.25', 'false',
-   3, '2026-12-01T08:36:20.924765Z',
-   decode('GAVRO1R6NiiS4851T0mzQnCuo7d6d8kTio+/j6dxkYg=', 'base64'),
-   decode('uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=', 'base64')),
+   3, '2026-12-01T10:27:31.680440Z',
+   decode('sV/c08nXQdbOjk2wGU4IAJtl3ceH6pVxXxYCv/ZSIyw=', 'base64'),
+   decode('41wTlh9SDWyc0LmgCJ5xPc++HjQQF1mVOBF3vSnupmo=', 'base64')),
   (4, 'acme', 'logout', NULL, NULL,
-   4, '2026-12-01T08:36:20.930506Z',
-   decode('uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=', 'base64'),
-   decode('ULh9xVbr+OV14julQnFrV/mBlHkkZg2WNOdcvDUa2U8=', 'base64'));
+   4, '2026-12-01T10:27:31.683574Z',
+   decode('41wTlh9SDWyc0LmgCJ5xPc++HjQQF1mVOBF3vSnupmo=', 'base64'),
+   decode('xsHNDoQWllco1l1yQAOT6Qqbdm5FPuZY9Pc3k8QV9N0=', 'base64'));
 SELECT envault_seq,
        to_char(envault_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at,
        encode(envault_hash, 'base64') AS hash
@@ -42,13 +42,13 @@ SELECT envault_seq,
 SELECT envault.signing_public_key();
 INSERT INTO envault.checkpoints (chain_id, tenant, seq, head_hash, signed_at,
                                  key_name, key_id, note, signed_by)
-SELECT chain_id, 'acme', 3, envault_hash, '2026-12-01T08:36:20.926519Z',
+SELECT chain_id, 'acme', 3, envault_hash, '2026-12-01T10:27:31.680995Z',
        'envault', '\x18a0a827', $note$envault/appdb/public.orders_audit/acme
 3
-uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=
-time 2026-12-01T08:36:20.926519Z
+41wTlh9SDWyc0LmgCJ5xPc++HjQQF1mVOBF3vSnupmo=
+time 2026-12-01T10:27:31.680995Z
 
-— envault GKCoJ555nX5VQ7Zf231udCILLtB2DPCzlsyfSLriTklwX7IokOU7GgLXfsTwp+5rS1nMAKOliEfKFpENmPzwmWVDRgc=
+— envault GKCoJ6ideOQy5USw4eoyBk5xSXQc70RWlaIWxwzCns8+wkJznlzlV6xKb+QnuEM3TPwAd2biWyNAqg6a0fGGA+EKxQE=
 $note$, current_user
   FROM envault.audit_chains, orders_audit
  WHERE tbl = 'orders_audit'::regclass AND envault_seq = 3;
@@ -59,12 +59,12 @@ SELECT replace(envault.export_chain('orders_audit', 'acme')::text,
                format('"database": %s', to_json(current_database())),
                '"database": "appdb"')
        = $vector${"format": "envault-chain-export-v1", "database": "appdb", "chain": "public.orders_audit", "tenant": "acme", "columns": [["id", "bigint"], ["tenant", "pg_catalog.text"], ["action", "pg_catalog.text"], ["amount", "numeric(10,2)"], ["approved", "boolean"]], "rows": [
-  {"seq": 1, "at": "2026-12-01T08:36:20.923802Z", "prev": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "hash": "LcsloCO0aDE1NP9DwTXSzfZpTJMd9z8C5DbsIPOTNcY=", "values": ["1", "acme", "login", null, "true"]},
-  {"seq": 2, "at": "2026-12-01T08:36:20.924577Z", "prev": "LcsloCO0aDE1NP9DwTXSzfZpTJMd9z8C5DbsIPOTNcY=", "hash": "GAVRO1R6NiiS4851T0mzQnCuo7d6d8kTio+/j6dxkYg=", "values": ["2", "acme", "paiement reçu", "12.50", "true"]},
-  {"seq": 3, "at": "2026-12-01T08:36:20.924765Z", "prev": "GAVRO1R6NiiS4851T0mzQnCuo7d6d8kTio+/j6dxkYg=", "hash": "uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=", "values": ["3", "acme", "refund", "-3.25", "false"]},
-  {"seq": 4, "at": "2026-12-01T08:36:20.930506Z", "prev": "uGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=", "hash": "ULh9xVbr+OV14julQnFrV/mBlHkkZg2WNOdcvDUa2U8=", "values": ["4", "acme", "logout", null, null]}
+  {"seq": 1, "at": "2026-12-01T10:27:31.679273Z", "prev": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "hash": "QBPHWk4vNT4QTNrQpmfqtQ1cUDkBZLCFrfySIPz1SlY=", "values": ["1", "acme", "login", null, "true"]},
+  {"seq": 2, "at": "2026-12-01T10:27:31.679879Z", "prev": "QBPHWk4vNT4QTNrQpmfqtQ1cUDkBZLCFrfySIPz1SlY=", "hash": "sV/c08nXQdbOjk2wGU4IAJtl3ceH6pVxXxYCv/ZSIyw=", "values": ["2", "acme", "paiement reçu", "12.50", "true"]},
+  {"seq": 3, "at": "2026-12-01T10:27:31.680440Z", "prev": "sV/c08nXQdbOjk2wGU4IAJtl3ceH6pVxXxYCv/ZSIyw=", "hash": "41wTlh9SDWyc0LmgCJ5xPc++HjQQF1mVOBF3vSnupmo=", "values": ["3", "acme", "refund", "-3.25", "false"]},
+  {"seq": 4, "at": "2026-12-01T10:27:31.683574Z", "prev": "41wTlh9SDWyc0LmgCJ5xPc++HjQQF1mVOBF3vSnupmo=", "hash": "xsHNDoQWllco1l1yQAOT6Qqbdm5FPuZY9Pc3k8QV9N0=", "values": ["4", "acme", "logout", null, null]}
 ], "checkpoints": [
-  "envault/appdb/public.orders_audit/acme\n3\nuGlpx5EdMGWaKZaz2lHqX6IgZFAJjzKCdigNCG2lIX0=\ntime 2026-12-01T08:36:20.926519Z\n\n— envault GKCoJ555nX5VQ7Zf231udCILLtB2DPCzlsyfSLriTklwX7IokOU7GgLXfsTwp+5rS1nMAKOliEfKFpENmPzwmWVDRgc=\n"
+  "envault/appdb/public.orders_audit/acme\n3\n41wTlh9SDWyc0LmgCJ5xPc++HjQQF1mVOBF3vSnupmo=\ntime 2026-12-01T10:27:31.680995Z\n\n— envault GKCoJ6ideOQy5USw4eoyBk5xSXQc70RWlaIWxwzCns8+wkJznlzlV6xKb+QnuEM3TPwAd2biWyNAqg6a0fGGA+EKxQE=\n"
 ]}
 $vector$ AS export_is_the_vector;
 SELECT r->>'seq' AS seq, r->>'hash' AS hash, r->'values' AS values

@@ -198,6 +198,30 @@ ch_attnum(Relation rel, const char *name, bool missing_ok)
 	return att;
 }
 
+/* The hash of the chain's columns, names and types, that every row covers */
+static void
+ch_columns_hash(EnvChain *ch)
+{
+	size_t		len = ENV_CHAIN_COLUMNS_LABEL_LEN + 4;
+	uint8	   *buf;
+	uint8	   *p;
+	int			i;
+
+	for (i = 0; i < ch->ncols; i++)
+		len += ENV_CHAIN_STR_LEN(strlen(ch->cols[i].name)) +
+			ENV_CHAIN_STR_LEN(strlen(ch->cols[i].type));
+	buf = palloc(len);
+	p = env_chain_put_columns_header(buf, (uint32) ch->ncols);
+	for (i = 0; i < ch->ncols; i++)
+	{
+		p = env_chain_put_str(p, ch->cols[i].name, strlen(ch->cols[i].name));
+		p = env_chain_put_str(p, ch->cols[i].type, strlen(ch->cols[i].type));
+	}
+	if (!env_sha256(buf, (size_t) (p - buf), ch->columns))
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "hashing an audit chain's columns");
+	pfree(buf);
+}
+
 /*
  * Build what envault needs to know of a chained table from the registry and
  * the catalogs.  Returns NULL if the table is not chained.
@@ -280,9 +304,6 @@ ch_build(Oid relid)
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 		EnvChainCol *c;
 		char	   *tname;
-		size_t		nlen;
-		size_t		tlen;
-		uint8	   *p;
 
 		/* stored generated columns are computed after BEFORE triggers */
 		if (a->attisdropped || a->attgenerated ||
@@ -297,18 +318,13 @@ ch_build(Oid relid)
 		tname = format_type_extended(a->atttypid, a->atttypmod,
 									 FORMAT_TYPE_TYPEMOD_GIVEN |
 									 FORMAT_TYPE_FORCE_QUALIFY);
-		nlen = strlen(NameStr(a->attname));
-		tlen = strlen(tname);
 		c->name = pstrdup(NameStr(a->attname));
 		c->type = pstrdup(tname);
-		c->prefix_len = ENV_CHAIN_STR_LEN(nlen) + ENV_CHAIN_STR_LEN(tlen);
-		c->prefix = palloc(c->prefix_len);
-		p = env_chain_put_str(c->prefix, NameStr(a->attname), nlen);
-		(void) env_chain_put_str(p, tname, tlen);
 		if (a->attnum == ch->tenant_attnum)
 			ch->tenant_col = ch->ncols;
 		ch->ncols++;
 	}
+	ch_columns_hash(ch);
 	relation_close(rel, AccessShareLock);
 	MemoryContextSwitchTo(old);
 	Assert(ch->tenant_col >= 0);
@@ -486,7 +502,7 @@ env_chain_row_hash(EnvChain *ch, Datum *values, bool *nulls,
 	ch_buf_reserve(len + 64);
 	(void) env_chain_put_header(ch_buf, ch->identity, ch->identity_len,
 								t->text, t->len, t->isnull, seq, atbuf, atlen,
-								prev, (uint32) ch->ncols);
+								prev, ch->columns);
 	if (ch->pinned)
 		level = env_canon_pin();
 	for (i = 0; i < ch->ncols; i++)
@@ -504,9 +520,7 @@ env_chain_row_hash(EnvChain *ch, Datum *values, bool *nulls,
 		}
 		else if (!isnull)
 			v = env_canon_text(&c->canon, values[c->attnum - 1], buf, &vlen);
-		ch_buf_reserve(len + c->prefix_len + ENV_CHAIN_OPT_LEN(vlen, isnull));
-		memcpy(ch_buf + len, c->prefix, c->prefix_len);
-		len += c->prefix_len;
+		ch_buf_reserve(len + ENV_CHAIN_OPT_LEN(vlen, isnull));
 		len = (size_t) (env_chain_put_opt(ch_buf + len, v, vlen, isnull) - ch_buf);
 	}
 	if (ch->pinned)

@@ -4,11 +4,16 @@
  *		The bytes an audit-chain row hash is computed over; see "Row hash"
  *		in docs/audit-chain.md.
  *
+ *	columns  = SHA-256( "envault/v1/chain-columns" || u32(ncols)
+ *						|| ncols x ( str(name) || str(type) ) )
  *	row hash = SHA-256( "envault/v1/chain-row"
  *						|| str(chain) || opt(tenant) || u64(seq) || str(at)
- *						|| prev[32] || u32(ncols)
- *						|| ncols x ( str(name) || str(type) || opt(value) ) )
+ *						|| prev[32] || columns[32]
+ *						|| ncols x opt(value) )
  *	str(x) = u32(len(x)) || x;	opt(x) = 0x00 for NULL, else 0x01 || str(x)
+ *
+ * The columns' names and types are hashed once per chain, not per row: a
+ * row's input is then mostly its values.
  *
  * Integers are big-endian.  Plain C: the extension and envault-verify both
  * build this input, the one from column values, the other from an export.
@@ -25,6 +30,8 @@
 
 #define ENV_CHAIN_LABEL			"envault/v1/chain-row"
 #define ENV_CHAIN_LABEL_LEN		20
+#define ENV_CHAIN_COLUMNS_LABEL	"envault/v1/chain-columns"
+#define ENV_CHAIN_COLUMNS_LABEL_LEN 24
 #define ENV_CHAIN_HASH_LEN		32
 
 /* Bytes that str() and opt() take for a value of len bytes */
@@ -71,6 +78,8 @@ extern uint8_t *env_chain_put_header(uint8_t *p, const char *chain,
 									 size_t tenant_len, bool tenant_null,
 									 uint64_t seq, const char *at,
 									 size_t at_len, const uint8_t *prev,
-									 uint32_t ncols);
+									 const uint8_t *columns);
+/* The input of the columns hash starts with these 28 bytes */
+extern uint8_t *env_chain_put_columns_header(uint8_t *p, uint32_t ncols);
 
 #endif							/* ENVAULT_CHAINFMT_H */

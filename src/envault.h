@@ -235,8 +235,6 @@ typedef struct EnvChainCol
 	EnvCanon	canon;
 	char	   *name;
 	char	   *type;			/* as hashed: format_type, schema-qualified */
-	uint8	   *prefix;			/* str(name) || str(type) */
-	size_t		prefix_len;
 } EnvChainCol;
 
 /* What envault knows of a chained table; see env_chain_get() */
@@ -258,6 +256,7 @@ typedef struct EnvChain
 	Oid			tenant_typid;
 	int			ncols;
 	EnvChainCol *cols;
+	uint8		columns[ENV_CHAIN_HASH_LEN];	/* hash of their names and types */
 	bool		pinned;			/* some column needs pinned settings */
 	bool		builtin;		/* one of envault's own chains */
 	bool		valid;

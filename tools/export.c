@@ -628,10 +628,39 @@ ev_bad(EvResult *res, int64_t seq, const char *reason, const char *where)
 	}
 }
 
+/* The hash of the export's columns, names and types: chainfmt.h */
+static bool
+ev_columns_hash(const EvExport *ex, uint8_t **buf, size_t *cap, uint8_t *out)
+{
+	size_t		len = ENV_CHAIN_COLUMNS_LABEL_LEN + 4;
+	size_t		i;
+	uint8_t    *p;
+
+	for (i = 0; i < ex->ncols; i++)
+		len += ENV_CHAIN_STR_LEN(ex->cols[i].name_len) +
+			ENV_CHAIN_STR_LEN(ex->cols[i].type_len);
+	if (len > *cap)
+	{
+		uint8_t    *nb = realloc(*buf, len);
+
+		if (nb == NULL)
+			return false;
+		*buf = nb;
+		*cap = len;
+	}
+	p = env_chain_put_columns_header(*buf, (uint32_t) ex->ncols);
+	for (i = 0; i < ex->ncols; i++)
+	{
+		p = env_chain_put_str(p, ex->cols[i].name, ex->cols[i].name_len);
+		p = env_chain_put_str(p, ex->cols[i].type, ex->cols[i].type_len);
+	}
+	return env_sha256(*buf, (size_t) (p - *buf), out);
+}
+
 /* The bytes a row's hash covers: chainfmt.h, "Row hash" in the document */
 static bool
-ev_row_hash(const EvExport *ex, const EvRow *row, uint8_t **buf, size_t *cap,
-			uint8_t *out)
+ev_row_hash(const EvExport *ex, const EvRow *row, const uint8_t *columns,
+			uint8_t **buf, size_t *cap, uint8_t *out)
 {
 	size_t		len = env_chain_header_len(ex->chain_len, ex->tenant_len,
 										   ex->tenant == NULL, row->at_len);
@@ -643,9 +672,7 @@ ev_row_hash(const EvExport *ex, const EvRow *row, uint8_t **buf, size_t *cap,
 		const EnvJson *v = &row->values->u.items[i];
 
 		/* every length is below 2^31 (the input is), so this cannot wrap */
-		len += ENV_CHAIN_STR_LEN(ex->cols[i].name_len) +
-			ENV_CHAIN_STR_LEN(ex->cols[i].type_len) +
-			ENV_CHAIN_OPT_LEN(v->len, v->type == ENV_JSON_NULL);
+		len += ENV_CHAIN_OPT_LEN(v->len, v->type == ENV_JSON_NULL);
 	}
 	if (len > *cap)
 	{
@@ -659,13 +686,11 @@ ev_row_hash(const EvExport *ex, const EvRow *row, uint8_t **buf, size_t *cap,
 	p = env_chain_put_header(*buf, ex->chain, ex->chain_len, ex->tenant,
 							 ex->tenant_len, ex->tenant == NULL,
 							 (uint64_t) row->seq, row->at, row->at_len,
-							 row->prev, (uint32_t) ex->ncols);
+							 row->prev, columns);
 	for (i = 0; i < ex->ncols; i++)
 	{
 		const EnvJson *v = &row->values->u.items[i];
 
-		p = env_chain_put_str(p, ex->cols[i].name, ex->cols[i].name_len);
-		p = env_chain_put_str(p, ex->cols[i].type, ex->cols[i].type_len);
 		p = env_chain_put_opt(p, v->u.str, v->len, v->type == ENV_JSON_NULL);
 	}
 	return env_sha256(*buf, (size_t) (p - *buf), out);
@@ -682,6 +707,7 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 	size_t		next_cp = 0;
 	int64_t		expect = 1;
 	uint8_t		prev[ENV_SHA256_LEN];
+	uint8_t		columns[ENV_SHA256_LEN];
 	bool		prev_known = true;
 	uint8_t    *buf = NULL;
 	size_t		cap = 0;
@@ -739,6 +765,12 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 	if (ncps > 1)
 		qsort(cps, ncps, sizeof(EvCp), ev_cmp_cp);
 
+	if (!ev_columns_hash(ex, &buf, &cap, columns))
+	{
+		free(buf);
+		free(cps);
+		return false;
+	}
 	memcpy(prev, env_chain_genesis, ENV_SHA256_LEN);
 	for (i = 0; i < ex->nrows; i++)
 	{
@@ -765,7 +797,7 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 			ev_bad(res, seq, "hash mismatch", NULL);
 		else
 		{
-			if (!ev_row_hash(ex, row, &buf, &cap, computed))
+			if (!ev_row_hash(ex, row, columns, &buf, &cap, computed))
 			{
 				free(buf);
 				free(cps);

@@ -312,6 +312,11 @@ sub row_hash
 		my $v = shift;
 		return defined $v ? "\x01" . $str->(encode_utf8($v)) : "\x00";
 	};
+	my $columns = 'envault/v1/chain-columns' . pack('N', scalar @{ $ex->{columns} });
+	for my $c (@{ $ex->{columns} })
+	{
+		$columns .= $str->(encode_utf8($c->[0])) . $str->(encode_utf8($c->[1]));
+	}
 	my $in =
 	    'envault/v1/chain-row'
 	  . $str->(encode_utf8($ex->{chain}))
@@ -319,15 +324,8 @@ sub row_hash
 	  . pack('Q>', $row->{seq})
 	  . $str->(encode_utf8($row->{at}))
 	  . decode_base64($row->{prev})
-	  . pack('N', scalar @{ $ex->{columns} });
-	for my $i (0 .. $#{ $ex->{columns} })
-	{
-		my ($name, $type) = @{ $ex->{columns}[$i] };
-		$in .=
-		    $str->(encode_utf8($name))
-		  . $str->(encode_utf8($type))
-		  . $opt->($row->{values}[$i]);
-	}
+	  . sha256($columns);
+	$in .= $opt->($row->{values}[$_]) for 0 .. $#{ $ex->{columns} };
 	return encode_base64(sha256($in), '');
 }
 

@@ -49,6 +49,7 @@ NAME_MAXLEN = 255
 MAXSIGS = 16
 GENESIS = bytes(32)
 ROW_LABEL = b"envault/v1/chain-row"
+COLUMNS_LABEL = b"envault/v1/chain-columns"
 FORMAT = "envault-chain-export-v1"
 EM_DASH = "\u2014".encode()
 LOG_MARKER = b"envault checkpoint: origin="
@@ -371,12 +372,21 @@ def read_export(data):
     return ex
 
 
-def row_hash_input(ex, row):
+def columns_input(ex):
+    out = COLUMNS_LABEL + u32(len(ex["columns"]))
+    for name, typ in ex["columns"]:
+        out += str_(name) + str_(typ)
+    return out
+
+
+def row_hash_input(ex, row, columns=None):
+    if columns is None:
+        columns = hashlib.sha256(columns_input(ex)).digest()
     out = (ROW_LABEL + str_(ex["chain"]) + opt(ex["tenant"])
            + row["seq"].to_bytes(8, "big") + str_(row["at"]) + row["prev"]
-           + u32(len(ex["columns"])))
-    for (name, typ), value in zip(ex["columns"], row["values"]):
-        out += str_(name) + str_(typ) + opt(value)
+           + columns)
+    for value in row["values"]:
+        out += opt(value)
     return out
 
 
@@ -682,6 +692,15 @@ def generate(export_path):
     def show(b):
         return b.decode("utf-8") if b is not None else "NULL"
 
+    print("```chain-vector columns")
+    print("%-14s%s  # %s" % ("label", COLUMNS_LABEL.hex(), COLUMNS_LABEL.decode()))
+    print("%-14s%s  # u32(%d)" % ("ncols", u32(len(ex["columns"])).hex(), len(ex["columns"])))
+    for n, (cname, ctype) in enumerate(ex["columns"], 1):
+        parts = [u32(len(cname)).hex(), cname.hex(), u32(len(ctype)).hex(), ctype.hex()]
+        print("%-14s%s  # %s %s" % ("column-%d" % n, " ".join(parts), show(cname), show(ctype)))
+    columns = hashlib.sha256(columns_input(ex)).digest()
+    print("%-14s%s" % ("sha256", columns.hex()))
+    print("```\n")
     print("```chain-vector row-hash")
     print("%-14s%s  # %s" % ("label", ROW_LABEL.hex(), ROW_LABEL.decode()))
     print("%-14s%s %s  # str(%s)" % ("chain", u32(len(ex["chain"])).hex(), ex["chain"].hex(),
@@ -694,12 +713,11 @@ def generate(export_path):
     print("%-14s%s %s  # str(%s)" % ("at", u32(len(row["at"])).hex(), row["at"].hex(),
                                      show(row["at"])))
     print("%-14s%s  # the genesis value" % ("prev", row["prev"].hex()))
-    print("%-14s%s  # u32(%d)" % ("ncols", u32(len(ex["columns"])).hex(), len(ex["columns"])))
-    for n, ((cname, ctype), v) in enumerate(zip(ex["columns"], row["values"]), 1):
-        parts = [u32(len(cname)).hex(), cname.hex(), u32(len(ctype)).hex(), ctype.hex()]
-        parts += ["00"] if v is None else ["01", u32(len(v)).hex(), v.hex()]
-        print("%-14s%s  # %s %s = %s" % ("column-%d" % n, " ".join(parts), show(cname),
-                                          show(ctype), show(v)))
+    print("%-14s%s  # the columns hash" % ("columns", columns.hex()))
+    for n, ((cname, _), v) in enumerate(zip(ex["columns"], row["values"]), 1):
+        parts = ["00"] if v is None else ["01", u32(len(v)).hex(), v.hex()]
+        print("%-14s%s  # opt(%s) for %s" % ("value-%d" % n, " ".join(parts), show(v),
+                                              show(cname)))
     print("%-14s%s" % ("sha256", hashlib.sha256(row_hash_input(ex, row)).hexdigest()))
     print("%-14s%s" % ("base64", b64(row["hash"])))
     print("```\n")
@@ -765,7 +783,7 @@ def check_document(path, verifier=None):
     except (OSError, ValueError) as e:
         report(False, "read %s: %s" % (path, e))
         return 1
-    kinds = ["key", "export", "row-hash", "checkpoint", "signature", "result"]
+    kinds = ["key", "export", "columns", "row-hash", "checkpoint", "signature", "result"]
     if not report(all(k in blocks for k in kinds),
                   "chain-vector blocks %s present" % ", ".join(kinds)):
         return 1
@@ -810,6 +828,14 @@ def check_document(path, verifier=None):
            any(v is None for r in ex["rows"] for v in r["values"]) and
            any(max(v or b"\0") >= 0x80 for r in ex["rows"] for v in r["values"]),
            "export: 3 to 5 rows with a NULL and a non-ASCII value, one checkpoint")
+
+    # the columns hash, part by part
+    parts, order = fields(blocks["columns"])
+    given = b"".join(unhex(parts[k]) for k in order if k != "sha256")
+    want = columns_input(ex)
+    report(given == want, "columns: input of the columns hash (%d bytes)" % len(want))
+    report(unhex(parts["sha256"]) == hashlib.sha256(want).digest(),
+           "columns: its SHA-256")
 
     # the first row's hash input, part by part
     parts, order = fields(blocks["row-hash"])
