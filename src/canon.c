@@ -337,21 +337,32 @@ static const char canon_hex[] = "0123456789abcdef";
  * the rest of a row's hash.  Runs of characters that need no escape are
  * copied at once.  Test: chain.sql compares this with jsonb::text.
  */
+/* Append n bytes; the text is NUL-terminated once, at the end */
+static inline void
+canon_put(StringInfo out, const char *s, int n)
+{
+	if (out->len + n >= out->maxlen)
+		enlargeStringInfo(out, n);
+	memcpy(out->data + out->len, s, n);
+	out->len += n;
+}
+
 static void
 canon_json_string(StringInfo out, const char *s, int len)
 {
 	int			start = 0;
 	int			i;
 
-	appendStringInfoCharMacro(out, '"');
+	canon_put(out, "\"", 1);
 	for (i = 0; i < len; i++)
 	{
 		unsigned char ch = (unsigned char) s[i];
 		const char *esc;
+		char		u[7];
 
 		if (ch >= 0x20 && ch != '"' && ch != '\\')
 			continue;
-		appendBinaryStringInfo(out, s + start, i - start);
+		canon_put(out, s + start, i - start);
 		start = i + 1;
 		switch (ch)
 		{
@@ -377,13 +388,14 @@ canon_json_string(StringInfo out, const char *s, int len)
 				esc = "\\\\";
 				break;
 			default:
-				appendStringInfo(out, "\\u%04x", (int) ch);
-				continue;
+				snprintf(u, sizeof(u), "\\u%04x", (int) ch);
+				esc = u;
+				break;
 		}
-		appendStringInfoString(out, esc);
+		canon_put(out, esc, (int) strlen(esc));
 	}
-	appendBinaryStringInfo(out, s + start, len - start);
-	appendStringInfoCharMacro(out, '"');
+	canon_put(out, s + start, len - start);
+	canon_put(out, "\"", 1);
 }
 
 static void
@@ -392,21 +404,24 @@ canon_jsonb_scalar(StringInfo out, const JsonbValue *v)
 	switch (v->type)
 	{
 		case jbvNull:
-			appendBinaryStringInfo(out, "null", 4);
+			canon_put(out, "null", 4);
 			break;
 		case jbvString:
 			canon_json_string(out, v->val.string.val, v->val.string.len);
 			break;
 		case jbvNumeric:
-			appendStringInfoString(out,
-								   DatumGetCString(DirectFunctionCall1(numeric_out,
-																	   NumericGetDatum(v->val.numeric))));
-			break;
+			{
+				char	   *n = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(v->val.numeric)));
+
+				canon_put(out, n, (int) strlen(n));
+				break;
+			}
 		case jbvBool:
 			if (v->val.boolean)
-				appendBinaryStringInfo(out, "true", 4);
+				canon_put(out, "true", 4);
 			else
-				appendBinaryStringInfo(out, "false", 5);
+				canon_put(out, "false", 5);
 			break;
 		default:
 			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
@@ -423,53 +438,56 @@ canon_jsonb(StringInfo out, Jsonb *jb)
 	bool		raw_scalar = false;
 
 	initStringInfo(out);
+	/* about as long as the binary form, as jsonb's output function assumes */
+	enlargeStringInfo(out, VARSIZE(jb));
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
 		switch (tok)
 		{
 			case WJB_BEGIN_ARRAY:
 				if (!first)
-					appendBinaryStringInfo(out, ", ", 2);
+					canon_put(out, ", ", 2);
 				if (v.val.array.rawScalar)
 					raw_scalar = true;
 				else
-					appendStringInfoCharMacro(out, '[');
+					canon_put(out, "[", 1);
 				first = true;
 				break;
 			case WJB_BEGIN_OBJECT:
 				if (!first)
-					appendBinaryStringInfo(out, ", ", 2);
-				appendStringInfoCharMacro(out, '{');
+					canon_put(out, ", ", 2);
+				canon_put(out, "{", 1);
 				first = true;
 				break;
 			case WJB_KEY:
 				if (!first)
-					appendBinaryStringInfo(out, ", ", 2);
+					canon_put(out, ", ", 2);
 				canon_json_string(out, v.val.string.val, v.val.string.len);
-				appendBinaryStringInfo(out, ": ", 2);
+				canon_put(out, ": ", 2);
 				/* a container value follows with first set: no comma */
 				first = true;
 				break;
 			case WJB_VALUE:
 			case WJB_ELEM:
 				if (!first)
-					appendBinaryStringInfo(out, ", ", 2);
+					canon_put(out, ", ", 2);
 				canon_jsonb_scalar(out, &v);
 				first = false;
 				break;
 			case WJB_END_ARRAY:
 				if (!raw_scalar)
-					appendStringInfoCharMacro(out, ']');
+					canon_put(out, "]", 1);
 				first = false;
 				break;
 			case WJB_END_OBJECT:
-				appendStringInfoCharMacro(out, '}');
+				canon_put(out, "}", 1);
 				first = false;
 				break;
 			default:
 				elog(ERROR, "unexpected jsonb iterator token %d", (int) tok);
 		}
 	}
+	out->data[out->len] = '\0';
 }
 
 /*

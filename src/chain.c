@@ -1057,9 +1057,6 @@ envault_chain_insert(PG_FUNCTION_ARGS)
 	uint64		seq;
 	TimestampTz at;
 	uint8		hash[ENV_CHAIN_HASH_LEN];
-	int			cols[4];
-	Datum		newvals[4];
-	bool		newnulls[4] = {false, false, false, false};
 	bool		supplied;
 	uint8		prev[ENV_CHAIN_HASH_LEN];
 
@@ -1072,10 +1069,17 @@ envault_chain_insert(PG_FUNCTION_ARGS)
 	rel = td->tg_relation;
 	desc = RelationGetDescr(rel);
 	ch = env_chain_require(RelationGetRelid(rel));
-	tup = td->tg_trigtuple;
 	values = palloc(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);
-	heap_deform_tuple(tup, desc, values, nulls);
+	if (td->tg_trigslot != NULL)
+	{
+		/* the executor's slot has the values already (or deforms once) */
+		slot_getallattrs(td->tg_trigslot);
+		memcpy(values, td->tg_trigslot->tts_values, sizeof(Datum) * desc->natts);
+		memcpy(nulls, td->tg_trigslot->tts_isnull, sizeof(bool) * desc->natts);
+	}
+	else
+		heap_deform_tuple(td->tg_trigtuple, desc, values, nulls);
 
 	env_chain_tenant(ch, values, nulls, &t);
 	h = ch_head(ch, &t);
@@ -1132,15 +1136,16 @@ envault_chain_insert(PG_FUNCTION_ARGS)
 	if (!supplied)
 		env_chain_row_hash(ch, values, nulls, &t, seq, at, prev, hash);
 
-	cols[0] = ch->seq_attnum;
-	newvals[0] = Int64GetDatum((int64) seq);
-	cols[1] = ch->at_attnum;
-	newvals[1] = TimestampTzGetDatum(at);
-	cols[2] = ch->prev_attnum;
-	newvals[2] = PointerGetDatum(ch_bytea(prev, ENV_CHAIN_HASH_LEN));
-	cols[3] = ch->hash_attnum;
-	newvals[3] = PointerGetDatum(ch_bytea(hash, ENV_CHAIN_HASH_LEN));
-	tup = heap_modify_tuple_by_cols(tup, desc, 4, cols, newvals, newnulls);
+	/* the row with its chain values, formed once */
+	values[ch->seq_attnum - 1] = Int64GetDatum((int64) seq);
+	values[ch->at_attnum - 1] = TimestampTzGetDatum(at);
+	values[ch->prev_attnum - 1] = PointerGetDatum(ch_bytea(prev, ENV_CHAIN_HASH_LEN));
+	values[ch->hash_attnum - 1] = PointerGetDatum(ch_bytea(hash, ENV_CHAIN_HASH_LEN));
+	nulls[ch->seq_attnum - 1] = false;
+	nulls[ch->at_attnum - 1] = false;
+	nulls[ch->prev_attnum - 1] = false;
+	nulls[ch->hash_attnum - 1] = false;
+	tup = heap_form_tuple(desc, values, nulls);
 
 	ch_advance(h, (int64) seq, hash);
 	return PointerGetDatum(tup);
