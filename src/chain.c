@@ -746,18 +746,6 @@ static HTAB *ch_tids = NULL;
 static ChTidEntry *
 ch_tid_entry(const ChHeadKey *key, bool create)
 {
-	if (ch_tids == NULL)
-	{
-		HASHCTL		ctl;
-
-		if (!create)
-			return NULL;
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(ChHeadKey);
-		ctl.entrysize = sizeof(ChTidEntry);
-		ch_tids = hash_create("envault audit chain head locations", 64, &ctl,
-							  HASH_ELEM | HASH_BLOBS);
-	}
 	return hash_search(ch_tids, key, create ? HASH_ENTER : HASH_FIND, NULL);
 }
 
@@ -767,7 +755,7 @@ ch_tid_remember(const ChHeadKey *key, ItemPointer tid)
 	ChTidEntry *e;
 
 	/* a backend writing very many chains keeps no more than this */
-	if (ch_tids != NULL && hash_get_num_entries(ch_tids) >= 4096 &&
+	if (hash_get_num_entries(ch_tids) >= 4096 &&
 		hash_search(ch_tids, key, HASH_FIND, NULL) == NULL)
 		return;
 	e = ch_tid_entry(key, true);
@@ -1889,6 +1877,10 @@ env_chain_init(void)
 	ctl.entrysize = sizeof(ChCacheEntry);
 	ch_cache = hash_create("envault audit chains", 16, &ctl,
 						   HASH_ELEM | HASH_BLOBS);
+	ctl.keysize = sizeof(ChHeadKey);
+	ctl.entrysize = sizeof(ChTidEntry);
+	ch_tids = hash_create("envault audit chain head locations", 64, &ctl,
+						  HASH_ELEM | HASH_BLOBS);
 	CacheRegisterRelcacheCallback(ch_relcache_callback, (Datum) 0);
 	RegisterXactCallback(ch_xact_callback, NULL);
 	RegisterSubXactCallback(ch_subxact_callback, NULL);
