@@ -3,8 +3,12 @@
 -- Cases, one row per case: the median over the timed rounds, the median
 -- per row, and the ratio of the median to the case's baseline.
 -- Ratios, those the topics asked for: plain (whole query against whole
--- query, the scan included on both sides) and net of the scan floor (the
--- floor case's median subtracted from both: the functions alone).
+-- query, the scan included on both sides), net of the scan floor (the
+-- floor case's median subtracted from both: the functions alone), and
+-- fastest (the fastest round of each side: interference from other work
+-- on the machine only ever slows a round down, so this is the ratio with
+-- the least of it).  A target is judged on the medians; when only the
+-- fastest rounds meet it, the report says so.
 -- Absolute targets, in ms or per row, hold on this machine only.
 -- Targets are printed for reading, never asserted.
 -- Then every timed round, to show how noisy the run was, and the queries.
@@ -41,13 +45,17 @@ SELECT m.name AS "case",
 FROM bench.medians m LEFT JOIN bench.medians b ON b.name = m.baseline
 ORDER BY m.ord;
 
-\echo '== Ratios (net = floor case subtracted from both sides)'
+\echo '== Ratios (net = floor case subtracted from both sides; fastest = fastest round over fastest round)'
 SELECT r.label AS "ratio",
 	   to_char(n.ms / d.ms, 'FM99990.000') AS "value",
 	   to_char((n.ms - f.ms) / (d.ms - f.ms), 'FM99990.000') AS "net of scan",
+	   to_char(n.min_ms / d.min_ms, 'FM99990.000') AS "fastest",
 	   CASE WHEN r.target IS NULL THEN ''
 			ELSE '<= ' || r.target
-				 || CASE WHEN n.ms / d.ms <= r.target THEN ' (met)' ELSE ' (NOT met)' END
+				 || CASE WHEN n.ms / d.ms <= r.target THEN ' (met)'
+						 WHEN n.min_ms / d.min_ms <= r.target
+						 THEN ' (met by fastest only)'
+						 ELSE ' (NOT met)' END
 	   END AS "target"
 FROM bench.ratios r
 JOIN bench.medians n ON n.name = r.num
