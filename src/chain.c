@@ -568,7 +568,14 @@ typedef struct ChHead
 	ChSaved    *saved;			/* newest first */
 } ChHead;
 
-static HTAB *ch_heads = NULL;	/* in TopTransactionContext */
+/*
+ * The heads this transaction locked.  The table lives as long as the
+ * backend and is emptied at the end of each transaction (creating one per
+ * transaction cost a single-row chained insert about a tenth of what
+ * chaining adds to it); what its entries point to is in
+ * TopTransactionContext.
+ */
+static HTAB *ch_heads = NULL;
 
 static uint64
 ch_lock_key(int32 chain_id, const EnvChainTenant *t)
@@ -762,6 +769,24 @@ ch_tid_remember(const ChHeadKey *key, ItemPointer tid)
 	e->tid = *tid;
 }
 
+/*
+ * Is the block still part of the table?  VACUUM may have truncated it away
+ * since the location was remembered.  The size the storage manager last
+ * found is a safe lower bound: a truncation sends every backend an
+ * invalidation that closes its handle of the file, and so forgets that size,
+ * before the truncating VACUUM lets go of its lock (which the caller has
+ * taken since).  Only a block beyond it costs a look at the file (an lseek).
+ */
+static bool
+ch_heads_has_block(Relation rel, BlockNumber block)
+{
+	BlockNumber known = RelationGetSmgr(rel)->smgr_cached_nblocks[MAIN_FORKNUM];
+
+	if (known != InvalidBlockNumber && block < known)
+		return true;
+	return block < RelationGetNumberOfBlocks(rel);
+}
+
 /* The head's row at the remembered location, if it is still the head. */
 static HeapTuple
 ch_heads_fetch_at(Relation rel, const ChHead *h)
@@ -773,7 +798,7 @@ ch_heads_fetch_at(Relation rel, const ChHead *h)
 	HeapTuple	result = NULL;
 
 	if (e == NULL || !ItemPointerIsValid(&e->tid) ||
-		ItemPointerGetBlockNumber(&e->tid) >= RelationGetNumberOfBlocks(rel))
+		!ch_heads_has_block(rel, ItemPointerGetBlockNumber(&e->tid)))
 		return NULL;
 	/* prune the page as an index scan would: its versions pile up there */
 	buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&e->tid));
@@ -857,9 +882,8 @@ ch_head(EnvChain *ch, const EnvChainTenant *t)
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(ChHeadKey);
 		ctl.entrysize = sizeof(ChHead);
-		ctl.hcxt = TopTransactionContext;
 		ch_heads = hash_create("envault audit chain heads", 16, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+							   HASH_ELEM | HASH_BLOBS);
 	}
 	memset(&key, 0, sizeof(key));
 	key.lock_key = ch_lock_key(ch->chain_id, t);
@@ -935,6 +959,42 @@ ch_advance(ChHead *h, int64 seq, const uint8 *hash)
 }
 
 /*
+ * Index entries for a new version of a head that is not a heap-only tuple,
+ * as CatalogTupleUpdate() makes them.  A head's update is nearly always HOT
+ * (only seq and hash change, and the table leaves room on its pages), and
+ * then the indexes are not even opened.
+ */
+static void
+ch_heads_index_insert(Relation rel, HeapTuple tup)
+{
+	CatalogIndexState indstate = CatalogOpenIndexes(rel);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+													&TTSOpsHeapTuple);
+	int			i;
+
+	ExecStoreHeapTuple(tup, slot, false);
+	for (i = 0; i < indstate->ri_NumIndices; i++)
+	{
+		Relation	index = indstate->ri_IndexRelationDescs[i];
+		IndexInfo  *info = indstate->ri_IndexRelationInfo[i];
+		Datum		values[INDEX_MAX_KEYS];
+		bool		isnull[INDEX_MAX_KEYS];
+
+		if (!info->ii_ReadyForInserts)
+			continue;
+		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
+			elog(ERROR, "index \"%s\" of envault.chain_heads has expressions or a predicate",
+				 RelationGetRelationName(index));
+		FormIndexDatum(info, slot, NULL, values, isnull);
+		(void) index_insert(index, values, isnull, &tup->t_self, rel,
+							index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+							false, info);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	CatalogCloseIndexes(indstate);
+}
+
+/*
  * Write a head to envault.chain_heads (opened by the caller with
  * RowExclusiveLock): update its row, or insert one.
  */
@@ -970,7 +1030,9 @@ ch_heads_put(Relation rel, Oid index, int32 chain_id, const char *tenant,
 	if (tid != NULL && ItemPointerIsValid(tid))
 	{
 		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-		CatalogTupleUpdate(rel, tid, tup);
+		simple_heap_update(rel, tid, tup);
+		if (!HeapTupleIsHeapOnly(tup))
+			ch_heads_index_insert(rel, tup);
 		*tid = tup->t_self;
 		heap_freetuple(tup);
 		pfree(b);
@@ -1032,6 +1094,30 @@ ch_store_heads(Oid relid)
 	}
 }
 
+/*
+ * Forget every head at the end of a transaction (what the entries point to
+ * goes with TopTransactionContext).  A table that grew large is dropped
+ * rather than kept at that size.
+ */
+static void
+ch_heads_reset(void)
+{
+	HASH_SEQ_STATUS status;
+	ChHead	   *h;
+
+	if (ch_heads == NULL || hash_get_num_entries(ch_heads) == 0)
+		return;
+	if (hash_get_num_entries(ch_heads) > 64)
+	{
+		hash_destroy(ch_heads);
+		ch_heads = NULL;
+		return;
+	}
+	hash_seq_init(&status, ch_heads);
+	while ((h = hash_seq_search(&status)) != NULL)
+		(void) hash_search(ch_heads, &h->key, HASH_REMOVE, NULL);
+}
+
 static void
 ch_xact_callback(XactEvent event, void *arg)
 {
@@ -1042,7 +1128,7 @@ ch_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			ch_heads = NULL;	/* freed with TopTransactionContext */
+			ch_heads_reset();
 			ch_purging = InvalidOid;
 			break;
 		default:
