@@ -24,14 +24,23 @@
  */
 #include "envault.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -48,7 +57,6 @@ static TokPepper tok_current;
 static TokPepper tok_previous;
 static pid_t tok_prepared_pid = 0;
 static bool tok_exit_registered = false;
-static SPIPlanPtr tok_lookup_plan = NULL;
 
 static void
 tok_clear_at_exit(int code, Datum arg)
@@ -123,10 +131,15 @@ tok_mac(const TokPepper *tp, const uint8 *id, const uint8 *secret, uint8 *out)
 static void
 tok_hex(const uint8 *data, size_t len, char *out)
 {
+	static const char digits[] = "0123456789abcdef";
 	size_t		i;
 
 	for (i = 0; i < len; i++)
-		snprintf(out + 2 * i, 3, "%02x", data[i]);
+	{
+		out[2 * i] = digits[data[i] >> 4];
+		out[2 * i + 1] = digits[data[i] & 0x0f];
+	}
+	out[2 * len] = '\0';
 }
 
 static bytea *
@@ -225,16 +238,157 @@ envault_issue_token(PG_FUNCTION_ARGS)
 }
 
 /* expiry is judged at the start of the statement, as in env_token_state() */
-#define TOK_Q_LOOKUP \
-	"SELECT k.tenant, k.token_hmac, k.pepper_version," \
-	"       k.revoked_at IS NOT NULL OR t.state OPERATOR(pg_catalog.<>) 'active' OR" \
-	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()), false)," \
-	"       k.last_used_at IS NULL OR (k.last_used_at OPERATOR(pg_catalog.<)" \
-	"         (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval))," \
-	"       k.expires_at" \
-	"  FROM envault.tokens k" \
-	"  JOIN envault.tenants t ON t.tenant OPERATOR(pg_catalog.=) k.tenant" \
-	" WHERE k.token_id OPERATOR(pg_catalog.=) $1"
+/*
+ * What verification needs of a token's row and its tenant's, read straight
+ * from the tables' primary keys (one call per request makes executor
+ * start-up for a query the larger part of the cost).
+ */
+typedef struct TokRow
+{
+	char		tenant[ENV_TENANT_MAXLEN + 1];
+	uint8		hmac[32];
+	int			hmac_len;		/* -1: longer than any HMAC */
+	char		version[64];
+	bool		dead;			/* revoked, expired, or its tenant not active */
+	bool		stale;			/* last_used_at unset or over a minute old */
+	TimestampTz expires;		/* DT_NOEND for none */
+} TokRow;
+
+static AttrNumber
+tok_attnum(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+			return (AttrNumber) (i + 1);
+	elog(ERROR, "relation \"%s\" has no column \"%s\"",
+		 RelationGetRelationName(rel), name);
+	return InvalidAttrNumber;	/* keep compiler quiet */
+}
+
+/*
+ * The row of an envault table whose text primary key (its first column)
+ * is key, as snap sees it, copied; or NULL.
+ */
+static HeapTuple
+tok_fetch(Relation rel, const char *key, Snapshot snap)
+{
+	Oid			index = RelationGetPrimaryKeyIndex(rel);
+	ScanKeyData sk;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (!OidIsValid(index))
+		elog(ERROR, "relation \"%s\" has no primary key", RelationGetRelationName(rel));
+	ScanKeyEntryInitialize(&sk, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   TupleDescAttr(RelationGetDescr(rel), 0)->attcollation,
+						   F_TEXTEQ, CStringGetTextDatum(key));
+	scan = systable_beginscan(rel, index, true, snap, 1, &sk);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		tup = heap_copytuple(tup);
+	systable_endscan(scan);
+	return tup;
+}
+
+static char *
+tok_text_att(HeapTuple tup, Relation rel, const char *name, char *buf, size_t size)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, tok_attnum(rel, name), RelationGetDescr(rel), &isnull);
+	text	   *t;
+	size_t		len;
+
+	if (isnull)
+		elog(ERROR, "envault.%s.%s is null", RelationGetRelationName(rel), name);
+	t = DatumGetTextPP(d);
+	len = Min(VARSIZE_ANY_EXHDR(t), size - 1);
+	memcpy(buf, VARDATA_ANY(t), len);
+	buf[len] = '\0';
+	return buf;
+}
+
+/*
+ * Look a token id up, as of now (the latest committed state, like every key
+ * table read: a revocation bites at once).  False when there is no such
+ * token.
+ */
+static bool
+tok_lookup(const char *id_hex, TokRow *row)
+{
+	Oid			nsp = get_namespace_oid("envault", false);
+	Oid			tokens_relid = get_relname_relid("tokens", nsp);
+	Oid			tenants_relid = get_relname_relid("tenants", nsp);
+	Relation	tokens;
+	Relation	tenants;
+	Snapshot	snap;
+	HeapTuple	tup;
+	HeapTuple	ttup = NULL;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	char		state[16];
+
+	if (!OidIsValid(tokens_relid) || !OidIsValid(tenants_relid))
+		elog(ERROR, "envault.tokens or envault.tenants does not exist");
+	tokens = table_open(tokens_relid, AccessShareLock);
+	tenants = table_open(tenants_relid, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	tup = tok_fetch(tokens, id_hex, snap);
+	if (HeapTupleIsValid(tup))
+	{
+		tok_text_att(tup, tokens, "tenant", row->tenant, sizeof(row->tenant));
+		ttup = tok_fetch(tenants, row->tenant, snap);
+	}
+	UnregisterSnapshot(snap);
+	if (!HeapTupleIsValid(tup) || !HeapTupleIsValid(ttup))
+	{
+		if (HeapTupleIsValid(tup))
+			heap_freetuple(tup);
+		table_close(tenants, AccessShareLock);
+		table_close(tokens, AccessShareLock);
+		return false;
+	}
+
+	desc = RelationGetDescr(tokens);
+	d = heap_getattr(tup, tok_attnum(tokens, "token_hmac"), desc, &isnull);
+	row->hmac_len = -1;
+	if (!isnull)
+	{
+		bytea	   *b = DatumGetByteaPP(d);
+
+		if (VARSIZE_ANY_EXHDR(b) <= sizeof(row->hmac))
+		{
+			row->hmac_len = (int) VARSIZE_ANY_EXHDR(b);
+			memcpy(row->hmac, VARDATA_ANY(b), row->hmac_len);
+		}
+	}
+	tok_text_att(tup, tokens, "pepper_version", row->version, sizeof(row->version));
+	tok_text_att(ttup, tenants, "state", state, sizeof(state));
+	(void) heap_getattr(tup, tok_attnum(tokens, "revoked_at"), desc, &isnull);
+	row->dead = !isnull || strcmp(state, "active") != 0;
+	d = heap_getattr(tup, tok_attnum(tokens, "expires_at"), desc, &isnull);
+	if (isnull)
+		TIMESTAMP_NOEND(row->expires);
+	else
+	{
+		row->expires = DatumGetTimestampTz(d);
+		if (row->expires <= GetCurrentStatementStartTimestamp())
+			row->dead = true;
+	}
+	d = heap_getattr(tup, tok_attnum(tokens, "last_used_at"), desc, &isnull);
+	row->stale = isnull ||
+		DatumGetTimestampTz(d) < GetCurrentTransactionStartTimestamp() - 60 * USECS_PER_SEC;
+
+	heap_freetuple(ttup);
+	heap_freetuple(tup);
+	table_close(tenants, AccessShareLock);
+	table_close(tokens, AccessShareLock);
+	return true;
+}
 
 #define TOK_Q_TOUCH \
 	"UPDATE envault.tokens SET last_used_at = pg_catalog.now()" \
@@ -302,50 +456,18 @@ tok_verify_parsed(const uint8 *id, const uint8 *secret, char *tenant_out,
 	EnvSpi		s;
 	Datum		values[3];
 	Oid			types[3] = {TEXTOID, BYTEAOID, TEXTOID};
-	bool		isnull;
-	bytea	   *stored;
-	char	   *version;
-	char	   *tenant;
-	bool		dead;
-	bool		stale;
-	TimestampTz expires;
+	TokRow		row;
 	TokPepper  *tp;
 	bool		ok;
 
 	tok_prepare();
 	tok_hex(id, ENV_TOKEN_ID_BYTES, id_hex);
-	values[0] = CStringGetTextDatum(id_hex);
-
-	env_spi_begin(&s);
-	if (tok_lookup_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(TOK_Q_LOOKUP, 1, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the token lookup");
-		tok_lookup_plan = plan;
-	}
-	/* as of now, like every key table read: a revocation bites at once */
-	if (SPI_execute_snapshot(tok_lookup_plan, values, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "token lookup failed");
-	if (SPI_processed == 0)
-	{
-		env_spi_end(&s);
+	if (!tok_lookup(id_hex, &row))
 		return false;
-	}
-	tenant = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
-	stored = DatumGetByteaPP(env_spi_col(&s, 2, &isnull, false, -1));
-	version = TextDatumGetCString(env_spi_col(&s, 3, &isnull, false, -1));
-	dead = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
-	stale = DatumGetBool(env_spi_col(&s, 5, &isnull, true, 1));
-	expires = DatumGetTimestampTz(env_spi_col(&s, 6, &isnull, true, 8));
-	if (isnull)
-		TIMESTAMP_NOEND(expires);
 
-	if (strcmp(version, tok_current.version) == 0)
+	if (strcmp(row.version, tok_current.version) == 0)
 		tp = &tok_current;
-	else if (tok_previous.present && strcmp(version, tok_previous.version) == 0)
+	else if (tok_previous.present && strcmp(row.version, tok_previous.version) == 0)
 		tp = &tok_previous;
 	else
 		tp = NULL;				/* made under a pepper no longer configured */
@@ -354,13 +476,16 @@ tok_verify_parsed(const uint8 *id, const uint8 *secret, char *tenant_out,
 	if (tp != NULL)
 	{
 		tok_mac(tp, id, secret, mac);
-		ok = VARSIZE_ANY_EXHDR(stored) == sizeof(mac) &&
-			env_memcmp_ct(VARDATA_ANY(stored), mac, sizeof(mac)) == 0;
+		ok = row.hmac_len == (int) sizeof(mac) &&
+			env_memcmp_ct(row.hmac, mac, sizeof(mac)) == 0;
 	}
-	ok = ok && !dead;
+	ok = ok && !row.dead;
 
-	if (ok && !XactReadOnly && !RecoveryInProgress())
+	if (ok && !XactReadOnly && !RecoveryInProgress() &&
+		(tp == &tok_previous || row.stale))
 	{
+		values[0] = CStringGetTextDatum(id_hex);
+		env_spi_begin(&s);
 		if (tp == &tok_previous)
 		{
 			tok_mac(&tok_current, id, secret, mac);
@@ -368,16 +493,17 @@ tok_verify_parsed(const uint8 *id, const uint8 *secret, char *tenant_out,
 			values[2] = CStringGetTextDatum(tok_current.version);
 			env_spi_run(TOK_Q_REHMAC, 3, types, values, SPI_OK_UPDATE);
 		}
-		if (stale)
+		if (row.stale)
 			env_spi_run(TOK_Q_TOUCH, 1, types, values, SPI_OK_UPDATE);
+		env_spi_end(&s);
 	}
-	env_spi_end(&s);
 	env_wipe(mac, sizeof(mac));
+	env_wipe(row.hmac, sizeof(row.hmac));
 	if (ok)
 	{
-		strlcpy(tenant_out, tenant, ENV_TENANT_MAXLEN + 1);
+		strlcpy(tenant_out, row.tenant, ENV_TENANT_MAXLEN + 1);
 		strlcpy(id_out, id_hex, ENV_TOKEN_ID_HEXLEN + 1);
-		*expires_out = expires;
+		*expires_out = row.expires;
 	}
 	return ok;
 }
