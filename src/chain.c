@@ -800,9 +800,19 @@ ch_heads_fetch_at(Relation rel, const ChHead *h)
 	if (e == NULL || !ItemPointerIsValid(&e->tid) ||
 		!ch_heads_has_block(rel, ItemPointerGetBlockNumber(&e->tid)))
 		return NULL;
-	/* prune the page as an index scan would: its versions pile up there */
+	/*
+	 * The head's old versions pile up on its page; prune it once they take
+	 * most of it.  heap_page_prune_opt() alone would prune on every call:
+	 * it prunes whenever the free space is below what the fillfactor (10)
+	 * leaves, which is always, and each pruning is a WAL record.  Pruning
+	 * every few dozen updates instead keeps the updates HOT and costs a
+	 * fraction.  (The remembered location is that of the newest version,
+	 * so the fetch below never walks the chain of old ones.)
+	 */
 	buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&e->tid));
-	heap_page_prune_opt(rel, buf);
+	if (PageIsFull(BufferGetPage(buf)) ||
+		PageGetHeapFreeSpace(BufferGetPage(buf)) < BLCKSZ / 4)
+		heap_page_prune_opt(rel, buf);
 	ReleaseBuffer(buf);
 
 	snap = RegisterSnapshot(GetLatestSnapshot());
