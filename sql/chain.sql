@@ -389,3 +389,23 @@ UPDATE regress_events SET what = 'changed';
 DROP TABLE regress_events;
 SELECT envault.verify_chain('regress_view');
 SELECT envault.disable_audit_chain('envault.key_events');
+
+-- rows routed to a chained partition through its parent: PostgreSQL fires no
+-- statement trigger on the partition, and the heads are written at commit
+-- instead; every transaction continues the chain where the last one ended
+CREATE TABLE regress_part (tenant text NOT NULL, v text);
+SELECT envault.enable_audit_chain('regress_part', 'tenant');
+CREATE TABLE regress_parent (LIKE regress_part) PARTITION BY LIST (tenant);
+ALTER TABLE regress_parent ATTACH PARTITION regress_part FOR VALUES IN ('a', 'b');
+INSERT INTO regress_parent (tenant, v) VALUES ('a', '1');
+INSERT INTO regress_parent (tenant, v) VALUES ('a', '2'), ('b', '3');
+BEGIN;
+INSERT INTO regress_parent (tenant, v) VALUES ('a', '4');
+SAVEPOINT s;
+INSERT INTO regress_parent (tenant, v) VALUES ('a', 'rolled back');
+ROLLBACK TO s;
+COMMIT;
+INSERT INTO regress_part (tenant, v) VALUES ('a', '5');
+SELECT tenant, envault_seq, v FROM regress_part ORDER BY v;
+SELECT tenant, rows_checked, ok, first_bad_seq, reason
+  FROM envault.verify_chain('regress_part');

@@ -561,7 +561,6 @@ typedef struct ChHead
 	bool		tenant_null;
 	SubTransactionId lock_subxid;	/* holds the lock since; 0: does not */
 	bool		dirty;			/* not yet written to envault.chain_heads */
-	bool		stored;			/* has a row in envault.chain_heads */
 	ItemPointerData tid;		/* of that row's current version, if known */
 	int64		seq;			/* the head: 0 for an empty chain */
 	uint8		hash[ENV_CHAIN_HASH_LEN];
@@ -852,9 +851,8 @@ ch_load_head(EnvChain *ch, ChHead *h)
 
 	h->seq = 0;
 	memcpy(h->hash, env_chain_genesis, ENV_CHAIN_HASH_LEN);
-	h->stored = HeapTupleIsValid(tup);
 	ItemPointerSetInvalid(&h->tid);
-	if (h->stored)
+	if (HeapTupleIsValid(tup))
 	{
 		bool		isnull;
 		Datum		d;
@@ -1068,7 +1066,10 @@ ch_heads_put(Relation rel, Oid index, int32 chain_id, const char *tenant,
 	pfree(b);
 }
 
-/* Write the heads this statement changed on a chained table. */
+/*
+ * Write the heads this statement changed on a chained table, or, with
+ * InvalidOid, every head this transaction changed and has not written yet.
+ */
 static void
 ch_store_heads(Oid relid)
 {
@@ -1083,18 +1084,16 @@ ch_store_heads(Oid relid)
 	hash_seq_init(&status, ch_heads);
 	while ((h = hash_seq_search(&status)) != NULL)
 	{
-		if (!h->dirty || h->relid != relid)
+		if (!h->dirty || (OidIsValid(relid) && h->relid != relid))
 			continue;
+		if (ch == NULL || ch->relid != h->relid)
+			ch = env_chain_require(h->relid);
 		if (rel == NULL)
-		{
-			ch = env_chain_require(relid);
 			rel = ch_heads_open(RowExclusiveLock, &index);
-		}
 		ch_heads_put(rel, index, h->key.chain_id, h->tenant, h->tenant_len,
 					 h->tenant_null, h->seq, h->hash, ch->builtin, &h->tid);
 		ch_tid_remember(&h->key, &h->tid);
 		h->dirty = false;
-		h->stored = true;
 	}
 	if (rel != NULL)
 	{
@@ -1133,6 +1132,18 @@ ch_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+
+			/*
+			 * The AFTER STATEMENT trigger writes the heads, but PostgreSQL
+			 * fires statement triggers only on the table a statement names:
+			 * rows routed to a chained partition through its parent advance
+			 * heads that no trigger writes.  Whatever is left is written
+			 * here, before the rows commit.
+			 */
+			ch_store_heads(InvalidOid);
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_ABORT:
