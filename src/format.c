@@ -189,28 +189,22 @@ env_key_unwrap(const EnvXaesKey *kek, const uint8_t *wrapped,
 uint32_t
 env_crc32(const uint8_t *data, size_t len)
 {
-	static uint32_t table[256];
-	static bool table_ready = false;
 	uint32_t	crc = 0xFFFFFFFFu;
 	size_t		i;
 
-	if (!table_ready)
-	{
-		uint32_t	n;
-
-		for (n = 0; n < 256; n++)
-		{
-			uint32_t	c = n;
-			int			b;
-
-			for (b = 0; b < 8; b++)
-				c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-			table[n] = c;
-		}
-		table_ready = true;
-	}
+	/*
+	 * Bit by bit, without a table: the token's secret passes through here,
+	 * and a table indexed by its bytes would make the time of each lookup
+	 * depend on them (cache timing).
+	 */
 	for (i = 0; i < len; i++)
-		crc = table[(crc ^ data[i]) & 0xFFu] ^ (crc >> 8);
+	{
+		int			b;
+
+		crc ^= data[i];
+		for (b = 0; b < 8; b++)
+			crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+	}
 	return crc ^ 0xFFFFFFFFu;
 }
 
