@@ -530,6 +530,8 @@ env_access_record(const EnvDataKey *key, const char *secret)
 	if (secret == NULL && al_last != NULL && al_last->key.key_id == key->key_id &&
 		al_last->key.role == GetUserId())
 	{
+		if (al_last->unflushed == 0)
+			al_last->first_at = GetCurrentTimestamp();
 		al_last->unflushed++;
 		al_pending = true;
 		return;
