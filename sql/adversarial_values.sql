@@ -49,8 +49,8 @@ SELECT env_encrypt('adv-v1', 'secrets', 'one', 'aad') AS c,
        env_encrypt('adv-v1', 'secrets', 'no aad') AS c_noaad;
 
 -- NULL in each argument of each function.  NULL plaintexts, ciphertexts and
--- values give NULL; a NULL aad is the empty aad; a NULL tenant, purpose,
--- label, version or token is an error.
+-- values give NULL (whatever else is NULL); a NULL aad is the empty aad; a
+-- NULL tenant, purpose, label, version or token is an error.
 SELECT stmt, regress_adv_try(stmt) AS outcome
   FROM (VALUES
     ('SELECT envault.env_encrypt(NULL, ''secrets'', ''x'') IS NOT NULL'),

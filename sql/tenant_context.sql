@@ -315,11 +315,11 @@ SELECT regress_error('SELECT envault.current_tenant()');
 SELECT envault.current_tenant() IS NULL AS context_gone;
 -- and an expired token ends its context at the first use past its expiry
 RESET ROLE;
-SELECT envault.issue_token('acme', 'two seconds', clock_timestamp() + interval '2 seconds') AS tok_2s \gset
+SELECT envault.issue_token('acme', 'four seconds', clock_timestamp() + interval '4 seconds') AS tok_2s \gset
 SET ROLE regress_tc_app;
 SELECT envault.authenticate(:'tok_2s', true);
 SELECT envault.current_tenant() AS before_expiry;
-SELECT pg_sleep(2.5);
+SELECT pg_sleep(4.5);
 SELECT regress_error('SELECT env_decrypt_text(secret) FROM regress_shared WHERE id = 1');
 SELECT envault.current_tenant() IS NULL AS context_gone;
 RESET ROLE;
