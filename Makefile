@@ -23,11 +23,11 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
 DATA_built = envault--$(EXTVERSION).sql
 # the frozen install scripts of earlier releases (CREATE EXTENSION envault
 # VERSION '0.1.0'), and the upgrade scripts between releases
-DATA = src/envault--0.1.0.sql $(wildcard src/envault--*--*.sql)
+DATA = src/envault--0.1.0.sql src/envault--0.2.0.sql $(wildcard src/envault--*--*.sql)
 
-REGRESS = setup format_vectors encrypt errors privileges tenant_context rls lifecycle \
+REGRESS = setup format_vectors encrypt errors null_arguments privileges tenant_context rls lifecycle \
           chain chain_tamper chain_vectors access_log secrets_store pgcrypto_migration \
-          adversarial_ciphertext adversarial_keys adversarial_values adversarial_search_path
+          adversarial_ciphertext adversarial_keys adversarial_values adversarial_search_path adversarial_privileges
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf
 

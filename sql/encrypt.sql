@@ -128,3 +128,19 @@ CREATE FUNCTION regress_other.decrypt(bytea) RETURNS text
 SET search_path = regress_other, envault;
 SELECT env_decrypt_text(env_encrypt('acme', 'secrets', 'no collision'));
 RESET search_path;
+
+-- Decrypting costs enough that the planner decrypts above a sort and a
+-- limit: ORDER BY ... LIMIT 2 decrypts (and records in the access log) two
+-- rows, not every row it sorts
+CREATE TABLE regress_cost (id int, ct bytea);
+INSERT INTO regress_cost
+SELECT g, envault.env_encrypt('acme', 'secrets', 'row ' || g) FROM generate_series(1, 50) g;
+ANALYZE regress_cost;
+SET compute_query_id = off;
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT id, envault.env_decrypt_text(ct) FROM regress_cost ORDER BY id DESC LIMIT 2;
+SELECT id, envault.env_decrypt_text(ct) FROM regress_cost ORDER BY id DESC LIMIT 2;
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT id, envault.env_decrypt(ct) FROM regress_cost ORDER BY id LIMIT 2;
+RESET compute_query_id;
+DROP TABLE regress_cost;

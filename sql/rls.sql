@@ -185,6 +185,118 @@ SELECT envault.pepper_hmac('hello'::bytea)
               'sha256') AS matches,
        envault.pepper_hmac(NULL) IS NULL AS null_in_null_out;
 
+-- Tenant columns of other types are compared exactly, never through a
+-- cast of the tenant that truncates (varchar(4): "acme-evil" saw acme's
+-- rows), pads (char(n)), normalises ("007" saw tenant 7, an uppercase uuid
+-- the lowercase one's) or folds (a nondeterministic collation)
+SELECT envault.create_tenant(t)
+  FROM unnest(ARRAY['acme-evil', 'acme ', 'ACME', '7', '007', '-0', '+7',
+                    'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+                    'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11']) t;
+CREATE TABLE regress_vc (id int, tenant varchar(4));
+INSERT INTO regress_vc VALUES (1, 'acme');
+CREATE TABLE regress_int (id int, tenant_id int);
+INSERT INTO regress_int VALUES (1, 7), (2, 0);
+CREATE TABLE regress_uuid2 (id int, tenant_id uuid);
+INSERT INTO regress_uuid2 VALUES (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
+CREATE DOMAIN regress_tenant_name AS text COLLATE "C";
+CREATE TABLE regress_dom (id int, tenant regress_tenant_name);
+INSERT INTO regress_dom VALUES (1, 'acme');
+GRANT SELECT ON regress_vc, regress_int, regress_uuid2, regress_dom TO regress_rls_app;
+SELECT envault.isolate_table('regress_vc', 'tenant');
+SELECT envault.isolate_table('regress_int', 'tenant_id');
+SELECT envault.isolate_table('regress_uuid2', 'tenant_id');
+SELECT envault.isolate_table('regress_dom', 'tenant');
+SELECT polrelid::regclass AS table_name, pg_get_expr(polqual, polrelid) AS using_expr,
+       pg_get_expr(polqual, polrelid) = pg_get_expr(polwithcheck, polrelid) AS check_same
+  FROM pg_policy
+ WHERE polrelid IN ('regress_vc'::regclass, 'regress_int'::regclass,
+                    'regress_uuid2'::regclass, 'regress_dom'::regclass)
+ ORDER BY 1;
+-- what the application role sees under each tenant
+CREATE FUNCTION regress_rows_seen(tenants text[])
+RETURNS TABLE (tenant text, varchar_4 bigint, int4 bigint, uuid bigint, text_domain bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+	FOREACH tenant IN ARRAY tenants LOOP
+		PERFORM envault.set_tenant(tenant);
+		SET LOCAL ROLE regress_rls_app;
+		varchar_4 := (SELECT count(*) FROM regress_vc);
+		int4 := (SELECT count(*) FROM regress_int);
+		uuid := (SELECT count(*) FROM regress_uuid2);
+		text_domain := (SELECT count(*) FROM regress_dom);
+		RESET ROLE;
+		RETURN NEXT;
+	END LOOP;
+	PERFORM envault.reset_tenant();
+END
+$$;
+SELECT * FROM regress_rows_seen(ARRAY['acme', 'acme-evil', 'acme ', 'ACME', '7', '007',
+                                      '-0', '+7', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+                                      'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11']);
+-- current_tenant_as() names a value only for its one canonical spelling
+CREATE FUNCTION regress_tenant_as(tenants text[])
+RETURNS TABLE (tenant text, i2 int2, i4 int4, i8 int8, u uuid)
+LANGUAGE plpgsql AS $$
+BEGIN
+	FOREACH tenant IN ARRAY tenants LOOP
+		PERFORM envault.set_tenant(tenant);
+		i2 := envault.current_tenant_as(NULL::int2);
+		i4 := envault.current_tenant_as(NULL::int4);
+		i8 := envault.current_tenant_as(NULL::int8);
+		u := envault.current_tenant_as(NULL::uuid);
+		RETURN NEXT;
+	END LOOP;
+	PERFORM envault.reset_tenant();
+END
+$$;
+SELECT envault.create_tenant(t)
+  FROM unnest(ARRAY['32767', '32768', '-32768', '2147483648', '9223372036854775807',
+                    '9223372036854775808', '-9223372036854775808', '-9223372036854775809']) t;
+SELECT * FROM regress_tenant_as(ARRAY['7', '007', '-0', '+7', '32767', '32768', '-32768',
+                                      '2147483648', '9223372036854775807',
+                                      '9223372036854775808', '-9223372036854775808',
+                                      '-9223372036854775809', 'acme',
+                                      'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+                                      'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11']);
+SELECT envault.current_tenant_as(NULL::int4) IS NULL AS null_without_tenant;
+SELECT envault.current_tenant_as(NULL::numeric);
+-- the policy leaves the column's index usable
+CREATE INDEX ON regress_vc (tenant);
+CREATE INDEX ON regress_int (tenant_id);
+BEGIN;
+SELECT envault.set_tenant('acme');
+SET LOCAL enable_seqscan = off;
+SET LOCAL ROLE regress_rls_app;
+EXPLAIN (COSTS OFF) SELECT id FROM regress_vc;
+EXPLAIN (COSTS OFF) SELECT id FROM regress_int;
+ROLLBACK;
+-- refused: types and collations that cannot tell every tenant name apart
+CREATE TABLE regress_char (id int, tenant char(8));
+CREATE COLLATION regress_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE regress_ci (id int, tenant text COLLATE regress_ci);
+CREATE TABLE regress_num (id int, tenant_id numeric);
+SELECT envault.isolate_table('regress_char', 'tenant');
+SELECT envault.isolate_table('regress_ci', 'tenant');
+SELECT envault.isolate_table('regress_num', 'tenant_id');
+SELECT envault.isolate_table(NULL, 'tenant');
+SELECT envault.isolate_table('regress_char', NULL);
+-- and the report flags such a table, also with the policy 0.2.0 created
+ALTER TABLE regress_char ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY envault_tenant_isolation ON regress_char
+	USING (tenant OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::character(8))
+	WITH CHECK (tenant OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::character(8));
+SELECT table_name, tenant_column, isolated
+  FROM envault.isolation_report()
+ WHERE table_name::text IN ('regress_vc', 'regress_int', 'regress_uuid2', 'regress_dom',
+                            'regress_char', 'regress_ci', 'regress_num')
+ ORDER BY 1;
+DROP TABLE regress_vc, regress_int, regress_uuid2, regress_dom, regress_char, regress_ci,
+           regress_num;
+DROP FUNCTION regress_rows_seen(text[]), regress_tenant_as(text[]);
+DROP DOMAIN regress_tenant_name;
+DROP COLLATION regress_ci;
+
 DROP TABLE regress_orders, regress_uuid, regress_bigint, regress_open, regress_leaky,
            regress_people;
 DROP ROLE regress_rls_app;

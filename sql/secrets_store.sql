@@ -54,7 +54,38 @@ UPDATE envault.secrets SET ciphertext = (SELECT ciphertext FROM envault.secrets
                                           WHERE tenant = 'ss' AND name = 'openai')
  WHERE tenant = 'ss' AND name = 'copy';
 SELECT envault.get_secret('ss', 'copy');
+-- ... nor does one copied from another tenant's secret of the same name
+-- (refused before decrypting: it is not under this tenant's secrets key),
+-- nor a value of an ordinary purpose of the same tenant
+UPDATE envault.secrets SET ciphertext = (SELECT ciphertext FROM envault.secrets
+                                          WHERE tenant = 'ss-other' AND name = 'openai')
+ WHERE tenant = 'ss' AND name = 'openai';
+SELECT envault.get_secret('ss', 'openai');
+UPDATE envault.secrets SET ciphertext = env_encrypt('ss', 'copies', 'x', convert_to('copy', 'UTF8'))
+ WHERE tenant = 'ss' AND name = 'copy';
+SELECT envault.get_secret('ss', 'copy');
 SELECT envault.delete_secret('ss', 'copy');
+SELECT envault.put_secret('ss', 'openai', 'sk-proj-rotated-9876543210');
+-- the associated data carries a label of the secrets store's own and the
+-- tenant, not the bare name: the stored value does not open as a plain
+-- envault value bound to the name
+SELECT aad_version FROM envault.secrets WHERE tenant = 'ss' AND name = 'openai';
+SELECT env_decrypt_text(ciphertext, convert_to('openai', 'UTF8'))
+  FROM envault.secrets WHERE tenant = 'ss' AND name = 'openai';
+
+-- secrets of every size round-trip: in the row, compressed, and in TOAST
+-- (read back after the query that fetched it has ended: a detoasted copy
+-- freed with it crashed the server)
+SELECT envault.put_secret('ss', 'small', repeat('v', 10000)) AS compressed;
+SELECT envault.get_secret('ss', 'small') = repeat('v', 10000) AS round_trip;
+SELECT envault.put_secret('ss', 'random', r) AS toasted
+  FROM (SELECT string_agg(md5(g::text), '') AS r FROM generate_series(1, 4000) g) x;
+SELECT envault.get_secret('ss', 'random')
+       = (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 4000) g) AS round_trip;
+SELECT envault.put_secret('ss', 'big', repeat('v', 50000000)) AS big;
+SELECT length(envault.get_secret('ss', 'big')) AS length,
+       envault.get_secret('ss', 'big') = repeat('v', 50000000) AS round_trip;
+SELECT envault.delete_secret('ss', n) FROM unnest(ARRAY['small', 'random', 'big']) n;
 
 -- an application role sees and uses only the current tenant's secrets, and
 -- never a ciphertext

@@ -407,6 +407,32 @@ SELECT envault.current_tenant();
 SELECT envault.set_tenant(NULL);
 SELECT envault.current_tenant() IS NULL AS cleared;
 
+-- DISCARD ALL, the reset query of session poolers, and RESET ALL end a
+-- session-scoped context: the next client of the connection starts without
+SELECT envault.set_tenant('globex', false);
+DISCARD ALL;
+SET search_path = public, envault;
+SELECT envault.current_tenant() IS NULL AS discarded;
+SELECT envault.set_tenant('globex', false);
+RESET ALL;
+SET search_path = public, envault;
+SELECT envault.current_tenant() IS NULL AS reset;
+-- ... also one that authenticate() set for the session
+SELECT envault.issue_token('acme', 'pooled') AS tok_pooled \gset
+SELECT envault.authenticate(:'tok_pooled', true);
+DISCARD ALL;
+SET search_path = public, envault;
+SELECT envault.current_tenant() IS NULL AS discarded;
+-- RESET ALL inside a transaction that rolls back leaves the context as it was
+SELECT envault.set_tenant('globex', false);
+BEGIN;
+RESET ALL;
+SELECT envault.current_tenant() IS NULL AS reset_in_transaction;
+ROLLBACK;
+SET search_path = public, envault;
+SELECT envault.current_tenant();
+SELECT envault.reset_tenant();
+
 DROP TABLE regress_shared;
 DROP FUNCTION regress_error(text);
 DROP ROLE regress_tc_app;

@@ -263,7 +263,7 @@ ch_build(Oid relid)
 		return NULL;
 	}
 	chain_id = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
-	identity = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
+	identity = env_spi_cstring(&s, 2, &isnull);
 	tenant_column = pstrdup(NameStr(*DatumGetName(env_spi_col(&s, 3, &isnull,
 															  false, NAMEDATALEN))));
 	builtin = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
@@ -1624,6 +1624,7 @@ ch_backfill(Oid relid, const char *qualified)
 	char	   *sql;
 	TimestampTz at = GetCurrentTimestamp();
 	int64		n = 0;
+	EnvOwner	owner;
 	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext,
 												 "envault chain backfill",
 												 ALLOCSET_DEFAULT_SIZES);
@@ -1643,6 +1644,12 @@ ch_backfill(Oid relid, const char *qualified)
 	heads = hash_create("envault chain backfill heads", 64, &ctl,
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
+	/*
+	 * The updates run the table's code (index expressions, constraints,
+	 * statement triggers, rules): as its owner, also when a superuser
+	 * enables the chain.
+	 */
+	env_owner_begin(&owner, relid, true);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		MemoryContext old = MemoryContextSwitchTo(rowcxt);
@@ -1688,6 +1695,7 @@ ch_backfill(Oid relid, const char *qualified)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
+	env_owner_end(&owner);
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	UnregisterSnapshot(snap);
@@ -1956,7 +1964,7 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	env_spi_begin(&s);
 	values[0] = ObjectIdGetDatum(relid);
 	env_spi_run(CH_Q_UNREGISTER, 1, types, values, SPI_OK_DELETE_RETURNING);
-	identity = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	identity = env_spi_cstring(&s, 1, &isnull);
 	ncheckpoints = DatumGetInt64(env_spi_col(&s, 2, &isnull, true, 8));
 	env_key_event(&s, "audit chain disabled", NULL, NULL, -1,
 				  psprintf("%s; " INT64_FORMAT " checkpoints deleted",

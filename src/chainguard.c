@@ -123,8 +123,8 @@ cg_subcommand_allowed(AlterTableType t)
  * Is a function one of envault's chain triggers, by its C symbol?  With
  * insert_only, only the one that links rows.
  */
-static bool
-cg_is_chain_function(Oid fnoid, bool insert_only)
+bool
+env_chain_trigger_function(Oid fnoid, bool insert_only)
 {
 	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
 	bool		ours = false;
@@ -185,11 +185,11 @@ cg_check_trigger(Oid trigoid, CommandTag tag)
 	tg = (Form_pg_trigger) GETSTRUCT(tup);
 	if (!env_chain_registered(tg->tgrelid))
 		return;
-	if (tag == CMDTAG_ALTER_TRIGGER && cg_is_chain_function(tg->tgfoid, false))
+	if (tag == CMDTAG_ALTER_TRIGGER && env_chain_trigger_function(tg->tgfoid, false))
 		cg_refuse(tg->tgrelid, "renaming its triggers");
 	/* created, or renamed: the name decides when it fires */
 	if (TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_BEFORE(tg->tgtype) &&
-		TRIGGER_FOR_INSERT(tg->tgtype) && !cg_is_chain_function(tg->tgfoid, true) &&
+		TRIGGER_FOR_INSERT(tg->tgtype) && !env_chain_trigger_function(tg->tgfoid, true) &&
 		strcmp(NameStr(tg->tgname), ENV_CHAIN_TRIGGER) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -201,7 +201,7 @@ cg_check_trigger(Oid trigoid, CommandTag tag)
 	rel = RelationIdGetRelation(tg->tgrelid);
 	td = rel->trigdesc;
 	for (i = 0; td != NULL && i < td->numtriggers; i++)
-		if (cg_is_chain_function(td->triggers[i].tgfoid, true))
+		if (env_chain_trigger_function(td->triggers[i].tgfoid, true))
 			chain_inserts++;
 	RelationClose(rel);
 	if (chain_inserts > 1)

@@ -27,6 +27,8 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -37,9 +39,11 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -993,6 +997,49 @@ envault_export_chain(PG_FUNCTION_ARGS)
 	" VALUES ($1, $2, $3, $4, $5, $6)"
 
 /*
+ * purge_chain deletes from a user's table: refuse one whose deletes would
+ * run any code but envault's chain trigger and PostgreSQL's own foreign key
+ * checks, such as a user's DELETE trigger (also one that fires at commit,
+ * after envault has given back its rights) or a cascading foreign key,
+ * which runs the referencing table's triggers.  Rules are refused on a
+ * chained table by the DDL guard.
+ */
+static void
+cv_refuse_delete_code(EnvChain *ch)
+{
+	Relation	rel = table_open(ch->relid, AccessShareLock);
+	TriggerDesc *td = rel->trigdesc;
+	int			i;
+
+	for (i = 0; td != NULL && i < td->numtriggers; i++)
+	{
+		Trigger    *t = &td->triggers[i];
+
+		if (!TRIGGER_FOR_DELETE(t->tgtype))
+			continue;
+		if (t->tgfoid == F_RI_FKEY_NOACTION_DEL || t->tgfoid == F_RI_FKEY_RESTRICT_DEL)
+			continue;
+		if (env_chain_trigger_function(t->tgfoid, false))
+			continue;
+		if (t->tgisinternal && OidIsValid(t->tgconstraint))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot purge audit chain %s: deleting from it would act on table \"%s\" through foreign key \"%s\"",
+							ch->identity, get_rel_name(t->tgconstrrelid),
+							get_constraint_name(t->tgconstraint)),
+					 errdetail("purge_chain runs no code of the table's: no DELETE trigger, no cascading foreign key."),
+					 errhint("Drop the trigger (or the foreign key's ON DELETE action) before purging.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot purge audit chain %s: deleting from it would fire trigger \"%s\"",
+						ch->identity, t->tgname),
+				 errdetail("purge_chain runs no code of the table's: no DELETE trigger, no cascading foreign key."),
+				 errhint("Drop the trigger (or the foreign key's ON DELETE action) before purging.")));
+	}
+	table_close(rel, AccessShareLock);
+}
+
+/*
  * SQL function: envault.purge_chain(tbl regclass, tenant text,
  *                                   older_than timestamptz) returns bigint
  *
@@ -1020,7 +1067,11 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 	volatile int64 checkpoint_id = 0;
 	volatile int64 deleted = 0;
 	char	   *sql;
+	char	   *check;
 	char	   *qualified;
+	const char *tcol;
+	char	   *where;
+	EnvOwner	owner;
 	Oid			dtypes[2];
 	Datum		dvalues[2];
 	char		dnulls[2] = "  ";
@@ -1081,31 +1132,49 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 				 errdetail("Rows can be purged only up to a signed checkpoint, which stays as the anchor the remaining rows verify from."),
 				 errhint("Take checkpoints regularly with envault.checkpoint().")));
 
-	/* delete, as the owner of envault, letting chain_refuse() pass */
+	/*
+	 * Delete as the table's owner, in a security-restricted operation,
+	 * letting chain_refuse() pass; a table whose deletes would run code
+	 * other than envault's is refused before anything is deleted.
+	 */
+	cv_refuse_delete_code(ch);
 	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(ch->relid)),
 										   get_rel_name(ch->relid));
+	tcol = quote_identifier(get_attname(ch->relid, ch->tenant_attnum, false));
+	where = tenant_null ? psprintf("%s IS NULL", tcol) :
+		psprintf("%s OPERATOR(pg_catalog.=) $1", tcol);
 	sql = psprintf("DELETE FROM ONLY %s WHERE %s AND " ENV_CHAIN_SEQ_COL " OPERATOR(pg_catalog.<) $2",
-				   qualified,
-				   tenant_null ? psprintf("%s IS NULL", quote_identifier(get_attname(ch->relid, ch->tenant_attnum, false))) :
-				   psprintf("%s OPERATOR(pg_catalog.=) $1", quote_identifier(get_attname(ch->relid, ch->tenant_attnum, false))));
+				   qualified, where);
+	check = psprintf("SELECT 1 FROM ONLY %s WHERE %s AND " ENV_CHAIN_SEQ_COL " OPERATOR(pg_catalog.<) $2 LIMIT 1",
+					 qualified, where);
 	dtypes[0] = ch->tenant_typid;
 	dtypes[1] = INT8OID;
 	dvalues[0] = tenant_value;
 	if (tenant_null)
 		dnulls[0] = 'n';
 	dvalues[1] = Int64GetDatum(anchor);
+	env_owner_begin(&owner, ch->relid, true);
 	env_chain_set_purging(ch->relid);
 	PG_TRY();
 	{
 		if (SPI_execute_with_args(sql, 2, dtypes, dvalues, dnulls, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not purge audit chain rows");
 		deleted = (int64) SPI_processed;
+		/* every row before the anchor is gone, or nothing is */
+		if (SPI_execute_with_args(check, 2, dtypes, dvalues, dnulls, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not check the purge of audit chain rows");
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("purging audit chain %s left rows before its anchor",
+							ch->identity)));
 	}
 	PG_FINALLY();
 	{
 		env_chain_set_purging(InvalidOid);
 	}
 	PG_END_TRY();
+	env_owner_end(&owner);
 
 	if (deleted > 0)
 	{

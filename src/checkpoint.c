@@ -48,6 +48,7 @@
 
 static char *cp_key_file = NULL;
 static char *cp_key_hex = NULL;
+static bool cp_key_hex_refused = false;	/* set without preloading */
 static char *cp_key_name = NULL;
 static char *cp_trusted_keys = NULL;
 
@@ -110,6 +111,8 @@ cp_load_key(EnvSigningKey *sk)
 	EnvKeyLoadStatus status;
 
 	memset(sk, 0, sizeof(*sk));
+	if (cp_key_hex_refused)
+		env_error_hex_refused("envault.signing_key", "envault.signing_key_file");
 	if (cp_key_hex != NULL && cp_key_hex[0] != '\0')
 	{
 		uint8		seed[32];
@@ -525,6 +528,14 @@ envault_signing_public_key(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(vkey, n));
 }
 
+/* without preloading, a reload would log the key: refused (secrets.c) */
+static bool
+cp_check_key_hex(char **newval, void **extra, GucSource source)
+{
+	return env_check_hex_setting("envault.signing_key", "envault.signing_key_file",
+								 newval, &cp_key_hex_refused);
+}
+
 static const char *
 cp_show_hidden(void)
 {
@@ -541,7 +552,7 @@ env_checkpoint_init(void)
 							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE |
 							   GUC_DISALLOW_IN_AUTO_FILE,
-							   NULL, NULL, cp_show_hidden);
+							   cp_check_key_hex, NULL, cp_show_hidden);
 	DefineCustomStringVariable("envault.signing_key_file",
 							   gettext_noop("File holding the Ed25519 private key (PEM) that signs audit chain checkpoints."),
 							   gettext_noop("The file must not be accessible to its group or to other users."),

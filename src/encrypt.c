@@ -180,6 +180,9 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(result);
 }
 
+static bytea *enc_open(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out,
+						const char *tenant, size_t tenant_len, const char *secret);
+
 /*
  * Decrypt and authenticate a ciphertext.  Returns the plaintext as a new
  * varlena (whose header the caller may relabel as text) and, if key_out is
@@ -189,16 +192,26 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 bytea *
 env_open_ciphertext(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out)
 {
-	return env_open_ciphertext_for(ciphertext, aad, key_out, NULL);
+	return enc_open(ciphertext, aad, key_out, NULL, 0, NULL);
 }
 
 /*
- * The same, counting the decryption in the access log against the named
- * secret of the secrets store (NULL: a plain decryption).
+ * Open the stored value of a secret of the secrets store, counting the
+ * decryption in the access log against the secret's name.  The value must
+ * be under that tenant's secrets key: a ciphertext of another tenant's, or
+ * of a data key of any other purpose, copied into the row is refused
+ * before it is decrypted.
  */
 bytea *
-env_open_ciphertext_for(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out,
-						const char *secret)
+env_open_secret(bytea *ciphertext, bytea *aad, const char *tenant,
+				size_t tenant_len, const char *secret)
+{
+	return enc_open(ciphertext, aad, NULL, tenant, tenant_len, secret);
+}
+
+static bytea *
+enc_open(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out,
+		 const char *tenant, size_t tenant_len, const char *secret)
 {
 	EnvCiphertext ct;
 	const EnvDataKey *key;
@@ -210,6 +223,17 @@ env_open_ciphertext_for(bytea *ciphertext, bytea *aad, const EnvDataKey **key_ou
 					  VARSIZE_ANY_EXHDR(ciphertext), &ct))
 		env_error_auth_failed();
 	key = env_keystore_key_by_id(ct.key_id);	/* checks the tenant */
+	if (secret != NULL &&
+		(strcmp(key->purpose, ENV_SECRETS_PURPOSE) != 0 ||
+		 strlen(key->tenant) != tenant_len ||
+		 memcmp(key->tenant, tenant, tenant_len) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("secret \"%s\" of envault tenant \"%.*s\" is not under that tenant's secrets key",
+						secret, (int) tenant_len, tenant),
+				 errdetail("Its ciphertext names a data key of tenant \"%s\", purpose \"%s\".",
+						   key->tenant, key->purpose),
+				 errhint("The row of envault.secrets was altered or copied from elsewhere.")));
 
 	enc_aad_build(&a, key, ct.header, aad);
 	result = palloc(VARHDRSZ + ct.body_len);

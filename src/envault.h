@@ -54,6 +54,9 @@ extern const EnvXaesKey *env_previous_master_key(const uint8 **kcv);
 extern const uint8 *env_pepper(bool previous, const uint8 **kcv);
 extern char *env_kcv_fingerprint(const uint8 *kcv);
 extern void env_customer_key(const char *tenant, uint8 *key, uint8 *kcv);
+extern bool env_check_hex_setting(const char *name, const char *use_instead,
+								  char **newval, bool *refused);
+extern void env_error_hex_refused(const char *name, const char *use_instead);
 
 /* keystore.c */
 typedef struct EnvDataKey
@@ -77,12 +80,23 @@ typedef struct EnvSpi
 	int			guc_level;		/* search_path pinned at this nest level */
 } EnvSpi;
 
+/* a user's table as its owner, in a security-restricted operation */
+typedef struct EnvOwner
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			guc_level;
+} EnvOwner;
+
+extern void env_owner_begin(EnvOwner *o, Oid relid, bool no_force_rls);
+extern void env_owner_end(EnvOwner *o);
 extern void env_spi_begin(EnvSpi *s);
 extern void env_spi_end(EnvSpi *s);
 extern void env_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
 						int expect);
 extern Datum env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval,
 						 int typlen);
+extern char *env_spi_cstring(EnvSpi *s, int col, bool *isnull);
 
 extern void env_keystore_init(void);
 extern void env_keystore_changed(void);
@@ -112,9 +126,9 @@ extern int32 env_keystore_create_data_key(const char *tenant,
 										  size_t purpose_len);
 
 /* encrypt.c */
-extern bytea *env_open_ciphertext_for(bytea *ciphertext, bytea *aad,
-									  const EnvDataKey **key_out,
-									  const char *secret);
+extern bytea *env_open_secret(bytea *ciphertext, bytea *aad,
+							  const char *tenant, size_t tenant_len,
+							  const char *secret);
 extern bytea *env_seal_with_key(const EnvDataKey *key, const uint8 *pt,
 								size_t ptlen, bytea *aad);
 extern bytea *env_open_ciphertext(bytea *ciphertext, bytea *aad,
@@ -291,6 +305,9 @@ extern void env_chain_row_hash(EnvChain *ch, Datum *values, bool *nulls,
 extern bool env_chain_internal_ddl(void);
 extern Oid	env_chain_purging(void);
 extern void env_chain_set_purging(Oid relid);
+
+/* chainguard.c */
+extern bool env_chain_trigger_function(Oid fnoid, bool insert_only);
 
 /* accesslog.c */
 extern void env_access_log_init(void);

@@ -149,14 +149,20 @@ COMMENT ON FUNCTION envault.env_encrypt(text, text, text, bytea) IS
 CREATE FUNCTION envault.env_decrypt(ciphertext bytea, aad bytea DEFAULT NULL)
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'envault_env_decrypt'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL RESTRICTED
+-- costly enough that the planner decrypts above a sort or limit, not below:
+-- ORDER BY ... LIMIT 20 decrypts (and logs) 20 rows, not every match
+COST 100;
 COMMENT ON FUNCTION envault.env_decrypt(bytea, bytea) IS
 	'Decrypt and authenticate an envault ciphertext';
 
 CREATE FUNCTION envault.env_decrypt_text(ciphertext bytea, aad bytea DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'envault_env_decrypt_text'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL RESTRICTED
+-- costly enough that the planner decrypts above a sort or limit, not below:
+-- ORDER BY ... LIMIT 20 decrypts (and logs) 20 rows, not every match
+COST 100;
 COMMENT ON FUNCTION envault.env_decrypt_text(bytea, bytea) IS
 	'Decrypt and authenticate an envault ciphertext holding text';
 
@@ -273,21 +279,20 @@ COMMENT ON FUNCTION envault.pepper_hmac(bytea) IS
 
 -- Row-level security
 
+CREATE FUNCTION envault.current_tenant_as(type_of anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'envault_current_tenant_as'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION envault.current_tenant_as(anyelement) IS
+	'The current tenant as a value of the type of the argument (int2, int4, int8, uuid); NULL unless the tenant name is exactly that value''s text';
+
 CREATE FUNCTION envault.isolation_expr(tbl regclass, tenant_column name)
 RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	-- (SELECT ...) makes the tenant an InitPlan: evaluated once per query
-	SELECT pg_catalog.format('(%I OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::%s)',
-							 a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))
-	  FROM pg_catalog.pg_attribute a
-	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
-	   AND a.attname OPERATOR(pg_catalog.=) tenant_column
-	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-$$;
+AS 'MODULE_PATHNAME', 'envault_isolation_expr'
+LANGUAGE C STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION envault.isolation_expr(regclass, name) IS
-	'The expression of the policy isolate_table creates for a tenant column (NULL if there is no such column)';
+	'The expression of the policy isolate_table creates for a tenant column (NULL if there is no such column, or if its type or collation cannot tell every tenant name apart)';
 
 CREATE FUNCTION envault.policy_isolates(tbl regclass, expr text)
 RETURNS boolean
@@ -304,10 +309,32 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	expr text := envault.isolation_expr(tbl, tenant_column);
+	coltype text;
 BEGIN
+	IF tbl IS NULL OR tenant_column IS NULL THEN
+		RAISE EXCEPTION '% must not be null', CASE WHEN tbl IS NULL THEN 'tbl' ELSE 'tenant_column' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	IF expr IS NULL THEN
-		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
-			USING ERRCODE = 'undefined_column';
+		SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+			   OPERATOR(pg_catalog.||) COALESCE(' COLLATE ' OPERATOR(pg_catalog.||)
+					pg_catalog.quote_ident(c.collname::pg_catalog.text), '')
+		  INTO coltype
+		  FROM pg_catalog.pg_attribute a
+		  LEFT JOIN pg_catalog.pg_collation c
+			ON c.oid OPERATOR(pg_catalog.=) a.attcollation
+		   AND a.attcollation OPERATOR(pg_catalog.<>) 100
+		 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
+		   AND a.attname OPERATOR(pg_catalog.=) tenant_column
+		   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+		IF coltype IS NULL THEN
+			RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
+				USING ERRCODE = 'undefined_column';
+		END IF;
+		RAISE EXCEPTION 'tenant column "%" of relation % cannot isolate tenants exactly', tenant_column, tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = pg_catalog.format('Its type is %s: two tenant names could compare equal to one value (a cast truncates, pads or normalises them, or the collation folds them).', coltype),
+				  HINT = 'Use a text or varchar column with a deterministic collation, or an int2, int4, int8 or uuid column.';
 	END IF;
 	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
 	EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
@@ -461,6 +488,9 @@ DECLARE
 	r record;
 	total bigint := 0;
 BEGIN
+	IF batch_size IS NULL THEN
+		RAISE EXCEPTION 'batch_size must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	LOOP
 		SELECT * INTO r FROM envault.rewrap_tenant_keys(batch_size);
 		total := total OPERATOR(pg_catalog.+) r.rewrapped;
@@ -509,7 +539,12 @@ DECLARE
 	n_revoked bigint := 0;
 	n_shredded bigint := 0;
 BEGIN
-	IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
+	IF tbl IS NULL OR col IS NULL OR batch_size IS NULL THEN
+		RAISE EXCEPTION '% must not be null',
+			CASE WHEN tbl IS NULL THEN 'tbl' WHEN col IS NULL THEN 'col' ELSE 'batch_size' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF batch_size OPERATOR(pg_catalog.<) 1 THEN
 		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	SELECT a.atttypid::pg_catalog.regtype INTO coltype
@@ -885,10 +920,14 @@ CREATE TABLE envault.secrets (
 	last_used_at timestamptz,
 	last_verified_at timestamptz,
 	verify_status text,
-	PRIMARY KEY (tenant, name)
+	PRIMARY KEY (tenant, name),
+	aad_version	smallint NOT NULL DEFAULT 2
+				CHECK (aad_version OPERATOR(pg_catalog.=) ANY ('{1,2}'::pg_catalog.int2[]))
 );
 COMMENT ON TABLE envault.secrets IS
 	'Per-tenant third-party credentials, encrypted; read them with envault.get_secret()';
+COMMENT ON COLUMN envault.secrets.aad_version IS
+	'The associated data the value is bound to: 2, envault''s secrets label, the tenant and the name; 1, the name alone (values stored by 0.2.0)';
 COMMENT ON COLUMN envault.secrets.preview IS
 	'"..." and the last 4 characters of a value of at least 12 characters; "..." otherwise';
 SELECT pg_catalog.pg_extension_config_dump('envault.secrets', '');
@@ -1003,12 +1042,16 @@ DECLARE
 	n bigint;
 	m bigint;
 BEGIN
-	IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
-		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF purpose IS NULL OR legacy_key IS NULL OR tenant_col IS NULL THEN
-		RAISE EXCEPTION 'tenant_col, purpose and legacy_key must not be null'
+	IF tbl IS NULL OR col IS NULL OR tenant_col IS NULL OR purpose IS NULL
+	   OR legacy_key IS NULL OR batch_size IS NULL THEN
+		RAISE EXCEPTION '% must not be null',
+			CASE WHEN tbl IS NULL THEN 'tbl' WHEN col IS NULL THEN 'col'
+				 WHEN tenant_col IS NULL THEN 'tenant_col' WHEN purpose IS NULL THEN 'purpose'
+				 WHEN legacy_key IS NULL THEN 'legacy_key' ELSE 'batch_size' END
 			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF batch_size OPERATOR(pg_catalog.<) 1 THEN
+		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	SELECT n.nspname INTO nsp FROM pg_catalog.pg_extension e
 	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
@@ -1124,6 +1167,7 @@ GRANT EXECUTE ON FUNCTION
 	envault.authenticate(text, boolean),
 	envault.reset_tenant(),
 	envault.current_tenant(),
+	envault.current_tenant_as(anyelement),
 	envault.verify_token(text),
 	envault.pepper_hmac(bytea)
 	TO envault_user, envault_admin;

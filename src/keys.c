@@ -92,10 +92,13 @@ envault_rewrap_tenant_keys(PG_FUNCTION_ARGS)
 	bool		nulls[2] = {false, false};
 	int64		remaining;
 
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_size must not be null")));
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	values[0] = Int64GetDatum(env_keystore_rewrap_tenants(PG_ARGISNULL(0) ? 1000 :
-														  PG_GETARG_INT32(0),
+	values[0] = Int64GetDatum(env_keystore_rewrap_tenants(PG_GETARG_INT32(0),
 														  &remaining));
 	values[1] = Int64GetDatum(remaining);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),

@@ -35,6 +35,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -623,6 +624,49 @@ env_spi_end(EnvSpi *s)
 	SetUserIdAndSecContext(s->save_userid, s->save_sec);
 }
 
+/*
+ * Act on a user's table as its owner, in a security-restricted operation,
+ * the way VACUUM, ANALYZE and REFRESH MATERIALIZED VIEW do.  envault's
+ * privileged paths run as the owner of the envault schema (a superuser);
+ * any code of the table that a statement on it may run (triggers, rules,
+ * defaults, constraints, index expressions, policies, the functions those
+ * call) belongs to the table's owner and must run with the owner's rights
+ * and no more, and must not be able to change this session's state
+ * (SET ROLE, temporary objects) for what runs after it.  search_path is
+ * pinned as env_spi_begin pins it.  With no_force_rls, the owner's own
+ * FORCE ROW LEVEL SECURITY does not hide rows (as for foreign key checks):
+ * envault's maintenance must see every row of a chain.
+ *
+ * Undone by env_owner_end(), or by transaction abort.
+ */
+void
+env_owner_begin(EnvOwner *o, Oid relid, bool no_force_rls)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&o->save_userid, &o->save_sec);
+	SetUserIdAndSecContext(owner, o->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION |
+						   (no_force_rls ? SECURITY_NOFORCE_RLS : 0));
+	o->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+}
+
+void
+env_owner_end(EnvOwner *o)
+{
+	AtEOXact_GUC(true, o->guc_level);
+	SetUserIdAndSecContext(o->save_userid, o->save_sec);
+}
+
 void
 env_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
 {
@@ -646,7 +690,12 @@ env_spi_run(const char *sql, int nargs, Oid *types, Datum *values, int expect)
 			 SPI_result_code_string(rc));
 }
 
-/* Column of the first result row, copied into the caller's context. */
+/*
+ * Column of the first result row, copied into the caller's context, where
+ * it outlives env_spi_end().  A varlena is detoasted (decompressed, or read
+ * from its TOAST table) into that context as well: a detoasted copy made
+ * later, while SPI's context is current, would be freed with it.
+ */
 Datum
 env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval, int typlen)
 {
@@ -657,9 +706,29 @@ env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval, int typlen)
 	if (*isnull || byval)
 		return d;
 	old = MemoryContextSwitchTo(s->caller_cxt);
-	d = datumCopy(d, false, typlen);
+	if (typlen == -1)
+		d = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+	else
+		d = datumCopy(d, false, typlen);
 	MemoryContextSwitchTo(old);
 	return d;
+}
+
+/* A text column of the first result row as a C string in the caller's context */
+char *
+env_spi_cstring(EnvSpi *s, int col, bool *isnull)
+{
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								  col, isnull);
+	MemoryContext old;
+	char	   *str;
+
+	if (*isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(s->caller_cxt);
+	str = TextDatumGetCString(d);
+	MemoryContextSwitchTo(old);
+	return str;
 }
 
 /* A tenant row as the key table queries return it */
@@ -1067,7 +1136,7 @@ static void
 ks_tenant_row(EnvSpi *s, const char *tenant, KsTenantRow *row, int source_col)
 {
 	bool		isnull;
-	char	   *state = TextDatumGetCString(env_spi_col(s, 1, &isnull, false, -1));
+	char	   *state = env_spi_cstring(s, 1, &isnull);
 
 	if (strcmp(state, "destroyed") == 0)
 		ereport(ERROR,
@@ -1495,12 +1564,12 @@ env_keystore_key_by_id(uint64 key_id)
 	if (SPI_processed == 0)
 		ks_no_data_key(key_id);
 
-	tenant = TextDatumGetCString(env_spi_col(&s, 9, &isnull, false, -1));
-	purpose = TextDatumGetCString(env_spi_col(&s, 10, &isnull, false, -1));
+	tenant = env_spi_cstring(&s, 9, &isnull);
+	purpose = env_spi_cstring(&s, 10, &isnull);
 	ks_check_caller(&s, tenant);
 	ks_tenant_row(&s, tenant, &t, 12);
 	version = DatumGetInt32(env_spi_col(&s, 6, &isnull, true, 4));
-	state = TextDatumGetCString(env_spi_col(&s, 11, &isnull, false, -1));
+	state = env_spi_cstring(&s, 11, &isnull);
 	if (strcmp(state, "retired") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1573,10 +1642,10 @@ env_keystore_unusable(uint64 key_id)
 	env_spi_run(KS_Q_KEY_STATE, 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ks_no_data_key(key_id);
-	tenant = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	tenant = env_spi_cstring(&s, 1, &isnull);
 	ks_check_caller(&s, tenant);
-	kstate = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
-	tstate = TextDatumGetCString(env_spi_col(&s, 3, &isnull, false, -1));
+	kstate = env_spi_cstring(&s, 2, &isnull);
+	tstate = env_spi_cstring(&s, 3, &isnull);
 	env_spi_end(&s);
 
 	if (strcmp(tstate, "destroyed") == 0)

@@ -91,7 +91,7 @@ lc_lock_key(EnvSpi *s, const LcKey *k)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d does not exist",
 						k->tenant, k->purpose, k->version)));
-	return TextDatumGetCString(env_spi_col(s, 1, &isnull, false, -1));
+	return env_spi_cstring(s, 1, &isnull);
 }
 
 static void
@@ -236,7 +236,7 @@ envault_destroy_tenant(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("envault tenant \"%s\" does not exist", tenant)));
-	state = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	state = env_spi_cstring(&s, 1, &isnull);
 	if (strcmp(state, "destroyed") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -273,7 +273,7 @@ lc_tenant_state(FunctionCallInfo fcinfo, const char *from, const char *to,
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("envault tenant \"%s\" does not exist", tenant)));
-	state = TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1));
+	state = env_spi_cstring(&s, 1, &isnull);
 	if (strcmp(state, from) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

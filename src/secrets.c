@@ -177,6 +177,39 @@ sec_check_hex(EnvSecret *s, char **newval)
 	return false;
 }
 
+/*
+ * The same refusal for a key setting kept elsewhere (envault.signing_key):
+ * a check hook calls this with the setting's name and the settings to use
+ * instead; *refused tells the code that reads the key to raise the error.
+ */
+bool
+env_check_hex_setting(const char *name, const char *use_instead,
+					  char **newval, bool *refused)
+{
+	*refused = false;
+	if (sec_preloaded || *newval == NULL || (*newval)[0] == '\0')
+		return true;
+	*refused = true;
+	GUC_check_errcode(ERRCODE_CONFIG_FILE_ERROR);
+	GUC_check_errmsg(SEC_HEX_REFUSED_MSG, name);
+	GUC_check_errdetail(SEC_HEX_REFUSED_DETAIL);
+	GUC_check_errhint("Use %s instead, or add envault to shared_preload_libraries and restart the server.",
+					  use_instead);
+	return false;
+}
+
+/* The error for a refused setting, when its key is needed */
+void
+env_error_hex_refused(const char *name, const char *use_instead)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIG_FILE_ERROR),
+			 errmsg(SEC_HEX_REFUSED_MSG, name),
+			 errdetail(SEC_HEX_REFUSED_DETAIL),
+			 errhint("Use %s instead, or add envault to shared_preload_libraries and restart the server.",
+					 use_instead)));
+}
+
 #define SEC_CHECK_HOOK(fn, secret) \
 static bool \
 fn(char **newval, void **extra, GucSource source) \

@@ -85,11 +85,38 @@ ss_preview(const char *value, size_t len)
 	}
 }
 
-/* The associated data of a stored secret: its name */
+/*
+ * The associated data of a stored secret (docs/format.md, "The secrets
+ * store"): a label no other envault value carries, the tenant, and the
+ * name, so that a value opens only as the secret it was stored as.  Values
+ * stored by 0.2.0 (aad_version 1) are bound to the name alone; put_secret
+ * writes version 2.
+ */
+#define SS_AAD_LABEL		"envault secret v2"
+#define SS_AAD_VERSION		2
+
 static bytea *
-ss_aad(text *name)
+ss_aad(text *tenant, text *name, int version)
 {
-	return (bytea *) name;
+	size_t		tlen = VARSIZE_ANY_EXHDR(tenant);
+	size_t		nlen = VARSIZE_ANY_EXHDR(name);
+	size_t		len = sizeof(SS_AAD_LABEL) + tlen + 1 + nlen;
+	bytea	   *aad;
+	char	   *p;
+
+	if (version == 1)
+		return (bytea *) name;
+	aad = palloc(VARHDRSZ + len);
+	SET_VARSIZE(aad, VARHDRSZ + len);
+	p = VARDATA(aad);
+	/* label and tenant each end in a NUL byte, which neither contains */
+	memcpy(p, SS_AAD_LABEL, sizeof(SS_AAD_LABEL));
+	p += sizeof(SS_AAD_LABEL);
+	memcpy(p, VARDATA_ANY(tenant), tlen);
+	p += tlen;
+	*p++ = '\0';
+	memcpy(p, VARDATA_ANY(name), nlen);
+	return aad;
 }
 
 #define SS_Q_PUT \
@@ -97,6 +124,7 @@ ss_aad(text *name)
 	" VALUES ($1, $2, $3, $4, $5)" \
 	" ON CONFLICT (tenant, name) DO UPDATE" \
 	"   SET ciphertext = excluded.ciphertext, preview = excluded.preview," \
+	"       aad_version = excluded.aad_version," \
 	"       updated_at = pg_catalog.now(), last_verified_at = NULL, verify_status = NULL"
 
 /*
@@ -135,7 +163,8 @@ envault_put_secret(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		ct = env_seal_with_key(key, (const uint8 *) VARDATA_ANY(value),
-							   VARSIZE_ANY_EXHDR(value), ss_aad(name));
+							   VARSIZE_ANY_EXHDR(value),
+							   ss_aad(tenant, name, SS_AAD_VERSION));
 		preview = ss_preview(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
 	}
 	PG_FINALLY();
@@ -160,7 +189,7 @@ envault_put_secret(PG_FUNCTION_ARGS)
 }
 
 #define SS_Q_GET \
-	"SELECT ciphertext FROM envault.secrets" \
+	"SELECT ciphertext, aad_version FROM envault.secrets" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
 
 static void
@@ -190,6 +219,7 @@ envault_get_secret(PG_FUNCTION_ARGS)
 	bytea	   *ct;
 	bytea	   *pt;
 	char	   *cname;
+	int16		version;
 
 	ss_check_name(name);
 	env_tenant_check(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), false);
@@ -200,10 +230,12 @@ envault_get_secret(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		ss_no_secret(tenant, name);
 	ct = DatumGetByteaPP(env_spi_col(&s, 1, &isnull, false, -1));
+	version = DatumGetInt16(env_spi_col(&s, 2, &isnull, true, 2));
 	env_spi_end(&s);
 
 	cname = text_to_cstring(name);
-	pt = env_open_ciphertext_for(ct, ss_aad(name), NULL, cname);
+	pt = env_open_secret(ct, ss_aad(tenant, name, version),
+						 VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), cname);
 	if (!pg_verify_mbstr(GetDatabaseEncoding(), VARDATA(pt),
 						 VARSIZE(pt) - VARHDRSZ, true))
 	{

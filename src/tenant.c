@@ -36,6 +36,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_policy.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -46,11 +47,15 @@
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "parser/parser.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/ruleutils.h"
+#include "utils/uuid.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -80,6 +85,7 @@ typedef struct TenSaved
 } TenSaved;
 
 static char *ten_columns_setting = NULL;
+static ProcessUtility_hook_type ten_prev_process_utility = NULL;
 
 static TenState ten_current;
 static TenSaved *ten_saved = NULL;
@@ -297,17 +303,22 @@ envault_authenticate(PG_FUNCTION_ARGS)
 	char		tenant[ENV_TENANT_MAXLEN + 1];
 	char		token_id[ENV_TOKEN_ID_HEXLEN + 1];
 	TimestampTz expires;
-	bool		session = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	bool		session;
+	uint64		changes;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "token" : "session")));
+	session = PG_GETARG_BOOL(1);
 
 	/*
 	 * Read the count of key-state changes before the token: a revocation
 	 * that the lookup misses is counted after it, and so caught at the next
 	 * check.
 	 */
-	uint64		changes = env_keystore_changes();
-
-	if (PG_ARGISNULL(0) ||
-		!env_token_verify_ex(PG_GETARG_TEXT_PP(0), tenant, token_id, &expires))
+	changes = env_keystore_changes();
+	if (!env_token_verify_ex(PG_GETARG_TEXT_PP(0), tenant, token_id, &expires))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("envault token is not valid"),
@@ -325,9 +336,15 @@ PG_FUNCTION_INFO_V1(envault_set_tenant);
 Datum
 envault_set_tenant(PG_FUNCTION_ARGS)
 {
-	bool		local = PG_ARGISNULL(1) || PG_GETARG_BOOL(1);
+	bool		local;
 	text	   *tenant;
 
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("is_local must not be null")));
+	local = PG_GETARG_BOOL(1);
+	/* a NULL tenant clears the context, as reset_tenant() does */
 	if (PG_ARGISNULL(0))
 	{
 		ten_clear();
@@ -366,6 +383,169 @@ envault_current_tenant(PG_FUNCTION_ARGS)
 /* --- row-level security -------------------------------------------------- */
 
 #define TEN_POLICY_NAME "envault_tenant_isolation"
+
+/*
+ * Is the tenant's name the canonical text of an integer in [min, max]?
+ * Only then does it name one: "007", "+7", " 7" and "7.0" name no integer
+ * tenant, so that no two tenant names map to one value.
+ */
+static bool
+ten_parse_integer(const char *s, int64 min, int64 max, int64 *out)
+{
+	const char *p = s;
+	bool		neg = (*p == '-');
+	uint64		v = 0;
+	uint64		limit = neg ? (uint64) (-(min + 1)) + 1 : (uint64) max;
+
+	if (neg)
+		p++;
+	if (*p < '0' || *p > '9' || (*p == '0' && (p[1] != '\0' || neg)))
+		return false;
+	for (; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		if (v > (limit - (uint64) (*p - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64) (*p - '0');
+	}
+	*out = neg ? (int64) (0 - v) : (int64) v;
+	return true;
+}
+
+/* Is the tenant's name the canonical (lowercase) text of a uuid? */
+static bool
+ten_is_canonical_uuid(const char *s)
+{
+	int			i;
+
+	if (strlen(s) != 36)
+		return false;
+	for (i = 0; i < 36; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+		}
+		else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * SQL function: envault.current_tenant_as(type_of anyelement) returns anyelement
+ *
+ * The current tenant as a value of a tenant column's type (int2, int4,
+ * int8 or uuid), for the policies isolate_table creates: NULL when no
+ * tenant is set, and also when the tenant's name is not exactly the text
+ * PostgreSQL writes for such a value, so that tenant "007" or an uppercase
+ * uuid matches no row of tenant "7" or of the lowercase uuid.  A cast
+ * would normalise them into the same value.
+ */
+PG_FUNCTION_INFO_V1(envault_current_tenant_as);
+Datum
+envault_current_tenant_as(PG_FUNCTION_ARGS)
+{
+	Oid			typid = getBaseType(get_fn_expr_argtype(fcinfo->flinfo, 0));
+	int64		v;
+
+	if (typid != INT2OID && typid != INT4OID && typid != INT8OID && typid != UUIDOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("envault.current_tenant_as() does not support type %s",
+						format_type_be(typid)),
+				 errhint("Tenant columns of type text or varchar compare with envault.current_tenant().")));
+	ten_revalidate();
+	if (!ten_current.is_set)
+		PG_RETURN_NULL();
+	switch (typid)
+	{
+		case INT2OID:
+			if (!ten_parse_integer(ten_current.tenant, PG_INT16_MIN, PG_INT16_MAX, &v))
+				PG_RETURN_NULL();
+			PG_RETURN_INT16((int16) v);
+		case INT4OID:
+			if (!ten_parse_integer(ten_current.tenant, PG_INT32_MIN, PG_INT32_MAX, &v))
+				PG_RETURN_NULL();
+			PG_RETURN_INT32((int32) v);
+		case INT8OID:
+			if (!ten_parse_integer(ten_current.tenant, PG_INT64_MIN, PG_INT64_MAX, &v))
+				PG_RETURN_NULL();
+			PG_RETURN_INT64(v);
+		case UUIDOID:
+			if (!ten_is_canonical_uuid(ten_current.tenant))
+				PG_RETURN_NULL();
+			return DirectFunctionCall1(uuid_in, CStringGetDatum(ten_current.tenant));
+	}
+	PG_RETURN_NULL();			/* not reached */
+}
+
+/*
+ * SQL function: envault.isolation_expr(tbl regclass, tenant_column name)
+ *               returns text
+ *
+ * The expression of the policy isolate_table creates for a tenant column:
+ * one that compares the column with the current tenant exactly, so that
+ * no tenant name other than the one that wrote a row can see it.  Types and
+ * collations where two tenant names could map to one value get NULL (as
+ * does a column that does not exist): a cast of the tenant to varchar(n)
+ * truncates it, to char(n) pads it, to a number or a uuid normalises it, a
+ * nondeterministic collation folds case or accents.
+ *	- text and varchar (and domains over them) with a deterministic
+ *	  collation compare as text: the tenant is never cast to the column's
+ *	  type, and the column keeps its own collation, so its indexes serve;
+ *	- int2, int4, int8 and uuid (and domains over them) compare with
+ *	  current_tenant_as(), which names a value only for the one canonical
+ *	  spelling of it.
+ */
+PG_FUNCTION_INFO_V1(envault_isolation_expr);
+Datum
+envault_isolation_expr(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	AttrNumber	att;
+	Oid			typid;
+	int32		typmod;
+	Oid			coll;
+	const char *col;
+	char	   *expr = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	relid = PG_GETARG_OID(0);
+	col = NameStr(*PG_GETARG_NAME(1));
+	att = get_attnum(relid, col);
+	if (att <= 0)
+		PG_RETURN_NULL();
+	get_atttypetypmodcoll(relid, att, &typid, &typmod, &coll);
+	switch (getBaseType(typid))
+	{
+		case TEXTOID:
+		case VARCHAROID:
+			if (!OidIsValid(coll) || !get_collation_isdeterministic(coll))
+				break;
+			expr = psprintf("(%s OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::text%s%s)",
+							quote_identifier(col),
+							coll == DEFAULT_COLLATION_OID ? "" : " COLLATE ",
+							coll == DEFAULT_COLLATION_OID ? "" : generate_collation_name(coll));
+			break;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case UUIDOID:
+			expr = psprintf("(%s OPERATOR(pg_catalog.=) (SELECT envault.current_tenant_as(NULL::%s)))",
+							quote_identifier(col),
+							format_type_be_qualified(getBaseType(typid)));
+			break;
+		default:
+			break;
+	}
+	if (expr == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(expr));
+}
 
 /* Errors while parsing point into the internal query, not the caller's. */
 static void
@@ -512,9 +692,38 @@ envault_policy_isolates(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(ok);
 }
 
+/*
+ * DISCARD ALL (the reset query of session poolers) and RESET ALL end the
+ * tenant context, whatever its scope: the next client of a pooled
+ * connection must not inherit the previous one's tenant.
+ */
+static void
+ten_process_utility(PlannedStmt *pstmt, const char *queryString,
+					bool readOnlyTree, ProcessUtilityContext context,
+					ParamListInfo params, QueryEnvironment *queryEnv,
+					DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+	bool		resets = (IsA(stmt, DiscardStmt) &&
+						  ((DiscardStmt *) stmt)->target == DISCARD_ALL) ||
+		(IsA(stmt, VariableSetStmt) &&
+		 ((VariableSetStmt *) stmt)->kind == VAR_RESET_ALL);
+
+	if (ten_prev_process_utility)
+		ten_prev_process_utility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+	if (resets)
+		ten_clear();
+}
+
 void
 env_tenant_init(void)
 {
+	ten_prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = ten_process_utility;
 	DefineCustomStringVariable("envault.tenant_columns",
 							   gettext_noop("Comma-separated column names that mark a table as tenant-owned."),
 							   gettext_noop("envault.isolation_report() lists every table with such a column."),

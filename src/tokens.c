@@ -536,12 +536,12 @@ env_token_state(const char *token_id, const char *tenant,
 	env_spi_begin(&s);
 	env_spi_run(TOK_Q_STATE, 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0 ||
-		strcmp(TextDatumGetCString(env_spi_col(&s, 1, &isnull, false, -1)),
+		strcmp(env_spi_cstring(&s, 1, &isnull),
 			   tenant) != 0)
 		result = ENV_TOKEN_GONE;
 	else
 	{
-		char	   *state = TextDatumGetCString(env_spi_col(&s, 2, &isnull, false, -1));
+		char	   *state = env_spi_cstring(&s, 2, &isnull);
 
 		if (strcmp(state, "destroyed") == 0)
 			result = ENV_TOKEN_TENANT_DESTROYED;

@@ -8,7 +8,7 @@
 # each session that needs the key, and never in the postmaster.
 #
 # The settings that hold a key in hex (envault.master_key, .pepper, and
-# their previous_ forms) are refused without preloading, with an error that
+# their previous_ forms, and envault.signing_key) are refused without preloading, with an error that
 # names the file setting to use: the postmaster, which has not loaded
 # envault, logs the new value of any of them that a reload changes.
 
@@ -207,7 +207,9 @@ my %refused = (
 	  [ 'envault.pepper_file', q{SELECT envault.issue_token('acme', 'x')} ],
 	previous_pepper => [
 		'envault.previous_pepper_file', q{SELECT envault.issue_token('acme', 'x')}
-	],);
+	],
+	signing_key =>
+	  [ 'envault.signing_key_file', q{SELECT envault.signing_public_key()} ],);
 my $pepperfile = "$dir/pepper.key";
 write_private_file($pepperfile, random_key_hex() . "\n");
 my @throwaway;

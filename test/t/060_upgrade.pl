@@ -1,4 +1,4 @@
-# envault TAP test: the upgrade from 0.1.0, the released version, to 0.2.0.
+# envault TAP test: the upgrade from 0.1.0 (through 0.2.0) to the current version.
 #
 # One server, envault preloaded, with a master key, a pepper and a
 # checkpoint signing key; the library is the current one throughout.
@@ -10,7 +10,7 @@
 # key, so that key_events has rows of several tenants.  Decrypting works
 # there, and the access records go to the server log (0.1.0 has no
 # envault.access_log).  Then ALTER EXTENSION envault UPDATE, and:
-# - the version is 0.2.0; the key tables, the tokens, the ciphertexts and
+# - the version is the current one (0.3.0); the key tables, the tokens, the ciphertexts and
 #   the rows of key_events are exactly what they were;
 # - its schema is that of database "fresh" (CREATE EXTENSION envault),
 #   object by object: every extension member and everything in schema
@@ -32,7 +32,7 @@
 #   of a user table with rows, checkpoints, the access log,
 #   reencrypt_column.
 # Last, restores: a dump of the upgraded database, and a dump of the 0.1.0
-# database taken before the upgrade (restored into 0.2.0 directly): the
+# database taken before the upgrade (restored into the current version directly): the
 # chains verify with every row, values decrypt, and the schema is the new
 # install's.
 
@@ -84,8 +84,8 @@ is( $node->safe_psql(
 		'postgres',
 		q{SELECT string_agg(version, ',' ORDER BY version)
 			FROM pg_available_extension_versions WHERE name = 'envault'}),
-	'0.1.0,0.2.0',
-	'versions 0.1.0 and 0.2.0 are installed');
+	'0.1.0,0.2.0,0.3.0',
+	'versions 0.1.0, 0.2.0 and 0.3.0 are installed');
 
 # --- a 0.1.0 database in use ------------------------------------------------------
 
@@ -216,7 +216,7 @@ cmp_ok($nevents, '>=', 6, "0.1.0: key_events has $nevents rows");
 like($events_before, qr/^acme:\d+\nglobex:\d+\ninitech:\d+$/,
 	'0.1.0: key_events has rows of every tenant');
 
-# a dump of the 0.1.0 database, restored below into 0.2.0
+# a dump of the 0.1.0 database, restored below into the current version
 my $dump010 = $node->basedir . '/v010.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-d', 'upgraded', '-f', $dump010 ],
 	'pg_dump of the 0.1.0 database');
@@ -234,7 +234,7 @@ if ($ret != 0)
 	exit;
 }
 is(q_up(q{SELECT extversion FROM pg_extension WHERE extname = 'envault'}),
-	'0.2.0', 'the version is 0.2.0');
+	'0.3.0', 'the version is 0.3.0');
 
 foreach my $what (sort keys %digest_sql)
 {
@@ -247,7 +247,7 @@ foreach my $what (sort keys %digest_sql)
 $node->safe_psql('fresh', 'CREATE EXTENSION envault');
 is($node->safe_psql('fresh',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'envault'}),
-	'0.2.0', 'CREATE EXTENSION envault installs 0.2.0');
+	'0.3.0', 'CREATE EXTENSION envault installs 0.3.0');
 
 # --- the two schemas, object by object ------------------------------------------
 
@@ -666,18 +666,18 @@ same_lines($node->safe_psql('restored', $facts_sql), $facts_fresh,
 	'the restored database', 'the new install',
 	'restored: the schema is the new one too');
 
-# The other way to 0.2.0: a dump of 0.1.0 restored where 0.2.0 is
+# The other way to 0.3.0: a dump of 0.1.0 restored where 0.3.0 is
 # installed.  The dump says CREATE EXTENSION without a version, so the
-# restore creates 0.2.0, and the rows of key_events load through its chain
+# restore creates 0.3.0, and the rows of key_events load through its chain
 # trigger.
 $node->safe_psql('postgres', 'CREATE DATABASE from010');
 $node->command_ok(
 	[ 'pg_restore', '--exit-on-error', '-d', 'from010', $dump010 ],
-	'a dump of 0.1.0 restores into 0.2.0');
+	'a dump of 0.1.0 restores into 0.3.0');
 is( $node->safe_psql('from010',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'envault'}),
-	'0.2.0',
-	'restored from 0.1.0: the version is 0.2.0');
+	'0.3.0',
+	'restored from 0.1.0: the version is 0.3.0');
 is(query('from010', $verify_events), $events_ok,
 	'restored from 0.1.0: key_events verifies with every row of 0.1.0');
 is(query('from010', $decrypt_sql), $expected,

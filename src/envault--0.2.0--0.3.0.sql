@@ -1,0 +1,425 @@
+/*
+ * envault upgrade script 0.2.0 -> 0.3.0.  Run by ALTER EXTENSION envault
+ * UPDATE; it leaves a 0.2.0 database exactly as CREATE EXTENSION envault
+ * leaves a new one (test/t/060_upgrade.pl compares the two, object by
+ * object), and keeps every row.
+ *
+ * What changes:
+ * - isolate_table() compares a tenant column with the current tenant
+ *   exactly (current_tenant_as() for integer and uuid columns) and refuses
+ *   column types and collations that cannot tell every tenant name apart;
+ *   policies it created in 0.2.0 on such columns are reported as not
+ *   isolating by isolation_report() until isolate_table() runs again;
+ * - env_decrypt() and env_decrypt_text() cost 100, so that the planner
+ *   decrypts above a sort or limit;
+ * - rotate_master_key(), reencrypt_column() and migrate_pgcrypto_column()
+ *   answer a NULL argument with 22004;
+ * - envault.secrets gains aad_version: the values stored by 0.2.0 keep
+ *   version 1 (bound to their name), new ones are bound to a label, the
+ *   tenant and the name.
+ */
+\echo Use "ALTER EXTENSION envault UPDATE TO '0.3.0'" to load this file. \quit
+
+-- Row-level security: exact comparisons
+
+CREATE FUNCTION envault.current_tenant_as(type_of anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'envault_current_tenant_as'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION envault.current_tenant_as(anyelement) IS
+	'The current tenant as a value of the type of the argument (int2, int4, int8, uuid); NULL unless the tenant name is exactly that value''s text';
+
+REVOKE ALL ON FUNCTION envault.current_tenant_as(anyelement) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.current_tenant_as(anyelement) TO envault_user, envault_admin;
+
+CREATE OR REPLACE FUNCTION envault.isolation_expr(tbl regclass, tenant_column name)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_isolation_expr'
+LANGUAGE C STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION envault.isolation_expr(regclass, name) IS
+	'The expression of the policy isolate_table creates for a tenant column (NULL if there is no such column, or if its type or collation cannot tell every tenant name apart)';
+
+CREATE OR REPLACE FUNCTION envault.isolate_table(tbl regclass, tenant_column name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	expr text := envault.isolation_expr(tbl, tenant_column);
+	coltype text;
+BEGIN
+	IF tbl IS NULL OR tenant_column IS NULL THEN
+		RAISE EXCEPTION '% must not be null', CASE WHEN tbl IS NULL THEN 'tbl' ELSE 'tenant_column' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF expr IS NULL THEN
+		SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+			   OPERATOR(pg_catalog.||) COALESCE(' COLLATE ' OPERATOR(pg_catalog.||)
+					pg_catalog.quote_ident(c.collname::pg_catalog.text), '')
+		  INTO coltype
+		  FROM pg_catalog.pg_attribute a
+		  LEFT JOIN pg_catalog.pg_collation c
+			ON c.oid OPERATOR(pg_catalog.=) a.attcollation
+		   AND a.attcollation OPERATOR(pg_catalog.<>) 100
+		 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
+		   AND a.attname OPERATOR(pg_catalog.=) tenant_column
+		   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+		IF coltype IS NULL THEN
+			RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
+				USING ERRCODE = 'undefined_column';
+		END IF;
+		RAISE EXCEPTION 'tenant column "%" of relation % cannot isolate tenants exactly', tenant_column, tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = pg_catalog.format('Its type is %s: two tenant names could compare equal to one value (a cast truncates, pads or normalises them, or the collation folds them).', coltype),
+				  HINT = 'Use a text or varchar column with a deterministic collation, or an int2, int4, int8 or uuid column.';
+	END IF;
+	EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+	EXECUTE pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+
+	-- the same policy again changes nothing; a policy of that name with any
+	-- other definition (another column, altered expressions, restrictive,
+	-- for some commands or roles only) is replaced
+	IF envault.policy_isolates(tbl, expr) THEN
+		RETURN;
+	END IF;
+	IF EXISTS (SELECT FROM pg_catalog.pg_policy p
+				WHERE p.polrelid OPERATOR(pg_catalog.=) tbl
+				  AND p.polname OPERATOR(pg_catalog.=) 'envault_tenant_isolation') THEN
+		EXECUTE pg_catalog.format('DROP POLICY envault_tenant_isolation ON %s', tbl);
+	END IF;
+	EXECUTE pg_catalog.format('CREATE POLICY envault_tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING %s WITH CHECK %s',
+							  tbl, expr, expr);
+END
+$$;
+COMMENT ON FUNCTION envault.isolate_table(regclass, name) IS
+	'Enable and force row-level security with a policy on the current tenant';
+
+
+-- Decrypting above sorts and limits
+
+ALTER FUNCTION envault.env_decrypt(bytea, bytea) COST 100;
+ALTER FUNCTION envault.env_decrypt_text(bytea, bytea) COST 100;
+
+-- NULL arguments: 22004 before anything else
+
+CREATE OR REPLACE PROCEDURE envault.rotate_master_key(batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+-- No SET search_path: it COMMITs (see reencrypt_column); names are qualified.
+AS $$
+DECLARE
+	r record;
+	total bigint := 0;
+BEGIN
+	IF batch_size IS NULL THEN
+		RAISE EXCEPTION 'batch_size must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	LOOP
+		SELECT * INTO r FROM envault.rewrap_tenant_keys(batch_size);
+		total := total OPERATOR(pg_catalog.+) r.rewrapped;
+		COMMIT;
+		RAISE NOTICE 'rotate_master_key: % tenant keys rewrapped, % remain', total, r.remaining;
+		EXIT WHEN r.rewrapped OPERATOR(pg_catalog.=) 0 OR r.remaining OPERATOR(pg_catalog.=) 0;
+	END LOOP;
+	IF r.remaining OPERATOR(pg_catalog.=) 0 THEN
+		RAISE NOTICE 'rotate_master_key: every tenant key is wrapped by the current master key; the previous master key can be removed from the configuration';
+	ELSE
+		RAISE NOTICE 'rotate_master_key: % tenant keys are locked by other transactions; call again', r.remaining;
+	END IF;
+END
+$$;
+COMMENT ON PROCEDURE envault.rotate_master_key(integer) IS
+	'Rewrap every tenant key still under the previous master key, one committed batch at a time; resumable';
+
+CREATE OR REPLACE PROCEDURE envault.reencrypt_column(tbl regclass, col name,
+										  aad_col name DEFAULT NULL,
+										  batch_size integer DEFAULT 10000)
+LANGUAGE plpgsql
+-- No SET search_path: PostgreSQL forbids COMMIT in a procedure with SET
+-- options.  It runs with its caller's rights (SECURITY INVOKER), and every
+-- name in it is schema-qualified, the types of its variables too: they are
+-- looked up on the caller's search_path when the procedure is compiled.
+AS $$
+DECLARE
+	pk pg_catalog.name;
+	pktype pg_catalog.text;
+	coltype pg_catalog.regtype;
+	aad_expr pg_catalog.text;
+	remaining bigint;
+	done bigint := 0;
+	hi pg_catalog.text;
+	lo pg_catalog.text;
+	n bigint;
+	m bigint;
+	skipped bigint;
+	bounds pg_catalog.text;
+	s_retired bigint;
+	s_destroyed bigint;
+	s_revoked bigint;
+	s_shredded bigint;
+	n_retired bigint := 0;
+	n_destroyed bigint := 0;
+	n_revoked bigint := 0;
+	n_shredded bigint := 0;
+BEGIN
+	IF tbl IS NULL OR col IS NULL OR batch_size IS NULL THEN
+		RAISE EXCEPTION '% must not be null',
+			CASE WHEN tbl IS NULL THEN 'tbl' WHEN col IS NULL THEN 'col' ELSE 'batch_size' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF batch_size OPERATOR(pg_catalog.<) 1 THEN
+		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT a.atttypid::pg_catalog.regtype INTO coltype
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+	IF coltype IS NULL THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+			USING ERRCODE = 'undefined_column';
+	END IF;
+	IF coltype OPERATOR(pg_catalog.<>) 'pg_catalog.bytea'::pg_catalog.regtype THEN
+		RAISE EXCEPTION 'column "%" of relation % is not of type bytea', col, tbl
+			USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	-- the key's type by schema and name: format_type() leaves pg_catalog's
+	-- types unqualified, and the casts below run on the caller's search_path
+	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pktype
+	  FROM pg_catalog.pg_index i
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
+	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'relation % has no single-column primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'reencrypt_column walks the table in primary key order, one batch per transaction.';
+	END IF;
+	IF aad_col IS NOT NULL AND NOT EXISTS (
+			SELECT FROM pg_catalog.pg_attribute a
+			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
+			   AND a.attname OPERATOR(pg_catalog.=) aad_col
+			   AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
+			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
+			USING ERRCODE = 'datatype_mismatch',
+				  HINT = 'Keep the associated data in a bytea column, for example GENERATED ALWAYS AS (int4send(id)) STORED.';
+	END IF;
+	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL'
+					 ELSE pg_catalog.format('%I', aad_col) END;
+
+	-- Rows under a rotated data key are re-encrypted; rows under a key that
+	-- opens nothing (retired or destroyed, or of a revoked or destroyed
+	-- tenant) cannot be, and are skipped and counted.
+	EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''rotated''),'
+		'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.<>) ALL (''{active,rotated}''))'
+		'  FROM (SELECT envault.key_state(%I) AS s FROM %s WHERE %I IS NOT NULL) x',
+		col, tbl, col) INTO remaining, n;
+	RAISE NOTICE 'reencrypt_column: % rows of % to re-encrypt', remaining, tbl;
+	IF n OPERATOR(pg_catalog.>) 0 THEN
+		RAISE NOTICE 'reencrypt_column: % rows of % are under keys that open nothing and will be skipped', n, tbl;
+	END IF;
+
+	-- Each batch's bounds; with rows to skip, also their counts by reason
+	-- (which costs reading the column; without, only the key is read, and
+	-- a row that becomes unusable during the run is still skipped, and
+	-- counted at the end as not done).
+	bounds := pg_catalog.format(
+		CASE WHEN n OPERATOR(pg_catalog.>) 0 THEN
+			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''retired''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''destroyed''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''tenant revoked''),'
+			'       pg_catalog.count(*) FILTER (WHERE s OPERATOR(pg_catalog.=) ''tenant destroyed'')'
+			'  FROM (SELECT %1$I AS k, envault.key_state(%5$I) AS s FROM %2$s'
+			'         WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
+			'         ORDER BY %1$I LIMIT %4$s) b'
+		ELSE
+			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*), 0, 0, 0, 0'
+			'  FROM (SELECT %1$I AS k FROM %2$s'
+			'         WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
+			'         ORDER BY %1$I LIMIT %4$s) b'
+		END, pk, tbl, pktype, batch_size, col);
+
+	-- walk the table in primary key order, one committed batch at a time;
+	-- a restart walks it again, but rows already current are not rewritten
+	LOOP
+		EXECUTE bounds INTO hi, n, s_retired, s_destroyed, s_revoked, s_shredded USING lo;
+		EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+		n_retired := n_retired OPERATOR(pg_catalog.+) s_retired;
+		n_destroyed := n_destroyed OPERATOR(pg_catalog.+) s_destroyed;
+		n_revoked := n_revoked OPERATOR(pg_catalog.+) s_revoked;
+		n_shredded := n_shredded OPERATOR(pg_catalog.+) s_shredded;
+		EXECUTE pg_catalog.format(
+			'UPDATE %2$s SET %3$I = envault.env_reencrypt(%3$I, %4$s)'
+			' WHERE ($1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%5$s)'
+			'   AND %1$I OPERATOR(pg_catalog.<=) $2::%5$s'
+			'   AND %3$I IS NOT NULL'
+			'   AND envault.key_state(%3$I) OPERATOR(pg_catalog.=) ''rotated''',
+			pk, tbl, col, aad_expr, pktype) USING lo, hi;
+		GET DIAGNOSTICS m = ROW_COUNT;
+		done := done OPERATOR(pg_catalog.+) m;
+		remaining := GREATEST(remaining OPERATOR(pg_catalog.-) m, 0);
+		lo := hi;
+		COMMIT;
+		IF m OPERATOR(pg_catalog.>) 0 THEN
+			RAISE NOTICE 'reencrypt_column: % rows re-encrypted, % remaining', done, remaining;
+		END IF;
+	END LOOP;
+	skipped := n_retired OPERATOR(pg_catalog.+) n_destroyed
+			   OPERATOR(pg_catalog.+) n_revoked OPERATOR(pg_catalog.+) n_shredded;
+	IF remaining OPERATOR(pg_catalog.>) 0 THEN
+		RAISE NOTICE 'reencrypt_column: % of the rows counted at the start were not re-encrypted (deleted, or their keys changed state during the run); call it again to see why', remaining;
+	END IF;
+	IF skipped OPERATOR(pg_catalog.=) 0 THEN
+		RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted', done;
+	ELSE
+		RAISE NOTICE 'reencrypt_column: done, % rows re-encrypted, % skipped: %', done, skipped,
+			pg_catalog.array_to_string(ARRAY[
+				CASE WHEN n_retired OPERATOR(pg_catalog.>) 0
+					 THEN n_retired OPERATOR(pg_catalog.||) ' under retired data keys' END,
+				CASE WHEN n_destroyed OPERATOR(pg_catalog.>) 0
+					 THEN n_destroyed OPERATOR(pg_catalog.||) ' under destroyed data keys' END,
+				CASE WHEN n_revoked OPERATOR(pg_catalog.>) 0
+					 THEN n_revoked OPERATOR(pg_catalog.||) ' of revoked tenants' END,
+				CASE WHEN n_shredded OPERATOR(pg_catalog.>) 0
+					 THEN n_shredded OPERATOR(pg_catalog.||) ' of destroyed tenants' END],
+				', ');
+	END IF;
+END
+$$;
+COMMENT ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer) IS
+	'Move a column onto the active data keys, one committed batch at a time; restartable';
+
+CREATE OR REPLACE PROCEDURE envault.migrate_pgcrypto_column(tbl regclass, col name, tenant_col name,
+												 purpose text, legacy_key text,
+												 only_tenant text DEFAULT NULL,
+												 aad_col name DEFAULT NULL,
+												 batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+-- No SET search_path: it COMMITs (see reencrypt_column); names are qualified.
+AS $$
+DECLARE
+	nsp pg_catalog.name;
+	pk pg_catalog.name;
+	pktype pg_catalog.text;
+	aad_expr pg_catalog.text;
+	tenant_filter pg_catalog.text;
+	remaining bigint;
+	done bigint := 0;
+	hi pg_catalog.text;
+	lo pg_catalog.text;
+	n bigint;
+	m bigint;
+BEGIN
+	IF tbl IS NULL OR col IS NULL OR tenant_col IS NULL OR purpose IS NULL
+	   OR legacy_key IS NULL OR batch_size IS NULL THEN
+		RAISE EXCEPTION '% must not be null',
+			CASE WHEN tbl IS NULL THEN 'tbl' WHEN col IS NULL THEN 'col'
+				 WHEN tenant_col IS NULL THEN 'tenant_col' WHEN purpose IS NULL THEN 'purpose'
+				 WHEN legacy_key IS NULL THEN 'legacy_key' ELSE 'batch_size' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF batch_size OPERATOR(pg_catalog.<) 1 THEN
+		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT n.nspname INTO nsp FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'pgcrypto';
+	IF nsp IS NULL THEN
+		RAISE EXCEPTION 'pgcrypto is not installed in this database'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'The migration opens the old values with pgcrypto''s pgp_sym_decrypt_bytea().';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
+					  AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
+					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist or is not of type bytea', col, tbl
+			USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_col
+					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_col, tbl
+			USING ERRCODE = 'undefined_column';
+	END IF;
+	IF aad_col IS NOT NULL AND NOT EXISTS (
+			SELECT FROM pg_catalog.pg_attribute a
+			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) aad_col
+			   AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
+			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
+			USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	-- the key's type by schema and name: format_type() leaves pg_catalog's
+	-- types unqualified, and the casts below run on the caller's search_path
+	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pktype
+	  FROM pg_catalog.pg_index i
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
+	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'relation % has no single-column primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'migrate_pgcrypto_column walks the table in primary key order, one batch per transaction.';
+	END IF;
+	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL' ELSE pg_catalog.format('%I', aad_col) END;
+	tenant_filter := CASE WHEN only_tenant IS NULL THEN 'true'
+						  ELSE pg_catalog.format('%I::pg_catalog.text OPERATOR(pg_catalog.=) %L',
+												 tenant_col, only_tenant) END;
+
+	EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.count(*) FROM %s WHERE %I IS NOT NULL'
+		' AND pg_catalog.substr(%I, 1, 4) OPERATOR(pg_catalog.<>) ''\x45560101''::pg_catalog.bytea AND %s',
+		tbl, col, col, tenant_filter) INTO remaining;
+	RAISE NOTICE 'migrate_pgcrypto_column: % rows of % to migrate', remaining, tbl;
+	LOOP
+		EXECUTE pg_catalog.format(
+			'SELECT pg_catalog.max(k)::pg_catalog.text, pg_catalog.count(*) FROM'
+			' (SELECT %1$I AS k FROM %2$s WHERE $1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%3$s'
+			'  ORDER BY %1$I LIMIT %4$s) b',
+			pk, tbl, pktype, batch_size) INTO hi, n USING lo;
+		EXIT WHEN n OPERATOR(pg_catalog.=) 0;
+		EXECUTE pg_catalog.format(
+			'UPDATE %2$s SET %3$I = envault.env_encrypt(%4$I::pg_catalog.text, $3,'
+			'       %6$I.pgp_sym_decrypt_bytea(%3$I, $4), %5$s)'
+			' WHERE ($1 IS NULL OR %1$I OPERATOR(pg_catalog.>) $1::%7$s)'
+			'   AND %1$I OPERATOR(pg_catalog.<=) $2::%7$s'
+			'   AND %3$I IS NOT NULL'
+			'   AND pg_catalog.substr(%3$I, 1, 4) OPERATOR(pg_catalog.<>) ''\x45560101''::pg_catalog.bytea'
+			'   AND %8$s',
+			pk, tbl, col, tenant_col, aad_expr, nsp, pktype, tenant_filter)
+			USING lo, hi, purpose, legacy_key;
+		GET DIAGNOSTICS m = ROW_COUNT;
+		done := done OPERATOR(pg_catalog.+) m;
+		remaining := GREATEST(remaining OPERATOR(pg_catalog.-) m, 0);
+		lo := hi;
+		COMMIT;
+		IF m OPERATOR(pg_catalog.>) 0 THEN
+			RAISE NOTICE 'migrate_pgcrypto_column: % rows migrated, % remaining', done, remaining;
+		END IF;
+	END LOOP;
+	RAISE NOTICE 'migrate_pgcrypto_column: done, % rows migrated', done;
+END
+$$;
+COMMENT ON PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text, text, text, name, integer) IS
+	'Re-encrypt a column from pgp_sym_encrypt() to envault, one committed batch at a time, optionally one tenant; restartable';
+
+
+-- The secrets store: the associated data of each value
+
+ALTER TABLE envault.secrets ADD COLUMN aad_version smallint;
+UPDATE envault.secrets SET aad_version = 1;
+ALTER TABLE envault.secrets
+	ALTER COLUMN aad_version SET DEFAULT 2,
+	ALTER COLUMN aad_version SET NOT NULL,
+	ADD CHECK (aad_version OPERATOR(pg_catalog.=) ANY ('{1,2}'::pg_catalog.int2[]));
+COMMENT ON COLUMN envault.secrets.aad_version IS
+	'The associated data the value is bound to: 2, envault''s secrets label, the tenant and the name; 1, the name alone (values stored by 0.2.0)';
