@@ -10,16 +10,23 @@
  * for about 2^80 messages with random nonces instead of the 2^32 that NIST
  * SP 800-38D allows for AES-256-GCM with random 96-bit IVs.
  *
- * Secrets: the derived key Kx lives on the stack of env_xaes_seal() and
- * env_xaes_open() and is wiped before they return, on every path.  The
- * per-backend GCM contexts hold the last derived key schedule until the next
- * call re-keys them; they are process-private and never written anywhere.
+ * Secrets: keys are kept by the callers, in memory of their own (in the
+ * server: pages locked against swapping and excluded from core dumps).
+ * OpenSSL keeps an expanded form of a key in its own contexts, in ordinary
+ * heap memory that a core dump would contain (an AES key schedule begins
+ * with the key itself, an HMAC context holds a copy of its key): so every
+ * context is keyed only for the call that uses it, and re-keyed with an
+ * all-zero key before the call returns, which overwrites the schedule or
+ * state in place (and makes OpenSSL cleanse and free its copy of an HMAC
+ * key).  The derived key Kx lives on the stack of env_xaes_seal() and
+ * env_xaes_open() and is wiped before they return, on every path.
  * Nothing here raises a PostgreSQL error.
  *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -50,8 +57,12 @@ cr_no_password(char *buf, int size, int rwflag, void *u)
 
 static EVP_CIPHER *cr_aes256_ecb = NULL;
 static EVP_CIPHER *cr_aes256_gcm = NULL;
+static EVP_CIPHER_CTX *cr_ecb_ctx = NULL;
 static EVP_CIPHER_CTX *cr_seal_ctx = NULL;
 static EVP_CIPHER_CTX *cr_open_ctx = NULL;
+
+/* the key every context is left keyed with between calls */
+static const uint8_t cr_zero_key[32] = {0};
 
 /*
  * Fetch the algorithms once per process; fetching them on every call costs
@@ -70,15 +81,19 @@ env_crypto_init(void)
 	if (cr_aes256_ecb == NULL || cr_aes256_gcm == NULL)
 		return false;
 
+	cr_ecb_ctx = EVP_CIPHER_CTX_new();
 	cr_seal_ctx = EVP_CIPHER_CTX_new();
 	cr_open_ctx = EVP_CIPHER_CTX_new();
-	if (cr_seal_ctx == NULL || cr_open_ctx == NULL ||
+	if (cr_ecb_ctx == NULL || cr_seal_ctx == NULL || cr_open_ctx == NULL ||
+		EVP_EncryptInit_ex2(cr_ecb_ctx, cr_aes256_ecb, cr_zero_key, NULL, NULL) != 1 ||
+		EVP_CIPHER_CTX_set_padding(cr_ecb_ctx, 0) != 1 ||
 		EVP_EncryptInit_ex2(cr_seal_ctx, cr_aes256_gcm, NULL, NULL, NULL) != 1 ||
 		EVP_DecryptInit_ex2(cr_open_ctx, cr_aes256_gcm, NULL, NULL, NULL) != 1)
 	{
+		EVP_CIPHER_CTX_free(cr_ecb_ctx);
 		EVP_CIPHER_CTX_free(cr_seal_ctx);
 		EVP_CIPHER_CTX_free(cr_open_ctx);
-		cr_seal_ctx = cr_open_ctx = NULL;
+		cr_ecb_ctx = cr_seal_ctx = cr_open_ctx = NULL;
 		return false;
 	}
 	return true;
@@ -86,6 +101,7 @@ env_crypto_init(void)
 
 /* The cached algorithms and contexts, released by env_crypto_cleanup() */
 static EVP_MAC *cr_hmac;
+static EVP_MAC_CTX *cr_hmac_ctx;
 static EVP_MD *cr_sha256;
 static EVP_MD_CTX *cr_sha256_ctx;
 static void cr_pool_forget(void);
@@ -98,12 +114,15 @@ static void cr_pool_forget(void);
 void
 env_crypto_cleanup(void)
 {
+	EVP_CIPHER_CTX_free(cr_ecb_ctx);
 	EVP_CIPHER_CTX_free(cr_seal_ctx);
 	EVP_CIPHER_CTX_free(cr_open_ctx);
-	cr_seal_ctx = cr_open_ctx = NULL;
+	cr_ecb_ctx = cr_seal_ctx = cr_open_ctx = NULL;
 	EVP_CIPHER_free(cr_aes256_ecb);
 	EVP_CIPHER_free(cr_aes256_gcm);
 	cr_aes256_ecb = cr_aes256_gcm = NULL;
+	EVP_MAC_CTX_free(cr_hmac_ctx);
+	cr_hmac_ctx = NULL;
 	EVP_MAC_free(cr_hmac);
 	cr_hmac = NULL;
 	EVP_MD_CTX_free(cr_sha256_ctx);
@@ -120,23 +139,40 @@ env_wipe(void *ptr, size_t len)
 		OPENSSL_cleanse(ptr, len);
 }
 
-/* One AES-256 block encryption with a prepared ECB context. */
+/*
+ * AES-256 encryptions of 16-byte blocks under an input key: the ECB context
+ * is keyed for the call and re-keyed with zeros before it returns.
+ */
 static bool
-cr_aes_block(EVP_CIPHER_CTX *ecb, const uint8_t *in, uint8_t *out)
+cr_aes_blocks(const uint8_t *key, const uint8_t *in, uint8_t *out, int nblocks)
 {
 	int			outl = 0;
+	bool		ok;
 
-	return EVP_EncryptUpdate(ecb, out, &outl, in, 16) == 1 && outl == 16;
+	ok = EVP_EncryptInit_ex2(cr_ecb_ctx, NULL, key, NULL, NULL) == 1 &&
+		EVP_EncryptUpdate(cr_ecb_ctx, out, &outl, in, 16 * nblocks) == 1 &&
+		outl == 16 * nblocks;
+	if (EVP_EncryptInit_ex2(cr_ecb_ctx, NULL, cr_zero_key, NULL, NULL) != 1)
+		ok = false;
+	return ok;
+}
+
+/* Re-key a GCM context with zeros: the message key's schedule is gone. */
+static bool
+cr_gcm_scrub(EVP_CIPHER_CTX *ctx, bool encrypt)
+{
+	return (encrypt ?
+			EVP_EncryptInit_ex2(ctx, NULL, cr_zero_key, NULL, NULL) :
+			EVP_DecryptInit_ex2(ctx, NULL, cr_zero_key, NULL, NULL)) == 1;
 }
 
 /*
- * Prepare an input key: keep its AES-256 key schedule and compute the CMAC
- * subkey K1 = dbl(AES-256_K(0^128)).
+ * Prepare an input key: keep it, and compute the CMAC subkey
+ * K1 = dbl(AES-256_K(0^128)).
  */
 bool
 env_xaes_key_init(EnvXaesKey *xk, const uint8_t *key)
 {
-	EVP_CIPHER_CTX *ecb;
 	uint8_t		zero[16] = {0};
 	uint8_t		l[16];
 	int			i;
@@ -144,14 +180,10 @@ env_xaes_key_init(EnvXaesKey *xk, const uint8_t *key)
 	memset(xk, 0, sizeof(*xk));
 	if (!env_crypto_init())
 		return false;
-	ecb = EVP_CIPHER_CTX_new();
-	if (ecb == NULL)
-		return false;
-	if (EVP_EncryptInit_ex2(ecb, cr_aes256_ecb, key, NULL, NULL) != 1 ||
-		EVP_CIPHER_CTX_set_padding(ecb, 0) != 1 ||
-		!cr_aes_block(ecb, zero, l))
+	memcpy(xk->key, key, sizeof(xk->key));
+	if (!cr_aes_blocks(xk->key, zero, l, 1))
 	{
-		EVP_CIPHER_CTX_free(ecb);	/* cleanses the key schedule */
+		env_wipe(xk, sizeof(*xk));
 		env_wipe(l, sizeof(l));
 		return false;
 	}
@@ -162,44 +194,53 @@ env_xaes_key_init(EnvXaesKey *xk, const uint8_t *key)
 	if (l[0] & 0x80)
 		xk->k1[15] ^= 0x87;
 	env_wipe(l, sizeof(l));
-	xk->ecb = ecb;
 	return true;
 }
 
 void
 env_xaes_key_clear(EnvXaesKey *xk)
 {
-	if (xk->ecb != NULL)
-		EVP_CIPHER_CTX_free((EVP_CIPHER_CTX *) xk->ecb);
-	xk->ecb = NULL;
-	env_wipe(xk->k1, sizeof(xk->k1));
+	env_wipe(xk, sizeof(*xk));
 }
 
-/* Kx = AES_K(M1 xor K1) || AES_K(M2 xor K1), with Mi = 0x00 i 'X' 0x00 N[:12] */
+/*
+ * The two CMAC-KDF blocks of the XAES derivation with a one-byte label and
+ * a 12-byte context: out = AES_K(M1 xor K1) || AES_K(M2 xor K1), with
+ * Mi = 0x00 i label 0x00 context.
+ */
 static bool
-cr_xaes_derive(const EnvXaesKey *xk, const uint8_t *nonce, uint8_t *kx)
+cr_xaes_kdf(const EnvXaesKey *xk, uint8_t label, const uint8_t *context,
+			uint8_t *out)
 {
-	uint8_t		m[16];
+	uint8_t		m[32];
 	int			i;
+	int			j;
 	bool		ok;
 
 	for (i = 0; i < 2; i++)
 	{
-		int			j;
+		uint8_t    *mi = m + 16 * i;
 
-		m[0] = 0x00;
-		m[1] = (uint8_t) (i + 1);
-		m[2] = 0x58;
-		m[3] = 0x00;
-		memcpy(m + 4, nonce, 12);
+		mi[0] = 0x00;
+		mi[1] = (uint8_t) (i + 1);
+		mi[2] = label;
+		mi[3] = 0x00;
+		memcpy(mi + 4, context, 12);
 		for (j = 0; j < 16; j++)
-			m[j] ^= xk->k1[j];
-		ok = cr_aes_block((EVP_CIPHER_CTX *) xk->ecb, m, kx + 16 * i);
-		if (!ok)
-			break;
+			mi[j] ^= xk->k1[j];
 	}
+	ok = cr_aes_blocks(xk->key, m, out, 2);
 	env_wipe(m, sizeof(m));
+	if (!ok)
+		env_wipe(out, 32);
 	return ok;
+}
+
+/* Kx, the per-message key of XAES-256-GCM (label 'X', context N[:12]) */
+static bool
+cr_xaes_derive(const EnvXaesKey *xk, const uint8_t *nonce, uint8_t *kx)
+{
+	return cr_xaes_kdf(xk, 0x58, nonce, kx);
 }
 
 EnvCryptoStatus
@@ -227,6 +268,8 @@ env_xaes_seal(const EnvXaesKey *xk, const uint8_t *nonce,
 	ok = ok && EVP_EncryptFinal_ex(ctx, out + in_len, &outl) == 1;
 	ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG,
 								   ENV_TAG_LEN, tag) == 1;
+	if (!cr_gcm_scrub(ctx, true))
+		ok = false;
 	return ok ? ENV_CRYPTO_OK : ENV_CRYPTO_LIBRARY_ERROR;
 }
 
@@ -246,6 +289,7 @@ env_xaes_open(const EnvXaesKey *xk, const uint8_t *nonce,
 	uint8_t		tagbuf[ENV_TAG_LEN];
 	int			outl;
 	bool		ok;
+	bool		authentic;
 
 	if (in_len > INT32_MAX || aad_len > INT32_MAX || !env_crypto_init())
 		return ENV_CRYPTO_LIBRARY_ERROR;
@@ -263,10 +307,17 @@ env_xaes_open(const EnvXaesKey *xk, const uint8_t *nonce,
 								   ENV_TAG_LEN, tagbuf) == 1;
 	if (!ok)
 	{
+		(void) cr_gcm_scrub(ctx, false);
 		env_wipe(out, in_len);
 		return ENV_CRYPTO_LIBRARY_ERROR;
 	}
-	if (EVP_DecryptFinal_ex(ctx, out + in_len, &outl) != 1)
+	authentic = EVP_DecryptFinal_ex(ctx, out + in_len, &outl) == 1;
+	if (!cr_gcm_scrub(ctx, false))
+	{
+		env_wipe(out, in_len);
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	}
+	if (!authentic)
 	{
 		env_wipe(out, in_len);
 		return ENV_CRYPTO_AUTH_FAILED;
@@ -283,70 +334,63 @@ env_xaes_open(const EnvXaesKey *xk, const uint8_t *nonce,
 bool
 env_xaes_derive_subkey(const EnvXaesKey *xk, uint8_t label, uint8_t *out)
 {
-	uint8_t		m[16];
-	int			i;
-	bool		ok = true;
+	static const uint8_t zero_context[12] = {0};
 
-	for (i = 0; ok && i < 2; i++)
+	return env_crypto_init() && cr_xaes_kdf(xk, label, zero_context, out);
+}
+
+bool
+env_hmac_key_init(EnvHmacKey *hk, const uint8_t *key, size_t len)
+{
+	hk->key = key;
+	hk->len = len;
+	return true;
+}
+
+/*
+ * HMAC-SHA256 under a key: the process's MAC context is keyed for the call
+ * and re-keyed with zeros before it returns.
+ */
+bool
+env_hmac(const EnvHmacKey *hk, const uint8_t *data, size_t len, uint8_t *out)
+{
+	OSSL_PARAM	params[2];
+	size_t		outl = 0;
+	bool		ok;
+
+	if (hk->key == NULL)
+		return false;
+	if (cr_hmac_ctx == NULL)
 	{
-		int			j;
-
-		memset(m, 0, sizeof(m));
-		m[1] = (uint8_t) (i + 1);
-		m[2] = label;
-		for (j = 0; j < 16; j++)
-			m[j] ^= xk->k1[j];
-		ok = cr_aes_block((EVP_CIPHER_CTX *) xk->ecb, m, out + 16 * i);
+		if (cr_hmac == NULL)
+			cr_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		if (cr_hmac == NULL || (cr_hmac_ctx = EVP_MAC_CTX_new(cr_hmac)) == NULL)
+			return false;
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+													 (char *) "SHA256", 0);
+		params[1] = OSSL_PARAM_construct_end();
+		if (EVP_MAC_CTX_set_params(cr_hmac_ctx, params) != 1)
+		{
+			EVP_MAC_CTX_free(cr_hmac_ctx);
+			cr_hmac_ctx = NULL;
+			return false;
+		}
 	}
-	env_wipe(m, sizeof(m));
+	ok = EVP_MAC_init(cr_hmac_ctx, hk->key, hk->len, NULL) == 1 &&
+		EVP_MAC_update(cr_hmac_ctx, data, len) == 1 &&
+		EVP_MAC_final(cr_hmac_ctx, out, &outl, 32) == 1 && outl == 32;
+	if (EVP_MAC_init(cr_hmac_ctx, cr_zero_key, sizeof(cr_zero_key), NULL) != 1)
+		ok = false;
 	if (!ok)
 		env_wipe(out, 32);
 	return ok;
 }
 
-
-bool
-env_hmac_key_init(EnvHmacKey *hk, const uint8_t *key, size_t len)
-{
-	OSSL_PARAM	params[2];
-	EVP_MAC_CTX *ctx;
-
-	hk->ctx = NULL;
-	if (cr_hmac == NULL)
-		cr_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	if (cr_hmac == NULL || (ctx = EVP_MAC_CTX_new(cr_hmac)) == NULL)
-		return false;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-												 (char *) "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (EVP_MAC_init(ctx, key, len, params) != 1)
-	{
-		EVP_MAC_CTX_free(ctx);
-		return false;
-	}
-	hk->ctx = ctx;
-	return true;
-}
-
-/* HMAC-SHA256 with a prepared key: re-initialising keeps the key. */
-bool
-env_hmac(const EnvHmacKey *hk, const uint8_t *data, size_t len, uint8_t *out)
-{
-	EVP_MAC_CTX *ctx = (EVP_MAC_CTX *) hk->ctx;
-	size_t		outl = 0;
-
-	return ctx != NULL &&
-		EVP_MAC_init(ctx, NULL, 0, NULL) == 1 &&
-		EVP_MAC_update(ctx, data, len) == 1 &&
-		EVP_MAC_final(ctx, out, &outl, 32) == 1 && outl == 32;
-}
-
 void
 env_hmac_key_clear(EnvHmacKey *hk)
 {
-	if (hk->ctx != NULL)
-		EVP_MAC_CTX_free((EVP_MAC_CTX *) hk->ctx);	/* cleanses the state */
-	hk->ctx = NULL;
+	hk->key = NULL;
+	hk->len = 0;
 }
 
 int
@@ -554,29 +598,85 @@ cr_ed25519_take(EnvSigningKey *sk, EVP_PKEY *pkey)
 
 /*
  * Read an Ed25519 private key from PEM text (PKCS#8, as "openssl genpkey
- * -algorithm ed25519" writes it).  OpenSSL keeps the private key in its own
- * memory and wipes it when the key is freed; the caller wipes the text.
+ * -algorithm ed25519" writes it).  The PEM and DER are decoded here, in
+ * buffers that are wiped before they are freed: OpenSSL's own PEM and
+ * PKCS#8 decoders leave copies of the private key in freed memory.  The key
+ * is then handed to OpenSSL as its 32-byte seed; OpenSSL wipes its copy
+ * when the key is freed.  The caller wipes the text.
  */
+#define CR_PEM_BEGIN	"-----BEGIN PRIVATE KEY-----"
+#define CR_PEM_END		"-----END PRIVATE KEY-----"
+
+/* PKCS#8 v1 of an Ed25519 key: SEQUENCE { 0, { id-Ed25519 }, OCTET STRING { OCTET STRING seed } } */
+static const uint8_t cr_ed25519_pkcs8[16] = {
+	0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06,
+	0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20
+};
+
+static const char *
+cr_find(const char *hay, size_t len, const char *needle)
+{
+	size_t		n = strlen(needle);
+	size_t		i;
+
+	for (i = 0; i + n <= len; i++)
+		if (memcmp(hay + i, needle, n) == 0)
+			return hay + i;
+	return NULL;
+}
+
 EnvKeyLoadStatus
 env_ed25519_load_pem(EnvSigningKey *sk, const char *pem, size_t len)
 {
-	BIO		   *bio;
-	EVP_PKEY   *pkey;
+	const char *begin;
+	const char *end;
+	char	   *b64;
+	uint8_t    *der;
+	size_t		nb64 = 0;
+	int			nder;
+	const char *p;
+	EnvKeyLoadStatus status = ENV_KEY_NOT_PEM;
 
 	memset(sk, 0, sizeof(*sk));
-	if (len > INT32_MAX || (bio = BIO_new_mem_buf(pem, (int) len)) == NULL)
+	begin = cr_find(pem, len, CR_PEM_BEGIN);
+	if (begin == NULL || len > INT32_MAX)
 		return ENV_KEY_NOT_PEM;
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, cr_no_password, NULL);
-	BIO_free(bio);
-	ERR_clear_error();
-	if (pkey == NULL)
+	begin += strlen(CR_PEM_BEGIN);
+	end = cr_find(begin, len - (size_t) (begin - pem), CR_PEM_END);
+	if (end == NULL)
 		return ENV_KEY_NOT_PEM;
-	if (EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519)
+	b64 = malloc((size_t) (end - begin) + 1);
+	der = malloc((size_t) (end - begin) + 1);
+	if (b64 == NULL || der == NULL)
 	{
-		EVP_PKEY_free(pkey);
-		return ENV_KEY_NOT_ED25519;
+		free(b64);
+		free(der);
+		return ENV_KEY_NOT_PEM;
 	}
-	return cr_ed25519_take(sk, pkey) ? ENV_KEY_LOADED : ENV_KEY_NOT_PEM;
+	for (p = begin; p < end; p++)
+		if (*p != '\n' && *p != '\r' && *p != ' ' && *p != '\t')
+			b64[nb64++] = *p;
+	nder = (nb64 % 4 == 0 && nb64 > 0) ?
+		EVP_DecodeBlock(der, (const unsigned char *) b64, (int) nb64) : -1;
+	if (nder > 0)
+	{
+		/* EVP_DecodeBlock counts the bytes of the padding too */
+		if (b64[nb64 - 1] == '=')
+			nder--;
+		if (b64[nb64 - 2] == '=')
+			nder--;
+		if (nder == 48 && memcmp(der, cr_ed25519_pkcs8, sizeof(cr_ed25519_pkcs8)) == 0)
+			status = env_ed25519_from_seed(sk, der + 16) ? ENV_KEY_LOADED : ENV_KEY_NOT_PEM;
+		else if (der[0] == 0x30 && cr_find((const char *) der, (size_t) nder,
+										   "\x06\x03\x2b\x65\x70") == NULL)
+			status = ENV_KEY_NOT_ED25519;
+	}
+	env_wipe(b64, (size_t) (end - begin) + 1);
+	env_wipe(der, (size_t) (end - begin) + 1);
+	free(b64);
+	free(der);
+	ERR_clear_error();
+	return status;
 }
 
 /* An Ed25519 key from its 32-byte seed (RFC 8032 private key). */

@@ -24,13 +24,15 @@
 #define ENV_KCV_LEN			16	/* key check value */
 
 /*
- * An XAES-256-GCM key prepared for repeated use: the AES-256 key schedule
- * of the input key and the CMAC subkey K1 (steps 1 and 2 of the XAES
- * derivation).  Both are secret; env_xaes_key_clear() wipes them.
+ * An XAES-256-GCM key prepared for repeated use: the input key and the
+ * CMAC subkey K1 (step 2 of the XAES derivation).  Both are secret: the
+ * caller keeps the struct in memory of its own (locked and excluded from
+ * core dumps in the server), and env_xaes_key_clear() wipes it.  No
+ * OpenSSL object holds either between calls.
  */
 typedef struct EnvXaesKey
 {
-	void	   *ecb;			/* EVP_CIPHER_CTX keyed with the input key */
+	uint8_t		key[32];
 	uint8_t		k1[16];
 } EnvXaesKey;
 
@@ -58,10 +60,16 @@ extern EnvCryptoStatus env_xaes_open(const EnvXaesKey *xk,
 									 const uint8_t *in, size_t in_len,
 									 const uint8_t *tag, uint8_t *out);
 
-/* An HMAC-SHA256 key prepared for repeated use (secret; see clear). */
+/*
+ * An HMAC-SHA256 key for repeated use: a reference to the key, which the
+ * caller keeps (in the server, in locked memory) for as long as it uses
+ * this.  No OpenSSL object holds the key, or an HMAC state keyed with it,
+ * between calls.
+ */
 typedef struct EnvHmacKey
 {
-	void	   *ctx;			/* EVP_MAC_CTX holding the keyed state */
+	const uint8_t *key;
+	size_t		len;
 } EnvHmacKey;
 
 extern bool env_hmac_key_init(EnvHmacKey *hk, const uint8_t *key, size_t len);

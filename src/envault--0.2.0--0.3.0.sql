@@ -25,7 +25,8 @@
 CREATE FUNCTION envault.current_tenant_as(type_of anyelement)
 RETURNS anyelement
 AS 'MODULE_PATHNAME', 'envault_current_tenant_as'
-LANGUAGE C STABLE PARALLEL SAFE;
+-- restricted like current_tenant(): parallel workers do not share the context
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION envault.current_tenant_as(anyelement) IS
 	'The current tenant as a value of the type of the argument (int2, int4, int8, uuid); NULL unless the tenant name is exactly that value''s text';
 

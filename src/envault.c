@@ -7,11 +7,16 @@
  */
 #include "envault.h"
 
+#include <openssl/crypto.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
+
+/* OpenSSL's secure heap: a power of two, shared by OpenSSL's other users */
+#define ENV_SECURE_HEAP_SIZE	(256 * 1024)
 
 void		_PG_init(void);
 
@@ -22,6 +27,14 @@ _PG_init(void)
 	if (IsBinaryUpgrade)
 		return;
 
+	/*
+	 * OpenSSL's secure heap: pages locked against swapping and excluded
+	 * from core dumps, where OpenSSL keeps the private keys it holds (the
+	 * signing key while a checkpoint is signed, its copy of an HMAC key
+	 * during a call).  Without it they would be in ordinary heap memory.
+	 */
+	if (!CRYPTO_secure_malloc_initialized())
+		(void) CRYPTO_secure_malloc_init(ENV_SECURE_HEAP_SIZE, 16);
 	if (!env_crypto_init())
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),

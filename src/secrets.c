@@ -362,6 +362,8 @@ sec_run_command(EnvSecret *s, const char *command)
 	if (fp == NULL)
 		return sec_fail(s, ERRCODE_CONFIG_FILE_ERROR, strerror(errno), NULL,
 						"could not run %s", s->command_name);
+	/* unbuffered: stdio's buffer would keep the key in freed memory */
+	setvbuf(fp, NULL, _IONBF, 0);
 	n = fread(buf, 1, sizeof(buf), fp);
 	/* drain anything beyond what a key can be, without keeping it */
 	while (n == sizeof(buf) && fgetc(fp) != EOF)
@@ -695,6 +697,8 @@ env_customer_key(const char *tenant, uint8 *key, uint8 *kcv)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not run envault.customer_key_command: %m")));
+	/* unbuffered: stdio's buffer would keep the key in freed memory */
+	setvbuf(fp, NULL, _IONBF, 0);
 	n = fread(buf, 1, sizeof(buf), fp);
 	while (n == sizeof(buf) && fgetc(fp) != EOF)
 		;

@@ -27,8 +27,8 @@ SELECT is((SELECT pg_get_expr(polwithcheck, polrelid) FROM pg_policy
           'WITH CHECK is the same expression');
 SELECT is((SELECT pg_get_expr(polqual, polrelid) FROM pg_policy
             WHERE polrelid = 'tap_accounts'::regclass),
-          '(tenant_id = (( SELECT envault.current_tenant() AS current_tenant))::uuid)',
-          'the tenant is cast to the column''s type');
+          '(tenant_id = ( SELECT envault.current_tenant_as(NULL::uuid) AS current_tenant_as))',
+          'a uuid column compares with the tenant as a uuid, named only by its canonical text');
 SELECT policies_are('public', 'tap_accounts', ARRAY['envault_tenant_isolation']);
 
 -- idempotent

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(107);
+SELECT plan(108);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -19,7 +19,7 @@ SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'key_events
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
                                       'blind_index', 'create_tenant', 'create_data_key',
                                       'authenticate', 'set_tenant', 'reset_tenant',
-                                      'current_tenant', 'issue_token', 'verify_token',
+                                      'current_tenant', 'current_tenant_as', 'issue_token', 'verify_token',
                                       'revoke_token', 'revoke_tenant_tokens', 'pepper_hmac',
                                       'isolate_table', 'isolation_report', 'isolation_expr', 'policy_isolates',
                                       'env_reencrypt', 'env_is_current', 'key_state', 'rotate_data_key',
@@ -68,6 +68,9 @@ SELECT is((SELECT count(*)::int FROM pg_proc
 SELECT is((SELECT proparallel FROM pg_proc
             WHERE oid = 'envault.current_tenant()'::regprocedure), 'r'::"char",
           'current_tenant is parallel restricted: workers do not share the context');
+SELECT is((SELECT proparallel FROM pg_proc
+            WHERE oid = 'envault.current_tenant_as(anyelement)'::regprocedure), 'r'::"char",
+          'current_tenant_as is parallel restricted too');
 
 -- function privileges per role
 SELECT function_privs_are('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
