@@ -258,12 +258,48 @@ SELECT envault.key_state(NULL) IS NULL AS null_in_null_out;
 SELECT envault.key_state('\x00'::bytea);
 DROP TABLE regress_skips;
 
+-- Re-keying a tenant: a fresh tenant key, every data key rewrapped under it,
+-- a fresh active data key per purpose; values under the superseded keys
+-- still decrypt until they are re-encrypted and the keys destroyed
+SELECT envault.create_tenant('lc-rekey');
+CREATE TABLE regress_rekey (id int PRIMARY KEY,
+                            aad bytea GENERATED ALWAYS AS (int4send(id)) STORED,
+                            body bytea);
+INSERT INTO regress_rekey (id, body) VALUES
+  (1, env_encrypt('lc-rekey', 'docs', 'one', int4send(1))),
+  (2, env_encrypt('lc-rekey', 'notes', 'two', int4send(2)));
+SELECT key_version, rekeyed_at IS NULL AS never_rekeyed FROM envault.tenants WHERE tenant = 'lc-rekey';
+SELECT envault.destroy_superseded_keys('lc-rekey');
+SELECT envault.rekey_tenant('lc-rekey') AS new_data_keys;
+SELECT key_version, key_source, rekeyed_at IS NOT NULL AS rekeyed
+  FROM envault.tenants WHERE tenant = 'lc-rekey';
+SELECT purpose, version, state, tenant_key_version FROM envault.data_keys
+ WHERE tenant = 'lc-rekey' ORDER BY purpose, version;
+SELECT operation, detail FROM envault.key_events
+ WHERE tenant = 'lc-rekey' AND operation LIKE 'tenant re-keyed%';
+SELECT id, env_decrypt_text(body, int4send(id)), envault.env_is_current(body)
+  FROM regress_rekey ORDER BY id;
+-- destroying before re-encrypting would shred the old values: re-encrypt first
+CALL envault.reencrypt_column('regress_rekey', 'body', 'aad');
+SELECT id, env_decrypt_text(body, int4send(id)), envault.env_is_current(body)
+  FROM regress_rekey ORDER BY id;
+SELECT envault.destroy_superseded_keys('lc-rekey') AS destroyed;
+SELECT purpose, version, state FROM envault.data_keys
+ WHERE tenant = 'lc-rekey' ORDER BY purpose, version;
+SELECT id, env_decrypt_text(body, int4send(id)) FROM regress_rekey ORDER BY id;
+SELECT envault.destroy_superseded_keys('lc-rekey') AS nothing_more;
+SELECT envault.rekey_tenant('nobody');
+SELECT envault.destroy_superseded_keys('nobody');
+DROP TABLE regress_rekey;
+
 -- Only admins manage keys
 CREATE ROLE regress_lc_app;
 GRANT envault_user TO regress_lc_app;
 SET ROLE regress_lc_app;
 SELECT envault.rotate_data_key('lc-other', 'docs');
 SELECT envault.rotate_tenant_key('lc-other');
+SELECT envault.rekey_tenant('lc-other');
+SELECT envault.destroy_superseded_keys('lc-other');
 SELECT envault.retire_data_key('lc-other', 'docs', 1);
 SELECT envault.destroy_tenant('lc-other');
 SELECT envault.revoke_tenant('lc-other');

@@ -14,6 +14,10 @@
  *   decrypts above a sort or limit;
  * - rotate_master_key(), reencrypt_column() and migrate_pgcrypto_column()
  *   answer a NULL argument with 22004;
+ * - use_customer_key() re-keys the tenant (fresh tenant and data keys under
+ *   the customer key) instead of rewrapping its tenant key; rekey_tenant()
+ *   re-keys under the current key source, destroy_superseded_keys() ends
+ *   a re-keying; envault.tenants gains rekeyed_at;
  * - envault.secrets gains aad_version: the values stored by 0.2.0 keep
  *   version 1 (bound to their name), new ones are bound to a label, the
  *   tenant and the name.
@@ -424,3 +428,29 @@ ALTER TABLE envault.secrets
 	ADD CHECK (aad_version OPERATOR(pg_catalog.=) ANY ('{1,2}'::pg_catalog.int2[]));
 COMMENT ON COLUMN envault.secrets.aad_version IS
 	'The associated data the value is bound to: 2, envault''s secrets label, the tenant and the name; 1, the name alone (values stored by 0.2.0)';
+
+-- Customer-managed keys: onboarding re-keys the tenant
+
+ALTER TABLE envault.tenants ADD COLUMN rekeyed_at timestamptz;
+COMMENT ON COLUMN envault.tenants.rekeyed_at IS
+	'When the tenant was last re-keyed: data keys created before are superseded (destroy_superseded_keys)';
+COMMENT ON FUNCTION envault.use_customer_key(text) IS
+	'Onboard a tenant to the customer-managed key that envault.customer_key_command returns (BYOK): fresh tenant and data keys under it';
+
+CREATE FUNCTION envault.rekey_tenant(tenant text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'envault_rekey_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.rekey_tenant(text) IS
+	'Fresh tenant and data keys under the key that wraps the tenant key now; returns the number of new active data keys';
+
+CREATE FUNCTION envault.destroy_superseded_keys(tenant text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'envault_destroy_superseded_keys'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.destroy_superseded_keys(text) IS
+	'Destroy the data keys a re-keying superseded, once their values are re-encrypted; returns how many';
+
+REVOKE ALL ON FUNCTION envault.rekey_tenant(text), envault.destroy_superseded_keys(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.rekey_tenant(text), envault.destroy_superseded_keys(text)
+	TO envault_admin;

@@ -38,6 +38,7 @@ CREATE TABLE envault.tenants (
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	created_by	name NOT NULL,
 	state_changed_at timestamptz,
+	rekeyed_at	timestamptz,	-- by rekey_tenant or use_customer_key
 	-- a destroyed tenant keeps its name and history, never its key
 	CHECK ((state OPERATOR(pg_catalog.=) 'destroyed') OPERATOR(pg_catalog.=) (wrapped_key IS NULL)),
 	-- the check value of whichever key wraps the tenant key, and only that
@@ -52,6 +53,8 @@ COMMENT ON TABLE envault.tenants IS
 	'One key per tenant (a key-encryption key), wrapped by the master key';
 COMMENT ON COLUMN envault.tenants.master_kcv IS
 	'Check value of the master key that wrapped this tenant key';
+COMMENT ON COLUMN envault.tenants.rekeyed_at IS
+	'When the tenant was last re-keyed: data keys created before are superseded (destroy_superseded_keys)';
 COMMENT ON COLUMN envault.tenants.customer_kcv IS
 	'Check value of the customer-managed key that wraps this tenant key (BYOK); the key itself is never stored';
 
@@ -457,7 +460,21 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'envault_use_customer_key'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.use_customer_key(text) IS
-	'Wrap the tenant key under the customer-managed key that envault.customer_key_command returns (BYOK)';
+	'Onboard a tenant to the customer-managed key that envault.customer_key_command returns (BYOK): fresh tenant and data keys under it';
+
+CREATE FUNCTION envault.rekey_tenant(tenant text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'envault_rekey_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.rekey_tenant(text) IS
+	'Fresh tenant and data keys under the key that wraps the tenant key now; returns the number of new active data keys';
+
+CREATE FUNCTION envault.destroy_superseded_keys(tenant text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'envault_destroy_superseded_keys'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.destroy_superseded_keys(text) IS
+	'Destroy the data keys a re-keying superseded, once their values are re-encrypted; returns how many';
 
 CREATE FUNCTION envault.use_master_key(tenant text)
 RETURNS void
@@ -1197,7 +1214,9 @@ GRANT EXECUTE ON FUNCTION
 	envault.master_key_status(),
 	envault.rewrap_tenant_keys(integer),
 	envault.use_customer_key(text),
-	envault.use_master_key(text)
+	envault.use_master_key(text),
+	envault.rekey_tenant(text),
+	envault.destroy_superseded_keys(text)
 	TO envault_admin;
 REVOKE ALL ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer),
 	envault.rotate_master_key(integer) FROM PUBLIC;

@@ -134,15 +134,39 @@ envault_master_key_status(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* SQL function: envault.use_customer_key(tenant text) returns void */
+/*
+ * SQL function: envault.use_customer_key(tenant text) returns void
+ *
+ * Onboard a tenant to its customer-managed key: it is re-keyed (a fresh
+ * tenant key, wrapped by the customer key, and fresh active data keys), so
+ * that no copy of the key tables from before onboarding opens anything
+ * encrypted from then on (see env_keystore_rekey_tenant).
+ */
 PG_FUNCTION_INFO_V1(envault_use_customer_key);
 Datum
 envault_use_customer_key(PG_FUNCTION_ARGS)
 {
 	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
 
-	env_keystore_set_key_source(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), true);
+	(void) env_keystore_rekey_tenant(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), true);
 	PG_RETURN_VOID();
+}
+
+/*
+ * SQL function: envault.rekey_tenant(tenant text) returns integer
+ *
+ * Fresh keys for a tenant under the key that wraps its tenant key now (the
+ * master key, or its customer-managed key); returns the number of new
+ * active data keys.
+ */
+PG_FUNCTION_INFO_V1(envault_rekey_tenant);
+Datum
+envault_rekey_tenant(PG_FUNCTION_ARGS)
+{
+	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+
+	PG_RETURN_INT32(env_keystore_rekey_tenant(VARDATA_ANY(tenant),
+											  VARSIZE_ANY_EXHDR(tenant), false));
 }
 
 /* SQL function: envault.use_master_key(tenant text) returns void */

@@ -1849,6 +1849,76 @@ env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 	" WHERE tenant OPERATOR(pg_catalog.=) $1"
 
 /*
+ * Rewrap every data key of a tenant (locked, row t) from its current tenant
+ * key to a new one of version new_version.  Returns how many.
+ */
+static uint64
+ks_rewrap_data_keys(const char *tname, const KsTenantRow *t,
+					const EnvXaesKey *old_key, const EnvXaesKey *new_key,
+					int32 new_version)
+{
+	Oid			types[3] = {INT8OID, BYTEAOID, INT4OID};
+	Oid			ttypes[1] = {TEXTOID};
+	Datum		values[3];
+	SPITupleTable *dks;
+	uint64		n;
+	uint64		i;
+	SPIPlanPtr	rewrap;
+	uint8		aad[ENV_WRAP_AAD_MAXLEN];
+	size_t		aad_len;
+
+	values[0] = CStringGetTextDatum(tname);
+	env_spi_run(KS_Q_TENANT_DATA_KEYS, 1, ttypes, values, SPI_OK_SELECT);
+	dks = SPI_tuptable;
+	n = SPI_processed;
+	rewrap = SPI_prepare(KS_Q_REWRAP_DATA_KEY, 3, types);
+	if (rewrap == NULL)
+		elog(ERROR, "could not prepare the data key rewrap");
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = dks->vals[i];
+		bool		isnull;
+		uint64		key_id = (uint64) DatumGetInt64(SPI_getbinval(tup, dks->tupdesc, 1, &isnull));
+		char	   *purpose = TextDatumGetCString(SPI_getbinval(tup, dks->tupdesc, 2, &isnull));
+		int32		version = DatumGetInt32(SPI_getbinval(tup, dks->tupdesc, 3, &isnull));
+		bytea	   *wrapped = DatumGetByteaPP(SPI_getbinval(tup, dks->tupdesc, 4, &isnull));
+		int32		under = DatumGetInt32(SPI_getbinval(tup, dks->tupdesc, 5, &isnull));
+		bytea	   *rewrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
+		uint8		dek[ENV_KEY_LEN];
+		EnvCryptoStatus st;
+
+		if (under != t->key_version)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d is wrapped under tenant key version %d, not the current version %d",
+							tname, purpose, version, under, t->key_version)));
+		aad_len = env_dek_wrap_aad(aad, tname, strlen(tname), purpose,
+								   strlen(purpose), (uint32) version, key_id);
+		st = env_key_unwrap(old_key, (uint8 *) VARDATA_ANY(wrapped),
+							VARSIZE_ANY_EXHDR(wrapped), aad, aad_len, dek);
+		if (st == ENV_CRYPTO_OK)
+			st = env_key_wrap(new_key, dek, aad, aad_len,
+							  (uint8 *) VARDATA(rewrapped));
+		env_wipe(dek, sizeof(dek));
+		if (st == ENV_CRYPTO_AUTH_FAILED)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("wrapped data key of tenant \"%s\", purpose \"%s\", version %d failed authentication",
+							tname, purpose, version)));
+		if (st != ENV_CRYPTO_OK)
+			env_error_crypto(st, "rewrapping a data key");
+		SET_VARSIZE(rewrapped, VARHDRSZ + ENV_WRAPPED_LEN);
+		values[0] = Int64GetDatum((int64) key_id);
+		values[1] = PointerGetDatum(rewrapped);
+		values[2] = Int32GetDatum(new_version);
+		if (SPI_execute_plan(rewrap, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not rewrap a data key");
+	}
+	SPI_freeplan(rewrap);
+	return n;
+}
+
+/*
  * A new key for a tenant, and every data key of the tenant rewrapped under
  * it, in this transaction.  No data ciphertext changes; the old wrapped
  * tenant key is gone once this commits.  Returns the new key version.
@@ -1866,13 +1936,9 @@ env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
 	uint8		aad[ENV_WRAP_AAD_MAXLEN];
 	size_t		aad_len;
 	int32		new_version;
-	Oid			types[4] = {INT8OID, BYTEAOID, INT4OID, BYTEAOID};
 	Oid			ttypes[4] = {TEXTOID, INT4OID, BYTEAOID, BYTEAOID};
 	Datum		values[4];
-	SPITupleTable *dks;
 	volatile uint64 n = 0;
-	uint64		i;
-	SPIPlanPtr	rewrap;
 	char		detail[96];
 
 	env_check_tenant_name(tenant, tenant_len);
@@ -1891,53 +1957,7 @@ env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
 
 	PG_TRY();
 	{
-		values[0] = CStringGetTextDatum(tname);
-		env_spi_run(KS_Q_TENANT_DATA_KEYS, 1, ttypes, values, SPI_OK_SELECT);
-		dks = SPI_tuptable;
-		n = SPI_processed;
-		rewrap = SPI_prepare(KS_Q_REWRAP_DATA_KEY, 3, types);
-		if (rewrap == NULL)
-			elog(ERROR, "could not prepare the data key rewrap");
-		for (i = 0; i < n; i++)
-		{
-			HeapTuple	tup = dks->vals[i];
-			bool		isnull;
-			uint64		key_id = (uint64) DatumGetInt64(SPI_getbinval(tup, dks->tupdesc, 1, &isnull));
-			char	   *purpose = TextDatumGetCString(SPI_getbinval(tup, dks->tupdesc, 2, &isnull));
-			int32		version = DatumGetInt32(SPI_getbinval(tup, dks->tupdesc, 3, &isnull));
-			bytea	   *wrapped = DatumGetByteaPP(SPI_getbinval(tup, dks->tupdesc, 4, &isnull));
-			int32		under = DatumGetInt32(SPI_getbinval(tup, dks->tupdesc, 5, &isnull));
-			bytea	   *rewrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
-			uint8		dek[ENV_KEY_LEN];
-			EnvCryptoStatus st;
-
-			if (under != t.key_version)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d is wrapped under tenant key version %d, not the current version %d",
-								tname, purpose, version, under, t.key_version)));
-			aad_len = env_dek_wrap_aad(aad, tname, strlen(tname), purpose,
-									   strlen(purpose), (uint32) version, key_id);
-			st = env_key_unwrap(old_key, (uint8 *) VARDATA_ANY(wrapped),
-								VARSIZE_ANY_EXHDR(wrapped), aad, aad_len, dek);
-			if (st == ENV_CRYPTO_OK)
-				st = env_key_wrap(new_key, dek, aad, aad_len,
-								  (uint8 *) VARDATA(rewrapped));
-			env_wipe(dek, sizeof(dek));
-			if (st == ENV_CRYPTO_AUTH_FAILED)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("wrapped data key of tenant \"%s\", purpose \"%s\", version %d failed authentication",
-								tname, purpose, version)));
-			if (st != ENV_CRYPTO_OK)
-				env_error_crypto(st, "rewrapping a data key");
-			SET_VARSIZE(rewrapped, VARHDRSZ + ENV_WRAPPED_LEN);
-			values[0] = Int64GetDatum((int64) key_id);
-			values[1] = PointerGetDatum(rewrapped);
-			values[2] = Int32GetDatum(new_version);
-			if (SPI_execute_plan(rewrap, values, NULL, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "could not rewrap a data key");
-		}
+		n = ks_rewrap_data_keys(tname, &t, old_key, new_key, new_version);
 	}
 	PG_FINALLY();
 	{
@@ -2079,6 +2099,179 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 	env_key_event(&s, to_customer ? "customer key imported" : "customer key removed",
 				  tname, NULL, -1, detail);
 	env_spi_end(&s);
+}
+
+/* --- re-keying ------------------------------------------------------------ */
+
+#define KS_Q_REKEY_TENANT \
+	"UPDATE envault.tenants SET key_version = $2, wrapped_key = $3, key_source = $4," \
+	"       master_kcv = $5, customer_kcv = $6, rekeyed_at = pg_catalog.now()," \
+	"       state_changed_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1"
+
+#define KS_Q_ACTIVE_PURPOSES \
+	"SELECT purpose FROM envault.data_keys" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'" \
+	" ORDER BY purpose"
+
+/* A fresh tenant key, wrapped by the tenant's customer key (whose check value goes to ckcv). */
+static bytea *
+ks_wrap_under_customer(const char *tname, const KsTenantRow *t,
+					   const uint8 *aad, size_t aad_len, EnvXaesKey **prepared,
+					   uint8 *ckcv)
+{
+	uint8		cmk[ENV_KEY_LEN];
+	EnvXaesKey	kek;
+	bytea	   *volatile wrapped = NULL;
+	EnvXaesKey *volatile slot = NULL;
+	bool		ok;
+
+	env_customer_key(tname, cmk, ckcv);
+	if (t->customer && !ks_kcv_is(t->kcv, ckcv))
+	{
+		env_wipe(cmk, sizeof(cmk));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("customer key of envault tenant \"%s\" does not match the key that wraps its tenant key", tname)));
+	}
+	ok = env_xaes_key_init(&kek, cmk);
+	env_wipe(cmk, sizeof(cmk));
+	if (!ok)
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "preparing a customer key");
+	PG_TRY();
+	{
+		EnvXaesKey *k;
+
+		wrapped = ks_wrap_new_key(&kek, aad, aad_len, &k);
+		slot = k;
+	}
+	PG_FINALLY();
+	{
+		env_xaes_key_clear(&kek);
+	}
+	PG_END_TRY();
+	*prepared = slot;
+	return wrapped;
+}
+
+/*
+ * Re-key a tenant, in this transaction: a fresh tenant key, wrapped by the
+ * tenant's customer-managed key (with to_customer, or when the tenant uses
+ * one already) or by the master key; every data key rewrapped under it;
+ * and a fresh active data key for every purpose that has one, the previous
+ * active keys rotated.  From then on nothing new is encrypted under a key
+ * that any copy of the key tables from before could open.  Values under
+ * the superseded data keys still decrypt (they are rewrapped) until they
+ * are re-encrypted (reencrypt_column) and the superseded keys destroyed
+ * (destroy_superseded_keys, which reads tenants.rekeyed_at).  Returns the
+ * number of data keys created.
+ */
+int32
+env_keystore_rekey_tenant(const char *tenant, size_t tenant_len, bool to_customer)
+{
+	EnvSpi		s;
+	KsTenantRow t;
+	char	   *tname;
+	bool		customer;
+	const EnvXaesKey *old_key;
+	EnvXaesKey *new_key;
+	bytea	   *new_wrapped;
+	uint8		ckcv[ENV_KCV_LEN];
+	uint8		aad[ENV_WRAP_AAD_MAXLEN];
+	size_t		aad_len;
+	int32		new_version;
+	Oid			types[6] = {TEXTOID, INT4OID, BYTEAOID, TEXTOID, BYTEAOID, BYTEAOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	volatile uint64 nrewrapped = 0;
+	volatile int32 ncreated = 0;
+	uint64		i;
+
+	env_check_tenant_name(tenant, tenant_len);
+	tname = pnstrdup(tenant, tenant_len);
+
+	env_spi_begin(&s);
+	env_keystore_lock_tenant(&s, tname, &t);
+	if (to_customer && t.customer)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("envault tenant \"%s\" already uses a customer-managed key", tname),
+				 errhint("To give it fresh keys under the same customer key, use envault.rekey_tenant().")));
+	customer = to_customer || t.customer;
+	env_keystore_changed();
+	old_key = ks_tenant_key(tname, &t);
+	new_version = t.key_version + 1;
+	aad_len = env_tenant_wrap_aad(aad, tname, strlen(tname), (uint32) new_version);
+	if (customer)
+		new_wrapped = ks_wrap_under_customer(tname, &t, aad, aad_len, &new_key, ckcv);
+	else
+		new_wrapped = ks_wrap_new_key(env_master_key(), aad, aad_len, &new_key);
+
+	PG_TRY();
+	{
+		List	   *purposes = NIL;
+		ListCell   *lc;
+
+		nrewrapped = ks_rewrap_data_keys(tname, &t, old_key, new_key, new_version);
+
+		values[0] = CStringGetTextDatum(tname);
+		values[1] = Int32GetDatum(new_version);
+		values[2] = PointerGetDatum(new_wrapped);
+		values[3] = CStringGetTextDatum(customer ? "customer" : "master");
+		if (customer)
+		{
+			nulls[4] = 'n';
+			values[5] = PointerGetDatum(ks_kcv_bytea(ckcv));
+		}
+		else
+		{
+			values[4] = PointerGetDatum(ks_kcv_bytea(env_master_kcv()));
+			nulls[5] = 'n';
+		}
+		if (SPI_execute_with_args(KS_Q_REKEY_TENANT, 6, types, values, nulls, false, 0)
+			!= SPI_OK_UPDATE)
+			elog(ERROR, "could not update the tenant key");
+
+		/* a fresh active key for every purpose, under the new tenant key */
+		env_spi_run(KS_Q_ACTIVE_PURPOSES, 1, types, values, SPI_OK_SELECT);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			purposes = lappend(purposes,
+							   TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc,
+																 1, &isnull)));
+		}
+		foreach(lc, purposes)
+		{
+			char	   *purpose = lfirst(lc);
+			Oid			ptypes[2] = {TEXTOID, TEXTOID};
+			Datum		pvalues[2];
+
+			pvalues[0] = CStringGetTextDatum(tname);
+			pvalues[1] = CStringGetTextDatum(purpose);
+			env_spi_run(KS_Q_RETIRE_ACTIVE, 2, ptypes, pvalues, SPI_OK_UPDATE);
+			if (ks_create_data_key(&s, new_key, tname, purpose, new_version, customer) == NULL)
+				ks_creation_conflict(tname, purpose);
+			ncreated++;
+		}
+	}
+	PG_FINALLY();
+	{
+		ks_slot_free(new_key);
+	}
+	PG_END_TRY();
+
+	env_key_event(&s, to_customer ? "tenant re-keyed under a customer key" : "tenant re-keyed",
+				  tname, NULL, -1,
+				  psprintf("key version %d under the %s key%s%s; " UINT64_FORMAT " data keys rewrapped, %d new active data keys",
+						   new_version, customer ? "customer" : "master",
+						   customer ? " with check value " : "",
+						   customer ? env_kcv_fingerprint(ckcv) : "",
+						   (uint64) nrewrapped, (int) ncreated));
+	env_spi_end(&s);
+	return ncreated;
 }
 
 /* --- master key rotation ------------------------------------------------- */

@@ -194,6 +194,68 @@ envault_destroy_data_key(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+#define LC_Q_REKEYED_AT \
+	"SELECT rekeyed_at FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1"
+
+#define LC_Q_DESTROY_SUPERSEDED \
+	"UPDATE envault.data_keys SET state = 'destroyed', wrapped_key = NULL," \
+	"       state_changed_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1" \
+	"   AND state OPERATOR(pg_catalog.=) ANY ('{rotated,retired}'::pg_catalog.text[])" \
+	"   AND created_at OPERATOR(pg_catalog.<) $2" \
+	" RETURNING purpose, version"
+
+/*
+ * SQL function: envault.destroy_superseded_keys(tenant text) returns integer
+ *
+ * The last step of re-keying a tenant (use_customer_key, rekey_tenant):
+ * destroy every data key version created before it, once the values under
+ * them were re-encrypted (reencrypt_column).  A value still under one of
+ * them can no longer be decrypted.  Returns the number of keys destroyed.
+ */
+PG_FUNCTION_INFO_V1(envault_destroy_superseded_keys);
+Datum
+envault_destroy_superseded_keys(PG_FUNCTION_ARGS)
+{
+	char	   *tenant = lc_text_arg(fcinfo, 0, "tenant");
+	EnvSpi		s;
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	bool		isnull;
+	uint64		i;
+	uint64		n;
+
+	env_check_tenant_name(tenant, strlen(tenant));
+	env_spi_begin(&s);
+	env_keystore_lock_tenant(&s, tenant, NULL);
+	values[0] = CStringGetTextDatum(tenant);
+	env_spi_run(LC_Q_REKEYED_AT, 1, types, values, SPI_OK_SELECT);
+	values[1] = env_spi_col(&s, 1, &isnull, true, 8);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("envault tenant \"%s\" was never re-keyed", tenant),
+				 errhint("Re-key it with envault.rekey_tenant() or envault.use_customer_key(), then re-encrypt its values with envault.reencrypt_column().")));
+	env_spi_run(LC_Q_DESTROY_SUPERSEDED, 2, types, values, SPI_OK_UPDATE_RETURNING);
+	n = SPI_processed;
+	if (n > 0)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+
+		for (i = 0; i < n; i++)
+		{
+			char	   *purpose = TextDatumGetCString(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+			int32		version = DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull));
+
+			env_key_event(&s, "data key destroyed", tenant, purpose, version,
+						  "superseded by re-keying");
+		}
+		env_keystore_changed();
+	}
+	env_spi_end(&s);
+	PG_RETURN_INT32((int32) n);
+}
+
 #define LC_Q_SHRED_KEYS \
 	"UPDATE envault.data_keys SET state = 'destroyed', wrapped_key = NULL," \
 	"       state_changed_at = pg_catalog.now()" \

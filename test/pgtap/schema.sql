@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(108);
+SELECT plan(112);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -28,7 +28,7 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'restore_tenant', 'reencrypt_column',
                                       'master_key_status',
                                       'rewrap_tenant_keys', 'rotate_master_key',
-                                      'use_customer_key', 'use_master_key',
+                                      'use_customer_key', 'rekey_tenant', 'destroy_superseded_keys', 'use_master_key',
                                       'append_only', 'chain_insert', 'chain_heads', 'chain_refuse',
                                       'chain_ddl_guard', 'chain_drop_guard',
                                       'enable_audit_chain', 'disable_audit_chain',
@@ -154,6 +154,10 @@ SELECT function_privs_are('envault', 'rewrap_tenant_keys', ARRAY['integer'], 'en
 SELECT function_privs_are('envault', 'rewrap_tenant_keys', ARRAY['integer'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'use_customer_key', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'use_customer_key', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'rekey_tenant', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'rekey_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'destroy_superseded_keys', ARRAY['text'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'destroy_superseded_keys', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT is(has_table_privilege('public', 'envault.tenants', 'SELECT'), false,
           'PUBLIC cannot read envault.tenants');
 

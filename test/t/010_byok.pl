@@ -8,10 +8,16 @@
 # records each run and its arguments, so the test knows when, and with what,
 # envault asked for a key.
 #
-# - use_customer_key: the tenant key is rewrapped under the customer key
-#   (key_source 'customer', master_kcv NULL, customer_kcv the check value
-#   computed here with Digest::SHA), everything still decrypts, the import is
-#   in key_events.  A tenant name full of shell syntax reaches the script as
+# - use_customer_key re-keys the tenant: a fresh tenant key (version 2)
+#   wrapped by the customer key (key_source 'customer', master_kcv NULL,
+#   customer_kcv the check value computed here with Digest::SHA), every data
+#   key rewrapped under it and a fresh active data key for every purpose;
+#   everything still decrypts, the re-keying is in key_events.  A copy of
+#   the key tables from before onboarding (a backup) opens, with the master
+#   key, nothing encrypted afterwards; once reencrypt_column has moved the
+#   old values to the new keys and destroy_superseded_keys has destroyed the
+#   old ones, it opens no value in the database either (checked outside the
+#   server with test/t/envault_keys.py).  A tenant name full of shell syntax reaches the script as
 #   one argument, unchanged, and nothing in it runs; %% in the command is %.
 # - Withholding, with envault.customer_key_ttl = 0 (the default): each
 #   statement that uses the tenant asks the KMS once, so a withheld key
@@ -26,7 +32,8 @@
 #   lowering the TTL back to 0 reaches that session at its next statement.
 # - A wrong customer key is told from the right one by its check value.
 # - rotate_tenant_key keeps a tenant under its customer key; use_master_key
-#   moves it back, after which the customer key no longer matters.
+#   moves it back (rewrapping its tenant key: offboarding needs no
+#   re-keying), after which the customer key no longer matters.
 # - Errors: "already uses", a command that is not configured.
 # - SHOW hides the command; the server log has no key and no KMS secret.
 
@@ -35,6 +42,7 @@ use warnings;
 
 use Digest::SHA qw(hmac_sha256_hex sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
+use File::Basename qw(dirname);
 use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -353,22 +361,109 @@ is($node->safe_psql('postgres', $tenant_row_sql),
 
 # --- use_customer_key ------------------------------------------------------------
 
+# What a backup taken before onboarding holds: ent's tenant and data keys
+my $keys_py = dirname(__FILE__) . '/envault_keys.py';
+my $before_tenant = $node->safe_psql('postgres',
+	q{SELECT key_version || ' ' || encode(wrapped_key, 'hex') FROM envault.tenants WHERE tenant = 'ent'});
+my %before_dks = map { my @f = split / /; ("$f[0]/$f[1]" => [@f]) } split /\n/,
+  $node->safe_psql('postgres', q{
+SELECT purpose || ' ' || version || ' ' || key_id || ' ' || encode(wrapped_key, 'hex')
+  FROM envault.data_keys WHERE tenant = 'ent' ORDER BY purpose, version});
+my $before_ct1 = $node->safe_psql('postgres', q{SELECT encode(ct, 'hex') FROM secrets WHERE id = 1});
+
+sub keys_py { my $out = `/usr/bin/python3 $keys_py @_`; chomp $out; return $out; }
+
+# With the master key, such a copy opens ent's tenant key and data keys.
+my $old_tkey = keys_py('tenant-key', $master_key, 'ent', split(/ /, $before_tenant));
+like($old_tkey, qr/^[0-9a-f]{64}$/, 'the copy: the master key opens its tenant key');
+my %old_dk = map {
+	my ($p, $v, $id, $w) = @{ $before_dks{$_} };
+	($id => keys_py('data-key', $old_tkey, 'ent', $p, $v, $id, $w))
+} keys %before_dks;
+is(scalar(grep { /^[0-9a-f]{64}$/ } values %old_dk), 2,
+	'the copy: and its two data keys (docs, notes)');
+
+# opens $ct_hex (of tenant ent) with any key of %$dks, or 'FAIL'
+sub open_with
+{
+	my ($dks, $ct_hex) = @_;
+	my $key_id = hex(substr($ct_hex, 8, 16));
+	my ($purpose) = map { $_ =~ m{^(.*)/} } grep { $before_dks{$_}[2] == $key_id } keys %before_dks;
+	return 'FAIL' unless defined $dks->{$key_id} && defined $purpose;
+	return keys_py('decrypt', $dks->{$key_id}, 'ent', $purpose, $ct_hex);
+}
+is(pack('H*', open_with(\%old_dk, $before_ct1)), 'ent docs',
+	'the copy opens a value of ent written before onboarding');
+
 fresh_is(q{SELECT envault.use_customer_key('ent')},
 	'', 'use_customer_key(ent)');
 is(take_asked(), 'ent', 'it asked the KMS once, for ent, with "%%" as "%"');
 is($node->safe_psql('postgres', $tenant_row_sql),
-	"1|customer|NULL|$ent_kcv",
-	'ent: key_source customer, no master kcv, customer kcv of the customer key');
+	"2|customer|NULL|$ent_kcv",
+	'ent: a fresh tenant key (version 2), key_source customer, no master kcv, customer kcv of the customer key');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT (actor = current_user) || '|' || detail FROM envault.key_events
- WHERE operation = 'customer key imported' AND tenant = 'ent'}),
-	'true|customer key check value ' . fingerprint($ent_kcv),
-	'key_events: the import, by whom, with the check value');
+ WHERE operation = 'tenant re-keyed under a customer key' AND tenant = 'ent'}),
+	'true|key version 2 under the customer key with check value ' . fingerprint($ent_kcv)
+	  . '; 2 data keys rewrapped, 2 new active data keys',
+	'key_events: the re-keying, by whom, with the check value');
+is( $node->safe_psql(
+		'postgres', q{
+SELECT string_agg(purpose || ' v' || version || ' ' || state || ' under ' || tenant_key_version, ', '
+                  ORDER BY purpose, version)
+  FROM envault.data_keys WHERE tenant = 'ent'}),
+	'docs v1 rotated under 2, docs v2 active under 2, notes v1 rotated under 2, notes v2 active under 2',
+	'ent: fresh active data keys, the old ones rotated, all under the new tenant key');
 fresh_is($all_sql, $all_out, 'every value decrypts in a new session');
 is(take_asked(), 'ent', 'that session asked the KMS once, for ent');
 fresh_is($ent_encrypt_sql, 'fresh', 'a new session encrypts for ent');
 is(take_asked(), 'ent', 'asking the KMS once');
+
+# The copy from before onboarding opens nothing written since, with the master key
+$node->safe_psql('postgres',
+	q{INSERT INTO secrets VALUES (5, 'ent', envault.env_encrypt('ent', 'docs', 'after onboarding'::text))});
+take_asked();
+my $after_ct = $node->safe_psql('postgres', q{SELECT encode(ct, 'hex') FROM secrets WHERE id = 5});
+is(open_with(\%old_dk, $after_ct), 'FAIL',
+	'the copy from before onboarding does not open a value written after it');
+my ($new_id, $new_wrapped) = split / /, $node->safe_psql('postgres', q{
+SELECT key_id || ' ' || encode(wrapped_key, 'hex') FROM envault.data_keys
+ WHERE tenant = 'ent' AND purpose = 'docs' AND state = 'active'});
+is(keys_py('data-key', $old_tkey, 'ent', 'docs', 2, $new_id, $new_wrapped), 'FAIL',
+	'nor the new data key, with its old tenant key');
+is(keys_py('tenant-key', $master_key, 'ent', 2,
+		$node->safe_psql('postgres', q{SELECT encode(wrapped_key, 'hex') FROM envault.tenants WHERE tenant = 'ent'})),
+	'FAIL', 'nor does the master key open the new tenant key');
+
+# Re-encrypting moves the old values to the new keys; destroying the
+# superseded keys leaves the copy nothing to open in the database.
+fresh_fails(q{SELECT envault.destroy_superseded_keys('smb')},
+	error_block('55000', 'envault tenant "smb" was never re-keyed', undef,
+		'Re-key it with envault.rekey_tenant() or envault.use_customer_key(), then re-encrypt its values with envault.reencrypt_column().'),
+	'destroy_superseded_keys of a tenant never re-keyed');
+$node->safe_psql('postgres', q{CALL envault.reencrypt_column('secrets', 'ct')});
+take_asked();
+is($node->safe_psql('postgres', q{SELECT count(*) FROM secrets WHERE tenant = 'ent' AND NOT envault.env_is_current(ct)}),
+	'0', 'reencrypt_column: every value of ent is under a current key');
+fresh_is(q{SELECT envault.destroy_superseded_keys('ent')}, '2',
+	'destroy_superseded_keys(ent) destroys the two old data keys');
+take_asked();
+is( $node->safe_psql(
+		'postgres', q{
+SELECT string_agg(purpose || ' v' || version || ' ' || state, ', ' ORDER BY purpose, version)
+  FROM envault.data_keys WHERE tenant = 'ent'}),
+	'docs v1 destroyed, docs v2 active, notes v1 destroyed, notes v2 active',
+	'only the keys of the re-keying are left');
+my @live = split /\n/, $node->safe_psql('postgres',
+	q{SELECT encode(ct, 'hex') FROM secrets WHERE tenant = 'ent' ORDER BY id});
+is(scalar(@live), 3, 'ent has three values in the database');
+is(join(',', map { open_with(\%old_dk, $_) } @live), 'FAIL,FAIL,FAIL',
+	'the copy from before onboarding opens none of them');
+fresh_is(decrypt_sql(1, 2, 5), "1:ent docs,2:ent notes,5:after onboarding",
+	'while envault, with the customer key, decrypts them all');
+is(take_asked(), 'ent', 'asking the KMS once');
+$node->safe_psql('postgres', q{DELETE FROM secrets WHERE id = 5});
 
 # The shell-quoted tenant name.
 fresh_is('SELECT envault.use_customer_key(' . lit($qt) . ')',
@@ -394,7 +489,8 @@ is(take_asked(), $qt, 'with its key from the KMS');
 fresh_fails(
 	q{SELECT envault.use_customer_key('ent')},
 	error_block(
-		'55000', 'envault tenant "ent" already uses a customer-managed key'),
+		'55000', 'envault tenant "ent" already uses a customer-managed key', undef,
+		'To give it fresh keys under the same customer key, use envault.rekey_tenant().'),
 	'use_customer_key on a customer-managed tenant');
 fresh_fails(
 	q{SELECT envault.use_master_key('smb')},
@@ -402,7 +498,7 @@ fresh_fails(
 	'use_master_key on a master-key tenant');
 is(take_asked(), '', 'neither asked the KMS');
 is($node->safe_psql('postgres', $tenant_row_sql),
-	"1|customer|NULL|$ent_kcv", 'ent is unchanged');
+	"2|customer|NULL|$ent_kcv", 'ent is unchanged');
 
 # --- the customer withholds its key ---------------------------------------------
 
@@ -574,7 +670,7 @@ fresh_fails(q{SELECT envault.use_master_key('ent')},
 	'a wrong customer key: use_master_key');
 is(take_asked(), 'ent,ent,ent', 'each asked the KMS for ent');
 is($node->safe_psql('postgres', $tenant_row_sql),
-	"1|customer|NULL|$ent_kcv", 'ent is unchanged');
+	"2|customer|NULL|$ent_kcv", 'ent is unchanged');
 fresh_is($smb_sql, $smb_out, 'smb is unaffected');
 write_private_file($secret_file, $secret);
 fresh_is($ent_sql, $ent_out, 'the right key again: ent decrypts');
@@ -583,23 +679,23 @@ take_calls();
 # --- rotate_tenant_key -------------------------------------------------------------------
 
 fresh_is(q{SELECT envault.rotate_tenant_key('ent')},
-	'2', 'rotate_tenant_key(ent)');
+	'3', 'rotate_tenant_key(ent)');
 my $asked = take_asked();
 like($asked, qr/\Aent(,ent)*\z/, 'it asked the KMS, for ent only');
 is($node->safe_psql('postgres', $tenant_row_sql),
-	"2|customer|NULL|$ent_kcv",
-	'ent: key version 2, still under the same customer key');
+	"3|customer|NULL|$ent_kcv",
+	'ent: key version 3, still under the same customer key');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT string_agg(purpose || '/' || tenant_key_version, ',' ORDER BY purpose)
-  FROM envault.data_keys WHERE tenant = 'ent'}),
-	'docs/2,notes/2',
-	'its data keys are wrapped under tenant key version 2');
+  FROM envault.data_keys WHERE tenant = 'ent' AND state <> 'destroyed'}),
+	'docs/3,notes/3',
+	'its data keys are wrapped under tenant key version 3');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT detail FROM envault.key_events
  WHERE operation = 'tenant key rotated' AND tenant = 'ent'}),
-	'key version 2; 2 data keys rewrapped',
+	'key version 3; 2 data keys rewrapped',
 	'key_events: the rotation');
 fresh_is("$all_sql;\n$ent_encrypt_sql", "$all_out\nfresh",
 	'after the rotation a new session decrypts everything and encrypts for ent');
@@ -619,7 +715,7 @@ take_calls();
 fresh_is(q{SELECT envault.use_master_key('ent')}, '', 'use_master_key(ent)');
 is(take_asked(), 'ent', 'it asked the KMS for the key once more');
 is($node->safe_psql('postgres', $tenant_row_sql),
-	"2|master|$mkcv|NULL",
+	"3|master|$mkcv|NULL",
 	'ent: key_source master, master kcv of the master key, no customer kcv');
 is( $node->safe_psql(
 		'postgres', q{
@@ -640,7 +736,7 @@ fresh_fails(q{SELECT envault.use_customer_key('ent')},
 	$withheld_ent, 'use_customer_key while the customer withholds its key');
 is(take_asked(), 'ent', 'that one asked the KMS');
 is($node->safe_psql('postgres', $tenant_row_sql),
-	"2|master|$mkcv|NULL", 'ent stays under the master key');
+	"3|master|$mkcv|NULL", 'ent stays under the master key');
 hand_back('ent');
 $held->quit;
 

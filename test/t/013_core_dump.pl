@@ -10,8 +10,8 @@
 # one.
 #
 # The tenant and data keys are recovered from their wrapped rows with the
-# independent implementation of docs/format.md (test/vectors), so the test
-# knows what to look for.  A control dumps the same backend with the raw
+# independent implementation of docs/format.md (test/t/envault_keys.py),
+# so the test knows what to look for.  A control dumps the same backend with the raw
 # keys planted in ordinary memory (a bytea in a session variable), to show
 # the search finds what is there.
 
@@ -28,7 +28,6 @@ plan skip_all => 'gcore (gdb) is not available' unless -x $gcore;
 my $python = '/usr/bin/python3';
 plan skip_all => 'python3 is not available' unless -x $python;
 
-my $vectors = dirname(__FILE__) . '/../vectors';
 
 sub random_bytes
 {
@@ -102,23 +101,11 @@ SELECT t.key_version, encode(t.wrapped_key, 'hex'), d.version, d.key_id,
   FROM envault.tenants t JOIN envault.data_keys d USING (tenant)
  WHERE t.tenant = 'acme' AND d.purpose = 'pii'});
 my ($tver, $twrapped, $dver, $did, $dwrapped) = split /\|/, $rows;
-my $unwrap = <<'PY';
-import sys
-sys.path.insert(0, sys.argv[1])
-import struct
-from check_vectors import unwrap, tenant_wrap_aad, data_key_wrap_aad
-master = bytes.fromhex(sys.argv[2])
-tver, twrapped, dver, did, dwrapped = sys.argv[3:8]
-tk = unwrap(master, bytes.fromhex(twrapped),
-            tenant_wrap_aad(b"acme", struct.pack(">I", int(tver))))
-dk = unwrap(tk, bytes.fromhex(dwrapped),
-            data_key_wrap_aad(b"acme", b"pii", struct.pack(">I", int(dver)),
-                              struct.pack(">Q", int(did))))
-print(tk.hex(), dk.hex())
-PY
-my $out = `$python -c '$unwrap' '$vectors' @{[unpack('H*', $master)]} $tver $twrapped $dver $did $dwrapped`;
-chomp $out;
-my ($tenant_hex, $data_hex) = split / /, $out;
+my $keys_py = dirname(__FILE__) . '/envault_keys.py';
+my $tenant_hex = `$python $keys_py tenant-key @{[unpack('H*', $master)]} acme $tver $twrapped`;
+chomp $tenant_hex;
+my $data_hex = `$python $keys_py data-key $tenant_hex acme pii $dver $did $dwrapped`;
+chomp $data_hex;
 ok(defined $data_hex && length($data_hex) == 64,
 	'the tenant and data keys unwrap outside the server');
 

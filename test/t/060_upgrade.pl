@@ -194,8 +194,11 @@ is( q_up(q{SELECT envault.verify_token(} . sql_lit($tokens{acme}) . ')'),
 # What must not change
 my %before;
 my %digest_sql = (
-	'tenants' =>
-	  q{SELECT md5(string_agg(t::text, '|' ORDER BY tenant)) FROM envault.tenants t},
+	# the columns of 0.1.0 (0.3.0 adds rekeyed_at, NULL until a re-keying)
+	'tenants' => q{SELECT md5(string_agg((tenant, state, key_version, key_source,
+					   wrapped_key, master_kcv, customer_kcv, created_at, created_by,
+					   state_changed_at)::text, '|' ORDER BY tenant))
+					   FROM envault.tenants},
 	'data keys' =>
 	  q{SELECT md5(string_agg(d::text, '|' ORDER BY key_id)) FROM envault.data_keys d},
 	'tokens' =>
@@ -241,6 +244,8 @@ foreach my $what (sort keys %digest_sql)
 	is(q_up($digest_sql{$what}), $before{$what},
 		"the upgrade changes no $what");
 }
+is(q_up(q{SELECT count(*) FROM envault.tenants WHERE rekeyed_at IS NOT NULL}),
+	'0', 'no tenant counts as re-keyed');
 
 # --- a new install ----------------------------------------------------------------
 
