@@ -190,7 +190,7 @@ CALL bench.add_case('tenancy', 'lookup + pepper_hmac, by hand', 'hmac(tok) sha25
 		WHERE k.token_id = substr(x.tok, 5, 16)
 		  AND k.token_hmac = envault.pepper_hmac(convert_to('envault/v1/token', 'UTF8')
 				|| decode(substr(x.tok, 5, 16), 'hex') || decode(substr(x.tok, 22, 64), 'hex'))
-		  AND k.revoked_at IS NULL AND t.state = 'active'
+		  AND NOT EXISTS (SELECT FROM envault.token_revocations r WHERE r.token_id = k.token_id) AND t.state = 'active'
 		  AND (k.expires_at IS NULL OR k.expires_at > now())))
 	FROM bench.tokens x$q$,
 	:tokens, :reps);

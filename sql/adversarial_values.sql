@@ -116,7 +116,7 @@ SELECT stmt, regress_adv_try(stmt) AS outcome
     ('CALL envault.rotate_master_key(NULL)')) s(stmt);
 -- none of that changed the tenant's keys or revoked its tokens
 SELECT (SELECT count(*) FROM envault.data_keys WHERE tenant = 'adv-v1') AS data_keys,
-       (SELECT count(*) FROM envault.tokens WHERE tenant = 'adv-v1' AND revoked_at IS NULL) AS live_tokens,
+       (SELECT count(*) FROM envault.tokens k WHERE tenant = 'adv-v1' AND NOT EXISTS (SELECT FROM envault.token_revocations r WHERE r.token_id = k.token_id)) AS live_tokens,
        (SELECT state FROM envault.tenants WHERE tenant = 'adv-v1') AS state;
 
 -- Empty strings and values of 0 bytes.  An empty plaintext is a value (52

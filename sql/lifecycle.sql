@@ -111,7 +111,8 @@ SELECT state, wrapped_key IS NULL AS wiped, master_kcv IS NULL AS no_kcv
   FROM envault.tenants WHERE tenant = 'lc';
 SELECT count(*) AS keys, count(*) FILTER (WHERE state = 'destroyed' AND wrapped_key IS NULL) AS wiped
   FROM envault.data_keys WHERE tenant = 'lc';
-SELECT count(*) FILTER (WHERE revoked_at IS NULL) AS live_tokens FROM envault.tokens WHERE tenant = 'lc';
+SELECT count(*) FILTER (WHERE r.token_id IS NULL) AS live_tokens
+  FROM envault.tokens k LEFT JOIN envault.token_revocations r USING (token_id) WHERE tenant = 'lc';
 SELECT envault.destroy_tenant('lc');
 SELECT envault.restore_tenant('lc');
 SELECT envault.create_tenant('lc');
@@ -121,6 +122,11 @@ SELECT env_decrypt_text(env_encrypt('lc-other', 'docs', 'unaffected'));
 -- Every operation is recorded, with actor and key, and never key material
 SELECT operation, tenant, purpose, version, detail, actor = current_user AS by_me
   FROM envault.key_events WHERE tenant = 'lc' ORDER BY event_id;
+-- ... a revocation in the chain of no tenant, naming the tenant: the
+-- tenant's own chain can be locked by a transaction of its token holders,
+-- and a revocation must not wait for one
+SELECT operation, tenant IS NULL AS no_tenant, detail, actor = current_user AS by_me
+  FROM envault.key_events WHERE operation = 'tenant revoked' AND detail = 'tenant ''lc''';
 UPDATE envault.key_events SET detail = 'forged';
 DELETE FROM envault.key_events;
 TRUNCATE envault.key_events;

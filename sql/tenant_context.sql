@@ -32,8 +32,9 @@ SELECT length(:'tok') AS len,
 SELECT token_id = substr(:'tok', 5, 16) AS id_matches, tenant,
        octet_length(token_hmac) AS hmac_len, label, created_by,
        expires_at IS NULL AS no_expiry, last_used_at IS NULL AS unused,
-       revoked_at IS NULL AS not_revoked
-  FROM envault.tokens WHERE label = 'api server';
+       NOT EXISTS (SELECT FROM envault.token_revocations r
+                    WHERE r.token_id = k.token_id) AS not_revoked
+  FROM envault.tokens k WHERE label = 'api server';
 SELECT token_hmac = hmac(convert_to('envault/v1/token', 'UTF8')
                          || decode(substr(:'tok', 5, 16), 'hex')
                          || decode(substr(:'tok', 22, 64), 'hex'),

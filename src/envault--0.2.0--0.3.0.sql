@@ -18,6 +18,11 @@
  *   the customer key) instead of rewrapping its tenant key; rekey_tenant()
  *   re-keys under the current key source, destroy_superseded_keys() ends
  *   a re-keying; envault.tenants gains rekeyed_at;
+ * - token revocations are rows of a table of their own,
+ *   envault.token_revocations (a revocation never waits for a transaction
+ *   that used the token, and so updated its row); tokens.revoked_at, which
+ *   dumps of earlier versions fill, still counts; revoke_tenant() records its event
+ *   in the chain of no tenant, for the same reason;
  * - envault.secrets gains aad_version: the values stored by 0.2.0 keep
  *   version 1 (bound to their name), new ones are bound to a label, the
  *   tenant and the name.
@@ -454,3 +459,25 @@ COMMENT ON FUNCTION envault.destroy_superseded_keys(text) IS
 REVOKE ALL ON FUNCTION envault.rekey_tenant(text), envault.destroy_superseded_keys(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION envault.rekey_tenant(text), envault.destroy_superseded_keys(text)
 	TO envault_admin;
+
+-- Token revocations: a row of their own, so that revoking a token never
+-- waits for a transaction that used it (and so updated its row)
+
+CREATE TABLE envault.token_revocations (
+	token_id	text PRIMARY KEY REFERENCES envault.tokens (token_id),
+	revoked_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	revoked_by	name
+);
+COMMENT ON TABLE envault.token_revocations IS
+	'Revoked API tokens: verify_token and authenticate refuse them';
+COMMENT ON COLUMN envault.token_revocations.revoked_by IS
+	'Who revoked the token (NULL for revocations made before 0.3.0)';
+INSERT INTO envault.token_revocations (token_id, revoked_at)
+SELECT token_id, revoked_at FROM envault.tokens WHERE revoked_at IS NOT NULL;
+-- (the column stays: dumps of earlier versions restore into it, and a
+-- token is refused if it is set)
+COMMENT ON COLUMN envault.tokens.revoked_at IS
+	'Set by versions before 0.3.0 (and in their dumps); revocations are rows of envault.token_revocations since';
+SELECT pg_catalog.pg_extension_config_dump('envault.token_revocations', '');
+REVOKE ALL ON envault.token_revocations FROM PUBLIC;
+GRANT SELECT ON envault.token_revocations TO envault_admin;

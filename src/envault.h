@@ -187,6 +187,7 @@ extern bool env_token_verify_ex(text *token, char *tenant_out, char *id_out,
 extern EnvTokenState env_token_state(const char *token_id, const char *tenant,
 									 TimestampTz *expires_out);
 extern const char *env_token_state_text(EnvTokenState state);
+extern uint64 env_tokens_revoke_tenant(EnvSpi *s, Datum tenant);
 
 /*
  * errors.c: warn, once per process, that key memory could not be locked

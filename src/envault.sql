@@ -120,16 +120,32 @@ COMMENT ON TABLE envault.tokens IS
 	'API tokens, stored as pepper-HMACs; the token itself is shown once';
 COMMENT ON COLUMN envault.tokens.pepper_version IS
 	'Check value of the pepper that made token_hmac (first 8 bytes, hex)';
+COMMENT ON COLUMN envault.tokens.revoked_at IS
+	'Set by versions before 0.3.0 (and in their dumps); revocations are rows of envault.token_revocations since';
+
+-- Revoked tokens have a row here, never an update of their own row: a
+-- transaction that used a token (and updated its row) cannot make a
+-- revocation wait for it.
+CREATE TABLE envault.token_revocations (
+	token_id	text PRIMARY KEY REFERENCES envault.tokens (token_id),
+	revoked_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	revoked_by	name
+);
+COMMENT ON TABLE envault.token_revocations IS
+	'Revoked API tokens: verify_token and authenticate refuse them';
+COMMENT ON COLUMN envault.token_revocations.revoked_by IS
+	'Who revoked the token (NULL for revocations made before 0.3.0)';
 
 SELECT pg_catalog.pg_extension_config_dump('envault.tenants', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.data_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.token_revocations', '');
 SELECT pg_catalog.pg_extension_config_dump('envault.key_events_seq', '');
 
 REVOKE ALL ON envault.tenants, envault.data_keys, envault.tokens,
-	envault.key_events, envault.key_events_seq FROM PUBLIC;
+	envault.token_revocations, envault.key_events, envault.key_events_seq FROM PUBLIC;
 GRANT SELECT ON envault.tenants, envault.data_keys, envault.tokens,
-	envault.key_events TO envault_admin;
+	envault.token_revocations, envault.key_events TO envault_admin;
 
 -- Data path
 

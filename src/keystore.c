@@ -48,6 +48,8 @@
 #include "storage/shmem.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "common/hashfn.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -1086,7 +1088,59 @@ ks_unwrap_data_key(const EnvXaesKey *tenant_key, int32 tenant_key_version,
 #define KS_Q_SHARE_TENANT \
 	"SELECT state, key_version, wrapped_key, COALESCE(master_kcv, customer_kcv)," \
 	"       key_source FROM envault.tenants" \
-	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR SHARE"
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR KEY SHARE"
+
+static void ks_tenant_row(EnvSpi *s, const char *tenant, KsTenantRow *row,
+						  int source_col);
+static void ks_no_tenant(const char *tenant);
+
+/*
+ * Locks of envault's own, in the advisory lock space with a field4 that SQL
+ * cannot name (SQL's advisory locks use 1 and 2; the audit chains use
+ * CH_LOCK_FIELD4), so no role can take or hold them but through envault.
+ *
+ * The tenant key lock orders the creation of data keys against the
+ * replacement of the tenant key that wraps them: a transaction that
+ * creates a data key holds it in share mode until it ends, one that
+ * rotates or re-keys the tenant key holds it exclusively, and waits for
+ * every data key being created, so that none is wrapped under a tenant key
+ * that is about to be replaced.  The purpose lock serializes the rotations
+ * of one (tenant, purpose).  Neither is taken by a revocation: the
+ * transactions of a tenant's own token holders, which can create and
+ * rotate data keys, hold no lock that revoke_tenant, revoke_token or
+ * revoke_tenant_tokens waits for (the tenant's row they lock FOR KEY SHARE
+ * only, which a revocation's FOR NO KEY UPDATE does not conflict with).
+ */
+#define KS_LOCK_TENANT_KEY	0x4557
+#define KS_LOCK_PURPOSE		0x4558
+
+static void
+ks_lock(const char *tenant, const char *purpose, uint16 field4, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+	uint64		h = hash_bytes_extended((const unsigned char *) tenant,
+										(int) strlen(tenant), field4);
+
+	if (purpose)
+		h = hash_bytes_extended((const unsigned char *) purpose,
+								(int) strlen(purpose), h);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h, field4);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/* Read a tenant's row (as ks_tenant_row) and lock it FOR KEY SHARE. */
+static void
+ks_share_tenant(EnvSpi *s, const char *tenant, KsTenantRow *row)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(tenant);
+	env_spi_run(KS_Q_SHARE_TENANT, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ks_no_tenant(tenant);
+	ks_tenant_row(s, tenant, row, 5);
+}
 
 #define KS_Q_EVENT \
 	"INSERT INTO envault.key_events" \
@@ -1282,6 +1336,7 @@ ks_load_active(const char *tenant, const char *purpose)
 	EnvSpi		s;
 	KsDataKey  *d = NULL;
 	int			attempt;
+	bool		locked = false;
 
 	env_spi_begin(&s);
 	for (attempt = 0; d == NULL && attempt < 3; attempt++)
@@ -1346,17 +1401,25 @@ ks_load_active(const char *tenant, const char *purpose)
 					 errhint("Create it with envault.create_data_key() in a read-write transaction.")));
 
 		/*
-		 * Share-lock the tenant row and read it again before wrapping the
-		 * new key under its tenant key.  A tenant key rotation holds the row
-		 * FOR NO KEY UPDATE while it rewraps every data key it can see: it
-		 * must neither miss this one (not committed yet) nor commit a new
-		 * tenant key after this one was wrapped under the old key, which
-		 * would then be gone, and with it every value under this key.
+		 * Before creating a key: the purpose lock, so that the creations and
+		 * rotations of (tenant, purpose) take turns (then look again: one
+		 * may have committed while this waited), and the tenant key lock in
+		 * share mode, which a rotation or re-keying of the tenant key takes
+		 * exclusively: it must neither miss this key (not committed yet) nor
+		 * commit a new tenant key after this one was wrapped under the old
+		 * key, which would then be gone, and with it every value under this
+		 * key.  The tenant's row is read again as of now, locked FOR KEY
+		 * SHARE only: nothing taken here makes a revocation wait.
 		 */
-		env_spi_run(KS_Q_SHARE_TENANT, 1, types, values, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			ks_no_tenant(tenant);
-		ks_tenant_row(&s, tenant, &t, 5);
+		if (!locked)
+		{
+			ks_lock(tenant, NULL, KS_LOCK_TENANT_KEY, ShareLock);
+			ks_lock(tenant, purpose, KS_LOCK_PURPOSE, ExclusiveLock);
+			locked = true;
+			attempt--;
+			continue;
+		}
+		ks_share_tenant(&s, tenant, &t);
 
 		tkey = ks_tenant_key(tenant, &t);
 		d = ks_create_data_key(&s, tkey, tenant, purpose, t.key_version, t.customer);
@@ -1770,7 +1833,9 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 	char		detail[96];
 
 	env_spi_begin(&s);
-	env_keystore_lock_tenant(&s, tenant, &t);
+	ks_lock(tenant, NULL, KS_LOCK_TENANT_KEY, ShareLock);
+	ks_lock(tenant, purpose, KS_LOCK_PURPOSE, ExclusiveLock);
+	ks_share_tenant(&s, tenant, &t);
 	values[0] = CStringGetTextDatum(tenant);
 	values[1] = CStringGetTextDatum(purpose);
 	if (max_age > 0)
@@ -1946,6 +2011,7 @@ env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
 
 	env_spi_begin(&s);
 	env_keystore_lock_tenant(&s, tname, &t);
+	ks_lock(tname, NULL, KS_LOCK_TENANT_KEY, ExclusiveLock);
 	env_keystore_changed();
 	old_key = ks_tenant_key(tname, &t);
 	new_version = t.key_version + 1;
@@ -2192,6 +2258,7 @@ env_keystore_rekey_tenant(const char *tenant, size_t tenant_len, bool to_custome
 
 	env_spi_begin(&s);
 	env_keystore_lock_tenant(&s, tname, &t);
+	ks_lock(tname, NULL, KS_LOCK_TENANT_KEY, ExclusiveLock);
 	if (to_customer && t.customer)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -266,10 +266,6 @@ envault_destroy_superseded_keys(PG_FUNCTION_ARGS)
 	"       master_kcv = NULL, customer_kcv = NULL, state_changed_at = pg_catalog.now()" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1"
 
-#define LC_Q_REVOKE_TOKENS \
-	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
-	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
-
 /*
  * SQL function: envault.destroy_tenant(tenant text) returns void
  *
@@ -292,7 +288,7 @@ envault_destroy_tenant(PG_FUNCTION_ARGS)
 	env_check_tenant_name(tenant, strlen(tenant));
 	env_spi_begin(&s);
 	values[0] = CStringGetTextDatum(tenant);
-	env_spi_run("SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	env_spi_run("SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
 				1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -306,7 +302,7 @@ envault_destroy_tenant(PG_FUNCTION_ARGS)
 	env_spi_run(LC_Q_SHRED_KEYS, 1, types, values, SPI_OK_UPDATE);
 	nkeys = SPI_processed;
 	env_spi_run(LC_Q_SHRED_TENANT, 1, types, values, SPI_OK_UPDATE);
-	env_spi_run(LC_Q_REVOKE_TOKENS, 1, types, values, SPI_OK_UPDATE);
+	(void) env_tokens_revoke_tenant(&s, values[0]);
 	snprintf(detail, sizeof(detail), UINT64_FORMAT " data keys destroyed", nkeys);
 	env_key_event(&s, "tenant destroyed", tenant, NULL, -1, detail);
 	env_keystore_changed();
@@ -329,7 +325,7 @@ lc_tenant_state(FunctionCallInfo fcinfo, const char *from, const char *to,
 	env_check_tenant_name(tenant, strlen(tenant));
 	env_spi_begin(&s);
 	values[0] = CStringGetTextDatum(tenant);
-	env_spi_run("SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	env_spi_run("SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
 				1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -343,7 +339,17 @@ lc_tenant_state(FunctionCallInfo fcinfo, const char *from, const char *to,
 	env_spi_run(psprintf("UPDATE envault.tenants SET state = '%s', state_changed_at = pg_catalog.now()"
 						 " WHERE tenant OPERATOR(pg_catalog.=) $1", to),
 				1, types, values, SPI_OK_UPDATE);
-	env_key_event(&s, event, tenant, NULL, -1, NULL);
+	/*
+	 * A revocation is recorded in the chain of no tenant: the tenant's own
+	 * chain is locked until commit by any transaction of the tenant that
+	 * creates or rotates a data key (its token holders' too), and a
+	 * revocation must not wait for those.
+	 */
+	if (strcmp(to, "revoked") == 0)
+		env_key_event(&s, event, NULL, NULL, -1,
+					  psprintf("tenant %s", quote_literal_cstr(tenant)));
+	else
+		env_key_event(&s, event, tenant, NULL, -1, NULL);
 	env_keystore_changed();
 	env_spi_end(&s);
 }

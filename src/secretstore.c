@@ -23,7 +23,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "catalog/namespace.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #define SS_NAME_MAXLEN		255
 #define SS_STATUS_MAXLEN	64
@@ -119,6 +121,28 @@ ss_aad(text *tenant, text *name, int version)
 	return aad;
 }
 
+/*
+ * Has envault.secrets its aad_version column (0.3.0 on)?  A database not
+ * yet updated from 0.2.0 has none: its secrets are stored and read as
+ * 0.2.0 did (version 1), and the update marks them so.
+ */
+static int
+ss_aad_version(void)
+{
+	Oid			nsp = get_namespace_oid("envault", false);
+	Oid			relid = get_relname_relid("secrets", nsp);
+
+	return (OidIsValid(relid) && get_attnum(relid, "aad_version") != InvalidAttrNumber) ?
+		SS_AAD_VERSION : 1;
+}
+
+#define SS_Q_PUT_V1 \
+	"INSERT INTO envault.secrets AS s (tenant, name, ciphertext, preview, created_by)" \
+	" VALUES ($1, $2, $3, $4, $5)" \
+	" ON CONFLICT (tenant, name) DO UPDATE" \
+	"   SET ciphertext = excluded.ciphertext, preview = excluded.preview," \
+	"       updated_at = pg_catalog.now(), last_verified_at = NULL, verify_status = NULL"
+
 #define SS_Q_PUT \
 	"INSERT INTO envault.secrets AS s (tenant, name, ciphertext, preview, created_by)" \
 	" VALUES ($1, $2, $3, $4, $5)" \
@@ -147,6 +171,8 @@ envault_put_secret(PG_FUNCTION_ARGS)
 	EnvSpi		s;
 	Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, TEXTOID, NAMEOID};
 	Datum		values[5];
+	int			version;
+	bytea	   *aad;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -158,13 +184,14 @@ envault_put_secret(PG_FUNCTION_ARGS)
 	key = env_keystore_secrets_key(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant));
 
 	/* no error may be raised from here until the copy is wiped */
+	version = ss_aad_version();
+	aad = ss_aad(tenant, name, version);
 	vdatum = PG_GETARG_DATUM(2);
 	value = PG_DETOAST_DATUM_PACKED(vdatum);
 	PG_TRY();
 	{
 		ct = env_seal_with_key(key, (const uint8 *) VARDATA_ANY(value),
-							   VARSIZE_ANY_EXHDR(value),
-							   ss_aad(tenant, name, SS_AAD_VERSION));
+							   VARSIZE_ANY_EXHDR(value), aad);
 		preview = ss_preview(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
 	}
 	PG_FINALLY();
@@ -183,13 +210,16 @@ envault_put_secret(PG_FUNCTION_ARGS)
 	values[2] = PointerGetDatum(ct);
 	values[3] = PointerGetDatum(preview);
 	values[4] = CStringGetDatum(s.caller_name);
-	env_spi_run(SS_Q_PUT, 5, types, values, SPI_OK_INSERT);
+	env_spi_run(version == 1 ? SS_Q_PUT_V1 : SS_Q_PUT, 5, types, values, SPI_OK_INSERT);
 	env_spi_end(&s);
 	PG_RETURN_TEXT_P(preview);
 }
 
 #define SS_Q_GET \
 	"SELECT ciphertext, aad_version FROM envault.secrets" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
+#define SS_Q_GET_V1 \
+	"SELECT ciphertext, 1::pg_catalog.int2 FROM envault.secrets" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
 
 static void
@@ -226,7 +256,8 @@ envault_get_secret(PG_FUNCTION_ARGS)
 	env_spi_begin(&s);
 	values[0] = PointerGetDatum(tenant);
 	values[1] = PointerGetDatum(name);
-	env_spi_run(SS_Q_GET, 2, types, values, SPI_OK_SELECT);
+	env_spi_run(ss_aad_version() == 1 ? SS_Q_GET_V1 : SS_Q_GET, 2, types, values,
+				SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ss_no_secret(tenant, name);
 	ct = DatumGetByteaPP(env_spi_col(&s, 1, &isnull, false, -1));

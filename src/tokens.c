@@ -322,11 +322,14 @@ tok_lookup(const char *id_hex, TokRow *row)
 	Oid			nsp = get_namespace_oid("envault", false);
 	Oid			tokens_relid = get_relname_relid("tokens", nsp);
 	Oid			tenants_relid = get_relname_relid("tenants", nsp);
+	Oid			revocations_relid = get_relname_relid("token_revocations", nsp);
 	Relation	tokens;
 	Relation	tenants;
+	Relation	revocations;
 	Snapshot	snap;
 	HeapTuple	tup;
 	HeapTuple	ttup = NULL;
+	HeapTuple	rtup = NULL;
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
@@ -336,18 +339,27 @@ tok_lookup(const char *id_hex, TokRow *row)
 		elog(ERROR, "envault.tokens or envault.tenants does not exist");
 	tokens = table_open(tokens_relid, AccessShareLock);
 	tenants = table_open(tenants_relid, AccessShareLock);
+	/* (not there before ALTER EXTENSION UPDATE to 0.3.0) */
+	revocations = OidIsValid(revocations_relid) ?
+		table_open(revocations_relid, AccessShareLock) : NULL;
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	tup = tok_fetch(tokens, id_hex, snap);
 	if (HeapTupleIsValid(tup))
 	{
 		tok_text_att(tup, tokens, "tenant", row->tenant, sizeof(row->tenant));
 		ttup = tok_fetch(tenants, row->tenant, snap);
+		if (revocations)
+			rtup = tok_fetch(revocations, id_hex, snap);
 	}
 	UnregisterSnapshot(snap);
+	if (revocations)
+		table_close(revocations, AccessShareLock);
 	if (!HeapTupleIsValid(tup) || !HeapTupleIsValid(ttup))
 	{
 		if (HeapTupleIsValid(tup))
 			heap_freetuple(tup);
+		if (HeapTupleIsValid(rtup))
+			heap_freetuple(rtup);
 		table_close(tenants, AccessShareLock);
 		table_close(tokens, AccessShareLock);
 		return false;
@@ -368,8 +380,11 @@ tok_lookup(const char *id_hex, TokRow *row)
 	}
 	tok_text_att(tup, tokens, "pepper_version", row->version, sizeof(row->version));
 	tok_text_att(ttup, tenants, "state", state, sizeof(state));
+	/* revoked: a row in envault.token_revocations, or (versions before 0.3.0) revoked_at */
 	(void) heap_getattr(tup, tok_attnum(tokens, "revoked_at"), desc, &isnull);
-	row->dead = !isnull || strcmp(state, "active") != 0;
+	row->dead = !isnull || HeapTupleIsValid(rtup) || strcmp(state, "active") != 0;
+	if (HeapTupleIsValid(rtup))
+		heap_freetuple(rtup);
 	d = heap_getattr(tup, tok_attnum(tokens, "expires_at"), desc, &isnull);
 	if (isnull)
 		TIMESTAMP_NOEND(row->expires);
@@ -508,8 +523,30 @@ tok_verify_parsed(const uint8 *id, const uint8 *secret, char *tenant_out,
 	return ok;
 }
 
+/*
+ * Is envault.token_revocations there (0.3.0 on), or is a revocation still
+ * tokens.revoked_at (a database not yet updated from an earlier version)?
+ */
+static bool
+tok_have_revocations(void)
+{
+	Oid			nsp = get_namespace_oid("envault", false);
+
+	return OidIsValid(get_relname_relid("token_revocations", nsp));
+}
+
+static const char *
+tok_revoked_expr(void)
+{
+	return tok_have_revocations() ?
+		"(k.revoked_at IS NOT NULL OR EXISTS (SELECT FROM envault.token_revocations r"
+		" WHERE r.token_id OPERATOR(pg_catalog.=) k.token_id))" :
+		"k.revoked_at IS NOT NULL";
+}
+
+/* %s: whether the token is revoked (see tok_revoked_expr) */
 #define TOK_Q_STATE \
-	"SELECT k.tenant, t.state, k.revoked_at IS NOT NULL," \
+	"SELECT k.tenant, t.state, %s," \
 	"       COALESCE((k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()), false)," \
 	"       k.expires_at" \
 	"  FROM envault.tokens k" \
@@ -534,7 +571,8 @@ env_token_state(const char *token_id, const char *tenant,
 
 	values[0] = CStringGetTextDatum(token_id);
 	env_spi_begin(&s);
-	env_spi_run(TOK_Q_STATE, 1, types, values, SPI_OK_SELECT);
+	env_spi_run(psprintf(TOK_Q_STATE, tok_revoked_expr()), 1, types, values,
+				SPI_OK_SELECT);
 	if (SPI_processed == 0 ||
 		strcmp(env_spi_cstring(&s, 1, &isnull),
 			   tenant) != 0)
@@ -586,15 +624,27 @@ env_token_state_text(EnvTokenState state)
 }
 
 #define TOK_Q_REVOKE \
-	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
-	" WHERE token_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
+	"INSERT INTO envault.token_revocations (token_id, revoked_by)" \
+	" SELECT token_id, $2 FROM envault.tokens WHERE token_id OPERATOR(pg_catalog.=) $1" \
+	" ON CONFLICT (token_id) DO NOTHING"
 
 #define TOK_Q_EXISTS \
 	"SELECT 1 FROM envault.tokens WHERE token_id OPERATOR(pg_catalog.=) $1"
 
 #define TOK_Q_REVOKE_TENANT \
+	"INSERT INTO envault.token_revocations (token_id, revoked_by)" \
+	" SELECT token_id, $2 FROM envault.tokens WHERE tenant OPERATOR(pg_catalog.=) $1" \
+	" ON CONFLICT (token_id) DO NOTHING"
+
+/* the same in a database not yet updated to 0.3.0 ($2 unused) */
+#define TOK_Q_REVOKE_OLD \
 	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
-	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL"
+	" WHERE token_id OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL" \
+	"   AND $2 IS NOT NULL"
+#define TOK_Q_REVOKE_TENANT_OLD \
+	"UPDATE envault.tokens SET revoked_at = pg_catalog.now()" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL" \
+	"   AND $2 IS NOT NULL"
 
 /*
  * SQL function: envault.revoke_token(token_id text) returns boolean
@@ -609,8 +659,8 @@ Datum
 envault_revoke_token(PG_FUNCTION_ARGS)
 {
 	EnvSpi		s;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			types[2] = {TEXTOID, NAMEOID};
+	Datum		values[2];
 	char	   *id;
 	bool		revoked;
 
@@ -621,7 +671,11 @@ envault_revoke_token(PG_FUNCTION_ARGS)
 	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	values[0] = PG_GETARG_DATUM(0);
 	env_spi_begin(&s);
-	env_spi_run(TOK_Q_REVOKE, 1, types, values, SPI_OK_UPDATE);
+	values[1] = CStringGetDatum(s.caller_name);
+	if (tok_have_revocations())
+		env_spi_run(TOK_Q_REVOKE, 2, types, values, SPI_OK_INSERT);
+	else
+		env_spi_run(TOK_Q_REVOKE_OLD, 2, types, values, SPI_OK_UPDATE);
 	revoked = SPI_processed > 0;
 	if (revoked)
 		env_keystore_changed();
@@ -638,6 +692,25 @@ envault_revoke_token(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Revoke every token of a tenant (a text Datum), in the privileged SPI
+ * session s; returns how many were revoked.
+ */
+uint64
+env_tokens_revoke_tenant(EnvSpi *s, Datum tenant)
+{
+	Oid			types[2] = {TEXTOID, NAMEOID};
+	Datum		values[2];
+
+	values[0] = tenant;
+	values[1] = CStringGetDatum(s->caller_name);
+	if (tok_have_revocations())
+		env_spi_run(TOK_Q_REVOKE_TENANT, 2, types, values, SPI_OK_INSERT);
+	else
+		env_spi_run(TOK_Q_REVOKE_TENANT_OLD, 2, types, values, SPI_OK_UPDATE);
+	return SPI_processed;
+}
+
+/*
  * SQL function: envault.revoke_tenant_tokens(tenant text) returns integer
  *
  * Revoke every token of a tenant at once, with the same effect on tenant
@@ -648,7 +721,6 @@ Datum
 envault_revoke_tenant_tokens(PG_FUNCTION_ARGS)
 {
 	EnvSpi		s;
-	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 	uint64		n;
 
@@ -658,8 +730,7 @@ envault_revoke_tenant_tokens(PG_FUNCTION_ARGS)
 				 errmsg("tenant must not be null")));
 	values[0] = PG_GETARG_DATUM(0);
 	env_spi_begin(&s);
-	env_spi_run(TOK_Q_REVOKE_TENANT, 1, types, values, SPI_OK_UPDATE);
-	n = SPI_processed;
+	n = env_tokens_revoke_tenant(&s, values[0]);
 	if (n > 0)
 		env_keystore_changed();
 	env_spi_end(&s);

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(112);
+SELECT plan(114);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -13,7 +13,7 @@ SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
             WHERE rolname IN ('envault_user', 'envault_admin')), false,
           'the extension roles cannot log in');
 
-SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'key_events',
+SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'token_revocations', 'key_events',
                                    'audit_chains', 'checkpoints', 'chain_anchors',
                                    'chain_heads', 'access_log', 'secrets']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
@@ -115,6 +115,8 @@ SELECT table_privs_are('envault', 'tenants', 'envault_admin', ARRAY['SELECT']);
 SELECT table_privs_are('envault', 'data_keys', 'envault_admin', ARRAY['SELECT']);
 SELECT table_privs_are('envault', 'tokens', 'envault_user', ARRAY[]::text[]);
 SELECT table_privs_are('envault', 'tokens', 'envault_admin', ARRAY['SELECT']);
+SELECT table_privs_are('envault', 'token_revocations', 'envault_user', ARRAY[]::text[]);
+SELECT table_privs_are('envault', 'token_revocations', 'envault_admin', ARRAY['SELECT']);
 SELECT table_privs_are('envault', 'key_events', 'envault_user', ARRAY[]::text[]);
 SELECT table_privs_are('envault', 'key_events', 'envault_admin', ARRAY['SELECT']);
 SELECT has_trigger('envault', 'key_events', 'zz_envault_chain'::name,
@@ -178,7 +180,7 @@ SELECT is((SELECT count(*)::int FROM pg_constraint
 SELECT col_type_is('envault', 'data_keys', 'key_id', 'bigint', 'key ids are bigint');
 SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
                 WHERE extname = 'envault'$$,
-              ARRAY['envault.tenants', 'envault.data_keys', 'envault.tokens',
+              ARRAY['envault.tenants', 'envault.data_keys', 'envault.tokens', 'envault.token_revocations',
                     'envault.key_events', 'envault.key_events_seq',
                     'envault.audit_chains', 'envault.audit_chains_seq',
                     'envault.checkpoints', 'envault.checkpoints_seq',

@@ -18,7 +18,9 @@
 #
 # Revoking a token (revoke_token, revoke_tenant_tokens, revoke_tenant)
 # likewise ends the tenant contexts it set in other sessions, at their next
-# use, even a context set for the whole session (section f).
+# use, even a context set for the whole session (section f), and never
+# waits for a transaction of the token's holder, even one that used the
+# token and created a data key (section g).
 #
 # A REPEATABLE READ transaction B opened before a revocation is refused
 # after it too: the key store reads its tables as of now, not as of the
@@ -611,12 +613,7 @@ my $sc = revocation_ends_session_context($node, $sa, '(f) ');
 session_fails($sc, decrypt_literal_sql(3, 4, 5), $no_tenant,
 	'C, decrypting without a tenant');
 
-# (Used once before, so that C's authenticate does not record the use:
-# that would lock the token's row until C's transaction ends, and the
-# revocation would wait for it.)
 my ($tok2, $tok2_id) = new_token($node, 'app transaction');
-is($node->safe_psql('postgres', "SELECT envault.verify_token('$tok2')"),
-	'acme', 'the token is used once');
 session_is($sc, "BEGIN;\nSELECT envault.authenticate('$tok2')",
 	'acme', 'C opens a transaction and authenticates');
 session_is($sc, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
@@ -642,6 +639,53 @@ session_is($sa, q{SELECT envault.restore_tenant('acme')}, '', 'A restores acme')
 session_is($sc, 'SELECT envault.current_tenant() IS NULL',
 	't', 'C stays without a tenant after the restore');
 $sc->quit;
+
+# --- (g) a token holder's open transaction never makes a revocation wait ---------
+
+# Session D is the application: it authenticates with a new token (whose
+# first use updates the token's row, locking it until D's transaction
+# ends), encrypts under a purpose that has no data key yet (which creates one,
+# and records it in acme's chain of key events), and keeps its transaction
+# open.  Each revocation by A completes while D's transaction is open (A
+# would otherwise hit its statement_timeout), and D's next statement is
+# refused.
+session_is($sa, q{SET statement_timeout = '20s'}, '',
+	'(g) A waits at most 20 s for any statement');
+my $sd = open_session($node);
+session_is($sd, 'SET ROLE regress_app', '', '(g) D is the application role');
+# (tokens of earlier sections still valid are revoked first, so that each
+# case below revokes exactly D's token)
+$node->safe_psql('postgres', q{SELECT envault.revoke_tenant_tokens('acme')});
+my $g = 0;
+foreach my $case (
+	[ 'revoke_token', 't', 'was revoked' ],
+	[ 'revoke_tenant_tokens', '1', 'was revoked' ],
+	[ 'revoke_tenant', '', 'belongs to a revoked tenant' ])
+{
+	my ($fn, $result, $why) = @$case;
+	$g++;
+	my ($tok, $tok_id) = new_token($node, "holder $g");
+	session_is($sd,
+		"BEGIN;\nSELECT envault.authenticate('$tok');\n"
+		  . "SELECT envault.env_encrypt('acme', 'holder-$g', 'x') IS NOT NULL",
+		"acme\nt",
+		"(g) $fn: D authenticates, creates a data key, and keeps its transaction open");
+	my $arg = $fn eq 'revoke_token' ? $tok_id : 'acme';
+	session_is($sa, "SELECT envault.$fn('$arg')", $result,
+		"(g) $fn: A's revocation completes while D's transaction is open");
+	session_fails($sd, decrypt_literal_sql(3, 4, 5), context_ended($tok_id, $why),
+		"(g) $fn: D's next statement, in that transaction, is refused");
+	session_is($sd, 'ROLLBACK', '', "(g) $fn: D ends its transaction");
+}
+is( $node->safe_psql(
+		'postgres', q{
+SELECT (tenant IS NULL) || ' ' || detail FROM envault.key_events
+ WHERE operation = 'tenant revoked' ORDER BY event_id DESC LIMIT 1}),
+	"true tenant 'acme'",
+	"(g) the revocation is in the chain of no tenant, which D's transaction could not lock");
+session_is($sa, q{SELECT envault.restore_tenant('acme')}, '', '(g) A restores acme');
+session_is($sa, 'RESET statement_timeout', '', '(g) A resets its timeout');
+$sd->quit;
 
 # --- (e) destroy the tenant ------------------------------------------------------
 

@@ -201,8 +201,10 @@ my %digest_sql = (
 					   FROM envault.tenants},
 	'data keys' =>
 	  q{SELECT md5(string_agg(d::text, '|' ORDER BY key_id)) FROM envault.data_keys d},
-	'tokens' =>
-	  q{SELECT md5(string_agg(t::text, '|' ORDER BY token_id)) FROM envault.tokens t},
+	# a token's revocation moves to envault.token_revocations in 0.3.0
+	'tokens' => q{SELECT md5(string_agg((token_id, tenant, token_hmac, pepper_version,
+					   label, created_by, created_at, expires_at, last_used_at,
+					   revoked_at)::text, '|' ORDER BY token_id)) FROM envault.tokens},
 	'key events' => q{SELECT md5(string_agg((event_id, at, actor, operation, tenant,
 					   purpose, version, detail)::text, '|' ORDER BY event_id))
 					   FROM envault.key_events},
@@ -239,6 +241,11 @@ if ($ret != 0)
 is(q_up(q{SELECT extversion FROM pg_extension WHERE extname = 'envault'}),
 	'0.3.0', 'the version is 0.3.0');
 
+$digest_sql{tokens} = q{
+SELECT md5(string_agg((k.token_id, k.tenant, k.token_hmac, k.pepper_version, k.label,
+					   k.created_by, k.created_at, k.expires_at, k.last_used_at,
+					   r.revoked_at)::text, '|' ORDER BY k.token_id))
+  FROM envault.tokens k LEFT JOIN envault.token_revocations r USING (token_id)};
 foreach my $what (sort keys %digest_sql)
 {
 	is(q_up($digest_sql{$what}), $before{$what},
@@ -642,8 +649,10 @@ like($err, qr/reencrypt_column: done, 2 rows re-encrypted$/m,
 	'it re-encrypts the two values under rotated keys (acme, and initech since the upgrade)');
 is(q_up($decrypt_sql), $expected, 'and every value still decrypts');
 is( q_up(
-		q{SELECT envault.revoke_token(token_id) FROM envault.tokens
-		   WHERE tenant = 'initech' AND revoked_at IS NULL;
+		q{SELECT envault.revoke_token(token_id) FROM envault.tokens k
+		   WHERE tenant = 'initech'
+		     AND NOT EXISTS (SELECT FROM envault.token_revocations r
+		                      WHERE r.token_id = k.token_id);
 		  SELECT envault.verify_token(} . sql_lit($tokens{initech}) . q{) IS NULL}),
 	"t\nt",
 	'revoke_token (now in C) revokes a token of 0.1.0');
@@ -693,6 +702,47 @@ is( query('from010',
 same_lines($node->safe_psql('from010', $facts_sql), $facts_fresh,
 	'the database restored from 0.1.0', 'the new install',
 	'restored from 0.1.0: the schema is the new one');
+
+# --- from 0.2.0 ---------------------------------------------------------------------
+
+# A 0.2.0 database used by the current library before its update (between
+# the restart and ALTER EXTENSION UPDATE): its secrets are stored as 0.2.0
+# stores them (bound to their name), its revocations in tokens.revoked_at.
+# The update marks those secrets aad_version 1, which still open, moves the
+# revocations to envault.token_revocations, and new secrets are stored with
+# the associated data of 0.3.0.
+$node->safe_psql('postgres', 'CREATE DATABASE from020');
+sub q20 { return query('from020', $_[0]); }
+q20(q{CREATE EXTENSION envault VERSION '0.2.0'});
+q20(q{SELECT envault.create_tenant('acme')});
+is(q20(q{SELECT envault.put_secret('acme', 'old', 'stored before the update')}),
+	'...date', '0.2.0 schema: put_secret');
+is(q20(q{SELECT envault.get_secret('acme', 'old')}), 'stored before the update',
+	'0.2.0 schema: get_secret');
+my $tok20 = q20(q{SELECT envault.issue_token('acme', 'old')});
+my $tok20b = q20(q{SELECT envault.issue_token('acme', 'old, revoked')});
+is(q20(q{SELECT envault.revoke_token(substr(} . sql_lit($tok20b) . q{, 5, 16))}), 't',
+	'0.2.0 schema: revoke_token');
+is(q20(q{SELECT envault.verify_token(} . sql_lit($tok20) . q{) || ',' ||
+		  (envault.verify_token(} . sql_lit($tok20b) . q{) IS NULL)}),
+	'acme,true', '0.2.0 schema: tokens verify, the revoked one does not');
+q20('ALTER EXTENSION envault UPDATE');
+is(q20(q{SELECT extversion FROM pg_extension WHERE extname = 'envault'}),
+	'0.3.0', 'from 0.2.0: updated to 0.3.0');
+is(q20(q{SELECT aad_version FROM envault.secrets WHERE name = 'old'}), '1',
+	'from 0.2.0: the stored secret is marked aad_version 1');
+is(q20(q{SELECT envault.get_secret('acme', 'old')}), 'stored before the update',
+	'from 0.2.0: and still opens');
+q20(q{SELECT envault.put_secret('acme', 'new', 'stored after the update')});
+is(q20(q{SELECT string_agg(name || ':' || aad_version, ',' ORDER BY name) FROM envault.secrets}),
+	'new:2,old:1', 'from 0.2.0: a new secret is stored with aad_version 2');
+is(q20(q{SELECT envault.get_secret('acme', 'new')}), 'stored after the update',
+	'from 0.2.0: and opens');
+is(q20(q{SELECT count(*) FROM envault.token_revocations}), '1',
+	'from 0.2.0: the revocation moved to envault.token_revocations');
+is(q20(q{SELECT envault.verify_token(} . sql_lit($tok20) . q{) || ',' ||
+		  (envault.verify_token(} . sql_lit($tok20b) . q{) IS NULL)}),
+	'acme,true', 'from 0.2.0: the tokens verify as before');
 
 $node->stop;
 done_testing();
