@@ -17,7 +17,9 @@
  * - use_customer_key() re-keys the tenant (fresh tenant and data keys under
  *   the customer key) instead of rewrapping its tenant key; rekey_tenant()
  *   re-keys under the current key source, destroy_superseded_keys() ends
- *   a re-keying; envault.tenants gains rekeyed_at;
+ *   a re-keying; envault.tenants gains rekeyed_at, and name_encoding (a
+ *   tenant whose name is not ASCII, restored into a database of another
+ *   encoding, gets an error that says so);
  * - token revocations are rows of a table of their own,
  *   envault.token_revocations (a revocation never waits for a transaction
  *   that used the token, and so updated its row); tokens.revoked_at, which
@@ -437,6 +439,15 @@ COMMENT ON COLUMN envault.secrets.aad_version IS
 -- Customer-managed keys: onboarding re-keys the tenant
 
 ALTER TABLE envault.tenants ADD COLUMN rekeyed_at timestamptz;
+-- the tenants there were created in this database's encoding (or restored
+-- into one of the same: a name that is not ASCII opens nothing otherwise)
+ALTER TABLE envault.tenants ADD COLUMN name_encoding text;
+UPDATE envault.tenants SET name_encoding = pg_catalog.getdatabaseencoding();
+ALTER TABLE envault.tenants
+	ALTER COLUMN name_encoding SET DEFAULT pg_catalog.getdatabaseencoding(),
+	ALTER COLUMN name_encoding SET NOT NULL;
+COMMENT ON COLUMN envault.tenants.name_encoding IS
+	'The database encoding the tenant was created in: its name is bound into its keys as bytes of that encoding';
 COMMENT ON COLUMN envault.tenants.rekeyed_at IS
 	'When the tenant was last re-keyed: data keys created before are superseded (destroy_superseded_keys)';
 COMMENT ON FUNCTION envault.use_customer_key(text) IS

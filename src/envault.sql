@@ -39,6 +39,7 @@ CREATE TABLE envault.tenants (
 	created_by	name NOT NULL,
 	state_changed_at timestamptz,
 	rekeyed_at	timestamptz,	-- by rekey_tenant or use_customer_key
+	name_encoding text NOT NULL DEFAULT pg_catalog.getdatabaseencoding(),
 	-- a destroyed tenant keeps its name and history, never its key
 	CHECK ((state OPERATOR(pg_catalog.=) 'destroyed') OPERATOR(pg_catalog.=) (wrapped_key IS NULL)),
 	-- the check value of whichever key wraps the tenant key, and only that
@@ -55,6 +56,8 @@ COMMENT ON COLUMN envault.tenants.master_kcv IS
 	'Check value of the master key that wrapped this tenant key';
 COMMENT ON COLUMN envault.tenants.rekeyed_at IS
 	'When the tenant was last re-keyed: data keys created before are superseded (destroy_superseded_keys)';
+COMMENT ON COLUMN envault.tenants.name_encoding IS
+	'The database encoding the tenant was created in: its name is bound into its keys as bytes of that encoding';
 COMMENT ON COLUMN envault.tenants.customer_kcv IS
 	'Check value of the customer-managed key that wraps this tenant key (BYOK); the key itself is never stored';
 

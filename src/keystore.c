@@ -40,6 +40,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
@@ -917,6 +918,46 @@ ks_wrap_new_key_customer(const char *tenant, const KsTenantRow *row,
 	return wrapped;
 }
 
+#define KS_Q_NAME_ENCODING \
+	"SELECT name_encoding FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1"
+
+/*
+ * A tenant's name is bound into its keys and values as bytes in the
+ * database encoding of the day it was created (tenants.name_encoding).  A
+ * dump restored into a database of another encoding changes those bytes
+ * for a name that is not ASCII, and its keys no longer open: say so, rather
+ * than suggest that the row was tampered with.  Called when a tenant key
+ * fails authentication; returns if that is not the reason.
+ */
+static void
+ks_check_name_encoding(const char *tenant)
+{
+	EnvSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	char	   *created_in = NULL;
+	const char *p;
+
+	for (p = tenant; *p && !IS_HIGHBIT_SET(*p); p++)
+		;
+	if (*p == '\0')
+		return;					/* ASCII reads the same in every encoding */
+	env_spi_begin(&s);
+	values[0] = CStringGetTextDatum(tenant);
+	env_spi_run(KS_Q_NAME_ENCODING, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		created_in = env_spi_cstring(&s, 1, &isnull);
+	env_spi_end(&s);
+	if (created_in != NULL && strcmp(created_in, GetDatabaseEncodingName()) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("envault tenant \"%s\" was created in a database of encoding %s, not %s",
+						tenant, created_in, GetDatabaseEncodingName()),
+				 errdetail("A tenant's name is bound into its keys and values as bytes of the encoding it was created in, and this name is not ASCII."),
+				 errhint("Restore the dump into a database of encoding %s.", created_in)));
+}
+
 /*
  * The tenant key, from the cache or unwrapped from its row.  The check value
  * stored with the row tells a wrong master key from a damaged row.
@@ -946,10 +987,13 @@ ks_tenant_key(const char *tenant, const KsTenantRow *row)
 	else
 		xk = ks_unwrap(ks_master_for(tenant, row->kcv), row->wrapped, aad, aad_len);
 	if (xk == NULL)
+	{
+		ks_check_name_encoding(tenant);
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("wrapped key of tenant \"%s\" failed authentication", tenant),
 				 errdetail("Its row in envault.tenants was altered or copied from another tenant.")));
+	}
 
 	ks_make_room();
 	PG_TRY();
@@ -1095,37 +1139,42 @@ static void ks_tenant_row(EnvSpi *s, const char *tenant, KsTenantRow *row,
 static void ks_no_tenant(const char *tenant);
 
 /*
- * Locks of envault's own, in the advisory lock space with a field4 that SQL
- * cannot name (SQL's advisory locks use 1 and 2; the audit chains use
- * CH_LOCK_FIELD4), so no role can take or hold them but through envault.
- *
- * The tenant key lock orders the creation of data keys against the
- * replacement of the tenant key that wraps them: a transaction that
- * creates a data key holds it in share mode until it ends, one that
- * rotates or re-keys the tenant key holds it exclusively, and waits for
- * every data key being created, so that none is wrapped under a tenant key
- * that is about to be replaced.  The purpose lock serializes the rotations
- * of one (tenant, purpose).  Neither is taken by a revocation: the
- * transactions of a tenant's own token holders, which can create and
- * rotate data keys, hold no lock that revoke_tenant, revoke_token or
- * revoke_tenant_tokens waits for (the tenant's row they lock FOR KEY SHARE
- * only, which a revocation's FOR NO KEY UPDATE does not conflict with).
+ * How the transactions that touch a tenant's keys order themselves, so that
+ * none of a tenant's own token holders can make a revocation wait:
+ *	- creating a data key (a first encryption, put_secret) locks the
+ *	  tenant's row FOR KEY SHARE only, as the foreign key of its insert
+ *	  does anyway;
+ *	- rotating or re-keying the tenant key locks the row FOR UPDATE, which
+ *	  waits for every transaction holding it FOR KEY SHARE, that is for
+ *	  every data key being created, so that none is wrapped under a tenant
+ *	  key about to be replaced (and makes new creations wait for it);
+ *	- rotating a data key by hand (rotate_data_key) locks the row FOR
+ *	  UPDATE as well, so that it waits for a creation of the same
+ *	  (tenant, purpose) instead of colliding with it;
+ *	- the automatic rotation of an old data key (envault.data_key_max_age),
+ *	  which may run in a token holder's transaction, takes the purpose lock
+ *	  below and reads the row FOR KEY SHARE;
+ *	- revoke_tenant locks the row FOR NO KEY UPDATE, which no FOR KEY SHARE
+ *	  holder stands in the way of, and takes no other lock.
+ * The purpose lock is one of envault's own, in the advisory lock space with
+ * a field4 that SQL cannot name (SQL's advisory locks use 1 and 2; the
+ * audit chains use CH_LOCK_FIELD4), so no role can take or hold it but
+ * through envault.
  */
-#define KS_LOCK_TENANT_KEY	0x4557
 #define KS_LOCK_PURPOSE		0x4558
 
 static void
-ks_lock(const char *tenant, const char *purpose, uint16 field4, LOCKMODE mode)
+ks_lock_purpose(const char *tenant, const char *purpose)
 {
 	LOCKTAG		tag;
 	uint64		h = hash_bytes_extended((const unsigned char *) tenant,
-										(int) strlen(tenant), field4);
+										(int) strlen(tenant), KS_LOCK_PURPOSE);
 
-	if (purpose)
-		h = hash_bytes_extended((const unsigned char *) purpose,
-								(int) strlen(purpose), h);
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h, field4);
-	(void) LockAcquire(&tag, mode, false, false);
+	h = hash_bytes_extended((const unsigned char *) purpose,
+							(int) strlen(purpose), h);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 KS_LOCK_PURPOSE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 /* Read a tenant's row (as ks_tenant_row) and lock it FOR KEY SHARE. */
@@ -1336,7 +1385,6 @@ ks_load_active(const char *tenant, const char *purpose)
 	EnvSpi		s;
 	KsDataKey  *d = NULL;
 	int			attempt;
-	bool		locked = false;
 
 	env_spi_begin(&s);
 	for (attempt = 0; d == NULL && attempt < 3; attempt++)
@@ -1401,24 +1449,11 @@ ks_load_active(const char *tenant, const char *purpose)
 					 errhint("Create it with envault.create_data_key() in a read-write transaction.")));
 
 		/*
-		 * Before creating a key: the purpose lock, so that the creations and
-		 * rotations of (tenant, purpose) take turns (then look again: one
-		 * may have committed while this waited), and the tenant key lock in
-		 * share mode, which a rotation or re-keying of the tenant key takes
-		 * exclusively: it must neither miss this key (not committed yet) nor
-		 * commit a new tenant key after this one was wrapped under the old
-		 * key, which would then be gone, and with it every value under this
-		 * key.  The tenant's row is read again as of now, locked FOR KEY
-		 * SHARE only: nothing taken here makes a revocation wait.
+		 * Read the tenant's row again, as of now, and lock it FOR KEY SHARE
+		 * until this transaction ends: a rotation of the tenant key waits
+		 * for it (see above), and nothing this takes makes a revocation
+		 * wait.
 		 */
-		if (!locked)
-		{
-			ks_lock(tenant, NULL, KS_LOCK_TENANT_KEY, ShareLock);
-			ks_lock(tenant, purpose, KS_LOCK_PURPOSE, ExclusiveLock);
-			locked = true;
-			attempt--;
-			continue;
-		}
 		ks_share_tenant(&s, tenant, &t);
 
 		tkey = ks_tenant_key(tenant, &t);
@@ -1802,6 +1837,25 @@ env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row)
 		ks_tenant_row(s, tenant, (KsTenantRow *) row, 5);
 }
 
+#define KS_Q_LOCK_TENANT_FOR_UPDATE \
+	"SELECT state, key_version, wrapped_key, COALESCE(master_kcv, customer_kcv)," \
+	"       key_source FROM envault.tenants" \
+	" WHERE tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+
+/* The tenant's row, locked FOR UPDATE: waits for its data key creations. */
+static void
+ks_lock_tenant_for_update(EnvSpi *s, const char *tenant, KsTenantRow *row)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(tenant);
+	env_spi_run(KS_Q_LOCK_TENANT_FOR_UPDATE, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ks_no_tenant(tenant);
+	ks_tenant_row(s, tenant, row, 5);
+}
+
 #define KS_Q_RETIRE_ACTIVE \
 	"UPDATE envault.data_keys SET state = 'rotated', state_changed_at = pg_catalog.now()" \
 	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) $2" \
@@ -1833,9 +1887,14 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 	char		detail[96];
 
 	env_spi_begin(&s);
-	ks_lock(tenant, NULL, KS_LOCK_TENANT_KEY, ShareLock);
-	ks_lock(tenant, purpose, KS_LOCK_PURPOSE, ExclusiveLock);
-	ks_share_tenant(&s, tenant, &t);
+	if (max_age > 0)
+	{
+		/* automatic: maybe in a token holder's transaction (see above) */
+		ks_lock_purpose(tenant, purpose);
+		ks_share_tenant(&s, tenant, &t);
+	}
+	else
+		ks_lock_tenant_for_update(&s, tenant, &t);
 	values[0] = CStringGetTextDatum(tenant);
 	values[1] = CStringGetTextDatum(purpose);
 	if (max_age > 0)
@@ -2010,8 +2069,7 @@ env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
 	tname = pnstrdup(tenant, tenant_len);
 
 	env_spi_begin(&s);
-	env_keystore_lock_tenant(&s, tname, &t);
-	ks_lock(tname, NULL, KS_LOCK_TENANT_KEY, ExclusiveLock);
+	ks_lock_tenant_for_update(&s, tname, &t);
 	env_keystore_changed();
 	old_key = ks_tenant_key(tname, &t);
 	new_version = t.key_version + 1;
@@ -2257,8 +2315,7 @@ env_keystore_rekey_tenant(const char *tenant, size_t tenant_len, bool to_custome
 	tname = pnstrdup(tenant, tenant_len);
 
 	env_spi_begin(&s);
-	env_keystore_lock_tenant(&s, tname, &t);
-	ks_lock(tname, NULL, KS_LOCK_TENANT_KEY, ExclusiveLock);
+	ks_lock_tenant_for_update(&s, tname, &t);
 	if (to_customer && t.customer)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -684,6 +684,24 @@ SELECT (tenant IS NULL) || ' ' || detail FROM envault.key_events
 	"true tenant 'acme'",
 	"(g) the revocation is in the chain of no tenant, which D's transaction could not lock");
 session_is($sa, q{SELECT envault.restore_tenant('acme')}, '', '(g) A restores acme');
+# A cursor D opened before the revocation: the next FETCH that decrypts is
+# refused (decrypting costs enough that the planner decrypts above the
+# sort, as each row is fetched, not all rows before the first).
+{
+	my ($tok, $tok_id) = new_token($node, 'holder, cursor');
+	my $values = join(', ', map { "($_, '\\x$ct{$_}'::bytea)" } (3, 4, 5));
+	session_is($sd,
+		"BEGIN;\nSELECT envault.authenticate('$tok');\n"
+		  . "DECLARE c CURSOR FOR SELECT id, envault.env_decrypt_text(ct) FROM (VALUES $values) v(id, ct) ORDER BY id;\n"
+		  . 'FETCH 1 FROM c',
+		"acme\n" . "3|$rows{3}[3]",
+		'(g) cursor: D authenticates, opens a cursor that sorts, and fetches a row');
+	session_is($sa, "SELECT envault.revoke_token('$tok_id')", 't',
+		'(g) cursor: A revokes the token');
+	session_fails($sd, 'FETCH 1 FROM c', context_ended($tok_id, 'was revoked'),
+		'(g) cursor: D\'s next FETCH is refused');
+	session_is($sd, 'ROLLBACK', '', '(g) cursor: D ends its transaction');
+}
 session_is($sa, 'RESET statement_timeout', '', '(g) A resets its timeout');
 $sd->quit;
 
