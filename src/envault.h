@@ -105,8 +105,7 @@ extern int32 env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 										  const char *purpose, size_t purpose_len);
 extern int32 env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len);
 extern int64 env_keystore_rewrap_tenants(int32 batch_size, int64 *remaining);
-extern void env_keystore_set_key_source(const char *tenant, size_t tenant_len,
-										bool to_customer);
+extern void env_keystore_use_master_key(const char *tenant, size_t tenant_len);
 extern int32 env_keystore_rekey_tenant(const char *tenant, size_t tenant_len,
 									   bool to_customer);
 extern void env_key_event(EnvSpi *s, const char *operation, const char *tenant,

@@ -176,6 +176,6 @@ envault_use_master_key(PG_FUNCTION_ARGS)
 {
 	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
 
-	env_keystore_set_key_source(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), false);
+	env_keystore_use_master_key(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant));
 	PG_RETURN_VOID();
 }

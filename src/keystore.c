@@ -2122,13 +2122,13 @@ ks_kcv_bytea(const uint8 *kcv)
 }
 
 /*
- * Move a tenant key between the master key and the tenant's customer-managed
- * key: unwrap it under one, wrap it under the other, in this transaction.
- * The tenant key itself does not change, so no data key is touched.
+ * Move a tenant key from its customer-managed key back to the master key:
+ * unwrap it under the one, wrap it under the other, in this transaction.
+ * The tenant key itself does not change, so no data key is touched
+ * (onboarding goes the other way by re-keying: env_keystore_rekey_tenant).
  */
 void
-env_keystore_set_key_source(const char *tenant, size_t tenant_len,
-							bool to_customer)
+env_keystore_use_master_key(const char *tenant, size_t tenant_len)
 {
 	EnvSpi		s;
 	KsTenantRow t;
@@ -2139,7 +2139,6 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 	uint8		aad[ENV_WRAP_AAD_MAXLEN];
 	size_t		aad_len;
 	EnvXaesKey	kek;
-	const EnvXaesKey *master;
 	EnvCryptoStatus st;
 	bytea	   *rewrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
 	Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, BYTEAOID};
@@ -2151,16 +2150,15 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 	tname = pnstrdup(tenant, tenant_len);
 	env_spi_begin(&s);
 	env_keystore_lock_tenant(&s, tname, &t);
-	if (t.customer == to_customer)
+	if (!t.customer)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("envault tenant \"%s\" already uses %s", tname,
-						to_customer ? "a customer-managed key" : "the master key")));
+				 errmsg("envault tenant \"%s\" already uses the master key", tname)));
 
 	/* whatever may raise, before the customer key is in memory */
-	master = to_customer ? ks_master_for(tname, t.kcv) : env_master_key();
+	(void) env_master_key();
 	env_customer_key(tname, cmk, ckcv);
-	if (!to_customer && !ks_kcv_is(t.kcv, ckcv))
+	if (!ks_kcv_is(t.kcv, ckcv))
 	{
 		env_wipe(cmk, sizeof(cmk));
 		ereport(ERROR,
@@ -2175,21 +2173,11 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 	env_wipe(cmk, sizeof(cmk));
 
 	aad_len = env_tenant_wrap_aad(aad, tname, strlen(tname), (uint32) t.key_version);
-	if (to_customer)
-	{
-		st = env_key_unwrap(master, (uint8 *) VARDATA_ANY(t.wrapped),
-							VARSIZE_ANY_EXHDR(t.wrapped), aad, aad_len, key);
-		if (st == ENV_CRYPTO_OK)
-			st = env_key_wrap(&kek, key, aad, aad_len, (uint8 *) VARDATA(rewrapped));
-	}
-	else
-	{
-		st = env_key_unwrap(&kek, (uint8 *) VARDATA_ANY(t.wrapped),
-							VARSIZE_ANY_EXHDR(t.wrapped), aad, aad_len, key);
-		if (st == ENV_CRYPTO_OK)
-			st = env_key_wrap(master, key, aad, aad_len,
-							  (uint8 *) VARDATA(rewrapped));
-	}
+	st = env_key_unwrap(&kek, (uint8 *) VARDATA_ANY(t.wrapped),
+						VARSIZE_ANY_EXHDR(t.wrapped), aad, aad_len, key);
+	if (st == ENV_CRYPTO_OK)
+		st = env_key_wrap(env_master_key(), key, aad, aad_len,
+						  (uint8 *) VARDATA(rewrapped));
 	env_wipe(key, sizeof(key));
 	env_xaes_key_clear(&kek);
 	if (st == ENV_CRYPTO_AUTH_FAILED)
@@ -2203,25 +2191,16 @@ env_keystore_set_key_source(const char *tenant, size_t tenant_len,
 
 	env_keystore_changed();
 	values[0] = CStringGetTextDatum(tname);
-	values[1] = CStringGetTextDatum(to_customer ? "customer" : "master");
+	values[1] = CStringGetTextDatum("master");
 	values[2] = PointerGetDatum(rewrapped);
-	if (to_customer)
-	{
-		nulls[3] = 'n';
-		values[4] = PointerGetDatum(ks_kcv_bytea(ckcv));
-	}
-	else
-	{
-		values[3] = PointerGetDatum(ks_kcv_bytea(env_master_kcv()));
-		nulls[4] = 'n';
-	}
+	values[3] = PointerGetDatum(ks_kcv_bytea(env_master_kcv()));
+	nulls[4] = 'n';
 	if (SPI_execute_with_args(KS_Q_SET_SOURCE, 5, types, values, nulls, false, 0)
 		!= SPI_OK_UPDATE)
 		elog(ERROR, "could not update the tenant key");
 	snprintf(detail, sizeof(detail), "customer key check value %s",
 			 env_kcv_fingerprint(ckcv));
-	env_key_event(&s, to_customer ? "customer key imported" : "customer key removed",
-				  tname, NULL, -1, detail);
+	env_key_event(&s, "customer key removed", tname, NULL, -1, detail);
 	env_spi_end(&s);
 }
 
