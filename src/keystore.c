@@ -880,28 +880,35 @@ ks_unwrap_customer(const char *tenant, const KsTenantRow *row,
 }
 
 /*
- * A new tenant key wrapped by the tenant's customer-managed key (for a
- * tenant key rotation of a BYOK tenant).  The customer key is wiped before
- * returning, errors included.
+ * A new tenant key wrapped by the tenant's customer-managed key, for a
+ * rotation or re-keying of a tenant under it (t->customer: the key must be
+ * the one that wraps the current tenant key) or for its onboarding.  The
+ * customer key is wiped before returning, errors included; its check value
+ * goes to ckcv.
  */
 static bytea *
-ks_wrap_new_key_customer(const char *tenant, const KsTenantRow *row,
-						 const uint8 *aad, size_t aad_len, EnvXaesKey **prepared)
+ks_wrap_new_key_customer(const char *tenant, const KsTenantRow *t,
+						 const uint8 *aad, size_t aad_len, EnvXaesKey **prepared,
+						 uint8 *ckcv)
 {
 	uint8		cmk[ENV_KEY_LEN];
-	uint8		ckcv[ENV_KCV_LEN];
 	EnvXaesKey	kek;
 	bytea	   *volatile wrapped = NULL;
 	EnvXaesKey *volatile slot = NULL;
 	bool		ok;
 
 	env_customer_key(tenant, cmk, ckcv);
-	ok = ks_kcv_is(row->kcv, ckcv) && env_xaes_key_init(&kek, cmk);
-	env_wipe(cmk, sizeof(cmk));
-	if (!ok)
+	if (t->customer && !ks_kcv_is(t->kcv, ckcv))
+	{
+		env_wipe(cmk, sizeof(cmk));
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("customer key of envault tenant \"%s\" does not match the key that wraps its tenant key", tenant)));
+	}
+	ok = env_xaes_key_init(&kek, cmk);
+	env_wipe(cmk, sizeof(cmk));
+	if (!ok)
+		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "preparing a customer key");
 	PG_TRY();
 	{
 		EnvXaesKey *k;
@@ -2075,7 +2082,11 @@ env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len)
 	new_version = t.key_version + 1;
 	aad_len = env_tenant_wrap_aad(aad, tname, strlen(tname), (uint32) new_version);
 	if (t.customer)
-		new_wrapped = ks_wrap_new_key_customer(tname, &t, aad, aad_len, &new_key);
+	{
+		uint8		ckcv[ENV_KCV_LEN];
+
+		new_wrapped = ks_wrap_new_key_customer(tname, &t, aad, aad_len, &new_key, ckcv);
+	}
 	else
 		new_wrapped = ks_wrap_new_key(env_master_key(), aad, aad_len, &new_key);
 
@@ -2217,46 +2228,6 @@ env_keystore_use_master_key(const char *tenant, size_t tenant_len)
 	" WHERE tenant OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'" \
 	" ORDER BY purpose"
 
-/* A fresh tenant key, wrapped by the tenant's customer key (whose check value goes to ckcv). */
-static bytea *
-ks_wrap_under_customer(const char *tname, const KsTenantRow *t,
-					   const uint8 *aad, size_t aad_len, EnvXaesKey **prepared,
-					   uint8 *ckcv)
-{
-	uint8		cmk[ENV_KEY_LEN];
-	EnvXaesKey	kek;
-	bytea	   *volatile wrapped = NULL;
-	EnvXaesKey *volatile slot = NULL;
-	bool		ok;
-
-	env_customer_key(tname, cmk, ckcv);
-	if (t->customer && !ks_kcv_is(t->kcv, ckcv))
-	{
-		env_wipe(cmk, sizeof(cmk));
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("customer key of envault tenant \"%s\" does not match the key that wraps its tenant key", tname)));
-	}
-	ok = env_xaes_key_init(&kek, cmk);
-	env_wipe(cmk, sizeof(cmk));
-	if (!ok)
-		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "preparing a customer key");
-	PG_TRY();
-	{
-		EnvXaesKey *k;
-
-		wrapped = ks_wrap_new_key(&kek, aad, aad_len, &k);
-		slot = k;
-	}
-	PG_FINALLY();
-	{
-		env_xaes_key_clear(&kek);
-	}
-	PG_END_TRY();
-	*prepared = slot;
-	return wrapped;
-}
-
 /*
  * Re-key a tenant, in this transaction: a fresh tenant key, wrapped by the
  * tenant's customer-managed key (with to_customer, or when the tenant uses
@@ -2306,7 +2277,7 @@ env_keystore_rekey_tenant(const char *tenant, size_t tenant_len, bool to_custome
 	new_version = t.key_version + 1;
 	aad_len = env_tenant_wrap_aad(aad, tname, strlen(tname), (uint32) new_version);
 	if (customer)
-		new_wrapped = ks_wrap_under_customer(tname, &t, aad, aad_len, &new_key, ckcv);
+		new_wrapped = ks_wrap_new_key_customer(tname, &t, aad, aad_len, &new_key, ckcv);
 	else
 		new_wrapped = ks_wrap_new_key(env_master_key(), aad, aad_len, &new_key);
 

@@ -19,6 +19,9 @@ use strict;
 use warnings;
 
 use File::Basename qw(dirname);
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -36,15 +39,6 @@ sub random_bytes
 	close $fh;
 	die "short read from /dev/urandom" unless defined $n && $n == $_[0];
 	return $bytes;
-}
-
-sub write_private_file
-{
-	my ($path, $content) = @_;
-	open my $fh, '>', $path or die "open $path: $!";
-	print $fh $content;
-	close $fh;
-	chmod 0600, $path or die "chmod $path: $!";
 }
 
 my $node = PostgreSQL::Test::Cluster->new('core');

@@ -12,18 +12,12 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-sub random_key_hex
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
-	my $n = read($fh, my $bytes, 32);
-	close $fh;
-	die "short read from /dev/urandom" unless defined $n && $n == 32;
-	return unpack('H*', $bytes);
-}
 
 # this file and every client speak UTF8, whatever the server's encoding
 $ENV{PGCLIENTENCODING} = 'UTF8';
@@ -31,10 +25,7 @@ $ENV{PGCLIENTENCODING} = 'UTF8';
 my $node = PostgreSQL::Test::Cluster->new('encoding');
 $node->init(extra => [ '--encoding=UTF8', '--locale=C' ]);
 my $keyfile = $node->basedir . '/master.key';
-open my $fh, '>', $keyfile or die "open $keyfile: $!";
-print $fh random_key_hex() . "\n";
-close $fh;
-chmod 0600, $keyfile;
+write_private_file($keyfile, random_key_hex() . "\n");
 $node->append_conf('postgresql.conf',
 	"shared_preload_libraries = 'envault'\nenvault.master_key_file = '$keyfile'\n");
 $node->start;
