@@ -348,19 +348,21 @@ al_ensure_worker(AlSlot *slot)
  * wait allows).
  */
 static uint64
-al_enqueue(AlRecord *recs, int n, bool may_wait)
+al_enqueue(AlRecord *recs, int n, bool may_wait, int *done)
 {
 	AlSlot	   *slot = NULL;
 	uint64		ticket = 0;
 	int			i;
 	TimestampTz started = GetCurrentTimestamp();
 
+	*done = 0;
 	if (al_shared != NULL && !RecoveryInProgress())
 		slot = al_my_slot();
 	if (slot == NULL)
 	{
 		for (i = 0; i < n; i++)
 			al_log_record(&recs[i], al_database());
+		*done = n;
 		return 0;
 	}
 
@@ -380,7 +382,10 @@ al_enqueue(AlRecord *recs, int n, bool may_wait)
 			}
 			LWLockRelease(slot->lock);
 			if (written)
+			{
+				*done = i + 1;
 				break;
+			}
 			/* full: the decryption waits, it never drops a record */
 			al_ensure_worker(slot);
 			if (!may_wait &&
@@ -390,6 +395,7 @@ al_enqueue(AlRecord *recs, int n, bool may_wait)
 
 				for (; i < n; i++)
 					al_log_record(&recs[i], al_database());
+				*done = n;
 				LWLockAcquire(slot->lock, LW_EXCLUSIVE);
 				slot->fallback_total += logged;
 				LWLockRelease(slot->lock);
@@ -440,14 +446,17 @@ al_flush(bool wait)
 	HASH_SEQ_STATUS status;
 	AlEntry    *e;
 	AlRecord   *recs;
+	AlEntry   **from;
 	int			n = 0;
 	int			max;
-	uint64		ticket;
+	uint64		ticket = 0;
+	volatile int done = 0;
 
 	if (!al_pending || al_entries == NULL)
 		return;
 	max = (int) hash_get_num_entries(al_entries);
 	recs = MemoryContextAllocZero(TopMemoryContext, sizeof(AlRecord) * Max(max, 1));
+	from = MemoryContextAllocZero(TopMemoryContext, sizeof(AlEntry *) * Max(max, 1));
 	hash_seq_init(&status, al_entries);
 	while ((e = hash_seq_search(&status)) != NULL)
 	{
@@ -455,6 +464,7 @@ al_flush(bool wait)
 
 		if (e->unflushed == 0)
 			continue;
+		from[n] = e;
 		r = &recs[n++];
 		r->event = AL_EVENT_DECRYPT;
 		r->has_key = true;
@@ -472,10 +482,41 @@ al_flush(bool wait)
 	}
 	al_pending = false;
 	al_unsynced = false;
-	ticket = al_enqueue(recs, n, wait);
+
+	/*
+	 * Waiting for space in a full queue can be cancelled (statement_timeout,
+	 * a cancel request): the counts of the records not queued by then go
+	 * back to their entries, so that the abort's flush queues them (or,
+	 * with the queue still full after 10 s, writes them to the server log).
+	 */
+	PG_TRY();
+	{
+		/* (done counts the records queued so far, also if it is cancelled) */
+		ticket = al_enqueue(recs, n, wait, (int *) &done);
+	}
+	PG_CATCH();
+	{
+		int			i;
+
+		for (i = done; i < n; i++)
+		{
+			e = from[i];
+			if (e->unflushed == 0 || recs[i].at < e->first_at)
+				e->first_at = recs[i].at;
+			e->unflushed += recs[i].count;
+			e->recorded = false;
+			al_pending = true;
+			al_unsynced = true;
+		}
+		pfree(recs);
+		pfree(from);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (ticket > 0)
 		al_last_ticket = ticket;
 	pfree(recs);
+	pfree(from);
 	if (wait)
 		al_wait_durable(ticket);
 }
@@ -486,6 +527,7 @@ al_record_off(void)
 {
 	AlRecord	r;
 	uint64		ticket;
+	int			done;
 
 	memset(&r, 0, sizeof(r));
 	r.event = AL_EVENT_LOG_OFF;
@@ -496,7 +538,7 @@ al_record_off(void)
 			(errmsg("envault access log is off for this session"),
 			 errdetail("Role \"%s\" decrypts without access records.", r.role),
 			 errhidestmt(true)));
-	ticket = al_enqueue(&r, 1, true);
+	ticket = al_enqueue(&r, 1, true, &done);
 	if (ticket > al_last_ticket)
 		al_last_ticket = ticket;
 	al_off_recorded = true;
@@ -751,6 +793,14 @@ al_xact_callback(XactEvent event, void *arg)
 				al_flush(false);
 			if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PARALLEL_COMMIT)
 				al_nesting = 0;
+
+			/*
+			 * Whatever ended the statement (an error skips the statement-end
+			 * reset), the next one starts with no key marked recorded: its
+			 * first row waits for its first record to be durable.
+			 */
+			if (al_entries != NULL && !al_pending)
+				al_reset_entries();
 			break;
 		default:
 			break;

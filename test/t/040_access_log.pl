@@ -17,7 +17,8 @@
 #    with every record, exact counts, nothing in the server log.  And a
 #    transaction that aborts with the queue full (its counts are queued
 #    without waiting) sends what does not fit to the server log after
-#    10 s: the log and the table together hold every record.
+#    10 s: the log and the table together hold every record; so does a
+#    statement cancelled while it waits for space.
 # 2. Crash.  A session decrypts and has its result; at once every server
 #    process is killed with SIGKILL.  After crash recovery the record of
 #    that statement is there: one row, 300 rows of 30 tenants, get_secret,
@@ -246,6 +247,43 @@ is( $node->safe_psql(
 		q{SELECT count(*) FROM envault.access_log WHERE application_name = 'full-abort'}),
 	'16',
 	'queue full at an abort: 16 records in envault.access_log, none twice');
+
+# 1c. A statement cancelled while it waits for space in the full queue
+# (statement_timeout): the counts it had not queued yet are queued by its
+# abort, or, the queue still full 10 s later, written to the server log.
+# None is lost (0.2.0 lost them: they were taken out of the counts before
+# they were queued).
+$locker->query_safe(
+	'BEGIN; LOCK TABLE envault.access_log IN ACCESS EXCLUSIVE MODE');
+$offset = -s $node->logfile;
+my $cancelled = start_script($node, 'cancelled',
+	    "SET application_name = 'full-cancelled';\n"
+	  . "SET statement_timeout = '3s';\n"
+	  . "SELECT count(envault.env_decrypt_text(c, int4send(id))) FROM v;\n");
+($out, $err) = finish_script($cancelled);
+like($err, qr/canceling statement due to statement timeout/,
+	'cancelled while waiting: the statement waited for space and was cancelled');
+ok( $node->poll_query_until(
+		'postgres',
+		q{SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'full-cancelled')}),
+	'cancelled while waiting: the backend finished its abort and exited');
+my @cancelled_lines = grep { $_->{application_name} eq 'full-cancelled' }
+  access_lines($node, $offset);
+$locker->query_safe('COMMIT');
+ok( $node->poll_query_until(
+		'postgres',
+		q{SELECT queued FROM envault.access_log_status() WHERE database = 'postgres'}, '0'),
+	'cancelled while waiting: the lock released, the queue drains');
+my %cancelled_sum;
+$cancelled_sum{ $_->{tenant} } += $_->{count} foreach @cancelled_lines;
+foreach (split / /, decrypted('full-cancelled'))
+{
+	my ($t, $n) = split /:/;
+	$cancelled_sum{$t} += $n;
+}
+is(join(' ', map { "$_:$cancelled_sum{$_}" } sort keys %cancelled_sum),
+	$all_tenants_10,
+	'cancelled while waiting: envault.access_log and the server log hold every decryption, exact counts');
 
 # ==== 2. a crash right after the client has its result ===========================
 
