@@ -87,6 +87,30 @@ SELECT count(DISTINCT statement_seq) AS statements,
        count(*) BETWEEN 9 AND 10 AS records_9_or_10
   FROM envault.access_log WHERE application_name LIKE 'regress-al-%';
 
+-- a procedure that ends its transaction (ROLLBACK, COMMIT) in the middle
+-- of its CALL: the CALL is one statement, and the statements after it have
+-- numbers of their own, each flushed as it ends (0.2.0 gave the next two
+-- one number, and skipped their flushes)
+CREATE PROCEDURE regress_al_proc() LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM env_decrypt_text(c) FROM regress_al WHERE id = 1;
+	ROLLBACK;
+	PERFORM env_decrypt_text(c) FROM regress_al WHERE id = 2;
+	COMMIT;
+END
+$$;
+SET application_name = 'regress-al-proc';
+CALL regress_al_proc();
+SET application_name = 'regress-al-proc-after';
+SELECT env_decrypt_text(c) FROM regress_al WHERE id = 3;
+SELECT env_decrypt_text(c) FROM regress_al WHERE id = 4;
+RESET application_name;
+SELECT application_name, count(*) AS records, sum(count) AS decryptions,
+       count(DISTINCT statement_seq) AS statements
+  FROM envault.access_log WHERE application_name LIKE 'regress-al-proc%'
+ GROUP BY application_name ORDER BY application_name;
+DROP PROCEDURE regress_al_proc();
+
 -- turning the log off takes a superuser, and is recorded
 SET ROLE regress_al_app;
 SET envault.access_log = off;

@@ -791,8 +791,13 @@ al_xact_callback(XactEvent event, void *arg)
 			/* decryptions of a rolled-back transaction are recorded too */
 			if (al_pending)
 				al_flush(false);
-			if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PARALLEL_COMMIT)
-				al_nesting = 0;
+
+			/*
+			 * (al_nesting is not reset here: the hooks keep it balanced,
+			 * errors included, and a procedure's ROLLBACK ends a
+			 * transaction in the middle of its CALL, whose nesting level
+			 * must survive it.)
+			 */
 
 			/*
 			 * Whatever ended the statement (an error skips the statement-end
