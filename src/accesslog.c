@@ -954,14 +954,27 @@ al_shmem_startup(void)
 }
 
 /* Called by the worker once it is connected. */
-void
+bool
 al_worker_started(AlSlot *slot)
 {
+	bool		mine;
+
+	/*
+	 * A worker slow to start can find a twin, started after it by a backend
+	 * that waited too long, already at work: two workers would write the
+	 * same records twice.  The later one leaves.  So does one whose slot was
+	 * given to another database meanwhile.
+	 */
 	LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-	slot->worker_pid = MyProcPid;
-	slot->worker_latch = MyLatch;
-	slot->starting = false;
+	mine = (slot->worker_pid == 0 && slot->dboid == MyDatabaseId);
+	if (mine)
+	{
+		slot->worker_pid = MyProcPid;
+		slot->worker_latch = MyLatch;
+		slot->starting = false;
+	}
 	LWLockRelease(slot->lock);
+	return mine;
 }
 
 void

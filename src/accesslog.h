@@ -89,6 +89,6 @@ extern int	al_queue_size;
 extern int	al_worker_idle;
 
 extern void al_log_record(const AlRecord *r, const char *database);
-extern void al_worker_started(AlSlot *slot);
+extern bool al_worker_started(AlSlot *slot);
 
 #endif							/* ENVAULT_ACCESSLOG_H */

@@ -220,7 +220,8 @@ envault_access_log_worker_main(Datum arg)
 	SetConfigOption("application_name", "envault access log", PGC_USERSET,
 					PGC_S_OVERRIDE);
 	on_shmem_exit(aw_detach, (Datum) 0);
-	al_worker_started(aw_slot);
+	if (!al_worker_started(aw_slot))
+		proc_exit(0);
 
 	StartTransactionCommand();
 	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
