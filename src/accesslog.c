@@ -249,15 +249,18 @@ al_database(void)
 /* --- the queue ------------------------------------------------------------- */
 
 /* This database's slot, claimed if need be; NULL if every slot is taken. */
+static AlSlot *al_mine = NULL;
+
 static AlSlot *
 al_my_slot(void)
 {
-	static AlSlot *mine = NULL;
+	AlSlot	   *mine = NULL;
 	int			i;
 	AlSlot	   *free_slot = NULL;
 
-	if (mine != NULL && mine->dboid == MyDatabaseId)
-		return mine;
+	/* (unlocked: al_enqueue checks again under the slot's lock) */
+	if (al_mine != NULL && al_mine->dboid == MyDatabaseId)
+		return al_mine;
 	for (i = 0; i < al_shared->nslots; i++)
 	{
 		AlSlot	   *s = &al_slots[i];
@@ -267,7 +270,7 @@ al_my_slot(void)
 			mine = s;
 		LWLockRelease(s->lock);
 		if (mine)
-			return mine;
+			return (al_mine = mine);
 	}
 	/* claim a free slot, or one whose queue is empty and has no worker */
 	for (i = 0; i < al_shared->nslots && mine == NULL; i++)
@@ -286,7 +289,7 @@ al_my_slot(void)
 		}
 		LWLockRelease(s->lock);
 	}
-	return mine;
+	return (al_mine = mine);
 }
 
 static BackgroundWorkerHandle *al_worker_handle = NULL;
@@ -373,6 +376,25 @@ al_enqueue(AlRecord *recs, int n, bool may_wait, int *done)
 			bool		written = false;
 
 			LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+			if (slot->dboid != MyDatabaseId)
+			{
+				/*
+				 * Idle, the slot was given to another database after this
+				 * backend found it (unlocked): look again, never write this
+				 * database's records into another's queue.
+				 */
+				LWLockRelease(slot->lock);
+				al_mine = NULL;
+				slot = al_my_slot();
+				if (slot == NULL)
+				{
+					for (; i < n; i++)
+						al_log_record(&recs[i], al_database());
+					*done = n;
+					return ticket;
+				}
+				continue;
+			}
 			if (slot->head - slot->durable < (uint64) al_queue_size)
 			{
 				memcpy(&slot->ring[slot->head % al_queue_size], &recs[i], sizeof(AlRecord));
