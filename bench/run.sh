@@ -23,9 +23,12 @@
 #   BENCH_AUDIT_ROWS=100000 rows per chained INSERT (topic audit)
 #   BENCH_PGBENCH_TX=2500   transactions per pgbench client (topic pgbench;
 #                           the single-client run does 8 times as many)
-#   BENCH_TOPICS="encrypt tenancy lifecycle audit pgbench"  topics to run:
-#                           bench/<topic>.sql files in order, and pgbench
-#                           (bench/pgbench.sh, run after them)
+#   BENCH_ACCESSLOG_TX=1000 transactions per client at 8 clients (topic
+#                           accesslog; at 64 clients an eighth of that)
+#   BENCH_TOPICS="encrypt tenancy lifecycle audit pgbench accesslog"
+#                           topics to run: bench/<topic>.sql files in order,
+#                           then pgbench (bench/pgbench.sh) and accesslog
+#                           (bench/accesslog.sh, with fsync on)
 #   BENCH_PORT=54392        port of the throwaway cluster
 #   BENCH_SHARED_BUFFERS=1GB  large enough that the table stays in shared buffers
 #   BENCH_SKIP_BUILD=1      skip build_and_install (for iterating on bench/;
@@ -42,20 +45,26 @@ reps=${BENCH_REPS:-7}
 slow_reps=${BENCH_SLOW_REPS:-3}
 audit_rows=${BENCH_AUDIT_ROWS:-100000}
 pgbench_tx=${BENCH_PGBENCH_TX:-2500}
-topics=${BENCH_TOPICS:-encrypt tenancy lifecycle audit pgbench}
+accesslog_tx=${BENCH_ACCESSLOG_TX:-1000}
+topics=${BENCH_TOPICS:-encrypt tenancy lifecycle audit pgbench accesslog}
 port=${BENCH_PORT:-54392}
 shared_buffers=${BENCH_SHARED_BUFFERS:-1GB}
 bench="$ENVAULT_ROOT/bench"
 
 for n in "$rows" "$large_rows" "$tokens" "$data_keys" "$reps" "$slow_reps" "$port" \
-	"$audit_rows" "$pgbench_tx"; do
+	"$audit_rows" "$pgbench_tx" "$accesslog_tx"; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: not a positive integer: $n" >&2; exit 2; }
 done
 sql_topics=
 run_pgbench=
+run_accesslog=
 for t in $topics; do
 	if [ "$t" = pgbench ]; then
 		run_pgbench=1
+		continue
+	fi
+	if [ "$t" = accesslog ]; then
+		run_accesslog=1
 		continue
 	fi
 	[ -f "$bench/$t.sql" ] || { echo "bench/run.sh: no topic file bench/$t.sql" >&2; exit 2; }
@@ -120,11 +129,12 @@ machine() {
 	fi
 	[ -z "${BENCH_SKIP_BUILD:-}" ] || rev="$rev, not rebuilt (BENCH_SKIP_BUILD)"
 	echo "envault:    commit $rev"
-	echo "command:    bench/run.sh (rows=$rows large_rows=$large_rows tokens=$tokens data_keys=$data_keys audit_rows=$audit_rows pgbench_tx=$pgbench_tx reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
+	echo "command:    bench/run.sh (rows=$rows large_rows=$large_rows tokens=$tokens data_keys=$data_keys audit_rows=$audit_rows pgbench_tx=$pgbench_tx accesslog_tx=$accesslog_tx reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
 }
 
 say "running topics: $topics ($rows rows, $large_rows large, $reps rounds, $slow_reps for slow cases)"
 source "$bench/pgbench.sh"
+source "$bench/accesslog.sh"
 {
 	machine
 	{
@@ -132,6 +142,7 @@ source "$bench/pgbench.sh"
 		for t in $sql_topics; do cat "$bench/$t.sql"; done
 	} | psql_bench
 	[ -z "$run_pgbench" ] || pgbench_stage
+	[ -z "$run_accesslog" ] || accesslog_stage
 	psql_bench -f - < "$bench/report.sql"
 } | tee "$out"
 

@@ -124,6 +124,21 @@ SELECT envault.flush_access_log();
 RESET application_name;
 SELECT * FROM regress_records('regress-al-off');
 
+-- behind a pooler one server session serves client after client: with the
+-- log off, the event is recorded again for each client it serves (another
+-- application_name, or another authenticated token)
+SET envault.access_log = off;
+SET application_name = 'regress-al-off-client-a';
+SELECT env_decrypt_text(c) FROM regress_al WHERE id = 4;
+SELECT env_decrypt_text(c) FROM regress_al WHERE id = 5;
+SET application_name = 'regress-al-off-client-b';
+SELECT env_decrypt_text(c) FROM regress_al WHERE id = 4;
+RESET envault.access_log;
+SELECT envault.flush_access_log();
+RESET application_name;
+SELECT application_name, event, count(*) AS records FROM envault.access_log
+ WHERE application_name LIKE 'regress-al-off-client-%' GROUP BY 1, 2 ORDER BY 1;
+
 -- the access log is an audit chain per tenant: append-only, and verified
 UPDATE envault.access_log SET count = 0;
 DELETE FROM envault.access_log;
@@ -131,7 +146,7 @@ SELECT count(*) > 0 AS chains, bool_and(ok) AS all_ok,
        sum(rows_checked) = (SELECT count(*) FROM envault.access_log) AS every_record
   FROM envault.verify_chain('envault.access_log');
 SELECT database, worker_pid IS NOT NULL AS worker, queued, written > 0 AS written,
-       to_server_log
+       to_server_log, commits BETWEEN 1 AND written AS commits
   FROM envault.access_log_status() WHERE database = current_database();
 -- only envault_admin reads it
 SET ROLE regress_al_app;

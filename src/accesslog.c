@@ -34,6 +34,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "replication/syncrep.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
 #include "funcapi.h"
@@ -57,7 +58,7 @@
 /* settings */
 static bool al_enabled = true;
 int			al_queue_size = 512;
-static int	al_databases = 8;
+static int	al_databases = 2;
 int			al_worker_idle = 3;
 
 AlShared   *al_shared = NULL;
@@ -91,6 +92,9 @@ typedef struct AlEntry
 	char		purpose[ENV_PURPOSE_MAXLEN + 1];
 	char		role[NAMEDATALEN];
 	char		session_role[NAMEDATALEN];
+	/* who the session served when the statement first used the key */
+	uint64		query_id;
+	char		application_name[NAMEDATALEN];
 } AlEntry;
 
 static HTAB *al_entries = NULL;
@@ -98,10 +102,11 @@ static AlEntry *al_last = NULL; /* fast path: the last plain decryption */
 static bool al_pending = false; /* some entry has unflushed counts */
 static bool al_unsynced = false;	/* some entry was never recorded */
 static bool al_off_recorded = false;	/* "access log off" recorded */
+static char al_off_identity[NAMEDATALEN + ENV_TOKEN_ID_HEXLEN + 2];	/* for whom */
 static int64 al_statement_seq = 0;
-static uint64 al_last_ticket = 0;	/* last position this backend queued */
+static AlSlot *al_last_slot = NULL; /* where this backend queued last */
+static uint64 al_last_ticket = 0;	/* the last position it queued there */
 static int	al_nesting = 0;
-static int	al_fallback_warned = 0;
 static char al_dbname[NAMEDATALEN];	/* for server log lines, once known */
 
 static void al_before_exit(int code, Datum arg);
@@ -162,7 +167,10 @@ al_roles(char *role, char *session_role)
 	al_copy(session_role, NAMEDATALEN, GetUserNameFromId(GetSessionUserId(), true));
 }
 
-/* Fill the session's part of a record (not its roles). */
+/*
+ * Fill the session's part of a record (not its roles): as it is now, for
+ * the statement and client the session serves now.
+ */
 static void
 al_fill_session(AlRecord *r)
 {
@@ -248,222 +256,287 @@ al_database(void)
 
 /* --- the queue ------------------------------------------------------------- */
 
-/* This database's slot, claimed if need be; NULL if every slot is taken. */
+/*
+ * How a flush may wait for a free slot and for room in the queue:
+ *	AL_WAIT		as long as it takes (a statement: cancellable);
+ *	AL_NOWAIT	not at all (commit and abort callbacks): what does not fit
+ *				stays counted in the backend, and the next statement, or the
+ *				backend's exit, queues it;
+ *	AL_EXIT		at backend exit: up to AL_EXIT_WAIT_MS, then the rest goes to
+ *				the server log (the last resort, as no later flush will come).
+ */
+typedef enum AlWait
+{
+	AL_WAIT,
+	AL_NOWAIT,
+	AL_EXIT
+} AlWait;
+
+#define AL_EXIT_WAIT_MS	10000
+
+/* This database's slot, as last found (checked again under its lock) */
 static AlSlot *al_mine = NULL;
 
+/* Find this database's slot, or claim a free one; NULL if none is free. */
 static AlSlot *
-al_my_slot(void)
+al_find_slot(void)
 {
-	AlSlot	   *mine = NULL;
 	int			i;
-	AlSlot	   *free_slot = NULL;
 
-	/* (unlocked: al_enqueue checks again under the slot's lock) */
-	if (al_mine != NULL && al_mine->dboid == MyDatabaseId)
-		return al_mine;
+	if (al_mine != NULL)
+	{
+		bool		still;
+
+		LWLockAcquire(al_mine->lock, LW_SHARED);
+		still = (al_mine->dboid == MyDatabaseId);
+		LWLockRelease(al_mine->lock);
+		if (still)
+			return al_mine;
+		al_mine = NULL;
+	}
 	for (i = 0; i < al_shared->nslots; i++)
 	{
 		AlSlot	   *s = &al_slots[i];
+		bool		found;
 
 		LWLockAcquire(s->lock, LW_SHARED);
-		if (s->dboid == MyDatabaseId)
-			mine = s;
+		found = (s->dboid == MyDatabaseId);
 		LWLockRelease(s->lock);
-		if (mine)
-			return (al_mine = mine);
+		if (found)
+			return (al_mine = s);
 	}
-	/* claim a free slot, or one whose queue is empty and has no worker */
-	for (i = 0; i < al_shared->nslots && mine == NULL; i++)
+	for (i = 0; i < al_shared->nslots; i++)
 	{
 		AlSlot	   *s = &al_slots[i];
+		bool		claimed = false;
 
 		LWLockAcquire(s->lock, LW_EXCLUSIVE);
 		if (s->dboid == MyDatabaseId)
-			mine = s;
-		else if (free_slot == NULL &&
-				 (s->dboid == InvalidOid ||
-				  (s->head == s->durable && s->worker_pid == 0 && !s->starting)))
+			claimed = true;
+		else if (s->dboid == InvalidOid)
 		{
+			/* its worker, waiting unconnected, connects to this database */
 			s->dboid = MyDatabaseId;
-			mine = s;
+			s->connect_failures = 0;
+			claimed = true;
 		}
 		LWLockRelease(s->lock);
+		if (claimed)
+			return (al_mine = s);
 	}
-	return (al_mine = mine);
-}
-
-static BackgroundWorkerHandle *al_worker_handle = NULL;
-
-/* Make sure the slot has a worker, or one is on its way. */
-static void
-al_ensure_worker(AlSlot *slot)
-{
-	BackgroundWorker worker;
-	bool		start = false;
-	TimestampTz now = GetCurrentTimestamp();
-
-	LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-	if (slot->worker_pid == 0 &&
-		(!slot->starting ||
-		 TimestampDifferenceExceeds(slot->start_requested, now, 10000)))
-	{
-		slot->starting = true;
-		slot->start_requested = now;
-		start = true;
-	}
-	LWLockRelease(slot->lock);
-	if (!start)
-	{
-		if (slot->worker_latch)
-			SetLatch(slot->worker_latch);
-		return;
-	}
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "envault");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "envault_access_log_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "envault access log worker for database %u",
-			 MyDatabaseId);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "envault access log");
-	worker.bgw_main_arg = Int32GetDatum((int32) (slot - al_slots));
-	worker.bgw_notify_pid = 0;
-	if (!RegisterDynamicBackgroundWorker(&worker, &al_worker_handle))
-	{
-		LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-		slot->starting = false;
-		LWLockRelease(slot->lock);
-		if (al_fallback_warned++ == 0)
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("could not start the envault access log worker"),
-					 errdetail("Access records are written to the server log until a worker can start."),
-					 errhint("Raise max_worker_processes.")));
-	}
+	return NULL;
 }
 
 /*
- * Queue records; returns the position to wait for, or 0 if they went to the
- * server log instead (no shared memory, a standby, no slot or worker, or
- * a full queue that did not drain within the time a caller that must not
- * wait allows).
+ * This database's slot.  When every slot serves another database, wait (as
+ * the mode allows) until a worker gives one back: a worker idle while
+ * another database waits gives its slot back at once.
  */
-static uint64
-al_enqueue(AlRecord *recs, int n, bool may_wait, int *done)
+static AlSlot *
+al_my_slot(AlWait mode, TimestampTz started)
 {
-	AlSlot	   *slot = NULL;
-	uint64		ticket = 0;
-	int			i;
+	AlSlot	   *slot = al_find_slot();
+
+	if (slot != NULL || mode == AL_NOWAIT)
+		return slot;
+	pg_atomic_fetch_add_u32(&al_shared->slot_waiters, 1);
+	PG_TRY();
+	{
+		while ((slot = al_find_slot()) == NULL)
+		{
+			if (mode == AL_EXIT &&
+				TimestampDifferenceExceeds(started, GetCurrentTimestamp(), AL_EXIT_WAIT_MS))
+				break;
+			(void) ConditionVariableTimedSleep(&al_shared->cv_slot, 1000, PG_WAIT_EXTENSION);
+		}
+	}
+	PG_FINALLY();
+	{
+		ConditionVariableCancelSleep();
+		pg_atomic_fetch_sub_u32(&al_shared->slot_waiters, 1);
+	}
+	PG_END_TRY();
+	return slot;
+}
+
+/* Wake the slot's worker: records are queued. */
+static void
+al_wake_worker(AlSlot *slot)
+{
+	Latch	   *latch;
+
+	LWLockAcquire(slot->lock, LW_SHARED);
+	latch = slot->worker_latch;
+	LWLockRelease(slot->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
+ * Queue records in order.  *done counts those queued (or logged), also when
+ * a wait is cancelled by an error; *slot_out and *ticket_out say where the
+ * last one was queued (*ticket_out 0 if none was).  Without shared memory
+ * and on a standby, every record goes to the server log.
+ */
+static void
+al_enqueue(AlRecord *recs, int n, AlWait mode, volatile int *done,
+		   AlSlot *volatile *slot_out, volatile uint64 *ticket_out)
+{
+	AlSlot	   *slot;
 	TimestampTz started = GetCurrentTimestamp();
+	int			i;
 
 	*done = 0;
-	if (al_shared != NULL && !RecoveryInProgress())
-		slot = al_my_slot();
-	if (slot == NULL)
+	*ticket_out = 0;
+	*slot_out = NULL;
+	if (al_shared == NULL || RecoveryInProgress())
 	{
 		for (i = 0; i < n; i++)
 			al_log_record(&recs[i], al_database());
 		*done = n;
-		return 0;
+		return;
 	}
 
+	slot = NULL;
 	for (i = 0; i < n; i++)
 	{
 		for (;;)
 		{
 			bool		written = false;
+			bool		moved = false;
 
+			if (slot == NULL)
+			{
+				slot = al_my_slot(mode, started);
+				if (slot == NULL)
+					break;		/* AL_NOWAIT, or AL_EXIT out of time */
+			}
 			LWLockAcquire(slot->lock, LW_EXCLUSIVE);
 			if (slot->dboid != MyDatabaseId)
-			{
-				/*
-				 * Idle, the slot was given to another database after this
-				 * backend found it (unlocked): look again, never write this
-				 * database's records into another's queue.
-				 */
-				LWLockRelease(slot->lock);
-				al_mine = NULL;
-				slot = al_my_slot();
-				if (slot == NULL)
-				{
-					for (; i < n; i++)
-						al_log_record(&recs[i], al_database());
-					*done = n;
-					return ticket;
-				}
-				continue;
-			}
-			if (slot->head - slot->durable < (uint64) al_queue_size)
+				moved = true;	/* given back (idle) since it was found */
+			else if (slot->head - slot->durable < (uint64) al_queue_size)
 			{
 				memcpy(&slot->ring[slot->head % al_queue_size], &recs[i], sizeof(AlRecord));
 				slot->head++;
-				ticket = slot->head;
+				*ticket_out = slot->head;
+				*slot_out = slot;
 				written = true;
 			}
 			LWLockRelease(slot->lock);
+			if (moved)
+			{
+				/* never this database's records in another's queue */
+				al_mine = NULL;
+				slot = NULL;
+				continue;
+			}
 			if (written)
 			{
 				*done = i + 1;
 				break;
 			}
 			/* full: the decryption waits, it never drops a record */
-			al_ensure_worker(slot);
-			if (!may_wait &&
-				TimestampDifferenceExceeds(started, GetCurrentTimestamp(), 10000))
+			al_wake_worker(slot);
+			if (mode == AL_NOWAIT ||
+				(mode == AL_EXIT &&
+				 TimestampDifferenceExceeds(started, GetCurrentTimestamp(), AL_EXIT_WAIT_MS)))
 			{
-				int			logged = n - i;
-
-				for (; i < n; i++)
-					al_log_record(&recs[i], al_database());
-				*done = n;
-				LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-				slot->fallback_total += logged;
-				LWLockRelease(slot->lock);
-				ConditionVariableCancelSleep();
-				return ticket;
+				slot = NULL;
+				break;
 			}
 			(void) ConditionVariableTimedSleep(&slot->cv_space, 1000, PG_WAIT_EXTENSION);
 		}
+		if (slot == NULL)
+			break;
 	}
 	ConditionVariableCancelSleep();
-	al_ensure_worker(slot);
-	return ticket;
+	if (*slot_out != NULL)
+		al_wake_worker(*slot_out);
+	if (mode == AL_EXIT && *done < n)
+	{
+		/* the backend exits: the server log is the last place left */
+		AlSlot	   *s = al_find_slot();
+
+		for (i = *done; i < n; i++)
+			al_log_record(&recs[i], al_database());
+		if (s != NULL)
+		{
+			LWLockAcquire(s->lock, LW_EXCLUSIVE);
+			s->fallback_total += n - *done;
+			LWLockRelease(s->lock);
+		}
+		*done = n;
+	}
 }
 
-/* Wait until the worker has committed every record up to ticket. */
+/*
+ * Wait until the worker has committed every record up to ticket, then make
+ * sure its commit is on disk: flush the WAL that far (XLogFlush returns at
+ * once if it is, and the backends flushing at one moment share one flush),
+ * and wait for synchronous standbys as a commit of this session would.
+ */
 static void
-al_wait_durable(uint64 ticket)
+al_wait_durable(AlSlot *slot, uint64 ticket)
 {
-	AlSlot	   *slot;
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
 
-	if (ticket == 0 || al_shared == NULL)
+	if (slot == NULL || ticket == 0)
 		return;					/* nothing queued: logged, or not preloaded */
-	slot = al_my_slot();
-	if (slot == NULL)
-		return;
+
+	/*
+	 * Positions only grow, also when the slot passes to another database,
+	 * which it does only with nothing queued: a ticket below durable is
+	 * committed, whoever the slot serves now.
+	 */
 	for (;;)
 	{
 		uint64		durable;
 
 		LWLockAcquire(slot->lock, LW_SHARED);
 		durable = slot->durable;
+		lsn = slot->commit_lsn;
 		LWLockRelease(slot->lock);
 		if (durable >= ticket)
 			break;
 		if (ConditionVariableTimedSleep(&slot->cv_durable, 1000, PG_WAIT_EXTENSION))
-			al_ensure_worker(slot); /* timed out: is there a worker? */
+			al_wake_worker(slot);
 	}
 	ConditionVariableCancelSleep();
+	if (!XLogRecPtrIsInvalid(lsn))
+	{
+		XLogFlush(lsn);
+		SyncRepWaitForLSN(lsn, true);
+	}
 }
 
 /*
- * Turn unflushed counts into records and queue them; with wait, until they
- * are committed.
+ * Give the counts of records that were not queued back to their entries,
+ * to be queued by a later flush.
  */
 static void
-al_flush(bool wait)
+al_unflush(AlEntry **from, AlRecord *recs, int first, int n)
+{
+	int			i;
+
+	for (i = first; i < n; i++)
+	{
+		AlEntry    *e = from[i];
+
+		if (e->unflushed == 0 || recs[i].at < e->first_at)
+			e->first_at = recs[i].at;
+		e->unflushed += recs[i].count;
+		e->recorded = false;
+		al_pending = true;
+		al_unsynced = true;
+	}
+}
+
+/*
+ * Turn unflushed counts into records and queue them, waiting for room as
+ * mode allows; with wait_durable, until they are committed.
+ */
+static void
+al_flush(AlWait mode, bool wait_durable)
 {
 	HASH_SEQ_STATUS status;
 	AlEntry    *e;
@@ -471,8 +544,9 @@ al_flush(bool wait)
 	AlEntry   **from;
 	int			n = 0;
 	int			max;
-	uint64		ticket = 0;
 	volatile int done = 0;
+	AlSlot	   *volatile slot = NULL;
+	volatile uint64 ticket = 0;
 
 	if (!al_pending || al_entries == NULL)
 		return;
@@ -499,6 +573,9 @@ al_flush(bool wait)
 		memcpy(r->role, e->role, NAMEDATALEN);
 		memcpy(r->session_role, e->session_role, NAMEDATALEN);
 		al_fill_session(r);
+		/* the statement and client of the decryption, not of this moment */
+		r->query_id = e->query_id;
+		memcpy(r->application_name, e->application_name, NAMEDATALEN);
 		e->unflushed = 0;
 		e->recorded = true;
 	}
@@ -506,50 +583,51 @@ al_flush(bool wait)
 	al_unsynced = false;
 
 	/*
-	 * Waiting for space in a full queue can be cancelled (statement_timeout,
-	 * a cancel request): the counts of the records not queued by then go
-	 * back to their entries, so that the abort's flush queues them (or,
-	 * with the queue still full after 10 s, writes them to the server log).
+	 * Waiting for a slot or for room can be cancelled (statement_timeout, a
+	 * cancel request): the counts of the records not queued by then go back
+	 * to their entries, for the next flush.
 	 */
 	PG_TRY();
 	{
-		/* (done counts the records queued so far, also if it is cancelled) */
-		ticket = al_enqueue(recs, n, wait, (int *) &done);
+		al_enqueue(recs, n, mode, &done, &slot, &ticket);
 	}
 	PG_CATCH();
 	{
-		int			i;
-
-		for (i = done; i < n; i++)
+		if (ticket > 0)
 		{
-			e = from[i];
-			if (e->unflushed == 0 || recs[i].at < e->first_at)
-				e->first_at = recs[i].at;
-			e->unflushed += recs[i].count;
-			e->recorded = false;
-			al_pending = true;
-			al_unsynced = true;
+			al_last_slot = slot;
+			al_last_ticket = ticket;
 		}
+		al_unflush(from, recs, done, n);
 		pfree(recs);
 		pfree(from);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	if (ticket > 0)
+	{
+		al_last_slot = slot;
 		al_last_ticket = ticket;
+	}
+	al_unflush(from, recs, done, n);
 	pfree(recs);
 	pfree(from);
-	if (wait)
-		al_wait_durable(ticket);
+	if (wait_durable)
+		al_wait_durable(slot, ticket);
 }
 
-/* Record, once, that a session decrypts with the access log off. */
+/*
+ * Record that a session decrypts with the access log off: once per client
+ * it serves (application_name and authenticated token, which is what
+ * tells the clients of a connection pooler apart).
+ */
 static void
 al_record_off(void)
 {
 	AlRecord	r;
-	uint64		ticket;
-	int			done;
+	volatile int done;
+	AlSlot	   *volatile slot;
+	volatile uint64 ticket;
 
 	memset(&r, 0, sizeof(r));
 	r.event = AL_EVENT_LOG_OFF;
@@ -560,10 +638,23 @@ al_record_off(void)
 			(errmsg("envault access log is off for this session"),
 			 errdetail("Role \"%s\" decrypts without access records.", r.role),
 			 errhidestmt(true)));
-	ticket = al_enqueue(&r, 1, true, &done);
-	if (ticket > al_last_ticket)
+	al_enqueue(&r, 1, AL_WAIT, &done, &slot, &ticket);
+	if (ticket > 0)
+	{
+		al_last_slot = slot;
 		al_last_ticket = ticket;
+	}
 	al_off_recorded = true;
+}
+
+/* application_name and token id: whom the session serves */
+static void
+al_client_identity(char *buf, size_t size)
+{
+	const char *token = env_tenant_token_id();
+
+	snprintf(buf, size, "%s/%s", application_name ? application_name : "",
+			 token ? token : "");
 }
 
 /*
@@ -587,8 +678,14 @@ env_access_record(const EnvDataKey *key, const char *secret)
 
 	if (!al_enabled)
 	{
-		if (!al_off_recorded)
+		char		identity[sizeof(al_off_identity)];
+
+		al_client_identity(identity, sizeof(identity));
+		if (!al_off_recorded || strcmp(identity, al_off_identity) != 0)
+		{
 			al_record_off();
+			strlcpy(al_off_identity, identity, sizeof(al_off_identity));
+		}
 		return;
 	}
 	if (secret == NULL && al_last != NULL && al_last->key.key_id == key->key_id &&
@@ -616,6 +713,8 @@ env_access_record(const EnvDataKey *key, const char *secret)
 		strlcpy(e->tenant, key->tenant, sizeof(e->tenant));
 		strlcpy(e->purpose, key->purpose, sizeof(e->purpose));
 		al_roles(e->role, e->session_role);
+		e->query_id = pgstat_get_my_query_id();
+		al_copy(e->application_name, sizeof(e->application_name), application_name);
 	}
 	if (e->unflushed == 0)
 		e->first_at = GetCurrentTimestamp();
@@ -642,7 +741,7 @@ al_dest_receive(TupleTableSlot *slot, DestReceiver *self)
 
 	/* a row may carry a plaintext: its keys are recorded durably first */
 	if (al_unsynced)
-		al_flush(true);
+		al_flush(AL_WAIT, true);
 	return d->inner->receiveSlot(slot, d->inner);
 }
 
@@ -668,7 +767,7 @@ al_dest_shutdown(DestReceiver *self)
 	 * message or the end of the transaction.)
 	 */
 	if (al_pending)
-		al_flush(true);
+		al_flush(AL_WAIT, true);
 }
 
 static void
@@ -694,11 +793,27 @@ al_dest_reaches_client(DestReceiver *dest)
 	}
 }
 
+/*
+ * A top-level statement begins.  Counts that an earlier one left (its
+ * transaction ended with the queue full, or every slot taken) are queued
+ * first, still under that statement's number; then the new statement
+ * starts with no key marked recorded.
+ */
+static void
+al_statement_begins(void)
+{
+	if (al_pending)
+		al_flush(AL_WAIT, false);
+	if (al_entries != NULL && !al_pending)
+		al_reset_entries();
+	al_statement_seq++;
+}
+
 static void
 al_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	if (al_nesting == 0)
-		al_statement_seq++;
+		al_statement_begins();
 	if (al_prev_executor_start)
 		al_prev_executor_start(queryDesc, eflags);
 	else
@@ -766,7 +881,7 @@ al_executor_end(QueryDesc *queryDesc)
 		standard_ExecutorEnd(queryDesc);
 	/* the statement's exact counts are durable before it completes */
 	if (al_nesting == 0 && al_pending)
-		al_flush(true);
+		al_flush(AL_WAIT, true);
 	if (al_nesting == 0 && al_entries != NULL && !al_pending)
 		al_reset_entries();
 }
@@ -778,7 +893,7 @@ al_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
 	if (al_nesting == 0)
-		al_statement_seq++;
+		al_statement_begins();
 	al_nesting++;
 	PG_TRY();
 	{
@@ -795,7 +910,7 @@ al_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_END_TRY();
 	if (al_nesting == 0 && al_pending && IsTransactionState())
-		al_flush(true);
+		al_flush(AL_WAIT, true);
 	if (al_nesting == 0 && al_entries != NULL && !al_pending)
 		al_reset_entries();
 }
@@ -810,9 +925,14 @@ al_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			/* decryptions of a rolled-back transaction are recorded too */
+			/*
+			 * Decryptions of a rolled-back transaction are recorded too:
+			 * queued now without waiting (a callback must not wait); what
+			 * does not fit stays counted, and the next statement, or the
+			 * backend's exit, queues it.
+			 */
 			if (al_pending)
-				al_flush(false);
+				al_flush(AL_NOWAIT, false);
 
 			/*
 			 * (al_nesting is not reset here: the hooks keep it balanced,
@@ -838,7 +958,7 @@ static void
 al_before_exit(int code, Datum arg)
 {
 	if (al_pending)
-		al_flush(false);
+		al_flush(AL_EXIT, false);
 }
 
 /* --- SQL functions ------------------------------------------------------------ */
@@ -853,16 +973,15 @@ PG_FUNCTION_INFO_V1(envault_flush_access_log);
 Datum
 envault_flush_access_log(PG_FUNCTION_ARGS)
 {
-	al_flush(false);
-	if (al_shared != NULL && !RecoveryInProgress())
-		al_wait_durable(al_last_ticket);
+	al_flush(AL_WAIT, false);
+	al_wait_durable(al_last_slot, al_last_ticket);
 	PG_RETURN_VOID();
 }
 
 /*
  * SQL function: envault.access_log_status()
  *     returns table (database name, worker_pid integer, queued bigint,
- *                    written bigint, to_server_log bigint)
+ *                    written bigint, to_server_log bigint, commits bigint)
  *
  * The access log queues of the server, one row per database in use.
  */
@@ -879,25 +998,24 @@ envault_access_log_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < al_shared->nslots; i++)
 	{
 		AlSlot	   *slot = &al_slots[i];
-		Datum		values[5];
-		bool		nulls[5] = {false, false, false, false, false};
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
 		Oid			dboid;
 		char	   *dbname;
 
 		LWLockAcquire(slot->lock, LW_SHARED);
 		dboid = slot->dboid;
+		/* the worker, once it serves this database */
 		values[1] = Int32GetDatum(slot->worker_pid);
-		nulls[1] = (slot->worker_pid == 0);
+		nulls[1] = (slot->worker_pid == 0 || slot->worker_db != slot->dboid);
 		values[2] = Int64GetDatum((int64) (slot->head - slot->durable));
 		values[3] = Int64GetDatum((int64) slot->written_total);
 		values[4] = Int64GetDatum((int64) slot->fallback_total);
+		values[5] = Int64GetDatum((int64) slot->commits_total);
 		LWLockRelease(slot->lock);
 		if (!OidIsValid(dboid))
 			continue;
 		dbname = get_database_name(dboid);
-		/* a dropped database's slot, empty, is free for the next one */
-		if (dbname == NULL && DatumGetInt64(values[2]) == 0 && nulls[1])
-			continue;
 		nulls[0] = (dbname == NULL);
 		if (dbname != NULL)
 		{
@@ -958,6 +1076,8 @@ al_shmem_startup(void)
 		al_shared->nslots = al_databases;
 		al_shared->queue_size = al_queue_size;
 		al_shared->epoch = GetCurrentTimestamp();
+		pg_atomic_init_u32(&al_shared->slot_waiters, 0);
+		ConditionVariableInit(&al_shared->cv_slot);
 		locks = GetNamedLWLockTranche("envault access log");
 		for (i = 0; i < al_databases; i++)
 		{
@@ -975,28 +1095,38 @@ al_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Called by the worker once it is connected. */
-bool
-al_worker_started(AlSlot *slot)
+/*
+ * The workers: one per slot, registered now so that their places among
+ * max_worker_processes are theirs (see accessworker.c).
+ */
+static void
+al_register_workers(void)
 {
-	bool		mine;
+	int			i;
 
-	/*
-	 * A worker slow to start can find a twin, started after it by a backend
-	 * that waited too long, already at work: two workers would write the
-	 * same records twice.  The later one leaves.  So does one whose slot was
-	 * given to another database meanwhile.
-	 */
-	LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-	mine = (slot->worker_pid == 0 && slot->dboid == MyDatabaseId);
-	if (mine)
+	if (al_databases >= max_worker_processes)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("envault.access_log_databases (%d) must be less than max_worker_processes (%d)",
+						al_databases, max_worker_processes),
+				 errdetail("Each access log queue has a background worker of its own, started with the server."),
+				 errhint("Raise max_worker_processes by envault.access_log_databases, keeping room for parallel query and other extensions.")));
+	for (i = 0; i < al_databases; i++)
 	{
-		slot->worker_pid = MyProcPid;
-		slot->worker_latch = MyLatch;
-		slot->starting = false;
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		/* it exits with code 1 to leave its database: start it again at once */
+		worker.bgw_restart_time = 0;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "envault");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "envault_access_log_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "envault access log worker %d", i + 1);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "envault access log");
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
 	}
-	LWLockRelease(slot->lock);
-	return mine;
 }
 
 void
@@ -1039,11 +1169,12 @@ env_access_log_init(void)
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("envault.access_log_databases",
 							gettext_noop("Databases whose decryptions can be queued for the access log at the same time."),
-							gettext_noop("Each uses a background worker while it has records to write."),
-							&al_databases, 8, 1, 1024,
+							gettext_noop("Each has a background worker of its own, counted against max_worker_processes."),
+							&al_databases, 2, 1, 1024,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	al_prev_shmem_request = shmem_request_hook;
 	shmem_request_hook = al_shmem_request;
 	al_prev_shmem_startup = shmem_startup_hook;
 	shmem_startup_hook = al_shmem_startup;
+	al_register_workers();
 }

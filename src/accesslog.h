@@ -5,11 +5,24 @@
  *		background workers that write envault.access_log.
  *
  * One queue per database, in a fixed number of slots: a ring of records
- * with three positions that only grow.  Positions below `durable` are
- * committed to envault.access_log; those from `durable` to `head` are
- * queued (the worker reads them from `durable` and advances it after its
- * transaction commits, so a record leaves the ring only once it is safe).
- * The slot's LWLock guards everything but the latch pointer's use.
+ * with two positions that only grow.  Positions below `durable` are
+ * committed to envault.access_log, by transactions whose commit records end
+ * at or before `commit_lsn`; those from `durable` to `head` are queued (the
+ * worker reads them from `durable` and advances it after its transaction
+ * commits, so a record leaves the ring only once it is in the table).  The
+ * worker commits without waiting for the WAL flush; a backend that needs
+ * its records durable flushes the WAL up to `commit_lsn` itself, so that
+ * the backends waiting at one moment share one flush (PostgreSQL's group
+ * commit) while the worker already writes the next batch.
+ * Positions keep growing when a slot passes to another database, so a
+ * backend's ticket stays comparable with `durable`.
+ *
+ * Each slot has a worker of its own, registered at server start (so that
+ * no other process can take the worker's place in max_worker_processes):
+ * it waits unconnected until a backend claims the slot for a database,
+ * connects to it, and when idle gives the slot back and exits, to be
+ * started again at once by the postmaster.  The slot's LWLock guards
+ * everything but the latch pointer's use.
  *
  * Nothing here is secret: records name keys, never hold them.
  *
@@ -20,6 +33,7 @@
 
 #include "envault.h"
 
+#include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
@@ -61,14 +75,16 @@ typedef struct AlRecord
 typedef struct AlSlot
 {
 	Oid			dboid;			/* InvalidOid: free */
-	int			worker_pid;		/* 0: no worker */
-	bool		starting;		/* a backend asked for a worker */
-	TimestampTz start_requested;
+	int			worker_pid;		/* 0: the slot's worker is not running */
+	Oid			worker_db;		/* the database it is connected to */
+	int			connect_failures;	/* in a row, to dboid */
 	Latch	   *worker_latch;
 	uint64		head;			/* next position written */
 	uint64		durable;		/* positions below are committed */
+	XLogRecPtr	commit_lsn;		/* ... by commit records ending here or before */
 	uint64		written_total;	/* statistics */
 	uint64		fallback_total; /* records that went to the server log */
+	uint64		commits_total;	/* transactions that wrote records */
 	ConditionVariable cv_space;	/* a record left the ring */
 	ConditionVariable cv_durable;	/* durable advanced */
 	LWLock	   *lock;
@@ -80,6 +96,8 @@ typedef struct AlShared
 	int			nslots;
 	int			queue_size;
 	TimestampTz epoch;			/* when the queues were created */
+	pg_atomic_uint32 slot_waiters;	/* backends waiting for a free slot */
+	ConditionVariable cv_slot;	/* a slot became free */
 	/* AlSlot[nslots], then the rings */
 } AlShared;
 
@@ -89,6 +107,5 @@ extern int	al_queue_size;
 extern int	al_worker_idle;
 
 extern void al_log_record(const AlRecord *r, const char *database);
-extern bool al_worker_started(AlSlot *slot);
 
 #endif							/* ENVAULT_ACCESSLOG_H */

@@ -492,3 +492,15 @@ COMMENT ON COLUMN envault.tokens.revoked_at IS
 SELECT pg_catalog.pg_extension_config_dump('envault.token_revocations', '');
 REVOKE ALL ON envault.token_revocations FROM PUBLIC;
 GRANT SELECT ON envault.token_revocations TO envault_admin;
+
+-- access_log_status() counts the worker's transactions (records per commit)
+DROP FUNCTION envault.access_log_status();
+CREATE FUNCTION envault.access_log_status()
+RETURNS TABLE (database name, worker_pid integer, queued bigint, written bigint,
+			   to_server_log bigint, commits bigint)
+AS 'MODULE_PATHNAME', 'envault_access_log_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.access_log_status() IS
+	'The access log queue of each database in use: its worker, records queued, written, sent to the server log instead, and the transactions that wrote them';
+REVOKE ALL ON FUNCTION envault.access_log_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.access_log_status() TO envault_admin;

@@ -936,11 +936,11 @@ COMMENT ON FUNCTION envault.flush_access_log() IS
 
 CREATE FUNCTION envault.access_log_status()
 RETURNS TABLE (database name, worker_pid integer, queued bigint, written bigint,
-			   to_server_log bigint)
+			   to_server_log bigint, commits bigint)
 AS 'MODULE_PATHNAME', 'envault_access_log_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.access_log_status() IS
-	'The access log queue of each database in use: its worker, records queued, written, and sent to the server log instead';
+	'The access log queue of each database in use: its worker, records queued, written, sent to the server log instead, and the transactions that wrote them';
 
 -- Secrets store: per-tenant credentials, encrypted under the tenant's
 -- "_secrets" data key, bound to their name.

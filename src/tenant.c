@@ -263,6 +263,19 @@ ten_is_admin(void)
 }
 
 /*
+ * The id of the token that set the current tenant context, or NULL when
+ * no token did (no context, or set_tenant()).  For the access log's
+ * attribution of reads behind a connection pooler.
+ */
+const char *
+env_tenant_token_id(void)
+{
+	if (!ten_current.is_set || !ten_current.from_token)
+		return NULL;
+	return ten_current.token_id;
+}
+
+/*
  * May the current role use this tenant's keys?  Admins may use any tenant;
  * everybody else only the current one.  for_ciphertext says the tenant was
  * read from a ciphertext, whose tenant the caller may not know: its name is

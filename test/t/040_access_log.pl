@@ -66,6 +66,7 @@ $node->append_conf('postgresql.conf',
 	"shared_preload_libraries = 'envault'\n"
 	  . "envault.master_key_file = '$key_file'\n"
 	  . "envault.access_log_queue_size = 16\n"
+	  . "envault.access_log_databases = 3\n"
 	  . "autovacuum = off\n");
 $node->start;
 
@@ -193,10 +194,11 @@ unlike(slurp_file($node->logfile), qr/envault access: /,
 chains_verify('queue full');
 
 # 1b. The counts of a transaction that aborts are queued as it aborts,
-# without waiting for the worker (the client already has its error).  With
-# the worker kept from writing, 16 of its 30 records fit in the queue; once
-# the queue has stayed full for 10 s the other 14 go to the server log
-# instead.  Either way none is lost.
+# without waiting (the client already has its error).  With the worker kept
+# from writing, 16 of its 30 records fit in the queue; the other 14 stay
+# counted in the backend.  The session ends: its exit waits for room, and
+# once the queue has stayed full for 10 s it writes them to the server log
+# (the last place left to an exiting backend).  Either way none is lost.
 $locker->query_safe(
 	'BEGIN; LOCK TABLE envault.access_log IN ACCESS EXCLUSIVE MODE');
 my $offset = -s $node->logfile;
@@ -284,6 +286,40 @@ foreach (split / /, decrypted('full-cancelled'))
 is(join(' ', map { "$_:$cancelled_sum{$_}" } sort keys %cancelled_sum),
 	$all_tenants_10,
 	'cancelled while waiting: envault.access_log and the server log hold every decryption, exact counts');
+
+# 1d. An abort does not wait for room (0.2.0 waited up to 10 s in the
+# abort, then wrote the records to the server log): the client has its
+# error at once, the records that did not fit stay counted in the backend,
+# and the session's next statement queues them once there is room.
+$locker->query_safe(
+	'BEGIN; LOCK TABLE envault.access_log IN ACCESS EXCLUSIVE MODE');
+$offset = -s $node->logfile;
+my $stays = $node->background_psql('postgres', on_error_stop => 0);
+$stays->query_safe("SET application_name = 'full-abort-stays'");
+my $t0 = time();
+$stays->query(
+	q{DO $$BEGIN
+	PERFORM count(envault.env_decrypt_text(c, int4send(id))) FROM v;
+	RAISE EXCEPTION 'failing after decrypting';
+END$$;});
+my $abort_seconds = time() - $t0;
+like($stays->{stderr}, qr/ERROR:  failing after decrypting/,
+	'abort with the queue full: the statement decrypted 300 values and failed');
+$stays->{stderr} = '';
+cmp_ok($abort_seconds, '<', 6,
+	'abort with the queue full: the error came at once (the abort did not wait for room)');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT queued FROM envault.access_log_status() WHERE database = 'postgres'}),
+	'16', 'abort with the queue full: 16 records queued');
+$locker->query_safe('COMMIT');
+is($stays->query_safe('SELECT 1; SELECT envault.flush_access_log();'),
+	"1\n", 'abort with the queue full: the session runs its next statement');
+is(decrypted('full-abort-stays'), $all_tenants_10,
+	'abort with the queue full: the next statement queued the rest, exact counts in envault.access_log');
+is(scalar(grep { $_->{application_name} eq 'full-abort-stays' } access_lines($node, $offset)),
+	0, 'abort with the queue full: nothing went to the server log');
+$stays->quit;
 
 # ==== 2. a crash right after the client has its result ===========================
 
@@ -422,6 +458,33 @@ SELECT bool_or(state = 'idle in transaction'
 		'crash, extended protocol: the exact counts of the completed statement survived the crash'
 	);
 }
+
+# 2h. The statement after a failed one.  The failed statement used the key
+# of t11; the next one, with the same key, sends its first row and then
+# waits for an advisory lock before its second.  0.2.0 kept the key marked
+# recorded after the failure: the first row went out before any record of
+# the new statement was queued, and the crash took it.  Each statement now
+# starts with no key marked recorded.  (No ORDER BY: a sort would compute
+# both rows before sending the first; the sequential scan of v, never
+# updated, returns 11 before 41.)
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('SELECT pg_advisory_lock(4242)');
+my $after = start_script($node, 'after-error',
+	    "\\set ON_ERROR_STOP 0\n"
+	  . "SET application_name = 'crash-after-error';\n"
+	  . "SELECT envault.env_decrypt_text(c, int4send(id)), 1 / (id - 11) FROM v WHERE id = 11;\n"
+	  . "SELECT envault.env_decrypt_text(c, int4send(id))\n"
+	  . "       || CASE WHEN id = 41 THEN (SELECT '' FROM pg_advisory_lock(4242)) ELSE '' END\n"
+	  . "  FROM v WHERE id IN (11, 41);\n");
+ok( $node->poll_query_until(
+		'postgres', q{
+SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' FROM pg_stat_activity
+ WHERE application_name = 'crash-after-error' AND state = 'active'}),
+	'crash after a failed statement: the next statement sent its first row and waits before its second');
+crash_and_restart($holder, 'crash after a failed statement');
+finish_script($after);
+is(decrypted('crash-after-error'), 't11:2',
+	'crash after a failed statement: the failed statement\'s record and the next one\'s first row\'s both survived');
 
 # 2g. a statement kept from returning its rows: the worker cannot write, so
 # the statement waits before its first row; killed then, the client never
