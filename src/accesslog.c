@@ -43,6 +43,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/dest.h"
 #include "tcop/utility.h"
@@ -416,7 +417,11 @@ al_enqueue(AlRecord *recs, int n, AlWait mode, volatile int *done,
 				moved = true;	/* given back (idle) since it was found */
 			else if (slot->head - slot->durable < (uint64) al_queue_size)
 			{
-				memcpy(&slot->ring[slot->head % al_queue_size], &recs[i], sizeof(AlRecord));
+				AlRecord   *r = &slot->ring[slot->head % al_queue_size];
+
+				memcpy(r, &recs[i], sizeof(AlRecord));
+				/* the worker wakes this backend, and only it, once it is in */
+				r->waiter = MyProc ? MyProc->pgprocno : -1;
 				slot->head++;
 				*ticket_out = slot->head;
 				*slot_out = slot;
@@ -498,10 +503,18 @@ al_wait_durable(AlSlot *slot, uint64 ticket)
 		LWLockRelease(slot->lock);
 		if (durable >= ticket)
 			break;
-		if (ConditionVariableTimedSleep(&slot->cv_durable, 1000, PG_WAIT_EXTENSION))
+
+		/*
+		 * The worker sets the latch of each backend whose records its
+		 * transaction wrote (not a broadcast: with many sessions waiting,
+		 * waking each of them for every commit costs more than the commit).
+		 */
+		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					  1000L, PG_WAIT_EXTENSION) & WL_TIMEOUT)
 			al_wake_worker(slot);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
-	ConditionVariableCancelSleep();
 	if (!XLogRecPtrIsInvalid(lsn))
 	{
 		XLogFlush(lsn);

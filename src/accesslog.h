@@ -63,6 +63,7 @@ typedef struct AlRecord
 	TimestampTz backend_start;
 	int64		statement_seq;	/* top-level statements of the backend */
 	uint64		query_id;
+	int			waiter;			/* pgprocno of the backend that queued it */
 	char		tenant[ENV_TENANT_MAXLEN + 1];
 	char		purpose[ENV_PURPOSE_MAXLEN + 1];
 	char		secret[AL_SECRET_MAXLEN + 1];	/* "" unless get_secret() */
@@ -86,7 +87,9 @@ typedef struct AlSlot
 	uint64		fallback_total; /* records that went to the server log */
 	uint64		commits_total;	/* transactions that wrote records */
 	ConditionVariable cv_space;	/* a record left the ring */
-	ConditionVariable cv_durable;	/* durable advanced */
+	ConditionVariable cv_durable;	/* the worker left (backends waiting for
+									 * their records sleep on their own latch,
+									 * which the worker sets) */
 	LWLock	   *lock;
 	AlRecord   *ring;			/* al_queue_size records */
 } AlSlot;

@@ -362,6 +362,29 @@ aw_give_up_database(Oid dboid)
 	ConditionVariableBroadcast(&al_shared->cv_slot);
 }
 
+/*
+ * Wake the backends whose records the batch held: each sets its latch once
+ * (a backend's records are mostly next to each other).  A backend that has
+ * left since, its PGPROC taken by another, gets a latch set it ignores.
+ */
+static void
+aw_wake_waiters(AlRecord *batch, int n)
+{
+	int			last = -1;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		int			procno = batch[i].waiter;
+
+		if (procno < 0 || procno == last ||
+			procno >= (int) ProcGlobal->allProcCount)
+			continue;
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+		last = procno;
+	}
+}
+
 /* Wait, unconnected, until a backend claims the slot; its database. */
 static Oid
 aw_wait_for_database(void)
@@ -484,7 +507,7 @@ envault_access_log_worker_main(Datum arg)
 			aw_slot->fallback_total += ok ? 0 : n;
 			aw_slot->commits_total += ok ? 1 : 0;
 			LWLockRelease(aw_slot->lock);
-			ConditionVariableBroadcast(&aw_slot->cv_durable);
+			aw_wake_waiters(batch, n);
 			ConditionVariableBroadcast(&aw_slot->cv_space);
 			idle_since = GetCurrentTimestamp();
 			continue;			/* drain before sleeping, and before stopping */
