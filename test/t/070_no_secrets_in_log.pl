@@ -254,19 +254,25 @@ sub each_chunk
 
 # --- the keys the server held -----------------------------------------------
 
+# (whole bytes only: a row is taken only as the server logged it whole)
+my $hex = qr/(?:[0-9a-f]{2})+/;
 my %rows;
 each_chunk(
 	0,
 	sub {
 		$rows{$_} = 1 foreach $_[0] =~
-		  /envault-key-row (tenant [0-9a-f]+ \d+ [0-9a-f]+ [0-9a-f]+|data \d+ [0-9a-f]+ [0-9a-f]+ \d+ \d+ [0-9a-f]+)$/mg;
+		  /envault-key-row (tenant $hex \d+ $hex $hex|data \d+ $hex $hex \d+ \d+ $hex)$/mg;
 	});
 my $ct = $node->safe_psql('regression',
 	"SELECT 'open ' || encode(aad, 'hex') || ' ' || encode(c, 'hex') FROM public.log_ct ORDER BY g");
-my $helper_in = "master $master\n" . join('', map { "$_\n" } sort keys %rows) . "$ct\n";
+# (through a file: if the helper stops early, its message is what shows)
+my $helper_in = $node->basedir . '/unwrap_keys.in';
+open(my $hin, '>', $helper_in) or die "could not write $helper_in: $!";
+print $hin "master $master\n", map({ "$_\n" } sort keys %rows), "$ct\n";
+close($hin) or die "could not write $helper_in: $!";
 my ($keys_out, $keys_err) = ('', '');
 IPC::Run::run([ 'python3', "$root/test/vectors/unwrap_keys.py" ],
-	'<', \$helper_in, '>', \$keys_out, '2>', \$keys_err)
+	'<', $helper_in, '>', \$keys_out, '2>', \$keys_err)
   or die "unwrap_keys.py failed: $keys_err";
 my @tenant_keys = $keys_out =~ /^tenant_key \S+ \d+ ([0-9a-f]{64})$/mg;
 my %tenant_versions = map { $_ => 1 } $keys_out =~ /^tenant_key (\S+ \d+) [0-9a-f]{64}$/mg;
