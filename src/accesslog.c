@@ -103,7 +103,9 @@ static AlEntry *al_last = NULL; /* fast path: the last plain decryption */
 static bool al_pending = false; /* some entry has unflushed counts */
 static bool al_unsynced = false;	/* some entry was never recorded */
 static bool al_off_recorded = false;	/* "access log off" recorded */
-static char al_off_identity[NAMEDATALEN + ENV_TOKEN_ID_HEXLEN + 2];	/* for whom */
+/* the client "access log off" was recorded for */
+static char al_off_app[NAMEDATALEN];
+static char al_off_token[ENV_TOKEN_ID_HEXLEN + 1];
 static int64 al_statement_seq = 0;
 static AlSlot *al_last_slot = NULL; /* where this backend queued last */
 static uint64 al_last_ticket = 0;	/* the last position it queued there */
@@ -522,6 +524,17 @@ al_wait_durable(AlSlot *slot, uint64 ticket)
 	}
 }
 
+/* Where this backend queued last, for flush_access_log(); ticket 0: nothing */
+static void
+al_remember(AlSlot *slot, uint64 ticket)
+{
+	if (ticket > 0)
+	{
+		al_last_slot = slot;
+		al_last_ticket = ticket;
+	}
+}
+
 /*
  * Give the counts of records that were not queued back to their entries,
  * to be queued by a later flush.
@@ -606,22 +619,14 @@ al_flush(AlWait mode, bool wait_durable)
 	}
 	PG_CATCH();
 	{
-		if (ticket > 0)
-		{
-			al_last_slot = slot;
-			al_last_ticket = ticket;
-		}
+		al_remember(slot, ticket);
 		al_unflush(from, recs, done, n);
 		pfree(recs);
 		pfree(from);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	if (ticket > 0)
-	{
-		al_last_slot = slot;
-		al_last_ticket = ticket;
-	}
+	al_remember(slot, ticket);
 	al_unflush(from, recs, done, n);
 	pfree(recs);
 	pfree(from);
@@ -652,22 +657,22 @@ al_record_off(void)
 			 errdetail("Role \"%s\" decrypts without access records.", r.role),
 			 errhidestmt(true)));
 	al_enqueue(&r, 1, AL_WAIT, &done, &slot, &ticket);
-	if (ticket > 0)
-	{
-		al_last_slot = slot;
-		al_last_ticket = ticket;
-	}
+	al_remember(slot, ticket);
 	al_off_recorded = true;
 }
 
-/* application_name and token id: whom the session serves */
-static void
-al_client_identity(char *buf, size_t size)
+/*
+ * Is the client the session serves (application_name and authenticated
+ * token) another than the one "access log off" was recorded for?  Two
+ * string comparisons per decryption with the log off.
+ */
+static bool
+al_other_client(void)
 {
+	const char *app = application_name ? application_name : "";
 	const char *token = env_tenant_token_id();
 
-	snprintf(buf, size, "%s/%s", application_name ? application_name : "",
-			 token ? token : "");
+	return strcmp(app, al_off_app) != 0 || strcmp(token ? token : "", al_off_token) != 0;
 }
 
 /*
@@ -691,13 +696,13 @@ env_access_record(const EnvDataKey *key, const char *secret)
 
 	if (!al_enabled)
 	{
-		char		identity[sizeof(al_off_identity)];
-
-		al_client_identity(identity, sizeof(identity));
-		if (!al_off_recorded || strcmp(identity, al_off_identity) != 0)
+		if (!al_off_recorded || al_other_client())
 		{
+			const char *token = env_tenant_token_id();
+
 			al_record_off();
-			strlcpy(al_off_identity, identity, sizeof(al_off_identity));
+			al_copy(al_off_app, sizeof(al_off_app), application_name);
+			al_copy(al_off_token, sizeof(al_off_token), token);
 		}
 		return;
 	}
