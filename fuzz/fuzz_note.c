@@ -177,16 +177,25 @@ fz_origin(const unsigned char *data, size_t size)
 	n = env_origin_build(db, dlen, chain, clen, tenant, tlen, origin,
 						 sizeof(origin));
 	FUZZ_ASSERT(n > 0);
-	FUZZ_ASSERT(env_origin_matches(origin, n, chain, clen, tenant, tlen));
+	FUZZ_ASSERT(env_origin_matches(origin, n, db, dlen, chain, clen, tenant, tlen));
+	/* no database pinned: nothing matches */
+	FUZZ_ASSERT(!env_origin_matches(origin, n, NULL, 0, chain, clen, tenant, tlen));
+	/* another database does not match */
+	if (dlen > 0)
+		FUZZ_ASSERT(!env_origin_matches(origin, n, db, dlen - 1, chain, clen,
+										tenant, tlen));
 	/* the chain without tenant and the chain with tenant "" differ */
-	FUZZ_ASSERT(!env_origin_matches(origin, n, chain, clen,
+	FUZZ_ASSERT(!env_origin_matches(origin, n, db, dlen, chain, clen,
 									null_tenant ? "" : NULL, 0));
 	if (clen > 0)
-		FUZZ_ASSERT(!env_origin_matches(origin, n, chain, clen - 1, tenant, tlen));
+		FUZZ_ASSERT(!env_origin_matches(origin, n, db, dlen, chain, clen - 1,
+										tenant, tlen));
 	if (!null_tenant && tlen > 0)
-		FUZZ_ASSERT(!env_origin_matches(origin, n, chain, clen, tenant, tlen - 1));
+		FUZZ_ASSERT(!env_origin_matches(origin, n, db, dlen, chain, clen,
+										tenant, tlen - 1));
 	/* the origin itself, read as one */
-	(void) env_origin_matches((const char *) data, size, chain, clen, tenant, tlen);
+	(void) env_origin_matches((const char *) data, size, db, dlen, chain, clen,
+							  tenant, tlen);
 }
 
 int

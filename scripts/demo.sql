@@ -168,8 +168,8 @@ UPDATE audit_trail SET action = 'invoice 17 cancelled' WHERE id = 2;
 RESET session_replication_role;
 SELECT tenant, rows_checked, ok, first_bad_seq, reason
   FROM envault.verify_chain('audit_trail') ORDER BY tenant;
-\echo 'an auditor verifies an export with envault-verify and the public key, without the database:'
-SELECT envault.signing_public_key() AS verifier_key;
+\echo 'an auditor verifies an export with envault-verify, the public key and the database identity they pin, without the database:'
+SELECT envault.signing_public_key() AS verifier_key, envault.database_id() AS database_id;
 
 \echo
 \echo '--- 9. every decryption is in the access log, a rolled-back one too'

@@ -274,7 +274,12 @@ RESET ROLE;
 
 -- Checkpoints: the head of each tenant's chain, signed; again only once
 -- the chain has grown
-SELECT tenant, seq, split_part(checkpoint, E'\n', 1) AS origin,
+-- (the origin names the database by envault.database_id(), a random UUID
+-- made by CREATE EXTENSION, shown here as <database-id>)
+SELECT envault.database_id() ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' AS random_uuid,
+       envault.database_id() = (SELECT database_id FROM envault.database_identity) AS the_one_row;
+SELECT tenant, seq, replace(split_part(checkpoint, E'\n', 1),
+                            envault.database_id(), '<database-id>') AS origin,
        split_part(checkpoint, E'\n', 2) AS seq_line,
        length(split_part(checkpoint, E'\n', 3)) AS hash_b64,
        split_part(checkpoint, E'\n', 4) ~ '^time \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$' AS time_line,
@@ -319,7 +324,8 @@ SELECT count(*) AS rows, count(*) FILTER (WHERE ok) AS hashes_recomputed
 SELECT count(*) AS rows, count(*) FILTER (WHERE ok) AS hashes_recomputed
   FROM regress_row_hashes_ok(envault.export_chain('regress_events', NULL));
 SELECT json_array_length(envault.export_chain('regress_audit', 'acme', until => '2000-01-01')->'rows') AS none;
-SELECT envault.export_chain('regress_audit', 'nobody')::text;
+SELECT replace(envault.export_chain('regress_audit', 'nobody')::text,
+               envault.database_id(), '<database-id>');
 
 -- Canonical values: the same whatever the session's settings
 CREATE TABLE regress_types (tenant text, b boolean, i2 smallint, i4 int, i8 bigint,
@@ -393,10 +399,17 @@ SELECT envault.disable_audit_chain('envault.key_events');
 -- rows routed to a chained partition through its parent: PostgreSQL fires no
 -- statement trigger on the partition, and the heads are written at commit
 -- instead; every transaction continues the chain where the last one ended
+-- (since 0.3.0 a chained table cannot become a partition, nor a partition
+-- be chained: chain_meaning tests it; such a partition made by 0.2.0 is
+-- made here by a superuser with the guard disabled)
 CREATE TABLE regress_part (tenant text NOT NULL, v text);
 SELECT envault.enable_audit_chain('regress_part', 'tenant');
 CREATE TABLE regress_parent (LIKE regress_part) PARTITION BY LIST (tenant);
+ALTER EVENT TRIGGER envault_chain_ddl_guard DISABLE;
 ALTER TABLE regress_parent ATTACH PARTITION regress_part FOR VALUES IN ('a', 'b');
+ALTER EVENT TRIGGER envault_chain_ddl_guard ENABLE;
+UPDATE envault.audit_chains SET columns_meaning = envault.chain_meaning(tbl)
+ WHERE tbl = 'regress_part'::regclass;
 INSERT INTO regress_parent (tenant, v) VALUES ('a', '1');
 INSERT INTO regress_parent (tenant, v) VALUES ('a', '2'), ('b', '3');
 BEGIN;

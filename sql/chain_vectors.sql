@@ -38,7 +38,11 @@ SELECT envault_seq,
   FROM orders_audit ORDER BY envault_seq;
 
 -- the vector's checkpoint of row 3, signed with the key of regress.conf
--- (envault.signing_key is the vector's seed)
+-- (envault.signing_key is the vector's seed), in a database whose identity
+-- is "appdb" (that of a database named so when it was upgraded from 0.2.0;
+-- made here by a superuser with an older row, which counts)
+INSERT INTO envault.database_identity VALUES ('appdb', '2026-01-01T00:00:00Z');
+SELECT envault.database_id();
 SELECT envault.signing_public_key();
 INSERT INTO envault.checkpoints (chain_id, tenant, seq, head_hash, signed_at,
                                  key_name, key_id, note, signed_by)
@@ -54,10 +58,8 @@ $note$, current_user
  WHERE tbl = 'orders_audit'::regclass AND envault_seq = 3;
 SELECT * FROM envault.verify_chain('orders_audit');
 
--- export_chain gives back the vector exactly, but for the database's name
-SELECT replace(envault.export_chain('orders_audit', 'acme')::text,
-               format('"database": %s', to_json(current_database())),
-               '"database": "appdb"')
+-- export_chain gives back the vector exactly
+SELECT envault.export_chain('orders_audit', 'acme')::text
        = $vector${"format": "envault-chain-export-v1", "database": "appdb", "chain": "public.orders_audit", "tenant": "acme", "columns": [["id", "bigint"], ["tenant", "pg_catalog.text"], ["action", "pg_catalog.text"], ["amount", "numeric(10,2)"], ["approved", "boolean"]], "rows": [
   {"seq": 1, "at": "2026-12-01T10:27:31.679273Z", "prev": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "hash": "QBPHWk4vNT4QTNrQpmfqtQ1cUDkBZLCFrfySIPz1SlY=", "values": ["1", "acme", "login", null, "true"]},
   {"seq": 2, "at": "2026-12-01T10:27:31.679879Z", "prev": "QBPHWk4vNT4QTNrQpmfqtQ1cUDkBZLCFrfySIPz1SlY=", "hash": "sV/c08nXQdbOjk2wGU4IAJtl3ceH6pVxXxYCv/ZSIyw=", "values": ["2", "acme", "paiement reçu", "12.50", "true"]},
@@ -70,8 +72,17 @@ $vector$ AS export_is_the_vector;
 SELECT r->>'seq' AS seq, r->>'hash' AS hash, r->'values' AS values
   FROM json_array_elements(envault.export_chain('orders_audit', 'acme')->'rows') r;
 
+-- in a database of another identity, the vector's checkpoint names another
+-- database and does not count: a bad signature at the number it signs
+DELETE FROM envault.database_identity WHERE database_id = 'appdb';
+SELECT envault.database_id() <> 'appdb' AS other_identity;
+SELECT * FROM envault.verify_chain('orders_audit');
+INSERT INTO envault.database_identity VALUES ('appdb', '2026-01-01T00:00:00Z');
+
 -- a value changed behind envault's back: row 2, as in check_chain.py
 SET session_replication_role = replica;
 UPDATE orders_audit SET action = 'paiement recu' WHERE envault_seq = 2;
 RESET session_replication_role;
 SELECT * FROM envault.verify_chain('orders_audit');
+
+DELETE FROM envault.database_identity WHERE database_id = 'appdb';

@@ -48,6 +48,29 @@ static const struct
 	{"xmlbinary", "base64"}
 };
 
+/* Is a type one of the reg* types, which have no canonical text? */
+bool
+env_canon_reg_type(Oid typid)
+{
+	switch (typid)
+	{
+		case REGCLASSOID:
+		case REGTYPEOID:
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+		case REGOPEROID:
+		case REGOPERATOROID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+		case REGNAMESPACEOID:
+		case REGROLEOID:
+		case REGCOLLATIONOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
 static Oid
 canon_base_type(Oid typid, char *typtype)
 {
@@ -132,27 +155,16 @@ env_canon_init(EnvCanon *c, Oid typid, const char *column)
 		case CASHOID:
 			c->kind = ENV_CANON_INT8;	/* in the currency's smallest unit */
 			return;
-		case REGCLASSOID:
-		case REGTYPEOID:
-		case REGPROCOID:
-		case REGPROCEDUREOID:
-		case REGOPEROID:
-		case REGOPERATOROID:
-		case REGCONFIGOID:
-		case REGDICTIONARYOID:
-		case REGNAMESPACEOID:
-		case REGROLEOID:
-		case REGCOLLATIONOID:
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("column \"%s\" of type %s cannot be part of an audit chain",
-							column, format_type_be(typid)),
-					 errdetail("Values of reg* types print as names that depend on search_path, and their OIDs change across dump and restore."),
-					 errhint("Store the object's name as text instead.")));
-			break;
 		default:
 			break;
 	}
+	if (env_canon_reg_type(base))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("column \"%s\" of type %s cannot be part of an audit chain",
+						column, format_type_be(typid)),
+				 errdetail("Values of reg* types print as names that depend on search_path, and their OIDs change across dump and restore."),
+				 errhint("Store the object's name as text instead.")));
 
 	getTypeOutputInfo(base, &typoutput, &isvarlena);
 	fmgr_info_cxt(typoutput, &c->out, TopMemoryContext);

@@ -51,6 +51,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -1472,6 +1473,33 @@ ch_has_chain_trigger(Oid relid)
 	return found;
 }
 
+/*
+ * The chained table an insert into relid can reach: relid itself, or a
+ * partition of it (rows inserted into a partitioned table are routed to
+ * its partitions at run time).  InvalidOid if none.
+ */
+static Oid
+ch_reaches_chain(Oid relid)
+{
+	List	   *all;
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	if (ch_has_chain_trigger(relid))
+		return relid;
+	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		return InvalidOid;
+	all = find_all_inheritors(relid, AccessShareLock, NULL);
+	foreach(lc, all)
+		if (lfirst_oid(lc) != relid && ch_has_chain_trigger(lfirst_oid(lc)))
+		{
+			found = lfirst_oid(lc);
+			break;
+		}
+	list_free(all);
+	return found;
+}
+
 static void
 ch_executor_start(QueryDesc *queryDesc, int eflags)
 {
@@ -1499,12 +1527,13 @@ ch_executor_start(QueryDesc *queryDesc, int eflags)
 			foreach(lc, ((ModifyTable *) plan)->resultRelations)
 			{
 				RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
+				Oid			chained = ch_reaches_chain(rte->relid);
 
-				if (ch_has_chain_trigger(rte->relid))
+				if (OidIsValid(chained))
 					ereport(ERROR,
 							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 							 errmsg("INSERT ... ON CONFLICT is not supported on audit chain \"%s\"",
-									get_rel_name(rte->relid)),
+									get_rel_name(chained)),
 							 errdetail("A row skipped after it was linked would leave a gap in its chain.")));
 			}
 		}
@@ -1590,6 +1619,9 @@ ch_exec(const char *sql, int expect)
 }
 
 #define CH_Q_REGISTER \
+	"INSERT INTO envault.audit_chains (tbl, identity, tenant_column, builtin, enabled_by," \
+	" columns_meaning) VALUES ($1, $2, $3, $4, $5, $6) RETURNING chain_id"
+#define CH_Q_REGISTER_0_2 \
 	"INSERT INTO envault.audit_chains (tbl, identity, tenant_column, builtin, enabled_by)" \
 	" VALUES ($1, $2, $3, $4, $5) RETURNING chain_id"
 
@@ -1753,12 +1785,13 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	char	   *nspname;
 	char	   *qualified;
 	char	   *identity;
+	char	   *meaning;
 	AttrNumber	tatt;
 	bool		has_rows;
 	volatile int64 linked = 0;
 	EnvSpi		s;
-	Oid			types[5] = {REGCLASSOID, TEXTOID, NAMEOID, BOOLOID, NAMEOID};
-	Datum		values[5];
+	Oid			types[6] = {REGCLASSOID, TEXTOID, NAMEOID, BOOLOID, NAMEOID, TEXTOID};
+	Datum		values[6];
 	bool		builtin;
 	const char *chain_cols[4] = {ENV_CHAIN_SEQ_COL, ENV_CHAIN_AT_COL,
 	ENV_CHAIN_PREV_COL, ENV_CHAIN_HASH_COL};
@@ -1780,6 +1813,12 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not an ordinary table", relname),
 				 errdetail("Only ordinary tables can be audit chains; partitioned tables, views and foreign tables cannot.")));
+	if (rel->rd_rel->relispartition)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is a partition", relname),
+				 errdetail("Rows reach a partition through its parent, whose DDL, triggers and INSERT ... ON CONFLICT would apply to the chain."),
+				 errhint("Chain a table that is not a partition.")));
 	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -1806,7 +1845,11 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 					 errdetail("An audit chain adds the columns %s, %s, %s and %s.",
 							   ENV_CHAIN_SEQ_COL, ENV_CHAIN_AT_COL,
 							   ENV_CHAIN_PREV_COL, ENV_CHAIN_HASH_COL)));
-	/* every column must have a canonical form: refuse reg* types early */
+	/*
+	 * every column must have a canonical form: refuse reg* types early,
+	 * also inside arrays, composites, domains and ranges
+	 */
+	(void) env_chain_meaning_of(rel);
 	for (i = 0; i < RelationGetDescr(rel)->natts; i++)
 	{
 		Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), i);
@@ -1849,13 +1892,22 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 					 " ADD COLUMN " ENV_CHAIN_HASH_COL " pg_catalog.bytea", qualified),
 			SPI_OK_UTILITY);
 
+	CommandCounterIncrement();
+	rel = relation_open(relid, NoLock);
+	meaning = env_chain_meaning_of(rel);
+	relation_close(rel, NoLock);
 	env_spi_begin(&s);
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(identity);
 	values[2] = NameGetDatum(tenant_column);
 	values[3] = BoolGetDatum(builtin);
 	values[4] = CStringGetDatum(s.caller_name);
-	env_spi_run(CH_Q_REGISTER, 5, types, values, SPI_OK_INSERT_RETURNING);
+	values[5] = CStringGetTextDatum(meaning);
+	/* (0.1.0's upgrade to 0.2.0 chains key_events before 0.3.0 adds it) */
+	if (env_schema_has("audit_chains", "columns_meaning"))
+		env_spi_run(CH_Q_REGISTER, 6, types, values, SPI_OK_INSERT_RETURNING);
+	else
+		env_spi_run(CH_Q_REGISTER_0_2, 5, types, values, SPI_OK_INSERT_RETURNING);
 	env_spi_end(&s);
 	CommandCounterIncrement();
 	CacheInvalidateRelcacheByRelid(relid);

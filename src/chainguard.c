@@ -29,6 +29,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
@@ -324,10 +325,189 @@ cg_check_alter_table(Oid relid, CollectedCommand *cmd)
 }
 
 /*
+ * The first line in which two descriptions of a chain's columns differ, for
+ * the message: "old" becomes "new", "(nothing)" on the side of a line
+ * added or removed.
+ */
+static char *
+cg_line(List *lines, int k)
+{
+	return k < list_length(lines) ? (char *) list_nth(lines, k) : NULL;
+}
+
+static bool
+cg_same(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static void
+cg_first_difference(const char *was, const char *now, char **old_line,
+					char **new_line)
+{
+	List	   *w = NIL;
+	List	   *n = NIL;
+	char	   *copy;
+	char	   *line;
+	char	   *save;
+	int			i;
+
+	copy = pstrdup(was);
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		w = lappend(w, line);
+	copy = pstrdup(now);
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		n = lappend(n, line);
+	for (i = 0; i < list_length(w) && i < list_length(n); i++)
+		if (strcmp(list_nth(w, i), list_nth(n, i)) != 0)
+			break;
+	*old_line = cg_line(w, i);
+	*new_line = cg_line(n, i);
+	if (cg_same(*old_line, cg_line(n, i + 1)))
+		*old_line = NULL;		/* a line added */
+	else if (cg_same(*new_line, cg_line(w, i + 1)))
+		*new_line = NULL;		/* a line removed */
+	if (*old_line == NULL)
+		*old_line = "(nothing)";
+	if (*new_line == NULL)
+		*new_line = "(nothing)";
+}
+
+/*
+ * What every chained table must still be after any command, whichever
+ * object the command named (a parent table, a type, a collation, a trigger
+ * cloned from a partitioned parent):
+ *	- its columns mean what they meant when it was chained (chainmeaning.c);
+ *	- no BEFORE INSERT row trigger fires after envault's, and envault's is
+ *	  there exactly once;
+ *	- no rule.
+ * With refresh (a command that only added enum labels), the recorded
+ * meanings are brought up to date instead.
+ */
+#define CG_Q_CHAINS \
+	"SELECT tbl, columns_meaning FROM envault.audit_chains ORDER BY chain_id"
+#define CG_Q_REFRESH \
+	"UPDATE envault.audit_chains SET columns_meaning = $2" \
+	" WHERE tbl OPERATOR(pg_catalog.=) $1"
+
+static void
+cg_check_chains(bool refresh)
+{
+	EnvSpi		s;
+	int			n;
+	Oid		   *relids;
+	char	  **meanings;
+	int			i;
+
+	/* envault 0.2.0's schema, not yet updated: nothing recorded to compare */
+	if (!env_schema_has("audit_chains", "columns_meaning"))
+		return;
+	env_spi_begin(&s);
+	env_spi_run(CG_Q_CHAINS, 0, NULL, NULL, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	relids = palloc(sizeof(Oid) * Max(n, 1));
+	meanings = palloc(sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1,
+												   &isnull));
+		meanings[i] = SPI_getvalue(SPI_tuptable->vals[i],
+								   SPI_tuptable->tupdesc, 2);
+		if (meanings[i] != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(s.caller_cxt);
+
+			meanings[i] = pstrdup(meanings[i]);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	env_spi_end(&s);
+
+	for (i = 0; i < n; i++)
+	{
+		Relation	rel = try_relation_open(relids[i], AccessShareLock);
+		char	   *now;
+		TriggerDesc *td;
+		int			j;
+		int			chain_inserts = 0;
+
+		if (rel == NULL)
+			continue;			/* dropped: the drop guard has its say */
+		now = env_chain_meaning_of(rel);
+		if (meanings[i] == NULL || strcmp(now, meanings[i]) != 0)
+		{
+			if (refresh || meanings[i] == NULL)
+			{
+				Oid			types[2] = {REGCLASSOID, TEXTOID};
+				Datum		values[2];
+
+				env_spi_begin(&s);
+				values[0] = ObjectIdGetDatum(relids[i]);
+				values[1] = CStringGetTextDatum(now);
+				env_spi_run(CG_Q_REFRESH, 2, types, values, SPI_OK_UPDATE);
+				env_spi_end(&s);
+			}
+			else
+			{
+				char	   *was_line;
+				char	   *now_line;
+
+				cg_first_difference(meanings[i], now, &was_line, &now_line);
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("this command is refused: it would change what the columns of audit chain \"%s\" mean",
+								RelationGetRelationName(rel)),
+						 errdetail("\"%s\" would become \"%s\".", was_line, now_line),
+						 errhint("A chain's rows must keep the meaning they were hashed with; to change the table, first stop chaining it with envault.disable_audit_chain().")));
+			}
+		}
+		td = rel->trigdesc;
+		for (j = 0; td != NULL && j < td->numtriggers; j++)
+		{
+			Trigger    *tg = &td->triggers[j];
+
+			if (env_chain_trigger_function(tg->tgfoid, true))
+			{
+				chain_inserts++;
+				continue;
+			}
+			if (TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_BEFORE(tg->tgtype) &&
+				TRIGGER_FOR_INSERT(tg->tgtype) &&
+				strcmp(tg->tgname, ENV_CHAIN_TRIGGER) > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("a BEFORE INSERT row trigger on audit chain \"%s\" must sort before \"%s\"",
+								RelationGetRelationName(rel), ENV_CHAIN_TRIGGER),
+						 errdetail("Trigger \"%s\" (created on the table or cloned from a partitioned parent) would fire after envault's and could change a row after it was hashed.",
+								   tg->tgname),
+						 errhint("Give the trigger a name that sorts before \"%s\".", ENV_CHAIN_TRIGGER)));
+		}
+		/* none: pg_restore creates a chained table's triggers last */
+		if (chain_inserts > 1)
+			cg_refuse(relids[i], "a second chain trigger");
+		if (rel->rd_rules != NULL)
+			cg_refuse(relids[i], "a rule");
+		relation_close(rel, AccessShareLock);
+	}
+}
+
+/* Does a collected command only add labels to an enum? */
+static bool
+cg_adds_enum_label(CollectedCommand *cmd)
+{
+	return cmd != NULL && cmd->type == SCT_Simple && cmd->parsetree != NULL &&
+		IsA(cmd->parsetree, AlterEnumStmt) &&
+		((AlterEnumStmt *) cmd->parsetree)->oldVal == NULL;
+}
+
+/*
  * SQL function: envault.chain_ddl_guard() returns event_trigger
  *
- * ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TRIGGER',
- * 'ALTER TRIGGER', 'CREATE RULE').
+ * ON ddl_command_end, for every command: a command on another object (a
+ * parent table, a type) can change a chained table too.
  */
 PG_FUNCTION_INFO_V1(envault_chain_ddl_guard);
 Datum
@@ -335,6 +515,7 @@ envault_chain_ddl_guard(PG_FUNCTION_ARGS)
 {
 	uint64		i;
 	int			rc;
+	bool		only_enum_labels = true;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -362,6 +543,8 @@ envault_chain_ddl_guard(PG_FUNCTION_ARGS)
 		Datum		cmd = SPI_getbinval(tup, desc, 4, &isnull);
 		CommandTag	tag = GetCommandTagEnum(tagname);
 
+		if (isnull || !cg_adds_enum_label((CollectedCommand *) DatumGetPointer(cmd)))
+			only_enum_labels = false;
 		if (classid == RelationRelationId && tag == CMDTAG_ALTER_TABLE && !isnull)
 			cg_check_alter_table(objid, (CollectedCommand *) DatumGetPointer(cmd));
 		else if (classid == RelationRelationId && tag == CMDTAG_CREATE_TABLE)
@@ -371,7 +554,10 @@ envault_chain_ddl_guard(PG_FUNCTION_ARGS)
 		else if (classid == RewriteRelationId)
 			cg_check_rule(objid);
 	}
+	if (SPI_processed == 0)
+		only_enum_labels = false;
 	SPI_finish();
+	cg_check_chains(only_enum_labels);
 	PG_RETURN_VOID();
 }
 

@@ -243,6 +243,7 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 	MemoryContext cxt = CurrentMemoryContext;
 	CvChain    *c = palloc0(sizeof(CvChain));
 	HASHCTL		ctl;
+	char	   *dbid = env_database_id();
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint64);
@@ -282,6 +283,7 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 		cp->seq = 0;
 		if (cp->status == 0 &&
 			!env_origin_matches(parsed.origin, parsed.origin_len,
+								dbid, strlen(dbid),
 								ch->identity, ch->identity_len,
 								t->tenant, t->tenant_len))
 			cp->status = 2;		/* signed, but for another chain */
@@ -828,7 +830,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 	int64		maxrows = 0;
 	int64		first = 0;
 	int64		last = 0;
-	const char *dbname = get_database_name(MyDatabaseId);
+	const char *dbname;
 	MemoryContext rowcxt;
 	MemoryContext outcxt = CurrentMemoryContext;
 	int64		r;
@@ -847,6 +849,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("export_chain needs a database with encoding UTF8"),
 				 errdetail("Row hashes cover values in the database encoding, and the export is JSON text.")));
+	dbname = env_database_id();
 	c = cv_load(ch, tenant_null ? NULL : want.text, want.len);
 	t = cv_find(c, want.text, want.len, tenant_null);
 
@@ -1075,6 +1078,7 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 	Oid			dtypes[2];
 	Datum		dvalues[2];
 	char		dnulls[2] = "  ";
+	char	   *dbid;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -1084,6 +1088,7 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 	ch = env_chain_require(PG_GETARG_OID(0));
 	older_than = PG_GETARG_TIMESTAMPTZ(2);
 	tenant_value = env_chain_tenant_arg(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), &want);
+	dbid = env_database_id();
 
 	env_spi_begin(&s);
 	values[0] = Int32GetDatum(ch->chain_id);
@@ -1115,8 +1120,8 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 															 SPI_tuptable->tupdesc, 2, &isnull));
 
 		if (env_checkpoint_check(note, strlen(note), &cp) == 0 &&
-			env_origin_matches(cp.origin, cp.origin_len, ch->identity,
-							   ch->identity_len, want.text, want.len))
+			env_origin_matches(cp.origin, cp.origin_len, dbid, strlen(dbid),
+							   ch->identity, ch->identity_len, want.text, want.len))
 		{
 			anchor = (int64) cp.seq;
 			checkpoint_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],

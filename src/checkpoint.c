@@ -286,6 +286,52 @@ typedef struct CpHead
 	uint8		hash[ENV_CHAIN_HASH_LEN];
 } CpHead;
 
+/*
+ * The identity of this database in checkpoint origins: made at CREATE
+ * EXTENSION (a random UUID), or at the upgrade from 0.2.0 (the database's
+ * name then, which the checkpoints signed before name), kept by dumps.  A
+ * restore brings back the original row beside the one its CREATE
+ * EXTENSION made: the oldest row is the identity.  Only a superuser can
+ * change the table; no other database's role can make its own database
+ * claim this identity.
+ */
+#define CP_Q_DATABASE_ID \
+	"SELECT database_id FROM envault.database_identity" \
+	" ORDER BY created_at, database_id LIMIT 1"
+
+char *
+env_database_id(void)
+{
+	EnvSpi		s;
+	char	   *id;
+	bool		isnull;
+
+	/* envault 0.2.0's schema, not yet updated: its checkpoints name it */
+	if (!env_schema_has("database_identity", NULL))
+		return get_database_name(MyDatabaseId);
+	env_spi_begin(&s);
+	env_spi_run(CP_Q_DATABASE_ID, 0, NULL, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this database has no envault identity"),
+				 errdetail("envault.database_identity is empty; checkpoints name the database by it."),
+				 errhint("Restore the row from a dump, or as a superuser insert one: INSERT INTO envault.database_identity (database_id) VALUES (gen_random_uuid()::text).")));
+	id = env_spi_cstring(&s, 1, &isnull);
+	env_spi_end(&s);
+	return id;
+}
+
+/*
+ * SQL function: envault.database_id() returns text
+ */
+PG_FUNCTION_INFO_V1(envault_database_id);
+Datum
+envault_database_id(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(env_database_id()));
+}
+
 #define CP_Q_HEADS \
 	"SELECT tenant, seq, hash FROM envault.chain_heads" \
 	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
@@ -376,7 +422,7 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	EnvSpi		s;
 	bool		one = !PG_ARGISNULL(1);
 	EnvChainTenant want;
-	const char *dbname = get_database_name(MyDatabaseId);
+	const char *dbname;
 	char		timebuf[ENV_CANON_BUFLEN];
 	TimestampTz now = GetCurrentTimestamp();
 	uint8		key_id[ENV_NOTE_KEYID_LEN];
@@ -389,6 +435,7 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));
 	(void) env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
+	dbname = env_database_id();
 	heads = cp_heads(ch, one ? &want : NULL);
 	(void) env_canon_timestamp(now, true, timebuf);
 

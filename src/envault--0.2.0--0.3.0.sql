@@ -27,7 +27,12 @@
  *   in the chain of no tenant, for the same reason;
  * - envault.secrets gains aad_version: the values stored by 0.2.0 keep
  *   version 1 (bound to their name), new ones are bound to a label, the
- *   tenant and the name.
+ *   tenant and the name;
+ * - envault.audit_chains gains columns_meaning, and the DDL guards run on
+ *   every command (chain_meaning());
+ * - checkpoints name the database by envault.database_identity
+ *   (database_id()); a database with checkpoints keeps its name as its
+ *   identity, so that they keep verifying.
  */
 \echo Use "ALTER EXTENSION envault UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -504,3 +509,52 @@ COMMENT ON FUNCTION envault.access_log_status() IS
 	'The access log queue of each database in use: its worker, records queued, written, sent to the server log instead, and the transactions that wrote them';
 REVOKE ALL ON FUNCTION envault.access_log_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION envault.access_log_status() TO envault_admin;
+
+-- What a chained table's columns mean, recorded so that the DDL guard can
+-- refuse any command that changes it (a type's attribute or label renamed,
+-- a collation, DDL through a parent table); the guard now runs on every
+-- command, since such commands name other objects than the table
+CREATE FUNCTION envault.chain_meaning(tbl regclass)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_chain_meaning'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION envault.chain_meaning(regclass) IS
+	'What a table''s columns mean (names, types down to enum labels and composite attributes, collations, generated columns, parents), as the audit chain DDL guard compares it';
+REVOKE ALL ON FUNCTION envault.chain_meaning(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.chain_meaning(regclass) TO envault_admin;
+ALTER TABLE envault.audit_chains ADD COLUMN columns_meaning text;
+COMMENT ON COLUMN envault.audit_chains.columns_meaning IS
+	'What the table''s columns meant when it was chained (envault.chain_meaning()); the DDL guard refuses any command that changes it';
+UPDATE envault.audit_chains SET columns_meaning = envault.chain_meaning(tbl);
+DROP EVENT TRIGGER envault_chain_ddl_guard;
+DROP EVENT TRIGGER envault_chain_drop_guard;
+CREATE EVENT TRIGGER envault_chain_ddl_guard ON ddl_command_end
+	EXECUTE FUNCTION envault.chain_ddl_guard();
+CREATE EVENT TRIGGER envault_chain_drop_guard ON sql_drop
+	EXECUTE FUNCTION envault.chain_drop_guard();
+
+-- The identity checkpoints name this database by.  Checkpoints signed by
+-- 0.2.0 name it by its name at the time; a database that has some keeps
+-- that name as its identity (the oldest checkpoint's), so that they keep
+-- verifying; one without takes a random identity, as CREATE EXTENSION does.
+CREATE TABLE envault.database_identity (
+	database_id	text PRIMARY KEY CHECK (database_id OPERATOR(pg_catalog.<>) ''),
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE envault.database_identity IS
+	'The identity that checkpoint origins name this database by: the oldest row (envault.database_id())';
+INSERT INTO envault.database_identity (database_id)
+	SELECT COALESCE((SELECT pg_catalog.current_database()::pg_catalog.text
+					   FROM envault.checkpoints LIMIT 1),
+					pg_catalog.gen_random_uuid()::pg_catalog.text);
+SELECT pg_catalog.pg_extension_config_dump('envault.database_identity', '');
+REVOKE ALL ON envault.database_identity FROM PUBLIC;
+GRANT SELECT ON envault.database_identity TO envault_admin;
+CREATE FUNCTION envault.database_id()
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_database_id'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION envault.database_id() IS
+	'The identity checkpoint origins name this database by; auditors pin it (envault-verify --database)';
+REVOKE ALL ON FUNCTION envault.database_id() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.database_id() TO envault_admin;

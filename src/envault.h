@@ -18,6 +18,7 @@
  *		canon.c		canonical text of column values, for row hashes
  *		chain.c		audit chains: registry, insert trigger, per-tenant heads
  *		chainguard.c	refusing changes to chained tables (event triggers)
+ *		chainmeaning.c	what a chained table's columns mean, as the guard compares it
  *		checkpoint.c	the signing key and signed checkpoints
  *		chainverify.c	verify_chain, export_chain, purge_chain
  *		accesslog.c	the secret access log: counting, queueing (backends)
@@ -90,6 +91,7 @@ typedef struct EnvOwner
 
 extern void env_owner_begin(EnvOwner *o, Oid relid, bool no_force_rls);
 extern void env_owner_end(EnvOwner *o);
+extern bool env_schema_has(const char *table, const char *column);
 extern void env_spi_begin(EnvSpi *s);
 extern void env_spi_end(EnvSpi *s);
 extern void env_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
@@ -234,6 +236,7 @@ extern void env_canon_init(EnvCanon *c, Oid typid, const char *column);
 extern bool env_canon_needs_pinning(const EnvCanon *c);
 extern int	env_canon_pin(void);
 extern void env_canon_unpin(int level);
+extern bool env_canon_reg_type(Oid typid);
 extern size_t env_canon_timestamp(Timestamp ts, bool utc, char *buf);
 extern const char *env_canon_text(const EnvCanon *c, Datum d, char *buf,
 								  size_t *len);
@@ -312,6 +315,9 @@ extern void env_chain_set_purging(Oid relid);
 /* chainguard.c */
 extern bool env_chain_trigger_function(Oid fnoid, bool insert_only);
 
+/* chainmeaning.c */
+extern char *env_chain_meaning_of(Relation rel);
+
 /* accesslog.c */
 extern void env_access_log_init(void);
 extern void env_access_record(const EnvDataKey *key, const char *secret);
@@ -323,6 +329,7 @@ extern const EnvDataKey *env_keystore_secrets_key(const char *tenant,
 
 /* checkpoint.c */
 extern void env_checkpoint_init(void);
+extern char *env_database_id(void);
 extern int	env_checkpoint_check(const char *note, size_t len,
 								 EnvCheckpoint *cp);
 

@@ -721,12 +721,30 @@ CREATE TABLE envault.audit_chains (
 				CHECK (min_retention OPERATOR(pg_catalog.>=) '0'::pg_catalog.interval),
 	builtin		boolean NOT NULL DEFAULT false,
 	enabled_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	enabled_by	name NOT NULL
+	enabled_by	name NOT NULL,
+	columns_meaning text
 );
 COMMENT ON TABLE envault.audit_chains IS
 	'Tables whose rows are chained per tenant by SHA-256 hashes';
 COMMENT ON COLUMN envault.audit_chains.identity IS
 	'The chain''s name as row hashes and checkpoints cover it: the table''s schema-qualified name when it was chained';
+COMMENT ON COLUMN envault.audit_chains.columns_meaning IS
+	'What the table''s columns meant when it was chained (envault.chain_meaning()); the DDL guard refuses any command that changes it';
+
+-- The identity checkpoints name this database by (docs/audit-chain.md,
+-- "Checkpoints"): random, made here; a restore brings back the original
+-- row beside this one, and the oldest row counts.
+CREATE TABLE envault.database_identity (
+	database_id	text PRIMARY KEY CHECK (database_id OPERATOR(pg_catalog.<>) ''),
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE envault.database_identity IS
+	'The identity that checkpoint origins name this database by: the oldest row (envault.database_id())';
+INSERT INTO envault.database_identity (database_id)
+	VALUES (pg_catalog.gen_random_uuid()::pg_catalog.text);
+SELECT pg_catalog.pg_extension_config_dump('envault.database_identity', '');
+REVOKE ALL ON envault.database_identity FROM PUBLIC;
+GRANT SELECT ON envault.database_identity TO envault_admin;
 
 CREATE SEQUENCE envault.checkpoints_seq;
 CREATE TABLE envault.checkpoints (
@@ -841,6 +859,20 @@ AS 'MODULE_PATHNAME', 'envault_enable_audit_chain'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.enable_audit_chain(regclass, name) IS
 	'Turn a table into an audit chain per tenant; returns how many existing rows were linked';
+
+CREATE FUNCTION envault.database_id()
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_database_id'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION envault.database_id() IS
+	'The identity checkpoint origins name this database by; auditors pin it (envault-verify --database)';
+
+CREATE FUNCTION envault.chain_meaning(tbl regclass)
+RETURNS text
+AS 'MODULE_PATHNAME', 'envault_chain_meaning'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION envault.chain_meaning(regclass) IS
+	'What a table''s columns mean (names, types down to enum labels and composite attributes, collations, generated columns, parents), as the audit chain DDL guard compares it';
 
 CREATE FUNCTION envault.disable_audit_chain(tbl regclass)
 RETURNS void
@@ -1180,13 +1212,11 @@ SELECT envault.enable_audit_chain('envault.key_events', 'tenant');
 -- rows restored by pg_restore reload through the chain trigger, in order
 SELECT pg_catalog.pg_extension_config_dump('envault.key_events', 'ORDER BY envault_seq');
 
+-- every command: one on a parent table, a type or a collation can change a
+-- chained table too (chainguard.c)
 CREATE EVENT TRIGGER envault_chain_ddl_guard ON ddl_command_end
-	WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER',
-				 'CREATE RULE')
 	EXECUTE FUNCTION envault.chain_ddl_guard();
 CREATE EVENT TRIGGER envault_chain_drop_guard ON sql_drop
-	WHEN TAG IN ('DROP TABLE', 'DROP TRIGGER', 'ALTER TABLE', 'DROP SCHEMA',
-				 'DROP OWNED', 'DROP INDEX')
 	EXECUTE FUNCTION envault.chain_drop_guard();
 
 -- Privileges: nothing for PUBLIC, the data path for both roles,
@@ -1247,6 +1277,8 @@ GRANT EXECUTE ON FUNCTION
 	envault.chain_heads(),
 	envault.chain_refuse(),
 	envault.enable_audit_chain(regclass, name),
+	envault.chain_meaning(regclass),
+	envault.database_id(),
 	envault.disable_audit_chain(regclass),
 	envault.checkpoint(regclass, text),
 	envault.signing_public_key(),

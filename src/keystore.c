@@ -573,6 +573,26 @@ ks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		ks_reassign_pending(mySubid, parentSubid);
 }
 
+/*
+ * Does envault's schema in this database have a table (and column, unless
+ * NULL) yet?  A server may run a newer library than the extension version
+ * of a database that has not run ALTER EXTENSION envault UPDATE, and the
+ * older upgrade scripts run with the newer library too.
+ */
+bool
+env_schema_has(const char *table, const char *column)
+{
+	Oid			nsp = get_namespace_oid("envault", true);
+	Oid			relid;
+
+	if (!OidIsValid(nsp))
+		return false;
+	relid = get_relname_relid(table, nsp);
+	if (!OidIsValid(relid))
+		return false;
+	return column == NULL || get_attnum(relid, column) != InvalidAttrNumber;
+}
+
 /* --- privileged access to the key tables ------------------------------ */
 
 /*

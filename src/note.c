@@ -633,22 +633,27 @@ note_pct_match(const char **p, const char *end, const char *s, size_t len)
 }
 
 /*
- * Does an origin name this chain and tenant (in any database: a restored
- * database may have another name)?  NULL tenant: the chain without tenant.
- * Compared in place, so that chains and tenants of any length match.
+ * Does an origin name this database, chain and tenant?  The database is the
+ * identity the verifier pins (envault.database_id() inside the database,
+ * the auditor's --database outside it); NULL matches no origin.  NULL
+ * tenant: the chain without tenant.  Compared in place, so that parts of
+ * any length match.
  */
 bool
 env_origin_matches(const char *origin, size_t origin_len,
+				   const char *database, size_t database_len,
 				   const char *chain, size_t chain_len,
 				   const char *tenant, size_t tenant_len)
 {
 	const char *end = origin + origin_len;
 	const char *p;
 
-	if (origin_len < 8 || memcmp(origin, "envault/", 8) != 0)
+	if (database == NULL || origin_len < 8 || memcmp(origin, "envault/", 8) != 0)
 		return false;
-	p = memchr(origin + 8, '/', origin_len - 8);
-	if (p == NULL)
+	p = origin + 8;
+	if (!note_pct_match(&p, end, database, database_len))
+		return false;
+	if (p >= end || *p != '/')
 		return false;
 	p++;
 	if (!note_pct_match(&p, end, chain, chain_len))

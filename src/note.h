@@ -100,6 +100,7 @@ extern size_t env_origin_build(const char *database, size_t database_len,
 							   char *out, size_t out_max);
 
 extern bool env_origin_matches(const char *origin, size_t origin_len,
+							   const char *database, size_t database_len,
 							   const char *chain, size_t chain_len,
 							   const char *tenant, size_t tenant_len);
 

@@ -5,7 +5,8 @@
  *		without a database.
  *
  *	envault-verify --key KEYFILE [--key KEYFILE ...] [--name NAME]
- *				   [--checkpoints LOGFILE ...] [--complete] EXPORT.json
+ *				   --database ID [--checkpoints LOGFILE ...] [--complete]
+ *				   EXPORT.json
  *
  * Prints one line: "OK: ..." and exits 0, or "FAIL: seq N: <reason>" (or
  * "FAIL: malformed export: ...") and exits 1.  Usage and I/O errors go to
@@ -59,7 +60,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-			"Usage: %s --key KEYFILE [options] EXPORT.json\n"
+			"Usage: %s --key KEYFILE --database ID [options] EXPORT.json\n"
 			"\n"
 			"Verify an export of an envault audit chain (the JSON that\n"
 			"envault.export_chain() returns) without a database.\n"
@@ -70,6 +71,9 @@ usage(FILE *f)
 			"                         PEM Ed25519 public key (openssl pkey -pubout);\n"
 			"                         repeat for keys of earlier signing keys\n"
 			"  --name NAME            the key name of PEM keys (default: envault)\n"
+			"  --database ID          the database the chain belongs to, as\n"
+			"                         envault.database_id() returns it (required):\n"
+			"                         checkpoints naming another database do not count\n"
 			"  --checkpoints LOGFILE  a PostgreSQL server log: every checkpoint of\n"
 			"                         this chain logged in it must verify and match\n"
 			"                         (repeatable)\n"
@@ -278,6 +282,7 @@ main(int argc, char **argv)
 	const char *logs[EV_MAX_LOGS];
 	int			nlogs = 0;
 	const char *name = "envault";
+	const char *database = NULL;
 	const char *export_path = NULL;
 	bool		complete = false;
 	bool		options_done = false;
@@ -311,6 +316,12 @@ main(int argc, char **argv)
 		}
 		else if (!options_done && (v = option_value(argc, argv, &i, "--name")) != NULL)
 			name = v;
+		else if (!options_done && (v = option_value(argc, argv, &i, "--database")) != NULL)
+		{
+			if (v[0] == '\0')
+				die("--database needs a database identity (envault.database_id())");
+			database = v;
+		}
 		else if (!options_done &&
 				 (v = option_value(argc, argv, &i, "--checkpoints")) != NULL)
 		{
@@ -327,10 +338,12 @@ main(int argc, char **argv)
 		else
 			die("more than one export file given\nTry \"%s --help\".", progname);
 	}
-	if (nkeyfiles == 0 || export_path == NULL)
+	if (nkeyfiles == 0 || database == NULL || export_path == NULL)
 	{
 		fprintf(stderr, "%s: %s\n", progname,
-				nkeyfiles == 0 ? "no key given (--key KEYFILE)" : "no export file given");
+				nkeyfiles == 0 ? "no key given (--key KEYFILE)" :
+				database == NULL ? "no database given (--database ID, as envault.database_id() returns it)" :
+				"no export file given");
 		fprintf(stderr, "Try \"%s --help\".\n", progname);
 		return 2;
 	}
@@ -360,6 +373,15 @@ main(int argc, char **argv)
 	if (!ev_export_parse(st.data, len, &st.ex, err))
 	{
 		printf("FAIL: malformed export: %s\n", err);
+		cleanup();
+		return 1;
+	}
+	/* the auditor's identity decides, never the file's */
+	if (st.ex.database_len != strlen(database) ||
+		memcmp(st.ex.database, database, st.ex.database_len) != 0)
+	{
+		printf("FAIL: malformed export: database: expected \"%s\" (--database), found another\n",
+			   database);
 		cleanup();
 		return 1;
 	}

@@ -610,8 +610,9 @@ ev_check_note(const EvExport *ex, const char *note, size_t len,
 			break;
 	}
 	if (status == 0 &&
-		!env_origin_matches(body->origin, body->origin_len, ex->chain,
-							ex->chain_len, ex->tenant, ex->tenant_len))
+		!env_origin_matches(body->origin, body->origin_len, ex->database,
+							ex->database_len, ex->chain, ex->chain_len,
+							ex->tenant, ex->tenant_len))
 		status = 2;
 	return status;
 }

@@ -105,14 +105,14 @@ my @main = ('acme', 'globex', 'initech', "Z\xc3\xbcrich/\xc3\x9f", undef);
 my @kinds = qw(change delete truncate swap forge rewrite badsig gone oldest
   resign vanish otherkey);
 
-sql(q{
-CREATE EXTENSION envault;
+my $audit_table = q{
 CREATE TABLE audit (id bigserial PRIMARY KEY, tenant text, kind text,
                     amount numeric(12,2), ok boolean, happened timestamptz,
                     payload jsonb, ip inet, tags text[], blob bytea, uid uuid,
                     note text);
 SELECT envault.enable_audit_chain('audit', 'tenant');
-});
+};
+sql("CREATE EXTENSION envault;\n$audit_table");
 
 # rows from..to of each tenant in the list
 sub add_rows
@@ -147,6 +147,10 @@ is(sql('SELECT count(*) FROM audit'), 80 * @main + 25 * @kinds,
 	'rows of every tenant');
 
 my $vkey1 = "$dir/signing1.vkey";
+# the identity checkpoints name appdb by: a random UUID, not its name
+my $dbid = sql('SELECT envault.database_id()');
+like($dbid, qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+	'database_id() is a random UUID');
 write_file($vkey1, sql('SELECT envault.signing_public_key()') . "\n");
 like(slurp_file($vkey1), qr/^envault\+[0-9a-f]{8}\+[A-Za-z0-9+\/]{44}\n$/,
 	'signing_public_key() is a verifier key');
@@ -192,6 +196,9 @@ sub check_verify
 {
 	my ($name, $args, $expected) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	# the auditor pins appdb's identity, unless the case gives another
+	$args = [ '--database', $dbid, @$args ]
+	  unless grep { /^--database/ } @$args;
 	my ($rc, $out, $err) = run($verifier, @$args);
 	my $want_rc = $expected =~ /^OK: / ? 0 : 1;
 	if ($expected =~ /: $/)
@@ -285,13 +292,16 @@ check_verify('envault.key_events', [ '--key', $vkey1, $events ],
 my ($rc, $out, $err) = run($verifier, $acme);
 is($rc, 2, 'no --key: exit 2');
 like($err, qr/no key given/, 'no --key: says so');
-($rc, $out, $err) = run($verifier, '--key', "$dir/nonexistent", $acme);
+($rc, $out, $err) = run($verifier, '--key', $vkey1, $acme);
+is($rc, 2, 'no --database: exit 2');
+like($err, qr/no database given/, 'no --database: says so');
+($rc, $out, $err) = run($verifier, '--key', "$dir/nonexistent", '--database', $dbid, $acme);
 is($rc, 2, 'a missing key file: exit 2');
-($rc, $out, $err) = run($verifier, '--key', $key1, $acme);
+($rc, $out, $err) = run($verifier, '--key', $key1, '--database', $dbid, $acme);
 is($rc, 2, 'a private key: exit 2');
 like($err, qr/holds a private key/, 'a private key: refused as such');
 is($out, '', 'a private key: nothing on stdout');
-($rc, $out, $err) = run($verifier, '--key', $vkey1, "$dir/nonexistent.json");
+($rc, $out, $err) = run($verifier, '--key', $vkey1, '--database', $dbid, "$dir/nonexistent.json");
 is($rc, 2, 'a missing export: exit 2');
 
 # --- tampering in the database ----------------------------------------------
@@ -452,7 +462,7 @@ sub log_line_of
 	{
 		return $n + 1
 		  if $lines[$n] =~
-		  m{envault checkpoint: origin=envault/appdb/public\.audit/$tenant seq=$seq };
+		  m{envault checkpoint: origin=envault/$dbid/public\.audit/$tenant seq=$seq };
 	}
 	die "no logged checkpoint of $tenant at $seq";
 }
@@ -480,11 +490,81 @@ check_verify(
 	  . log_line_of('vanish', 20)
 	  . ')');
 
+# The export's "database" member is covered by nothing.  Relabelled, it once
+# hid every logged checkpoint of the chain from --checkpoints ("0 from the
+# server log"), so rows deleted with their checkpoints passed.  The auditor
+# pins the database identity: a relabelled export is refused, and pinning
+# the relabelled name makes the exported checkpoint count for nothing.
+my $relabelled = "$dir/vanish-relabelled.json";
+{
+	my $doc = slurp_file($file{vanish});
+	$doc =~ s/"database": "\Q$dbid\E"/"database": "otherdb"/
+	  or die "no database member";
+	write_file($relabelled, $doc);
+}
+check_verify(
+	'deleted with their checkpoints, export relabelled',
+	[ '--key', $vkey1, '--checkpoints', $node->logfile, $relabelled ],
+	qq{FAIL: malformed export: database: expected "$dbid" (--database), found another});
+check_verify(
+	'deleted with their checkpoints, export relabelled, its name pinned',
+	[
+		'--key', $vkey1, '--database', 'otherdb',
+		'--checkpoints', $node->logfile, $relabelled
+	],
+	'FAIL: seq 10: bad signature');
+# renaming the database changes nothing that checkpoints name
+$node->safe_psql('postgres', 'ALTER DATABASE appdb RENAME TO appdb_renamed');
+is($node->safe_psql('appdb_renamed', 'SELECT envault.database_id()'),
+	$dbid, 'a renamed database keeps its identity');
+my $renamed_export = "$dir/vanish-renamed.json";
+write_file($renamed_export,
+	$node->safe_psql('appdb_renamed',
+		q{SELECT envault.export_chain('audit', 'vanish')}) . "\n");
+$node->safe_psql('postgres', 'ALTER DATABASE appdb_renamed RENAME TO appdb');
+check_verify(
+	'deleted with their checkpoints, database renamed, with the server log',
+	[ '--key', $vkey1, '--checkpoints', $node->logfile, $renamed_export ],
+	'FAIL: seq 18: truncated after checkpoint (checkpoint in '
+	  . $node->logfile
+	  . ' line '
+	  . log_line_of('vanish', 20)
+	  . ')');
+
+# Another database of the cluster, same signing key: a member of
+# envault_admin (not a superuser) makes a table of the same name there,
+# checkpoints made-up rows and relabels the export as appdb's.  Its
+# checkpoint names its own database, and does not count for appdb.
+$node->safe_psql('postgres', 'CREATE DATABASE otherdb');
+$node->safe_psql('otherdb', q{
+CREATE EXTENSION envault;
+CREATE ROLE regress_mallory LOGIN IN ROLE envault_admin;
+GRANT CREATE ON SCHEMA public TO regress_mallory;
+});
+$node->safe_psql('otherdb', "SET ROLE regress_mallory;\n$audit_table" . q{
+INSERT INTO audit (tenant, kind, amount) VALUES ('acme', 'refund', 1e6),
+       ('acme', 'refund', 2e6), ('acme', 'refund', 3e6);
+SELECT envault.checkpoint('audit', 'acme');
+});
+my $otherid = $node->safe_psql('otherdb', 'SELECT envault.database_id()');
+isnt($otherid, $dbid, 'another database has another identity');
+my $forged = "$dir/forged-otherdb.json";
+{
+	my $doc = $node->safe_psql('otherdb',
+		q{SELECT envault.export_chain('audit', 'acme')});
+	$doc =~ s/"database": "\Q$otherid\E"/"database": "$dbid"/
+	  or die "no database member";
+	write_file($forged, "$doc\n");
+}
+check_verify('made up in another database, relabelled, --complete',
+	[ '--key', $vkey1, '--complete', $forged ],
+	'FAIL: seq 3: bad signature');
+
 # A log line of this chain that does not verify (any role can RAISE LOG)
 my $fake = "$dir/fake.log";
 write_file($fake,
 	    slurp_file($node->logfile)
-	  . "2026-01-01 00:00:00 UTC [1] LOG:  envault checkpoint: origin=envault/appdb/public.audit/acme seq=70 hash="
+	  . "2026-01-01 00:00:00 UTC [1] LOG:  envault checkpoint: origin=envault/$dbid/public.audit/acme seq=70 hash="
 	  . ('A' x 43)
 	  . "= note=bm90IGEgbm90ZQo=\n");
 my $fake_line = () = slurp_file($fake) =~ /\n/g;
@@ -563,6 +643,33 @@ check_verify(
 	'purged, with the server log',
 	[ '--key', $vkey1, '--checkpoints', $node->logfile, $purged ],
 	ok_line('globex', 21, 60, 80, 'anchored by a checkpoint', 1, 60, 2));
+
+# --- the documented export command is byte-exact -------------------------------
+
+# psql drops the noncharacters U+nFFFE and U+nFFFF of planes 1 to 16 when it
+# prints a value; the export then no longer hashes to what was signed.
+# docs/audit-chain.md's command moves the export as base64 instead.
+sql(q{INSERT INTO audit (tenant, note)
+      VALUES ('nonchar', U&'a\+01FFFEb\+01FFFFc\+10FFFEd\+10FFFFe\+00FFFFf')});
+sql(q{SELECT count(*) FROM envault.checkpoint('audit', 'nonchar')});
+my $psql = $node->config_data('--bindir') . '/psql';
+my $connstr = $node->connstr('appdb');
+my $export_sql =
+  q{SELECT envault.export_chain('public.audit', 'nonchar')};
+my $exact = "$dir/nonchar-exact.json";
+my $printed = "$dir/nonchar-printed.json";
+system_or_bail('sh', '-c',
+	qq{"\$1" -XAt -d "\$2" -c "SELECT encode(convert_to((\$3)::text, 'UTF8'), 'base64')" | base64 -d > "\$4"},
+	'sh', $psql, $connstr, $export_sql, $exact);
+system_or_bail('sh', '-c', qq{"\$1" -XAt -d "\$2" -c "\$3" > "\$4"},
+	'sh', $psql, $connstr, $export_sql, $printed);
+like(slurp_file($exact), qr/a\xf0\x9f\xbf\xbeb\xf0\x9f\xbf\xbfc\xf4\x8f\xbf\xbed\xf4\x8f\xbf\xbfe\xef\xbf\xbff/,
+	'the documented export command keeps every noncharacter byte for byte');
+check_verify('noncharacters, documented export command',
+	[ '--key', $vkey1, $exact ],
+	ok_line('nonchar', 1, 1, 1, 'from the genesis', 1, 1));
+isnt(slurp_file($printed), slurp_file($exact),
+	'psql -At alone would have changed the export (why the docs do not use it)');
 
 # --- exported files edited ----------------------------------------------------
 

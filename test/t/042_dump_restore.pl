@@ -444,11 +444,15 @@ is($copy_err, $restore_err,
 	'restore as appdb_copy: pg_restore reports what it reported for appdb');
 is(verify_all($target, 'appdb_copy'), $src_verify,
 	'restore as appdb_copy: every chain verifies as on the source');
+is( $target->safe_psql('appdb_copy', q{SELECT envault.database_id()}),
+	$source->safe_psql('appdb', q{SELECT envault.database_id()}),
+	'restore as appdb_copy: the database identity of the source (not its name)');
 is( $target->safe_psql(
 		'appdb_copy',
-		q{SELECT count(*) FROM envault.checkpoints WHERE note LIKE 'envault/appdb/%'}),
+		q{SELECT count(*) FROM envault.checkpoints
+		   WHERE note LIKE 'envault/' || envault.database_id() || '/%'}),
 	(split / /, $src_snapshot->{checkpoints})[0],
-	'restore as appdb_copy: (all checkpoints name database appdb)');
+	'restore as appdb_copy: (all checkpoints name that identity)');
 is($target->safe_psql('appdb_copy', $values_sql),
 	$expected_values, 'restore as appdb_copy: every value decrypts');
 $target->stop;

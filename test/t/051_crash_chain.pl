@@ -353,9 +353,10 @@ SELECT count(*) FILTER (WHERE n = total) || ' ' || count(*) FILTER (WHERE n > 0 
 		'0',
 		"$name: every acknowledged checkpoint is stored");
 	my $log = slurp_file($node->logfile);
+	my $dbid = $node->safe_psql('postgres', 'SELECT envault.database_id()');
 	my @missing = grep {
 		my ($t, $s) = split /:/;
-		$log !~ /envault checkpoint: origin=envault\/postgres\/public\.events\/$t seq=$s hash=/
+		$log !~ /envault checkpoint: origin=envault\/\Q$dbid\E\/public\.events\/$t seq=$s hash=/
 	} @cps;
 	is(scalar(@missing), 0,
 		"$name: every acknowledged checkpoint is in the server log")

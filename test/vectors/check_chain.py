@@ -6,7 +6,8 @@ the `cryptography` package: the second implementation of "To verify an
 export without envault", next to envault-verify, which it mirrors exactly.
 
     check_chain.py --key KEYFILE [--key KEYFILE ...] [--name NAME]
-                   [--checkpoints LOGFILE ...] [--complete] EXPORT.json
+                   --database ID [--checkpoints LOGFILE ...] [--complete]
+                   EXPORT.json
         verify an export as envault-verify does and print the same one line;
         exit 0 (OK), 1 (FAIL) or 2 (usage or I/O error)
 
@@ -193,19 +194,15 @@ def parse_checkpoint(text):
     return origin, int(seq), hb
 
 
-def origin_names(origin, chain, tenant):
-    """envault/<any database>/<chain>[/<tenant>], percent-encoded."""
-    if not origin.startswith(b"envault/"):
-        return False
-    rest = origin[8:]
-    slash = rest.find(b"/")
-    if slash < 0:
-        return False
-    want = pct(chain) + (b"/" + pct(tenant) if tenant is not None else b"")
-    return rest[slash + 1:] == want
+def origin_names(origin, database, chain, tenant):
+    """envault/<database>/<chain>[/<tenant>], percent-encoded; the database
+    is the one the auditor pins (--database)."""
+    want = (b"envault/" + pct(database) + b"/" + pct(chain)
+            + (b"/" + pct(tenant) if tenant is not None else b""))
+    return origin == want
 
 
-def check_note(note, keys, chain, tenant):
+def check_note(note, keys, database, chain, tenant):
     """(status, body): 0 verified, 1 unreadable, 2 bad; body when readable."""
     parsed = parse_note(note)
     body = parse_checkpoint(parsed[0]) if parsed else None
@@ -219,7 +216,7 @@ def check_note(note, keys, chain, tenant):
             break
         if rc == "bad signature":
             break
-    if status == 0 and not origin_names(body[0], chain, tenant):
+    if status == 0 and not origin_names(body[0], database, chain, tenant):
         status = 2
     return status, body
 
@@ -455,10 +452,10 @@ def read_log(path, origin):
 
 def verify(ex, keys, logged=None, complete=False):
     """The result: a dict with ok, and seq / reason / where, or the counts."""
-    chain, tenant = ex["chain"], ex["tenant"]
+    database, chain, tenant = ex["database"], ex["chain"], ex["tenant"]
     cps = []
     for i, note in enumerate(ex["checkpoints"]):
-        status, body = check_note(note, keys, chain, tenant)
+        status, body = check_note(note, keys, database, chain, tenant)
         cps.append({"seq": as_int64(body[1]) if body else 0, "hash": body[2] if body else None,
                     "status": status, "where": None, "order": i, "logged": False})
     for i, c in enumerate(logged or []):
@@ -469,7 +466,7 @@ def verify(ex, keys, logged=None, complete=False):
                 cp.update(seq=as_int64(c["seq"]), status=2)
         else:
             cp.update(seq=as_int64(c["seq"]), hash=c["hash"])
-            status, body = check_note(c["note"], keys, chain, tenant)
+            status, body = check_note(c["note"], keys, database, chain, tenant)
             if status != 1 and body != (origin_of(ex), c["seq"], c["hash"]):
                 status = 2
             cp["status"] = 2 if status == 1 else status
@@ -581,12 +578,16 @@ def result_line(ex, res):
     return line
 
 
-def verify_bytes(data, keys, log_paths=None, complete=False):
+def verify_bytes(data, keys, database, log_paths=None, complete=False):
     """The one line envault-verify prints for an export."""
     try:
         ex = read_export(data)
     except Malformed as e:
         return "FAIL: malformed export: %s" % e
+    # the auditor's identity decides, never the file's
+    if ex["database"] != database:
+        return ('FAIL: malformed export: database: expected "%s" (--database), found another'
+                % database)
     logged = None
     if log_paths is not None:
         logged = []
@@ -596,13 +597,13 @@ def verify_bytes(data, keys, log_paths=None, complete=False):
 
 
 def main_verify(argv):
-    keys_files, logs, name, complete, export = [], [], "envault", False, None
+    keys_files, logs, name, complete, export, database = [], [], "envault", False, None, None
     i = 0
     try:
         while i < len(argv):
             a = argv[i]
             opt_name, eq, value = a.partition("=")
-            if opt_name in ("--key", "--name", "--checkpoints"):
+            if opt_name in ("--key", "--name", "--checkpoints", "--database"):
                 if not eq:
                     if i + 1 >= len(argv):
                         raise UsageError("option %s needs a value" % a)
@@ -611,6 +612,10 @@ def main_verify(argv):
                 {"--key": keys_files, "--checkpoints": logs}.get(opt_name, []).append(value)
                 if opt_name == "--name":
                     name = value
+                if opt_name == "--database":
+                    if not value:
+                        raise UsageError("--database needs a database identity")
+                    database = value
             elif a == "--complete":
                 complete = True
             elif a.startswith("-") and a != "-":
@@ -620,8 +625,8 @@ def main_verify(argv):
             else:
                 raise UsageError("more than one export file given")
             i += 1
-        if not keys_files or export is None:
-            raise UsageError("usage: check_chain.py --key KEYFILE [...] EXPORT.json")
+        if not keys_files or database is None or export is None:
+            raise UsageError("usage: check_chain.py --key KEYFILE [...] --database ID EXPORT.json")
         keys = []
         for k in keys_files:
             try:
@@ -643,12 +648,17 @@ def main_verify(argv):
                     data = f.read(EXPORT_MAXLEN + 1)
         except OSError as e:
             raise UsageError("could not read %s: %s" % (export, e.strerror))
-        line = verify_bytes(data, keys, logs if logs else None, complete)
+        line = verify_bytes(data, keys, os.fsencode(database), logs if logs else None, complete)
     except UsageError as e:
         print("check_chain.py: %s" % e, file=sys.stderr)
         return 2
     print(line)
     return 0 if line.startswith("OK: ") else 1
+
+
+# The database identity of the worked example (docs/audit-chain.md): a
+# database upgraded from 0.2.0 keeps its name as its identity
+VECTOR_DATABASE = b"appdb"
 
 
 def regress_seed():
@@ -955,6 +965,11 @@ def check_document(path, verifier=None):
              "FAIL: seq 3: bad signature")
     tampered("the export claims another tenant", lambda d: d.__setitem__("tenant", "globex"),
              "FAIL: seq 1: hash mismatch")
+    tampered("the export relabelled as another database's",
+             lambda d: d.__setitem__("database", "evil"), "FAIL: malformed export")
+    tampered("the checkpoint re-signed for another database (its origin)",
+             lambda d: sign(d, sk, lambda t: t.replace(b"envault/appdb/", b"envault/evil/", 1)),
+             "FAIL: seq 3: bad signature")
     tampered("the first row left out", lambda d: d["rows"].pop(0),
              'OK: public.orders_audit tenant "acme": %d rows (seq 2-%d, starting mid-chain '
              'without an anchor), 1 checkpoint verified; rows after seq 3 not yet covered by '
@@ -970,7 +985,7 @@ def check_document(path, verifier=None):
         with open(keyfile, "w") as f:
             f.write(key["verifier-key"] + "\n")
         for what, doc, expected, complete in cases:
-            line = verify_bytes(doc, keys, None, complete)
+            line = verify_bytes(doc, keys, VECTOR_DATABASE, None, complete)
             ok = line == expected or (expected == "FAIL: malformed export" and
                                       line.startswith(expected + ": "))
             report(ok, "%s: %s" % (what, line if ok else "%s, expected %s" % (line, expected)))
@@ -979,7 +994,8 @@ def check_document(path, verifier=None):
             exp = os.path.join(tmp, "export.json")
             with open(exp, "wb") as f:
                 f.write(doc)
-            run = subprocess.run([verifier, "--key", keyfile] + (["--complete"] if complete else [])
+            run = subprocess.run([verifier, "--key", keyfile, "--database", VECTOR_DATABASE.decode()]
+                                 + (["--complete"] if complete else [])
                                  + [exp], capture_output=True, text=True)
             cline = run.stdout.rstrip("\n")
             same = (cline == line if not line.startswith("FAIL: malformed export: ")
