@@ -72,6 +72,34 @@ $vector$ AS export_is_the_vector;
 SELECT r->>'seq' AS seq, r->>'hash' AS hash, r->'values' AS values
   FROM json_array_elements(envault.export_chain('orders_audit', 'acme')->'rows') r;
 
+-- C2SP signed notes: signature lines of unknown keys are ignored, whatever
+-- their name (here not ASCII) and length (here ML-DSA-65's 3309 bytes);
+-- a second line by the trusted key that does not verify makes the
+-- checkpoint fail, next to the valid one
+CREATE FUNCTION regress_sig_line(name text, raw bytea) RETURNS text LANGUAGE sql
+AS $$ SELECT E'\u2014 ' || name || ' ' || translate(encode(raw, 'base64'), E'\n', '') || E'\n' $$;
+INSERT INTO envault.checkpoints (chain_id, tenant, seq, head_hash, signed_at,
+                                 key_name, key_id, note, signed_by)
+SELECT chain_id, tenant, seq, head_hash, signed_at, key_name, key_id,
+       note || regress_sig_line('témoin.example/w1', '\x01020304'::bytea || sha512('a')::bytea)
+            || regress_sig_line('pq.example/log', '\x05060708'::bytea || decode(repeat('00', 3309), 'hex')),
+       signed_by
+  FROM envault.checkpoints
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'orders_audit'::regclass);
+SELECT count(*) AS checkpoints, max(length(note)) > 4400 AS long_note
+  FROM envault.checkpoints
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'orders_audit'::regclass);
+SELECT * FROM envault.verify_chain('orders_audit');
+INSERT INTO envault.checkpoints (chain_id, tenant, seq, head_hash, signed_at,
+                                 key_name, key_id, note, signed_by)
+SELECT chain_id, tenant, seq, head_hash, signed_at, key_name, key_id,
+       note || regress_sig_line('envault', '\x18a0a827'::bytea || decode(repeat('00', 64), 'hex')),
+       signed_by
+  FROM envault.checkpoints
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'orders_audit'::regclass)
+ ORDER BY checkpoint_id LIMIT 1;
+SELECT * FROM envault.verify_chain('orders_audit');
+
 -- in a database of another identity, the vector's checkpoint names another
 -- database and does not count: a bad signature at the number it signs
 DELETE FROM envault.database_identity WHERE database_id = 'appdb';

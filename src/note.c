@@ -73,7 +73,8 @@ note_b64_value(char c)
 /*
  * Strict base64: a multiple of 4 characters, padding only at the end, and
  * the unused bits of the last group zero, so that every byte string has one
- * encoding.  Fails if the result would exceed out_max bytes.
+ * encoding.  Fails if the result would exceed out_max bytes.  With out
+ * NULL, only checks the text and counts the bytes.
  */
 bool
 env_base64_decode(const char *text, size_t len, uint8_t *out, size_t out_max,
@@ -106,6 +107,11 @@ env_base64_decode(const char *text, size_t len, uint8_t *out, size_t out_max,
 			((uint32_t) v[2] << 6) | (uint32_t) v[3];
 		if ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0))
 			return false;
+		if (out == NULL)
+		{
+			n += 3 - pad;
+			continue;
+		}
 		if (n + 3 - pad > out_max)
 			return false;
 		out[n++] = (uint8_t) (w >> 16);
@@ -118,19 +124,79 @@ env_base64_decode(const char *text, size_t len, uint8_t *out, size_t out_max,
 	return true;
 }
 
-/* Key names: non-empty, no Unicode spaces (we allow no ASCII space or control character), no '+'. */
+/*
+ * The code point of well-formed UTF-8 at s[*i] (no overlong forms,
+ * surrogates or code points above U+10FFFF); advances *i past it.
+ */
+static bool
+note_utf8_next(const char *s, size_t len, size_t *i, uint32_t *cp)
+{
+	unsigned char c = (unsigned char) s[*i];
+	int			n;
+	int			j;
+
+	if (c < 0x80)
+	{
+		*cp = c;
+		(*i)++;
+		return true;
+	}
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 1, *cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 2, *cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 3, *cp = c & 0x07;
+	else
+		return false;
+	if ((size_t) n >= len - *i)
+		return false;
+	for (j = 1; j <= n; j++)
+	{
+		unsigned char cc = (unsigned char) s[*i + j];
+
+		if ((cc & 0xc0) != 0x80)
+			return false;
+		*cp = (*cp << 6) | (cc & 0x3f);
+	}
+	if ((n == 2 && (*cp < 0x800 || (*cp >= 0xd800 && *cp <= 0xdfff))) ||
+		(n == 3 && (*cp < 0x10000 || *cp > 0x10ffff)))
+		return false;
+	*i += n + 1;
+	return true;
+}
+
+/*
+ * Is a code point a Unicode space (White_Space, as Go's unicode.IsSpace and
+ * so the reference implementation of signed notes read it)?
+ */
+static bool
+note_unicode_space(uint32_t cp)
+{
+	return (cp >= 0x09 && cp <= 0x0d) || cp == 0x20 || cp == 0x85 ||
+		cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) ||
+		cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f ||
+		cp == 0x3000;
+}
+
+/*
+ * Key names (C2SP signed-note): non-empty well-formed UTF-8 with no
+ * Unicode space and no '+'.  envault also refuses control characters and
+ * names longer than 255 bytes.
+ */
 bool
 env_note_name_valid(const char *name, size_t len)
 {
-	size_t		i;
+	size_t		i = 0;
+	uint32_t	cp;
 
 	if (len == 0 || len > ENV_NOTE_NAME_MAXLEN)
 		return false;
-	for (i = 0; i < len; i++)
+	while (i < len)
 	{
-		unsigned char c = (unsigned char) name[i];
-
-		if (c <= 0x20 || c == 0x7f || c == '+' || c >= 0x80)
+		if (!note_utf8_next(name, len, &i, &cp) ||
+			cp <= 0x20 || cp == 0x7f || cp == '+' ||
+			(cp >= 0x80 && cp < 0xa0) || note_unicode_space(cp))
 			return false;
 	}
 	return true;
@@ -244,43 +310,13 @@ static bool
 note_utf8_valid(const char *s, size_t len)
 {
 	size_t		i = 0;
+	uint32_t	cp;
 
 	while (i < len)
 	{
-		unsigned char c = (unsigned char) s[i];
-		int			n;
-		uint32_t	cp;
-		int			j;
-
-		if (c < 0x80)
-		{
-			if ((c < 0x20 && c != '\n') || c == 0x7f)
-				return false;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, cp = c & 0x07;
-		else
+		if (!note_utf8_next(s, len, &i, &cp) ||
+			(cp < 0x20 && cp != '\n') || cp == 0x7f)
 			return false;
-		if ((size_t) n >= len - i)
-			return false;
-		for (j = 1; j <= n; j++)
-		{
-			unsigned char cc = (unsigned char) s[i + j];
-
-			if ((cc & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (cc & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-			(n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return false;
-		i += n + 1;
 	}
 	return true;
 }
@@ -300,7 +336,7 @@ env_note_parse(const char *note, size_t len, EnvNote *out)
 	const char *end = note + len;
 
 	memset(out, 0, sizeof(*out));
-	if (note == NULL || len < 2 || len > ENV_NOTE_MAXLEN || note[len - 1] != '\n' ||
+	if (note == NULL || len < 2 || len > ENV_NOTE_READ_MAXLEN || note[len - 1] != '\n' ||
 		!note_utf8_valid(note, len))
 		return false;
 	/* the last blank line separates the text from the signatures */
@@ -326,7 +362,7 @@ env_note_parse(const char *note, size_t len, EnvNote *out)
 		const char *eol = memchr(p, '\n', (size_t) (end - p));
 		const char *sp;
 		EnvNoteSig *s;
-		uint8_t		raw[ENV_NOTE_KEYID_LEN + 512];
+		uint8_t		raw[ENV_NOTE_KEYID_LEN + ENV_ED25519_SIG_LEN];
 		size_t		rawlen;
 
 		if (eol == NULL || out->nsigs >= ENV_NOTE_MAXSIGS)
@@ -341,13 +377,19 @@ env_note_parse(const char *note, size_t len, EnvNote *out)
 		s = &out->sigs[out->nsigs];
 		s->name = p;
 		s->name_len = (size_t) (sp - p);
-		/* signatures of other lengths (other algorithms) parse, never verify */
-		if (!env_base64_decode(sp + 1, (size_t) (eol - sp - 1), raw,
-							   sizeof(raw), &rawlen) ||
+		/*
+		 * signatures of any length (other algorithms: a cosignature, an
+		 * ML-DSA signature) parse; only Ed25519's can verify
+		 */
+		if (!env_base64_decode(sp + 1, (size_t) (eol - sp - 1), NULL, 0,
+							   &rawlen) ||
 			rawlen <= ENV_NOTE_KEYID_LEN)
 			return false;
+		s->ed25519 = (rawlen == sizeof(raw));
+		if (!env_base64_decode(sp + 1, s->ed25519 ? (size_t) (eol - sp - 1) : 8,
+							   raw, sizeof(raw), &rawlen))
+			return false;
 		memcpy(s->key_id, raw, ENV_NOTE_KEYID_LEN);
-		s->ed25519 = (rawlen == ENV_NOTE_KEYID_LEN + ENV_ED25519_SIG_LEN);
 		if (s->ed25519)
 			memcpy(s->sig, raw + ENV_NOTE_KEYID_LEN, ENV_ED25519_SIG_LEN);
 		out->nsigs++;
@@ -364,6 +406,7 @@ env_note_verify(const char *note, size_t len, const char *name,
 	EnvNote    *n = parsed ? parsed : &local;
 	uint8_t		key_id[ENV_NOTE_KEYID_LEN];
 	int			i;
+	bool		found = false;
 
 	if (!env_note_parse(note, len, n))
 		return ENV_NOTE_MALFORMED;
@@ -375,14 +418,14 @@ env_note_verify(const char *note, size_t len, const char *name,
 		if (s->name_len != name_len || memcmp(s->name, name, name_len) != 0 ||
 			memcmp(s->key_id, key_id, ENV_NOTE_KEYID_LEN) != 0)
 			continue;
-		/* the first signature by this key decides */
-		if (s->ed25519 &&
-			env_ed25519_verify(pub, (const uint8_t *) n->text, n->text_len,
-							   s->sig))
-			return ENV_NOTE_VERIFIED;
-		return ENV_NOTE_BAD_SIGNATURE;
+		/* every signature line by this key must verify */
+		if (!s->ed25519 ||
+			!env_ed25519_verify(pub, (const uint8_t *) n->text, n->text_len,
+								s->sig))
+			return ENV_NOTE_BAD_SIGNATURE;
+		found = true;
 	}
-	return ENV_NOTE_UNKNOWN_KEY;
+	return found ? ENV_NOTE_VERIFIED : ENV_NOTE_UNKNOWN_KEY;
 }
 
 /* text || "\n" || "— " name " " base64(key id || signature) "\n" */
@@ -483,12 +526,17 @@ env_checkpoint_text(const char *origin, size_t origin_len, uint64_t seq,
 	return (size_t) (p - out);
 }
 
-/* Parse the signed text of an envault checkpoint (exactly four lines). */
+/*
+ * Parse the signed text of a checkpoint (C2SP tlog-checkpoint): the origin,
+ * the tree size, the root hash, then any number of non-empty extension
+ * lines, which are opaque; envault writes one, "time <UTC>", and *out gets
+ * that time when the first extension line is one.
+ */
 bool
 env_checkpoint_parse(const char *text, size_t len, EnvCheckpoint *out)
 {
-	const char *lines[4];
-	size_t		lens[4];
+	const char *lines[3];
+	size_t		lens[3];
 	const char *p = text;
 	const char *end = text + len;
 	int			i;
@@ -496,7 +544,7 @@ env_checkpoint_parse(const char *text, size_t len, EnvCheckpoint *out)
 	size_t		n;
 
 	memset(out, 0, sizeof(*out));
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 3; i++)
 	{
 		const char *eol = p < end ? memchr(p, '\n', (size_t) (end - p)) : NULL;
 
@@ -506,8 +554,6 @@ env_checkpoint_parse(const char *text, size_t len, EnvCheckpoint *out)
 		lens[i] = (size_t) (eol - p);
 		p = eol + 1;
 	}
-	if (p != end)
-		return false;
 
 	for (n = 0; n < lens[0]; n++)
 	{
@@ -535,12 +581,22 @@ env_checkpoint_parse(const char *text, size_t len, EnvCheckpoint *out)
 		n != ENV_SHA256_LEN)
 		return false;
 
-	if (lens[3] != 5 + ENV_CHECKPOINT_TIME_LEN ||
-		memcmp(lines[3], "time ", 5) != 0 ||
-		!note_time_valid(lines[3] + 5, ENV_CHECKPOINT_TIME_LEN))
-		return false;
-	memcpy(out->time, lines[3] + 5, ENV_CHECKPOINT_TIME_LEN);
-	out->time[ENV_CHECKPOINT_TIME_LEN] = '\0';
+	/* extension lines */
+	for (i = 0; p < end; i++)
+	{
+		const char *eol = memchr(p, '\n', (size_t) (end - p));
+
+		if (eol == NULL || eol == p)
+			return false;
+		if (i == 0 && (size_t) (eol - p) == 5 + ENV_CHECKPOINT_TIME_LEN &&
+			memcmp(p, "time ", 5) == 0 &&
+			note_time_valid(p + 5, ENV_CHECKPOINT_TIME_LEN))
+		{
+			memcpy(out->time, p + 5, ENV_CHECKPOINT_TIME_LEN);
+			out->time[ENV_CHECKPOINT_TIME_LEN] = '\0';
+		}
+		p = eol + 1;
+	}
 	return true;
 }
 

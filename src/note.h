@@ -16,10 +16,15 @@
 
 #include "crypto.h"
 
-/* Longest note envault writes or reads, and longest key name */
+/*
+ * Longest note envault writes, longest it reads (room for a hundred
+ * signatures of other algorithms, ML-DSA's among them), longest key name,
+ * most signature lines (as the reference implementation of signed notes)
+ */
 #define ENV_NOTE_MAXLEN			4096
+#define ENV_NOTE_READ_MAXLEN	(1024 * 1024)
 #define ENV_NOTE_NAME_MAXLEN	255
-#define ENV_NOTE_MAXSIGS		16
+#define ENV_NOTE_MAXSIGS		100
 #define ENV_NOTE_KEYID_LEN		4
 
 /* base64 (RFC 4648, section 4, with padding) */
