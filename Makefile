@@ -16,7 +16,7 @@ MODULE_big = envault
 OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
        src/secrets.o src/keystore.o src/encrypt.o src/keys.o \
        src/tenant.o src/tokens.o src/lifecycle.o \
-       src/note.o src/chainfmt.o src/canon.o src/chain.o src/chainguard.o src/chainmeaning.o \
+       src/note.o src/chainfmt.o src/canon.o src/chain.o src/chainguard.o src/chainmeaning.o src/merkle.o src/chaintree.o \
        src/checkpoint.o src/chainverify.o src/accesslog.o src/accessworker.o \
        src/secretstore.o
 
@@ -26,7 +26,7 @@ DATA_built = envault--$(EXTVERSION).sql
 DATA = src/envault--0.1.0.sql src/envault--0.2.0.sql $(wildcard src/envault--*--*.sql)
 
 REGRESS = setup format_vectors encrypt errors null_arguments privileges tenant_context rls lifecycle \
-          chain chain_tamper chain_meaning chain_vectors access_log secrets_store pgcrypto_migration \
+          chain chain_tamper chain_meaning chain_tree chain_vectors access_log secrets_store pgcrypto_migration \
           adversarial_ciphertext adversarial_keys adversarial_values adversarial_search_path adversarial_privileges
 REGRESS_OPTS = --temp-instance=./tmp_check_regress \
                --temp-config=test/regress.conf

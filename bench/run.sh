@@ -21,11 +21,13 @@
 #   BENCH_SLOW_REPS=3       timed rounds for the slow cases (pgp_sym_*,
 #                           verify_token on first use, reencrypt_column)
 #   BENCH_AUDIT_ROWS=100000 rows per chained INSERT (topic audit)
+#   BENCH_TREE_ROWS=1000000 rows of the chain whose Merkle tree is proved
+#                           (topic tree)
 #   BENCH_PGBENCH_TX=2500   transactions per pgbench client (topic pgbench;
 #                           the single-client run does 8 times as many)
 #   BENCH_ACCESSLOG_TX=1000 transactions per client at 8 clients (topic
 #                           accesslog; at 64 clients an eighth of that)
-#   BENCH_TOPICS="encrypt tenancy lifecycle audit pgbench accesslog"
+#   BENCH_TOPICS="encrypt tenancy lifecycle audit tree pgbench accesslog"
 #                           topics to run: bench/<topic>.sql files in order,
 #                           then pgbench (bench/pgbench.sh) and accesslog
 #                           (bench/accesslog.sh, with fsync on)
@@ -44,15 +46,16 @@ data_keys=${BENCH_DATA_KEYS:-1000}
 reps=${BENCH_REPS:-7}
 slow_reps=${BENCH_SLOW_REPS:-3}
 audit_rows=${BENCH_AUDIT_ROWS:-100000}
+tree_rows=${BENCH_TREE_ROWS:-1000000}
 pgbench_tx=${BENCH_PGBENCH_TX:-2500}
 accesslog_tx=${BENCH_ACCESSLOG_TX:-1000}
-topics=${BENCH_TOPICS:-encrypt tenancy lifecycle audit pgbench accesslog}
+topics=${BENCH_TOPICS:-encrypt tenancy lifecycle audit tree pgbench accesslog}
 port=${BENCH_PORT:-54392}
 shared_buffers=${BENCH_SHARED_BUFFERS:-1GB}
 bench="$ENVAULT_ROOT/bench"
 
 for n in "$rows" "$large_rows" "$tokens" "$data_keys" "$reps" "$slow_reps" "$port" \
-	"$audit_rows" "$pgbench_tx" "$accesslog_tx"; do
+	"$audit_rows" "$tree_rows" "$pgbench_tx" "$accesslog_tx"; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: not a positive integer: $n" >&2; exit 2; }
 done
 sql_topics=
@@ -104,7 +107,7 @@ cluster_start "$dir" "$port" \
 psql_bench() {
 	as_pg "$PGBIN/psql" -h "$dir" -p "$port" -d postgres -X -q \
 		-v ON_ERROR_STOP=1 -v rows="$rows" -v large_rows="$large_rows" \
-		-v tokens="$tokens" -v data_keys="$data_keys" -v audit_rows="$audit_rows" \
+		-v tokens="$tokens" -v data_keys="$data_keys" -v audit_rows="$audit_rows" -v tree_rows="$tree_rows" \
 		-v reps="$reps" -v slow_reps="$slow_reps" "$@"
 }
 psql_bench -c "CREATE EXTENSION pgcrypto" -c "CREATE EXTENSION envault"
@@ -129,7 +132,7 @@ machine() {
 	fi
 	[ -z "${BENCH_SKIP_BUILD:-}" ] || rev="$rev, not rebuilt (BENCH_SKIP_BUILD)"
 	echo "envault:    commit $rev"
-	echo "command:    bench/run.sh (rows=$rows large_rows=$large_rows tokens=$tokens data_keys=$data_keys audit_rows=$audit_rows pgbench_tx=$pgbench_tx accesslog_tx=$accesslog_tx reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
+	echo "command:    bench/run.sh (rows=$rows large_rows=$large_rows tokens=$tokens data_keys=$data_keys audit_rows=$audit_rows tree_rows=$tree_rows pgbench_tx=$pgbench_tx accesslog_tx=$accesslog_tx reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
 }
 
 say "running topics: $topics ($rows rows, $large_rows large, $reps rounds, $slow_reps for slow cases)"

@@ -5,7 +5,7 @@
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
 #   4. the format test vectors against an independent implementation,
 #   5. the audit chain test vectors against an independent implementation
-#      and envault-verify,
+#      and envault-verify, and the Merkle tree self-test (RFC 6962's data),
 #   6. a short run of every libFuzzer harness (fuzz/run.sh),
 #   7. pg_regress and pgTAP again under ASan and UBSan (scripts/sanitize.sh).
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
@@ -80,6 +80,15 @@ fi
 say "chain test vectors (independent implementation, and envault-verify)"
 if python3 "$tree/test/vectors/check_chain.py" --verifier "$PGBIN/envault-verify" \
 	"$tree/docs/audit-chain.md"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+
+say "Merkle tree self-test (RFC 6962 test data, every proof up to 140 leaves)"
+if cc -O1 -Wall -Werror -I"$tree/src" -o "$work/merkle_selftest" \
+	"$tree/test/unit/merkle_selftest.c" "$tree/src/merkle.c" "$tree/src/crypto.c" -lcrypto &&
+	"$work/merkle_selftest"; then
 	passed=$((passed + 1))
 else
 	failed=$((failed + 1))

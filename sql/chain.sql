@@ -365,6 +365,11 @@ RESET bytea_output;
 SELECT envault.purge_chain('regress_events', '7', '2000-01-01');
 SELECT envault.purge_chain('regress_audit', 'acme', clock_timestamp()) AS purged;
 SELECT min(envault_seq), max(envault_seq), count(*) FROM regress_audit WHERE tenant = 'acme';
+-- the Merkle tree was built before the rows went: its heads and proofs
+-- above the anchor stay (chain_tree tests the tree itself)
+SELECT h.tree_size = (SELECT max(envault_seq) FROM regress_audit WHERE tenant = 'acme') AS whole_tree,
+       cardinality(envault.inclusion_proof('regress_audit', 'acme', h.tree_size, h.tree_size)) > 0 AS proof
+  FROM envault.tree_head('regress_audit', 'acme') h;
 SELECT * FROM envault.verify_chain('regress_audit');
 SELECT tenant, seq, rows_purged FROM envault.chain_anchors;
 SELECT envault.purge_chain('regress_audit', 'acme', clock_timestamp()) AS nothing_more;

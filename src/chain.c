@@ -1961,6 +1961,8 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	"            WHERE tbl OPERATOR(pg_catalog.=) $1)," \
 	"     a AS (DELETE FROM envault.chain_anchors WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
 	"     h AS (DELETE FROM envault.chain_heads WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
+	"     t AS (DELETE FROM envault.chain_trees WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
+	"     n AS (DELETE FROM envault.chain_nodes WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
 	"     k AS (DELETE FROM envault.checkpoints WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c))" \
 	"            RETURNING 1)" \
 	" DELETE FROM envault.audit_chains WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c))" \

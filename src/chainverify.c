@@ -1143,6 +1143,8 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 	 * other than envault's is refused before anything is deleted.
 	 */
 	cv_refuse_delete_code(ch);
+	/* the tree keeps what it needs of the rows about to go */
+	env_chain_tree_update(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), anchor - 1);
 	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(ch->relid)),
 										   get_rel_name(ch->relid));
 	tcol = quote_identifier(get_attname(ch->relid, ch->tenant_attnum, false));

@@ -558,3 +558,56 @@ COMMENT ON FUNCTION envault.database_id() IS
 	'The identity checkpoint origins name this database by; auditors pin it (envault-verify --database)';
 REVOKE ALL ON FUNCTION envault.database_id() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION envault.database_id() TO envault_admin;
+
+-- Merkle trees of audit chains: built from the rows when first asked for
+-- The Merkle tree of each tenant's chain (chaintree.c), built when asked
+-- for: its frontier, and the roots of its perfect subtrees of 256 leaves
+-- or more
+CREATE TABLE envault.chain_trees (
+	chain_id	integer NOT NULL,
+	tenant		text,
+	size		bigint NOT NULL CHECK (size OPERATOR(pg_catalog.>) 0),
+	frontier	bytea NOT NULL,
+	UNIQUE NULLS NOT DISTINCT (chain_id, tenant)
+);
+COMMENT ON TABLE envault.chain_trees IS
+	'Per audit chain and tenant, the Merkle tree built so far: its size and frontier (u64 size, then the roots of its perfect subtrees, largest first)';
+CREATE TABLE envault.chain_nodes (
+	chain_id	integer NOT NULL,
+	tenant		text,
+	level		smallint NOT NULL CHECK (level OPERATOR(pg_catalog.>=) 0),
+	idx			bigint NOT NULL CHECK (idx OPERATOR(pg_catalog.>=) 0),
+	hash		bytea NOT NULL,
+	UNIQUE NULLS NOT DISTINCT (chain_id, tenant, level, idx)
+);
+COMMENT ON TABLE envault.chain_nodes IS
+	'Roots of the perfect subtrees (2^level leaves, the idx-th at that level) of audit chains'' Merkle trees: level 8 and up, and below where a purge deleted rows; what proofs read';
+SELECT pg_catalog.pg_extension_config_dump('envault.chain_trees', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.chain_nodes', '');
+REVOKE ALL ON envault.chain_trees, envault.chain_nodes FROM PUBLIC;
+GRANT SELECT ON envault.chain_trees, envault.chain_nodes TO envault_admin;
+
+CREATE FUNCTION envault.tree_head(tbl regclass, tenant text, size bigint DEFAULT NULL,
+								  OUT tree_size bigint, OUT root bytea)
+AS 'MODULE_PATHNAME', 'envault_tree_head'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.tree_head(regclass, text, bigint) IS
+	'The Merkle tree head (RFC 6962) of a tenant''s chain: of its first size rows, or of all';
+CREATE FUNCTION envault.inclusion_proof(tbl regclass, tenant text, seq bigint, tree_size bigint)
+RETURNS bytea[]
+AS 'MODULE_PATHNAME', 'envault_inclusion_proof'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.inclusion_proof(regclass, text, bigint, bigint) IS
+	'The audit path (RFC 9162) proving that row seq is in the Merkle tree of tree_size rows of a tenant''s chain';
+CREATE FUNCTION envault.consistency_proof(tbl regclass, tenant text, old_size bigint, new_size bigint)
+RETURNS bytea[]
+AS 'MODULE_PATHNAME', 'envault_consistency_proof'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.consistency_proof(regclass, text, bigint, bigint) IS
+	'The proof (RFC 9162) that the Merkle tree of old_size rows of a tenant''s chain is the start of that of new_size rows';
+REVOKE ALL ON FUNCTION envault.tree_head(regclass, text, bigint),
+	envault.inclusion_proof(regclass, text, bigint, bigint),
+	envault.consistency_proof(regclass, text, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.tree_head(regclass, text, bigint),
+	envault.inclusion_proof(regclass, text, bigint, bigint),
+	envault.consistency_proof(regclass, text, bigint, bigint) TO envault_admin;

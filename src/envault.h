@@ -19,6 +19,8 @@
  *		chain.c		audit chains: registry, insert trigger, per-tenant heads
  *		chainguard.c	refusing changes to chained tables (event triggers)
  *		chainmeaning.c	what a chained table's columns mean, as the guard compares it
+ *		merkle.c	RFC 6962 Merkle tree heads and proofs (plain C)
+ *		chaintree.c	each tenant's chain as a Merkle tree: heads, proofs
  *		checkpoint.c	the signing key and signed checkpoints
  *		chainverify.c	verify_chain, export_chain, purge_chain
  *		accesslog.c	the secret access log: counting, queueing (backends)
@@ -314,6 +316,9 @@ extern void env_chain_set_purging(Oid relid);
 
 /* chainguard.c */
 extern bool env_chain_trigger_function(Oid fnoid, bool insert_only);
+
+/* chaintree.c */
+extern void env_chain_tree_update(EnvChain *ch, text *tenant, int64 purged);
 
 /* chainmeaning.c */
 extern char *env_chain_meaning_of(Relation rel);

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(119);
+SELECT plan(122);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -15,7 +15,8 @@ SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
 
 SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'token_revocations', 'key_events',
                                    'audit_chains', 'checkpoints', 'chain_anchors',
-                                   'chain_heads', 'access_log', 'secrets', 'database_identity']);
+                                   'chain_heads', 'access_log', 'secrets', 'database_identity',
+                                   'chain_trees', 'chain_nodes']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
                                       'blind_index', 'create_tenant', 'create_data_key',
                                       'authenticate', 'set_tenant', 'reset_tenant',
@@ -31,7 +32,7 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'use_customer_key', 'rekey_tenant', 'destroy_superseded_keys', 'use_master_key',
                                       'append_only', 'chain_insert', 'chain_heads', 'chain_refuse',
                                       'chain_ddl_guard', 'chain_drop_guard', 'chain_meaning',
-                                      'database_id',
+                                      'database_id', 'tree_head', 'inclusion_proof', 'consistency_proof',
                                       'enable_audit_chain', 'disable_audit_chain',
                                       'checkpoint', 'signing_public_key', 'verify_chain',
                                       'export_chain', 'purge_chain', 'set_chain_retention',
@@ -148,6 +149,9 @@ SELECT is((SELECT count(*)::int FROM envault.database_identity), 1,
           'CREATE EXTENSION makes one database identity');
 SELECT function_privs_are('envault', 'database_id', ARRAY[]::text[], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'chain_meaning', ARRAY['regclass'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'inclusion_proof', ARRAY['regclass', 'text', 'bigint', 'bigint'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'consistency_proof', ARRAY['regclass', 'text', 'bigint', 'bigint'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT table_privs_are('envault', 'chain_nodes', 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'enable_audit_chain', ARRAY['regclass', 'name'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'enable_audit_chain', ARRAY['regclass', 'name'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'verify_chain', ARRAY['regclass', 'text'], 'envault_user', ARRAY[]::text[]);
@@ -192,7 +196,8 @@ SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
                     'envault.audit_chains', 'envault.audit_chains_seq',
                     'envault.checkpoints', 'envault.checkpoints_seq',
                     'envault.chain_anchors', 'envault.chain_heads',
-                    'envault.access_log', 'envault.secrets', 'envault.database_identity'],
+                    'envault.access_log', 'envault.secrets', 'envault.database_identity',
+                    'envault.chain_trees', 'envault.chain_nodes'],
               'key tables, events, chains, the access log and secrets are dumped by pg_dump');
 SELECT is((SELECT tenant_column::text FROM envault.audit_chains
             WHERE tbl = 'envault.access_log'::regclass AND builtin), 'tenant',
