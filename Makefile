@@ -95,10 +95,11 @@ install: install-envault-verify
 install-envault-verify: envault-verify
 	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) envault-verify '$(DESTDIR)$(bindir)/envault-verify'
+	$(INSTALL_SCRIPT) tools/envault-sign-pkcs11 '$(DESTDIR)$(bindir)/envault-sign-pkcs11'
 
 uninstall: uninstall-envault-verify
 uninstall-envault-verify:
-	rm -f '$(DESTDIR)$(bindir)/envault-verify'
+	rm -f '$(DESTDIR)$(bindir)/envault-verify' '$(DESTDIR)$(bindir)/envault-sign-pkcs11'
 
 clean: clean-envault-verify
 clean-envault-verify:

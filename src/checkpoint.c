@@ -33,6 +33,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
@@ -43,6 +44,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
+#include "utils/wait_event.h"
+#include "port.h"
 
 #define CP_KEY_FILE_MAX		4096
 
@@ -51,13 +54,21 @@ static char *cp_key_hex = NULL;
 static bool cp_key_hex_refused = false;	/* set without preloading */
 static char *cp_key_name = NULL;
 static char *cp_trusted_keys = NULL;
+static char *cp_command = NULL;
+static char *cp_command_vkey = NULL;
+
+static bool
+cp_is_set(const char *v)
+{
+	return v != NULL && v[0] != '\0';
+}
 
 static bool
 cp_check_key_name(char **newval, void **extra, GucSource source)
 {
 	if (!env_note_name_valid(*newval, strlen(*newval)))
 	{
-		GUC_check_errdetail("A signing key name must be 1 to %d printable ASCII characters without spaces or \"+\".",
+		GUC_check_errdetail("A signing key name must be 1 to %d bytes of UTF-8 without spaces, control characters or \"+\".",
 							ENV_NOTE_NAME_MAXLEN);
 		return false;
 	}
@@ -65,6 +76,20 @@ cp_check_key_name(char **newval, void **extra, GucSource source)
 }
 
 /* Each element must be a verifier key: name+keyid+base64 */
+static bool
+cp_check_vkey(char **newval, void **extra, GucSource source)
+{
+	char		name[ENV_NOTE_NAME_MAXLEN + 1];
+	uint8		id[ENV_NOTE_KEYID_LEN];
+	uint8		pub[ENV_ED25519_PUBLIC_LEN];
+
+	if (**newval == '\0' ||
+		env_note_parse_vkey(*newval, strlen(*newval), name, id, pub))
+		return true;
+	GUC_check_errdetail("A verifier key is <name>+<8 hex digits>+<base64 of 0x01 and the 32-byte public key>, as envault.signing_public_key() returns it.");
+	return false;
+}
+
 static bool
 cp_check_trusted(char **newval, void **extra, GucSource source)
 {
@@ -184,15 +209,137 @@ cp_load_key(EnvSigningKey *sk)
 				 errhint("Create one with \"openssl genpkey -algorithm ed25519\".")));
 }
 
-/* The public key of the configured signing key. */
+/*
+ * The name and public key of the configured signing key: that of
+ * envault.signing_verifier_key when envault.signing_command signs, else
+ * envault.signing_key_name and the key's own.
+ */
 static void
-cp_public_key(uint8 *pub)
+cp_public_key(char *name, uint8 *pub)
 {
 	EnvSigningKey sk;
 
+	if (cp_is_set(cp_command))
+	{
+		uint8		id[ENV_NOTE_KEYID_LEN];
+
+		if (cp_is_set(cp_key_file) || cp_is_set(cp_key_hex))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("envault.signing_command is set, and so is envault.signing_key_file or envault.signing_key"),
+					 errhint("Set one way of signing: the command, or the key.")));
+		if (!cp_is_set(cp_command_vkey) ||
+			!env_note_parse_vkey(cp_command_vkey, strlen(cp_command_vkey), name, id, pub))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("envault.signing_command is set without envault.signing_verifier_key"),
+					 errhint("Set envault.signing_verifier_key to the verifier key (name+id+key) of the key the command signs with.")));
+		return;
+	}
 	cp_load_key(&sk);
 	memcpy(pub, sk.pub, ENV_ED25519_PUBLIC_LEN);
 	env_ed25519_clear(&sk);
+	strlcpy(name, cp_key_name, ENV_NOTE_NAME_MAXLEN + 1);
+}
+
+/* What signs checkpoints: the key, or the command and its public key */
+typedef struct CpSigner
+{
+	bool		command;
+	EnvSigningKey sk;
+	char		name[ENV_NOTE_NAME_MAXLEN + 1];
+	uint8		pub[ENV_ED25519_PUBLIC_LEN];
+	uint8		key_id[ENV_NOTE_KEYID_LEN];
+} CpSigner;
+
+static void
+cp_signer_open(CpSigner *sg)
+{
+	memset(sg, 0, sizeof(*sg));
+	sg->command = cp_is_set(cp_command);
+	if (sg->command)
+		cp_public_key(sg->name, sg->pub);
+	else
+	{
+		cp_load_key(&sg->sk);
+		memcpy(sg->pub, sg->sk.pub, ENV_ED25519_PUBLIC_LEN);
+		strlcpy(sg->name, cp_key_name, sizeof(sg->name));
+	}
+	env_note_key_id(sg->name, strlen(sg->name), sg->pub, sg->key_id);
+}
+
+static void
+cp_signer_close(CpSigner *sg)
+{
+	if (!sg->command)
+		env_ed25519_clear(&sg->sk);
+}
+
+/*
+ * The signature of envault.signing_command for a text: the command reads
+ * the text on its standard input and prints the base64 of the 64-byte
+ * Ed25519 signature.  It must verify with envault.signing_verifier_key.
+ */
+static void
+cp_command_sign(CpSigner *sg, const char *text, size_t len, uint8 *sig)
+{
+	File		f = OpenTemporaryFile(false);
+	char	   *cmd;
+	FILE	   *fp;
+	char		buf[1024];
+	size_t		n;
+	int			rc;
+
+	if (FileWrite(f, unconstify(char *, text), (int) len, 0,
+				  WAIT_EVENT_DATA_FILE_WRITE) != (int) len)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write a checkpoint's text for envault.signing_command: %m")));
+	cmd = psprintf("(%s) < '%s'", cp_command, FilePathName(f));
+	fp = OpenPipeStream(cmd, "r");
+	if (fp == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not run envault.signing_command: %m")));
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	while (n == sizeof(buf) - 1 && fgetc(fp) != EOF)
+		;
+	rc = ClosePipeStream(fp);
+	FileClose(f);
+	pfree(cmd);
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("envault.signing_command refused to sign, or failed: %s",
+						wait_result_to_str(rc)),
+				 errhint("A signer may refuse a checkpoint that does not extend the last one it signed for the same origin; see the signer's own log.")));
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+					 buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	if (!env_base64_decode(buf, n, sig, ENV_ED25519_SIG_LEN, &n) ||
+		n != ENV_ED25519_SIG_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("envault.signing_command did not print the base64 of a 64-byte Ed25519 signature")));
+	if (!env_ed25519_verify(sg->pub, (const uint8 *) text, len, sig))
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("the signature of envault.signing_command does not verify with envault.signing_verifier_key"),
+				 errhint("The command signs with another key than the one configured.")));
+}
+
+/* A checkpoint's note: its text signed, by the key or the command */
+static size_t
+cp_sign(CpSigner *sg, const char *text, size_t len, char *note, size_t max)
+{
+	uint8		sig[ENV_ED25519_SIG_LEN];
+
+	if (!sg->command)
+		return env_note_sign(text, len, sg->name, strlen(sg->name), &sg->sk,
+							 note, max);
+	cp_command_sign(sg, text, len, sig);
+	return env_note_assemble(text, len, sg->name, strlen(sg->name), sg->key_id,
+							 sig, note, max);
 }
 
 /*
@@ -207,6 +354,7 @@ env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
 {
 	static bool have_current = false;
 	static uint8 current[ENV_ED25519_PUBLIC_LEN];
+	static char current_name[ENV_NOTE_NAME_MAXLEN + 1];
 	static LocalTransactionId current_lxid = InvalidLocalTransactionId;
 	EnvNote		parsed;
 	EnvNoteCheck rc;
@@ -215,10 +363,10 @@ env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
 	if (current_lxid != MyProc->lxid)
 	{
 		have_current = false;
-		if ((cp_key_file != NULL && cp_key_file[0] != '\0') ||
-			(cp_key_hex != NULL && cp_key_hex[0] != '\0'))
+		if (cp_is_set(cp_key_file) || cp_is_set(cp_key_hex) ||
+			cp_is_set(cp_command))
 		{
-			cp_public_key(current);
+			cp_public_key(current_name, current);
 			have_current = true;
 		}
 		current_lxid = MyProc->lxid;
@@ -234,7 +382,7 @@ env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
 		return 1;
 	if (have_current)
 	{
-		rc = env_note_verify(note, len, cp_key_name, strlen(cp_key_name),
+		rc = env_note_verify(note, len, current_name, strlen(current_name),
 							 current, NULL);
 		if (rc == ENV_NOTE_VERIFIED)
 			return 0;
@@ -418,14 +566,13 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	EnvChain   *ch;
 	List	   *volatile heads;
 	ListCell   *lc;
-	EnvSigningKey sk;
+	CpSigner	sg;
 	EnvSpi		s;
 	bool		one = !PG_ARGISNULL(1);
 	EnvChainTenant want;
 	const char *dbname;
 	char		timebuf[ENV_CANON_BUFLEN];
 	TimestampTz now = GetCurrentTimestamp();
-	uint8		key_id[ENV_NOTE_KEYID_LEN];
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -457,10 +604,9 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 					 errhint("Take the checkpoint in a transaction of its own.")));
 	}
 
-	cp_load_key(&sk);
+	cp_signer_open(&sg);
 	PG_TRY();
 	{
-		env_note_key_id(cp_key_name, strlen(cp_key_name), sk.pub, key_id);
 		env_spi_begin(&s);
 		foreach(lc, heads)
 		{
@@ -506,8 +652,7 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 				env_checkpoint_text(origin, olen, (uint64) h->seq, h->hash,
 									timebuf, text, sizeof(text));
 			nlen = tlen == 0 ? 0 :
-				env_note_sign(text, tlen, cp_key_name, strlen(cp_key_name), &sk,
-							  note, sizeof(note));
+				cp_sign(&sg, text, tlen, note, sizeof(note));
 			if (nlen == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -521,12 +666,12 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 			values[2] = Int64GetDatum(h->seq);
 			values[3] = PointerGetDatum(hb);
 			values[4] = TimestampTzGetDatum(now);
-			values[5] = CStringGetTextDatum(cp_key_name);
+			values[5] = CStringGetTextDatum(sg.name);
 			{
 				bytea	   *kb = palloc(VARHDRSZ + ENV_NOTE_KEYID_LEN);
 
 				SET_VARSIZE(kb, VARHDRSZ + ENV_NOTE_KEYID_LEN);
-				memcpy(VARDATA(kb), key_id, ENV_NOTE_KEYID_LEN);
+				memcpy(VARDATA(kb), sg.key_id, ENV_NOTE_KEYID_LEN);
 				values[6] = PointerGetDatum(kb);
 			}
 			values[7] = PointerGetDatum(cstring_to_text_with_len(note, nlen));
@@ -553,7 +698,7 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
-		env_ed25519_clear(&sk);
+		cp_signer_close(&sg);
 	}
 	PG_END_TRY();
 	return (Datum) 0;
@@ -565,11 +710,12 @@ Datum
 envault_signing_public_key(PG_FUNCTION_ARGS)
 {
 	uint8		pub[ENV_ED25519_PUBLIC_LEN];
+	char		name[ENV_NOTE_NAME_MAXLEN + 1];
 	char		vkey[ENV_NOTE_NAME_MAXLEN + 64];
 	size_t		n;
 
-	cp_public_key(pub);
-	n = env_note_vkey(cp_key_name, strlen(cp_key_name), pub, vkey, sizeof(vkey));
+	cp_public_key(name, pub);
+	n = env_note_vkey(name, strlen(name), pub, vkey, sizeof(vkey));
 	if (n == 0)
 		elog(ERROR, "could not format the public key");
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(vkey, n));
@@ -610,6 +756,16 @@ env_checkpoint_init(void)
 							   NULL,
 							   &cp_key_name, "envault", PGC_SIGHUP, 0,
 							   cp_check_key_name, NULL, NULL);
+	DefineCustomStringVariable("envault.signing_command",
+							   gettext_noop("Command that signs audit chain checkpoints, instead of a key the server reads."),
+							   gettext_noop("It reads the checkpoint's text on standard input and prints the base64 of its Ed25519 signature."),
+							   &cp_command, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("envault.signing_verifier_key",
+							   gettext_noop("The verifier key (name+id+key) of the key envault.signing_command signs with."),
+							   NULL,
+							   &cp_command_vkey, "", PGC_SIGHUP, 0,
+							   cp_check_vkey, NULL, NULL);
 	DefineCustomStringVariable("envault.trusted_signing_keys",
 							   gettext_noop("Public keys of earlier signing keys whose checkpoints still verify, comma-separated."),
 							   gettext_noop("Each as envault.signing_public_key() returned it."),

@@ -428,11 +428,14 @@ env_note_verify(const char *note, size_t len, const char *name,
 	return found ? ENV_NOTE_VERIFIED : ENV_NOTE_UNKNOWN_KEY;
 }
 
-/* text || "\n" || "— " name " " base64(key id || signature) "\n" */
+/*
+ * A note from its text and one Ed25519 signature line:
+ * text || "\n" || "— " name " " base64(key id || signature) "\n"
+ */
 size_t
-env_note_sign(const char *text, size_t text_len, const char *name,
-			  size_t name_len, const EnvSigningKey *sk, char *out,
-			  size_t out_max)
+env_note_assemble(const char *text, size_t text_len, const char *name,
+				  size_t name_len, const uint8_t *key_id, const uint8_t *sig,
+				  char *out, size_t out_max)
 {
 	uint8_t		raw[ENV_NOTE_KEYID_LEN + ENV_ED25519_SIG_LEN];
 	size_t		need;
@@ -445,10 +448,8 @@ env_note_sign(const char *text, size_t text_len, const char *name,
 		ENV_BASE64_LEN(sizeof(raw)) + 2;
 	if (need > out_max || need > ENV_NOTE_MAXLEN)
 		return 0;
-	env_note_key_id(name, name_len, sk->pub, raw);
-	if (!env_ed25519_sign(sk, (const uint8_t *) text, text_len,
-						  raw + ENV_NOTE_KEYID_LEN))
-		return 0;
+	memcpy(raw, key_id, ENV_NOTE_KEYID_LEN);
+	memcpy(raw + ENV_NOTE_KEYID_LEN, sig, ENV_ED25519_SIG_LEN);
 	memcpy(p, text, text_len);
 	p += text_len;
 	*p++ = '\n';
@@ -463,7 +464,24 @@ env_note_sign(const char *text, size_t text_len, const char *name,
 	return (size_t) (p - out);
 }
 
-/* --- checkpoint text ------------------------------------------------------ */
+/* Sign a text with a key and make the note */
+size_t
+env_note_sign(const char *text, size_t text_len, const char *name,
+			  size_t name_len, const EnvSigningKey *sk, char *out,
+			  size_t out_max)
+{
+	uint8_t		key_id[ENV_NOTE_KEYID_LEN];
+	uint8_t		sig[ENV_ED25519_SIG_LEN];
+
+	if (text_len == 0 || text[text_len - 1] != '\n' ||
+		!env_note_name_valid(name, name_len))
+		return 0;
+	env_note_key_id(name, name_len, sk->pub, key_id);
+	if (!env_ed25519_sign(sk, (const uint8_t *) text, text_len, sig))
+		return 0;
+	return env_note_assemble(text, text_len, name, name_len, key_id, sig,
+							 out, out_max);
+}
 
 static bool
 note_time_valid(const char *t, size_t len)

@@ -63,6 +63,10 @@ typedef struct EnvNote
 } EnvNote;
 
 extern bool env_note_parse(const char *note, size_t len, EnvNote *out);
+extern size_t env_note_assemble(const char *text, size_t text_len,
+								const char *name, size_t name_len,
+								const uint8_t *key_id, const uint8_t *sig,
+								char *out, size_t out_max);
 extern size_t env_note_sign(const char *text, size_t text_len,
 							const char *name, size_t name_len,
 							const EnvSigningKey *sk, char *out, size_t out_max);
