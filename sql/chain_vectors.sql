@@ -72,6 +72,24 @@ $vector$ AS export_is_the_vector;
 SELECT r->>'seq' AS seq, r->>'hash' AS hash, r->'values' AS values
   FROM json_array_elements(envault.export_chain('orders_audit', 'acme')->'rows') r;
 
+-- the Merkle tree block of the document: heads of every size, the audit
+-- path of row 2 in the tree of 4 rows, the consistency proof from 3 to 4
+SELECT (SELECT array_agg(encode((envault.tree_head('orders_audit', 'acme', s)).root, 'hex') ORDER BY s)
+          FROM generate_series(1, 4) s)
+       = ARRAY['e745a55f87046367d01c12d961a3b3fbd57a58d3452af5e5964bb668f1e17bb9',
+               'd57eef90e82e8f78b86e836dc7527e0a2fcdb8b59dd686238234795dea947e18',
+               '7934e0b3fc279cacfb48d5d6df5e672babef7b452e60b9eef4a5caaac0e3529b',
+               'c7a99be72b6e5d2afe2e1a31c4fe5d0f1db6414b60a444c350d1b412c5633974'] AS heads_are_the_vector,
+       (SELECT array_agg(encode(h, 'hex') ORDER BY o)
+          FROM unnest(envault.inclusion_proof('orders_audit', 'acme', 2, 4)) WITH ORDINALITY p (h, o))
+       = ARRAY['e745a55f87046367d01c12d961a3b3fbd57a58d3452af5e5964bb668f1e17bb9',
+               '34581065d1c5b33e664ab93f765f707393dc4848b076cfb41430ab798339636d'] AS inclusion_is_the_vector,
+       (SELECT array_agg(encode(h, 'hex') ORDER BY o)
+          FROM unnest(envault.consistency_proof('orders_audit', 'acme', 3, 4)) WITH ORDINALITY p (h, o))
+       = ARRAY['3542e507a55fb3da3b767d8576859c4e70c0fdde3f345fd899acdf90674f1320',
+               '6be6ff30061d13e45d1698229de568e84ba0459f9fe002d0210d0c12ca98fbf5',
+               'd57eef90e82e8f78b86e836dc7527e0a2fcdb8b59dd686238234795dea947e18'] AS consistency_is_the_vector;
+
 -- C2SP signed notes: signature lines of unknown keys are ignored, whatever
 -- their name (here not ASCII) and length (here ML-DSA-65's 3309 bytes);
 -- a second line by the trusted key that does not verify makes the

@@ -601,7 +601,7 @@ def verify_bytes(data, keys, database, log_paths=None, complete=False):
     # the auditor's identity decides, never the file's
     if ex["database"] != database:
         return ('FAIL: malformed export: database: expected "%s" (--database), found another'
-                % database)
+                % os.fsdecode(database))
     logged = None
     if log_paths is not None:
         logged = []
@@ -788,6 +788,66 @@ def unhex(s):
     return bytes.fromhex("".join(s.split()))
 
 
+# --- Merkle trees (RFC 6962 section 2.1, RFC 9162 sections 2.1.3 and 2.1.4) ---
+
+def tree_node(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def mth(leaves):
+    """The Merkle tree head of a list of leaf hashes."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return tree_node(mth(leaves[:k]), mth(leaves[k:]))
+
+
+def verify_inclusion(index, size, leaf, proof, root):
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = tree_node(p, r)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = tree_node(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(first, second, first_root, second_root, proof):
+    if first < 1 or first > second:
+        return False
+    if first == second:
+        return not proof and first_root == second_root
+    if not proof:
+        return False
+    path = ([first_root] if first & (first - 1) == 0 else []) + list(proof)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = tree_node(c, fr), tree_node(c, sr)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = tree_node(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and fr == first_root and sr == second_root
+
+
 def check_document(path, verifier=None):
     failed = 0
 
@@ -807,7 +867,7 @@ def check_document(path, verifier=None):
     except (OSError, ValueError) as e:
         report(False, "read %s: %s" % (path, e))
         return 1
-    kinds = ["key", "export", "columns", "row-hash", "checkpoint", "signature", "result"]
+    kinds = ["key", "export", "columns", "row-hash", "checkpoint", "signature", "result", "tree"]
     if not report(all(k in blocks for k in kinds),
                   "chain-vector blocks %s present" % ", ".join(kinds)):
         return 1
@@ -892,6 +952,25 @@ def check_document(path, verifier=None):
     report(unhex(sig["signature"]) == parsed[1][0][2] == sk.sign(parsed[0]),
            "signature: Ed25519 signature recomputed from the seed")
     report(verify_note(note, name, pub) == "verified", "signature: verifies")
+
+    # the Merkle tree of the rows: leaves, heads, and RFC 9162's proofs
+    tree, _ = fields(blocks["tree"])
+    leaves = [hashlib.sha256(b"\x00" + r["hash"]).digest() for r in ex["rows"]]
+    for i, leaf in enumerate(leaves):
+        report(unhex(tree["leaf-%d" % (i + 1)]) == leaf, "tree: leaf %d" % (i + 1))
+        report(unhex(tree["head-%d" % (i + 1)]) == mth(leaves[:i + 1]),
+               "tree: head of %d rows (RFC 6962 MTH)" % (i + 1))
+    n = len(leaves)
+    incl = [unhex(h) for h in tree["inclusion-2-%d" % n].split()]
+    report(verify_inclusion(1, n, leaves[1], incl, mth(leaves)),
+           "tree: audit path of row 2 verifies (RFC 9162, 2.1.3.2)")
+    report(not verify_inclusion(1, n, leaves[2], incl, mth(leaves)),
+           "tree: ... and not for another row")
+    cons = [unhex(h) for h in tree["consistency-3-%d" % n].split()]
+    report(verify_consistency(3, n, mth(leaves[:3]), mth(leaves), cons),
+           "tree: consistency proof 3 to %d verifies (RFC 9162, 2.1.4.2)" % n)
+    report(not verify_consistency(3, n, mth(leaves[:2] + leaves[3:4]), mth(leaves), cons),
+           "tree: ... and not from another old head")
 
     # the export verifies, and tampered copies do not
     result = blocks["result"].strip()
