@@ -109,7 +109,14 @@ ct_read_rows(CtTree *tr, int64 from, int64 to, int64 *n)
 	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext,
 												 "envault chain tree row",
 												 ALLOCSET_SMALL_SIZES);
+	EnvOwner	owner;
 
+	/*
+	 * The caller runs as envault's owner (env_spi_begin): the scan, with the
+	 * index's equality function and the types' output functions, runs as
+	 * the table's owner in a security-restricted operation instead.
+	 */
+	env_owner_begin(&owner, ch->relid, true);
 	*n = 0;
 	if (idx != NULL)
 	{
@@ -180,6 +187,7 @@ ct_read_rows(CtTree *tr, int64 from, int64 to, int64 *n)
 	if (idx)
 		index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
+	env_owner_end(&owner);
 	MemoryContextDelete(rowcxt);
 	if (hscan != NULL && *n > 1)
 		qsort(rows, *n, sizeof(CtRow), ct_cmp_rows);
