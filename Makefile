@@ -17,7 +17,7 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
        src/secrets.o src/keystore.o src/encrypt.o src/keys.o \
        src/tenant.o src/tokens.o src/lifecycle.o \
        src/note.o src/chainfmt.o src/canon.o src/chain.o src/chainguard.o src/chainmeaning.o src/merkle.o src/chaintree.o \
-       src/checkpoint.o src/chainverify.o src/accesslog.o src/accessworker.o \
+       src/checkpoint.o src/witness.o src/chainverify.o src/accesslog.o src/accessworker.o \
        src/secretstore.o
 
 DATA_built = envault--$(EXTVERSION).sql
@@ -64,21 +64,26 @@ $(OBJS): $(wildcard src/*.h)
 
 # --- envault-verify -----------------------------------------------------------
 # A standalone program that verifies an export of an audit chain without a
-# database (docs/audit-chain.md).  It links only libcrypto and libc: tools/
-# holds its own code, and it reuses the plain-C layers of the extension
-# (crypto, signed notes, the row hash layout), compiled here without the
-# server's headers.  Built by "make", installed into PostgreSQL's bindir by
-# "make install", removed by "make clean" and "make uninstall".
+# database (docs/audit-chain.md), and Merkle proofs between signed tree
+# heads; and envault-witness, a witness that cosigns tree heads.  Both link
+# only libcrypto and libc: tools/ holds their own code, and they reuse the
+# plain-C layers of the extension (crypto, signed notes, the row hash
+# layout, Merkle trees), compiled here without the server's headers.  Built
+# by "make", installed into PostgreSQL's bindir by "make install", removed
+# by "make clean" and "make uninstall".
 
-VERIFY_SRCS = tools/envault-verify.c tools/export.c tools/json.c \
-              src/crypto.c src/note.c src/chainfmt.c
+VERIFY_SRCS = tools/envault-verify.c tools/export.c tools/request.c tools/json.c \
+              src/crypto.c src/note.c src/chainfmt.c src/merkle.c
 VERIFY_OBJS = $(patsubst %.c,tools/obj/%.o,$(notdir $(VERIFY_SRCS)))
+WITNESS_SRCS = tools/envault-witness.c tools/request.c tools/export.c tools/json.c \
+               src/crypto.c src/note.c src/chainfmt.c src/merkle.c
+WITNESS_OBJS = $(patsubst %.c,tools/obj/%.o,$(notdir $(WITNESS_SRCS)))
 VERIFY_CFLAGS = -std=gnu99 -O2 -g -Wall -Wextra -Wmissing-prototypes \
                 -Wdeclaration-after-statement -Wformat-security \
                 -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
                 $(if $(WERROR),-Werror)
 
-all: envault-verify
+all: envault-verify envault-witness
 
 tools/obj/%.o: tools/%.c $(wildcard tools/*.h) $(wildcard src/*.h)
 	@mkdir -p tools/obj
@@ -91,18 +96,23 @@ tools/obj/%.o: src/%.c $(wildcard src/*.h)
 envault-verify: $(VERIFY_OBJS)
 	$(CC) $(VERIFY_CFLAGS) -o $@ $^ -lcrypto
 
+envault-witness: $(WITNESS_OBJS)
+	$(CC) $(VERIFY_CFLAGS) -o $@ $^ -lcrypto
+
 install: install-envault-verify
-install-envault-verify: envault-verify
+install-envault-verify: envault-verify envault-witness
 	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) envault-verify '$(DESTDIR)$(bindir)/envault-verify'
+	$(INSTALL_PROGRAM) envault-witness '$(DESTDIR)$(bindir)/envault-witness'
 	$(INSTALL_SCRIPT) tools/envault-sign-pkcs11 '$(DESTDIR)$(bindir)/envault-sign-pkcs11'
 
 uninstall: uninstall-envault-verify
 uninstall-envault-verify:
-	rm -f '$(DESTDIR)$(bindir)/envault-verify' '$(DESTDIR)$(bindir)/envault-sign-pkcs11'
+	rm -f '$(DESTDIR)$(bindir)/envault-verify' '$(DESTDIR)$(bindir)/envault-witness' \
+	      '$(DESTDIR)$(bindir)/envault-sign-pkcs11'
 
 clean: clean-envault-verify
 clean-envault-verify:
-	rm -rf envault-verify tools/obj
+	rm -rf envault-verify envault-witness tools/obj
 
 .PHONY: install-envault-verify uninstall-envault-verify clean-envault-verify

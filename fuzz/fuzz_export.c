@@ -34,7 +34,7 @@ static const uint8_t fz_pub[ENV_ED25519_PUBLIC_LEN] = {
 
 static const char *const fz_reasons[] = {
 	"hash mismatch", "missing row", "extra row", "checkpoint mismatch",
-	"bad signature", "truncated after checkpoint"
+	"bad signature", "truncated after checkpoint", "purge not signed"
 };
 
 static void

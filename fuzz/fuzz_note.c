@@ -70,9 +70,12 @@ fz_checkpoint(const char *text, size_t len)
 	FUZZ_ASSERT(cp.origin == text && cp.origin_len > 0 && cp.seq > 0);
 	if (cp.time[0] == '\0')
 		return;
-	/* its first four lines again, when the first extension line is a time */
+	/*
+	 * its first four lines again (five with a purge statement), when the
+	 * first extension line is a time
+	 */
 	n = env_checkpoint_text(cp.origin, cp.origin_len, cp.seq, cp.hash,
-							cp.time, again, sizeof(again));
+							cp.time, cp.purge, again, sizeof(again));
 	FUZZ_ASSERT(n > 0 && n <= len && memcmp(again, text, n) == 0);
 }
 

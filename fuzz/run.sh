@@ -35,7 +35,7 @@ mkdir -p "$bin"
 CFLAGS="-g -O1 -std=gnu99 -fsanitize=fuzzer,address,undefined
   -fno-sanitize-recover=all -fno-omit-frame-pointer -Wall -Wextra -Werror
   -I$root/src -I$root/tools"
-common="$root/src/crypto.c $root/src/note.c $root/src/chainfmt.c"
+common="$root/src/crypto.c $root/src/note.c $root/src/chainfmt.c $root/src/merkle.c"
 
 # harness, and the sources it needs besides its own and $common
 harnesses=(

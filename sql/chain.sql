@@ -272,8 +272,8 @@ SET ROLE envault_user;
 SELECT * FROM envault.verify_chain('regress_audit');
 RESET ROLE;
 
--- Checkpoints: the head of each tenant's chain, signed; again only once
--- the chain has grown
+-- Checkpoints: the Merkle tree head of each tenant's chain, signed under
+-- its origin as key name; again only once the chain has grown
 -- (the origin names the database by envault.database_id(), a random UUID
 -- made by CREATE EXTENSION, shown here as <database-id>)
 SELECT envault.database_id() ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' AS random_uuid,
@@ -284,7 +284,8 @@ SELECT tenant, seq, replace(split_part(checkpoint, E'\n', 1),
        length(split_part(checkpoint, E'\n', 3)) AS hash_b64,
        split_part(checkpoint, E'\n', 4) ~ '^time \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$' AS time_line,
        split_part(checkpoint, E'\n', 5) = '' AS blank,
-       split_part(checkpoint, E'\n', 6) ~ '^— envault [A-Za-z0-9+/]{91}=$' AS signature
+       split_part(checkpoint, E'\n', 6) ~ ('^— ' || split_part(checkpoint, E'\n', 1)
+                                            || ' [A-Za-z0-9+/]{91}=$') AS signed_under_origin
   FROM envault.checkpoint('regress_audit');
 SELECT count(*) AS again FROM envault.checkpoint('regress_audit');
 INSERT INTO regress_audit (tenant, action) VALUES ('acme', 'more');
@@ -296,17 +297,25 @@ BEGIN;
 INSERT INTO regress_audit (tenant, action) VALUES ('acme', 'not yet committed');
 SELECT tenant, seq FROM envault.checkpoint('regress_audit');
 ROLLBACK;
--- each is stored, with what it signs
+-- each is stored, with what it signs: the tree head of its rows (the hash
+-- line), and the hash of its last row
 SELECT c.tenant, c.seq, c.head_hash = (SELECT envault_hash FROM regress_audit a
                                         WHERE a.tenant = c.tenant AND a.envault_seq = c.seq) AS head,
-       c.key_name, octet_length(c.key_id) AS key_id_bytes
+       c.tree_root = (envault.tree_head('regress_audit', c.tenant, c.seq)).root AS tree_root,
+       encode(c.tree_root, 'base64') = split_part(c.note, E'\n', 3) AS signed_root,
+       replace(c.key_name, envault.database_id(), '<database-id>') AS key_name,
+       c.key_name = split_part(c.note, E'\n', 1) AS key_name_is_origin
   FROM envault.checkpoints c JOIN envault.audit_chains a USING (chain_id)
  WHERE a.tbl = 'regress_audit'::regclass ORDER BY c.checkpoint_id;
--- the public key, as a signed-note verifier key, whose key ID the notes carry
+-- the public key, as a signed-note verifier key (its name is that of
+-- checkpoints of envault 0.2.0); the key ID of a checkpoint is that of the
+-- same key under the checkpoint's origin
 SELECT split_part(envault.signing_public_key(), '+', 1) AS name,
-       split_part(envault.signing_public_key(), '+', 2)
-         = encode((SELECT key_id FROM envault.checkpoints LIMIT 1), 'hex') AS key_id,
-       split_part(envault.signing_public_key(), '+', 3) AS key;
+       split_part(envault.signing_public_key(), '+', 3) AS key,
+       (SELECT substr(sha256(convert_to(c.key_name || E'\n', 'UTF8') ||
+                             substr(decode(split_part(envault.signing_public_key(), '+', 3), 'base64'), 1, 33)),
+                      1, 4) = c.key_id
+          FROM envault.checkpoints c ORDER BY checkpoint_id LIMIT 1) AS key_id_under_origin;
 SELECT * FROM envault.verify_chain('regress_audit');
 -- checkpoints are append-only too
 UPDATE envault.checkpoints SET seq = 1;

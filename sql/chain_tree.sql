@@ -201,6 +201,65 @@ SELECT regress_verify_consistency(m, 600, (SELECT root FROM regress_before WHERE
 SELECT envault.inclusion_proof('regress_tree_p', 'p', 10, 600);
 \set VERBOSITY default
 
+-- Checkpoints sign tree heads (the one that anchors the purge above too);
+-- the purge signed one of the whole chain that says so ("purge 300"),
+-- once its tree was shown to extend the anchor's; verify_chain recomputes
+-- both, from the frontier the purge kept
+SELECT c.seq, c.tree_root = b.root AS signed_head,
+       split_part(c.note, E'\n', 5) AS purge_statement
+  FROM envault.checkpoints c JOIN regress_before b ON b.s = c.seq
+ WHERE c.chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'regress_tree_p'::regclass)
+ ORDER BY c.seq;
+SELECT * FROM envault.verify_chain('regress_tree_p');
+-- an anchor without the signed statement (the purge's checkpoint deleted
+-- by a superuser, or an anchor row made up): refused; the next
+-- checkpoint signs it again, visibly
+BEGIN;
+SET LOCAL session_replication_role = replica;
+DELETE FROM envault.checkpoints
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'regress_tree_p'::regclass)
+   AND seq = 600;
+SELECT * FROM envault.verify_chain('regress_tree_p');
+SELECT seq, split_part(checkpoint, E'\n', 5) AS purge_statement
+  FROM envault.checkpoint('regress_tree_p', 'p');
+SELECT * FROM envault.verify_chain('regress_tree_p');
+ROLLBACK;
+-- a stored tree made up below the anchor leads to another head than the
+-- one the anchor's checkpoint signed
+BEGIN;
+UPDATE envault.chain_nodes SET hash = sha256(hash)
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'regress_tree_p'::regclass)
+   AND level = 8 AND idx = 0;
+SELECT * FROM envault.verify_chain('regress_tree_p');
+ROLLBACK;
+
+-- A chain forked below its last checkpoint: rows 5 to 10 replaced (deleted
+-- behind envault's back, its head set back to row 4, new rows chained
+-- after it) and the stored tree dropped, so that it is built again from
+-- the rows.  verify_chain sees it at the checkpoint; checkpoint() refuses
+-- to sign before signing anything
+CREATE TABLE regress_tree_f (tenant text, n int);
+SELECT envault.enable_audit_chain('regress_tree_f', 'tenant');
+INSERT INTO regress_tree_f SELECT 'f', g FROM generate_series(1, 10) g;
+SELECT seq FROM envault.checkpoint('regress_tree_f', 'f');
+SET session_replication_role = replica;
+DELETE FROM regress_tree_f WHERE envault_seq > 4;
+UPDATE envault.chain_heads
+   SET seq = 4, hash = (SELECT envault_hash FROM regress_tree_f WHERE envault_seq = 4)
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'regress_tree_f'::regclass);
+DELETE FROM envault.chain_nodes
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'regress_tree_f'::regclass);
+DELETE FROM envault.chain_trees
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'regress_tree_f'::regclass);
+RESET session_replication_role;
+INSERT INTO regress_tree_f SELECT 'f', -g FROM generate_series(5, 12) g;
+SELECT * FROM envault.verify_chain('regress_tree_f');
+SELECT envault.checkpoint('regress_tree_f', 'f');
+SELECT count(*) AS checkpoints FROM envault.checkpoints
+ WHERE chain_id = (SELECT chain_id FROM envault.audit_chains WHERE tbl = 'regress_tree_f'::regclass);
+-- (with the checkpoint deleted as well, nothing in the database remembers
+-- it: a signer outside keeps that memory, test/t/014_external_signer.pl)
+
 -- bad arguments
 \set VERBOSITY terse
 SELECT envault.tree_head('regress_tree', 'a', 0);
@@ -230,6 +289,7 @@ RESET ROLE;
 SELECT envault.disable_audit_chain('regress_tree');
 SELECT envault.disable_audit_chain('regress_tree_noidx');
 SELECT envault.disable_audit_chain('regress_tree_p');
+SELECT envault.disable_audit_chain('regress_tree_f');
 SELECT count(*) AS trees_left FROM envault.chain_trees t
  WHERE NOT EXISTS (SELECT FROM envault.audit_chains c WHERE c.chain_id = t.chain_id);
-DROP TABLE regress_tree, regress_tree_noidx, regress_tree_p;
+DROP TABLE regress_tree, regress_tree_noidx, regress_tree_p, regress_tree_f;

@@ -1963,6 +1963,9 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	"     h AS (DELETE FROM envault.chain_heads WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
 	"     t AS (DELETE FROM envault.chain_trees WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
 	"     n AS (DELETE FROM envault.chain_nodes WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))," \
+	"     w AS (DELETE FROM envault.checkpoint_cosignatures WHERE checkpoint_id OPERATOR(pg_catalog.=) ANY (ARRAY(" \
+	"             SELECT checkpoint_id FROM envault.checkpoints" \
+	"              WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c)))))," \
 	"     k AS (DELETE FROM envault.checkpoints WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c))" \
 	"            RETURNING 1)" \
 	" DELETE FROM envault.audit_chains WHERE chain_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT chain_id FROM c))" \

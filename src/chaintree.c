@@ -362,7 +362,7 @@ ct_store_nodes(CtTree *tr)
  * statement sees it.  Runs inside env_spi_begin().
  */
 static void
-ct_open(CtTree *tr, EnvChain *ch, text *tenant_arg)
+ct_open(CtTree *tr, EnvChain *ch, text *tenant_arg, bool build)
 {
 	Oid			types[4] = {INT4OID, TEXTOID, INT8OID, BYTEAOID};
 	Datum		values[4];
@@ -381,12 +381,15 @@ ct_open(CtTree *tr, EnvChain *ch, text *tenant_arg)
 	env_merkle_frontier_init(&tr->f);
 
 	/* one builder per chain and tenant at a time */
-	lock_key = hash_bytes_extended((const unsigned char *) (tr->t.text ? tr->t.text : ""),
-								   (int) tr->t.len,
-								   ((uint64) (uint32) ch->chain_id << 1) | (tr->t.isnull ? 1 : 0));
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (lock_key >> 32),
-						 (uint32) lock_key, CT_LOCK_FIELD4);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	if (build)
+	{
+		lock_key = hash_bytes_extended((const unsigned char *) (tr->t.text ? tr->t.text : ""),
+									   (int) tr->t.len,
+									   ((uint64) (uint32) ch->chain_id << 1) | (tr->t.isnull ? 1 : 0));
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (lock_key >> 32),
+							 (uint32) lock_key, CT_LOCK_FIELD4);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
 
 	/*
 	 * What earlier calls in this statement stored, and the rows and head
@@ -415,7 +418,7 @@ ct_open(CtTree *tr, EnvChain *ch, text *tenant_arg)
 							ch->identity, tr->t.isnull ? "NULL" :
 							quote_literal_cstr(pnstrdup(tr->t.text, tr->t.len)))));
 	}
-	if ((int64) tr->f.size >= tr->head)
+	if ((int64) tr->f.size >= tr->head || !build)
 		return;
 
 	if (XactReadOnly)
@@ -575,7 +578,7 @@ env_chain_tree_update(EnvChain *ch, text *tenant, int64 purged)
 	int64		x;
 
 	env_spi_begin(&s);
-	ct_open(tr, ch, tenant);
+	ct_open(tr, ch, tenant, true);
 	x = purged / CT_BLOCK * CT_BLOCK;
 	while (x < purged)
 	{
@@ -600,6 +603,77 @@ env_chain_tree_update(EnvChain *ch, text *tenant, int64 purged)
 	ct_store_nodes(tr);
 	ct_close(tr, &s);
 	pfree(tr);
+}
+
+/*
+ * For checkpoint(): the tree head of the tenant's first size rows, and the
+ * proof that what the tenant's last checkpoint signed is part of it: a
+ * consistency proof from old_size rows when that checkpoint signed a tree
+ * head (old_tree), or the audit path of row old_size when it signed that
+ * row's hash (envault 0.2.0).  old_size 0: no proof.  False if the rows
+ * needed are gone (the caller says so).
+ */
+bool
+env_chain_tree_prove(EnvChain *ch, text *tenant, int64 size, uint8 *root,
+					 int64 old_size, bool old_tree,
+					 uint8 (*proof)[ENV_MERKLE_HASH_LEN], int *nproof)
+{
+	EnvSpi		s;
+	CtTree	   *tr = palloc(sizeof(CtTree));
+	bool		ok;
+
+	*nproof = 0;
+	env_spi_begin(&s);
+	ct_open(tr, ch, tenant, true);
+	if (size < 1 || size > (int64) tr->f.size || old_size < 0 || old_size > size)
+		elog(ERROR, "tree size " INT64_FORMAT " or " INT64_FORMAT " out of range",
+			 size, old_size);
+	ok = size == (int64) tr->f.size ? env_merkle_root(&tr->f, root) :
+		env_merkle_range_root(0, (uint64) size, ct_subtree, tr, root);
+	if (ok && old_size > 0)
+		ok = old_tree ?
+			env_merkle_consistency_proof((uint64) old_size, (uint64) size,
+										 ct_subtree, tr, proof, nproof) :
+			env_merkle_inclusion_proof((uint64) (old_size - 1), (uint64) size,
+									   ct_subtree, tr, proof, nproof);
+	ct_close(tr, &s);
+	pfree(tr);
+	return ok;
+}
+
+/*
+ * The frontier of the tenant's tree of size rows, from the tree as stored
+ * (nothing is built: verify_chain and export_chain run on standbys too).
+ * False if the stored tree does not reach size, or the rows it needs are
+ * gone.  A frontier made up here shows when it is used: the tree heads it
+ * leads to must match what checkpoints signed.
+ */
+bool
+env_chain_tree_frontier(EnvChain *ch, text *tenant, int64 size,
+						EnvMerkleFrontier *out)
+{
+	EnvSpi		s;
+	CtTree	   *tr = palloc(sizeof(CtTree));
+	bool		ok;
+	int			level;
+	uint64		off = 0;
+
+	env_merkle_frontier_init(out);
+	env_spi_begin(&s);
+	ct_open(tr, ch, tenant, false);
+	ok = size >= 0 && size <= (int64) tr->f.size;
+	for (level = ENV_MERKLE_MAX_LEVELS - 2; ok && level >= 0; level--)
+	{
+		if (((uint64) size & ((uint64) 1 << level)) == 0)
+			continue;
+		ok = ct_subtree(tr, level, off >> level, out->hashes[out->n]);
+		out->n++;
+		off += (uint64) 1 << level;
+	}
+	out->size = (uint64) size;
+	ct_close(tr, &s);
+	pfree(tr);
+	return ok;
 }
 
 /* A proof or head that needs rows a purge deleted (or that are missing) */
@@ -682,7 +756,7 @@ ct_begin(FunctionCallInfo fcinfo, EnvSpi *s, const char *const *names)
 	ch = env_chain_require(PG_GETARG_OID(0));
 	tr = palloc(sizeof(CtTree));
 	env_spi_begin(s);
-	ct_open(tr, ch, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1));
+	ct_open(tr, ch, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), true);
 	return tr;
 }
 

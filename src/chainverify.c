@@ -37,6 +37,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "merkle.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -53,6 +54,8 @@ typedef struct CvCheckpoint
 	int64		seq;
 	uint8		hash[ENV_CHAIN_HASH_LEN];
 	int			status;			/* 0 ok, 1 malformed, 2 bad signature */
+	bool		tree;			/* hash is the tree head of rows 1 to seq */
+	int64		purge;			/* it signs a purge up to this anchor, or 0 */
 	char	   *note;
 } CvCheckpoint;
 
@@ -78,6 +81,7 @@ typedef struct CvTenant
 	bool		has_head;		/* envault.chain_heads has a row */
 	int64		head_seq;
 	uint8		head_hash[ENV_CHAIN_HASH_LEN];
+	int64		tree_until;		/* highest seq a tree head checkpoint signs */
 
 	/* the walk along the chain */
 	bool		seen;			/* has rows */
@@ -85,6 +89,9 @@ typedef struct CvTenant
 	bool		prev_known;
 	uint8		prev[ENV_CHAIN_HASH_LEN];	/* hash of the row before */
 	int64		last;			/* highest seq seen */
+	EnvMerkleFrontier *tree;	/* the Merkle tree of the rows so far, or NULL */
+	bool		anchored;		/* a checkpoint signed the anchor row */
+	bool		anchor_seen;
 	CvPending  *pend;			/* binary min-heap by seq, in cxt */
 	int			npend;
 	int			maxpend;
@@ -196,11 +203,21 @@ cv_add_text(CvChain *c, Datum d, bool isnull)
 				  isnull);
 }
 
-#define CV_Q_CHECKPOINTS \
+/* each note with the witnesses' cosignatures appended (witness.c) */
+#define CV_Q_CHECKPOINTS_0_2 \
 	"SELECT tenant, note FROM envault.checkpoints" \
 	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
 	"   AND ($2 IS NULL OR tenant OPERATOR(pg_catalog.=) $2)" \
 	" ORDER BY checkpoint_id"
+#define CV_Q_CHECKPOINTS \
+	"SELECT c.tenant, c.note OPERATOR(pg_catalog.||)" \
+	"       COALESCE((SELECT pg_catalog.string_agg(w.line, '' ORDER BY w.cosignature_id)" \
+	"                   FROM envault.checkpoint_cosignatures w" \
+	"                  WHERE w.checkpoint_id OPERATOR(pg_catalog.=) c.checkpoint_id), '')" \
+	"  FROM envault.checkpoints c" \
+	" WHERE c.chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND ($2 IS NULL OR c.tenant OPERATOR(pg_catalog.=) $2)" \
+	" ORDER BY c.checkpoint_id"
 
 #define CV_Q_ANCHORS \
 	"SELECT tenant, pg_catalog.max(seq) FROM envault.chain_anchors" \
@@ -259,7 +276,9 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 		nulls[1] = 'n';
 
 	env_spi_begin(&s);
-	if (SPI_execute_with_args(CV_Q_CHECKPOINTS, 2, types, values, nulls, true, 0)
+	if (SPI_execute_with_args(env_schema_has("checkpoint_cosignatures", NULL) ?
+							  CV_Q_CHECKPOINTS : CV_Q_CHECKPOINTS_0_2,
+							  2, types, values, nulls, true, 0)
 		!= SPI_OK_SELECT)
 		elog(ERROR, "could not read checkpoints");
 	for (i = 0; i < SPI_processed; i++)
@@ -291,6 +310,10 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 		{
 			cp->seq = (int64) parsed.seq;
 			memcpy(cp->hash, parsed.hash, ENV_CHAIN_HASH_LEN);
+			cp->tree = parsed.tree;
+			cp->purge = (int64) parsed.purge;
+			if (cp->status == 0 && cp->tree)
+				t->tree_until = Max(t->tree_until, cp->seq);
 		}
 		MemoryContextSwitchTo(old);
 	}
@@ -341,6 +364,26 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 		t->expect = t->anchor > 0 ? t->anchor : 1;
 		memcpy(t->prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
 		t->prev_known = (t->anchor == 0);
+
+		/*
+		 * Tree heads are recomputed along the walk, up to the last one
+		 * signed; after a purge, from the frontier the tree kept of the
+		 * deleted rows (a made-up one cannot lead to a signed head).
+		 */
+		if (t->tree_until >= t->expect)
+		{
+			t->tree = MemoryContextAlloc(cxt, sizeof(EnvMerkleFrontier));
+			if (t->anchor > 1 &&
+				!env_chain_tree_frontier(ch, t->tenant ?
+										 cstring_to_text_with_len(t->tenant, t->tenant_len) : NULL,
+										 t->anchor - 1, t->tree))
+			{
+				pfree(t->tree);
+				t->tree = NULL;
+			}
+			else if (t->anchor <= 1)
+				env_merkle_frontier_init(t->tree);
+		}
 	}
 	c->last = NULL;
 	return c;
@@ -393,6 +436,40 @@ cv_pend_pop(CvTenant *t, CvPending *out)
 		t->pend[i] = last;
 }
 
+/* The checkpoint of a sequence number, or NULL */
+static CvCheckpoint *cv_checkpoint_at(CvTenant *t, int64 seq);
+
+/*
+ * The next row in sequence order, into the tree: the tree head checkpoints
+ * of its number must have signed the head of the tree it completes.
+ */
+static void
+cv_tree_row(CvTenant *t, const CvPending *p)
+{
+	CvCheckpoint *cp;
+	uint8		root[ENV_MERKLE_HASH_LEN];
+	bool		ok;
+
+	ok = t->tree != NULL && p->ok && p->seq == (int64) t->tree->size + 1 &&
+		env_merkle_append(t->tree, p->hash, NULL, NULL) &&
+		env_merkle_root(t->tree, root);
+	for (cp = cv_checkpoint_at(t, p->seq);
+		 cp != NULL && cp < t->cps + t->ncps && cp->seq == p->seq; cp++)
+	{
+		if (cp->status != 0 || !cp->tree)
+			continue;
+		if (!ok || memcmp(cp->hash, root, ENV_MERKLE_HASH_LEN) != 0)
+			cv_bad(t, p->seq, "checkpoint mismatch");
+		else if (p->seq == t->anchor)
+			t->anchored = true;
+	}
+	if (!ok && t->tree != NULL)
+	{
+		pfree(t->tree);
+		t->tree = NULL;
+	}
+}
+
 /* The row that comes next in the chain: check its link to the one before. */
 static void
 cv_consume(CvTenant *t, const CvPending *p)
@@ -400,6 +477,8 @@ cv_consume(CvTenant *t, const CvPending *p)
 	if (t->prev_known && p->ok &&
 		memcmp(p->prev, t->prev, ENV_CHAIN_HASH_LEN) != 0)
 		cv_bad(t, p->seq, "hash mismatch");
+	if (p->seq <= t->tree_until)
+		cv_tree_row(t, p);
 	memcpy(t->prev, p->hash, ENV_CHAIN_HASH_LEN);
 	t->prev_known = p->ok;
 	t->expect = p->seq + 1;
@@ -496,22 +575,16 @@ cv_row(EnvChain *ch, CvTenant *t, TupleTableSlot *slot, const EnvChainTenant *ct
 	/* every checkpoint of this row must have signed its hash */
 	cp = t->ncps > 0 ? cv_checkpoint_at(t, p.seq) : NULL;
 	for (; cp != NULL && cp < t->cps + t->ncps && cp->seq == p.seq; cp++)
-		if (cp->status == 0 &&
-			(!p.ok || memcmp(cp->hash, p.hash, ENV_CHAIN_HASH_LEN) != 0))
-			cv_bad(t, p.seq, "checkpoint mismatch");
-	/* and an anchor row must be one a checkpoint signed */
-	if (t->anchor > 0 && p.seq == t->anchor)
 	{
-		bool		anchored = false;
-
-		for (cp = cv_checkpoint_at(t, p.seq);
-			 cp != NULL && cp < t->cps + t->ncps && cp->seq == p.seq; cp++)
-			if (cp->status == 0 && p.ok &&
-				memcmp(cp->hash, p.hash, ENV_CHAIN_HASH_LEN) == 0)
-				anchored = true;
-		if (!anchored)
+		if (cp->status != 0 || cp->tree)
+			continue;			/* tree heads: when the row is linked */
+		if (!p.ok || memcmp(cp->hash, p.hash, ENV_CHAIN_HASH_LEN) != 0)
 			cv_bad(t, p.seq, "checkpoint mismatch");
+		else if (p.seq == t->anchor)
+			t->anchored = true;
 	}
+	if (p.seq == t->anchor)
+		t->anchor_seen = true;
 	cv_link(t, &p);
 }
 
@@ -538,6 +611,20 @@ cv_finish(CvTenant *t)
 			}
 			cv_consume(t, &q);
 		}
+	}
+	/* an anchor row must be one a checkpoint signed */
+	if (t->anchor > 0 && t->anchor_seen && !t->anchored)
+		cv_bad(t, t->anchor, "checkpoint mismatch");
+	/* and the purge a signed statement */
+	if (t->anchor > 0)
+	{
+		bool		signed_purge = false;
+
+		for (i = 0; i < t->ncps; i++)
+			if (t->cps[i].status == 0 && t->cps[i].purge == t->anchor)
+				signed_purge = true;
+		if (!signed_purge)
+			cv_bad(t, 1, "purge not signed");
 	}
 	last = t->seen ? t->last : (t->anchor > 0 ? t->anchor - 1 : 0);
 	if (!t->seen && t->anchor > 0)
@@ -797,6 +884,35 @@ cv_export_row(EnvChain *ch, TupleTableSlot *slot, TimestampTz at, int64 seq)
 }
 
 /*
+ * The export's tree_frontier: the frontier of the Merkle tree of the rows
+ * before the first one exported (null when that is row 1, or when the
+ * stored tree does not reach it), from which a verifier outside computes
+ * the tree heads that checkpoints sign.
+ */
+static void
+cv_export_frontier(StringInfo buf, EnvChain *ch, const EnvChainTenant *want,
+				   int64 first)
+{
+	EnvMerkleFrontier f;
+	uint8		raw[8 + ENV_MERKLE_MAX_LEVELS * ENV_MERKLE_HASH_LEN];
+	char		b64[ENV_BASE64_LEN(sizeof(raw)) + 1];
+	size_t		n;
+
+	if (first <= 1 || !env_schema_has("chain_trees", NULL) ||
+		!env_chain_tree_frontier(ch, want ? cstring_to_text_with_len(want->text, want->len) : NULL,
+								 first - 1, &f))
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	env_merkle_frontier_put(&f, raw);
+	n = env_base64_encode(raw, env_merkle_frontier_len(&f), b64);
+	appendStringInfoChar(buf, '"');
+	appendBinaryStringInfo(buf, b64, (int) n);
+	appendStringInfoChar(buf, '"');
+}
+
+/*
  * SQL function: envault.export_chain(tbl regclass, tenant text,
  *                                    since timestamptz, until timestamptz)
  *               returns json
@@ -927,7 +1043,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 	}
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"format\": \"envault-chain-export-v1\", \"database\": ");
+	appendStringInfoString(&buf, "{\"format\": \"envault-chain-export-v2\", \"database\": ");
 	escape_json(&buf, dbname);
 	appendStringInfoString(&buf, ", \"chain\": ");
 	escape_json(&buf, ch->identity);
@@ -963,7 +1079,9 @@ envault_export_chain(PG_FUNCTION_ARGS)
 	 */
 	if (nrows == 0)
 		first = (has_since && t != NULL && t->has_head) ? t->head_seq + 1 : 0;
-	appendStringInfoString(&buf, "\n], \"checkpoints\": [");
+	appendStringInfoString(&buf, "\n], \"tree_frontier\": ");
+	cv_export_frontier(&buf, ch, tenant_null ? NULL : &want, first);
+	appendStringInfoString(&buf, ", \"checkpoints\": [");
 	for (i = 0; t != NULL && i < t->ncps; i++)
 	{
 		CvCheckpoint *cp = &t->cps[i];
@@ -1144,7 +1262,8 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 	 */
 	cv_refuse_delete_code(ch);
 	/* the tree keeps what it needs of the rows about to go */
-	env_chain_tree_update(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), anchor - 1);
+	if (env_schema_has("chain_trees", NULL))	/* not on 0.2.0's schema */
+		env_chain_tree_update(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), anchor - 1);
 	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(ch->relid)),
 										   get_rel_name(ch->relid));
 	tcol = quote_identifier(get_attname(ch->relid, ch->tenant_attnum, false));
@@ -1194,6 +1313,9 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 		if (SPI_execute_with_args(CV_Q_ANCHOR_INSERT, 6, types, values, nulls, false, 0)
 			!= SPI_OK_INSERT)
 			elog(ERROR, "could not record the chain anchor");
+		/* the purge is a signed statement: a checkpoint that says so */
+		if (env_schema_has("checkpoints", "tree_root"))
+			env_checkpoint_purge(ch, &want);
 		env_key_event(&s, "audit chain purged", tenant_null ? NULL : want.text, NULL, -1,
 					  psprintf("%s: " INT64_FORMAT " rows before seq " INT64_FORMAT " deleted",
 							   ch->identity, deleted, anchor));

@@ -32,6 +32,8 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "merkle.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "storage/lock.h"
@@ -249,7 +251,6 @@ typedef struct CpSigner
 	EnvSigningKey sk;
 	char		name[ENV_NOTE_NAME_MAXLEN + 1];
 	uint8		pub[ENV_ED25519_PUBLIC_LEN];
-	uint8		key_id[ENV_NOTE_KEYID_LEN];
 } CpSigner;
 
 static void
@@ -265,7 +266,6 @@ cp_signer_open(CpSigner *sg)
 		memcpy(sg->pub, sg->sk.pub, ENV_ED25519_PUBLIC_LEN);
 		strlcpy(sg->name, cp_key_name, sizeof(sg->name));
 	}
-	env_note_key_id(sg->name, strlen(sg->name), sg->pub, sg->key_id);
 }
 
 static void
@@ -276,33 +276,34 @@ cp_signer_close(CpSigner *sg)
 }
 
 /*
- * The signature of envault.signing_command for a text: the command reads
- * the text on its standard input and prints the base64 of the 64-byte
- * Ed25519 signature.  It must verify with envault.signing_verifier_key.
+ * Run a command of a setting (name: for messages) with input on its
+ * standard input, through a temporary file; returns the first out_max - 1
+ * bytes of its standard output, NUL-terminated, without trailing white
+ * space.  Raises if it cannot run or exits with a status other than 0.
  */
-static void
-cp_command_sign(CpSigner *sg, const char *text, size_t len, uint8 *sig)
+size_t
+env_run_filter(const char *name, const char *command, const char *input,
+			   size_t len, char *out, size_t out_max)
 {
 	File		f = OpenTemporaryFile(false);
 	char	   *cmd;
 	FILE	   *fp;
-	char		buf[1024];
 	size_t		n;
 	int			rc;
 
-	if (FileWrite(f, unconstify(char *, text), (int) len, 0,
+	if (FileWrite(f, unconstify(char *, input), (int) len, 0,
 				  WAIT_EVENT_DATA_FILE_WRITE) != (int) len)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not write a checkpoint's text for envault.signing_command: %m")));
-	cmd = psprintf("(%s) < '%s'", cp_command, FilePathName(f));
+				 errmsg("could not write the input of %s: %m", name)));
+	cmd = psprintf("(%s) < '%s'", command, FilePathName(f));
 	fp = OpenPipeStream(cmd, "r");
 	if (fp == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("could not run envault.signing_command: %m")));
-	n = fread(buf, 1, sizeof(buf) - 1, fp);
-	while (n == sizeof(buf) - 1 && fgetc(fp) != EOF)
+				 errmsg("could not run %s: %m", name)));
+	n = fread(out, 1, out_max - 1, fp);
+	while (n == out_max - 1 && fgetc(fp) != EOF)
 		;
 	rc = ClosePipeStream(fp);
 	FileClose(f);
@@ -310,12 +311,85 @@ cp_command_sign(CpSigner *sg, const char *text, size_t len, uint8 *sig)
 	if (rc != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("envault.signing_command refused to sign, or failed: %s",
-						wait_result_to_str(rc)),
-				 errhint("A signer may refuse a checkpoint that does not extend the last one it signed for the same origin; see the signer's own log.")));
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
-					 buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+				 errmsg("%s refused, or failed: %s", name, wait_result_to_str(rc)),
+				 errhint("A signer or witness refuses a checkpoint that does not extend the last one it signed for the same origin; see its own log.")));
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' ||
+					 out[n - 1] == ' ' || out[n - 1] == '\t'))
 		n--;
+	out[n] = '\0';
+	return n;
+}
+
+/*
+ * What the signer is told about the tree it signs: the proof that it
+ * extends the last tree head signed for the origin (old_size rows), when
+ * envault has one.
+ */
+typedef EnvTreeProof CpProof;
+
+/*
+ * The consistency section of what a signer or witness reads after the
+ * checkpoint: a blank line, "consistency <old size>", and the proof's
+ * hashes in base64, one per line.  Nothing without an old size.
+ */
+void
+env_append_proof(struct StringInfoData *buf, const EnvTreeProof *proof)
+{
+	int			i;
+
+	if (proof->old_size <= 0)
+		return;
+	appendStringInfo(buf, "\nconsistency " INT64_FORMAT "\n", proof->old_size);
+	for (i = 0; i < proof->n; i++)
+	{
+		char		b64[ENV_BASE64_LEN(ENV_CHAIN_HASH_LEN) + 1];
+
+		(void) env_base64_encode(proof->hashes[i], ENV_CHAIN_HASH_LEN, b64);
+		appendStringInfo(buf, "%s\n", b64);
+	}
+}
+
+/* "size <n>": the tree size a signer or witness wants a proof from, or 0 */
+int64
+env_size_reply(const char *out)
+{
+	char	   *end;
+	long long	v;
+
+	if (strncmp(out, "size ", 5) != 0 || out[5] < '1' || out[5] > '9')
+		return 0;
+	errno = 0;
+	v = strtoll(out + 5, &end, 10);
+	return (*end == '\0' && errno == 0 && v > 0) ? (int64) v : 0;
+}
+
+/*
+ * The signature of envault.signing_command for a text.  The command reads
+ * the checkpoint's text on its standard input, followed, when envault has a
+ * tree head signed before for the origin, by a blank line, "consistency
+ * <old size>" and the consistency proof's hashes in base64, one per line.
+ * It prints the base64 of the 64-byte Ed25519 signature, which must verify
+ * with envault.signing_verifier_key; or "size <n>" alone when the last tree
+ * head it signed for the origin has n rows, not the old size given: the
+ * caller then asks again with a proof from n rows (returns n, else 0).
+ */
+static int64
+cp_command_sign(CpSigner *sg, const char *text, size_t len,
+				const CpProof *proof, uint8 *sig)
+{
+	StringInfoData in;
+	char		buf[1024];
+	size_t		n;
+	int64		want;
+
+	initStringInfo(&in);
+	appendBinaryStringInfo(&in, text, (int) len);
+	env_append_proof(&in, proof);
+	n = env_run_filter("envault.signing_command", cp_command, in.data,
+					   (size_t) in.len, buf, sizeof(buf));
+	pfree(in.data);
+	if ((want = env_size_reply(buf)) > 0)
+		return want;
 	if (!env_base64_decode(buf, n, sig, ENV_ED25519_SIG_LEN, &n) ||
 		n != ENV_ED25519_SIG_LEN)
 		ereport(ERROR,
@@ -326,20 +400,45 @@ cp_command_sign(CpSigner *sg, const char *text, size_t len, uint8 *sig)
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("the signature of envault.signing_command does not verify with envault.signing_verifier_key"),
 				 errhint("The command signs with another key than the one configured.")));
+	return 0;
 }
 
-/* A checkpoint's note: its text signed, by the key or the command */
-static size_t
-cp_sign(CpSigner *sg, const char *text, size_t len, char *note, size_t max)
+/* A key of envault.trusted_signing_keys */
+typedef struct CpTrustedKey
 {
-	uint8		sig[ENV_ED25519_SIG_LEN];
+	char		name[ENV_NOTE_NAME_MAXLEN + 1];
+	uint8		pub[ENV_ED25519_PUBLIC_LEN];
+} CpTrustedKey;
 
-	if (!sg->command)
-		return env_note_sign(text, len, sg->name, strlen(sg->name), &sg->sk,
-							 note, max);
-	cp_command_sign(sg, text, len, sig);
-	return env_note_assemble(text, len, sg->name, strlen(sg->name), sg->key_id,
-							 sig, note, max);
+/* The keys of envault.trusted_signing_keys, in the current memory context */
+static List *
+cp_trusted(void)
+{
+	char	   *copy;
+	List	   *items;
+	List	   *keys = NIL;
+	ListCell   *lc;
+
+	if (!cp_is_set(cp_trusted_keys))
+		return NIL;
+	copy = pstrdup(cp_trusted_keys);
+	if (SplitGUCList(copy, ',', &items))
+	{
+		foreach(lc, items)
+		{
+			const char *k = lfirst(lc);
+			CpTrustedKey *t = palloc(sizeof(CpTrustedKey));
+			uint8		id[ENV_NOTE_KEYID_LEN];
+
+			if (env_note_parse_vkey(k, strlen(k), t->name, id, t->pub))
+				keys = lappend(keys, t);
+			else
+				pfree(t);
+		}
+		list_free(items);
+	}
+	pfree(copy);
+	return keys;
 }
 
 /*
@@ -356,8 +455,11 @@ env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
 	static uint8 current[ENV_ED25519_PUBLIC_LEN];
 	static char current_name[ENV_NOTE_NAME_MAXLEN + 1];
 	static LocalTransactionId current_lxid = InvalidLocalTransactionId;
-	EnvNote		parsed;
-	EnvNoteCheck rc;
+	List	   *trusted = cp_trusted();
+	EnvCheckpointKey *keys;
+	ListCell   *lc;
+	int			nkeys = 0;
+	int			rc;
 
 	/* the configured key, loaded once per transaction */
 	if (current_lxid != MyProc->lxid)
@@ -371,57 +473,33 @@ env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
 		}
 		current_lxid = MyProc->lxid;
 	}
-	if (!have_current && (cp_trusted_keys == NULL || cp_trusted_keys[0] == '\0'))
+	if (!have_current && trusted == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no envault key is configured to verify checkpoints"),
 				 errhint("Set envault.signing_key_file, or list the signing keys' public keys in envault.trusted_signing_keys.")));
 
-	if (!env_note_parse(note, len, &parsed) ||
-		!env_checkpoint_parse(parsed.text, parsed.text_len, cp))
-		return 1;
+	keys = palloc(sizeof(EnvCheckpointKey) * (1 + list_length(trusted)));
 	if (have_current)
 	{
-		rc = env_note_verify(note, len, current_name, strlen(current_name),
-							 current, NULL);
-		if (rc == ENV_NOTE_VERIFIED)
-			return 0;
-		if (rc == ENV_NOTE_BAD_SIGNATURE)
-			return 2;
+		keys[nkeys].name = current_name;
+		keys[nkeys].name_len = strlen(current_name);
+		keys[nkeys].pub = current;
+		nkeys++;
 	}
-	if (cp_trusted_keys != NULL && cp_trusted_keys[0] != '\0')
+	foreach(lc, trusted)
 	{
-		char	   *copy = pstrdup(cp_trusted_keys);
-		List	   *keys;
-		ListCell   *lc;
-		int			result = 2;
+		CpTrustedKey *k = lfirst(lc);
 
-		if (SplitGUCList(copy, ',', &keys))
-		{
-			foreach(lc, keys)
-			{
-				const char *k = lfirst(lc);
-				char		name[ENV_NOTE_NAME_MAXLEN + 1];
-				uint8		id[ENV_NOTE_KEYID_LEN];
-				uint8		pub[ENV_ED25519_PUBLIC_LEN];
-
-				if (!env_note_parse_vkey(k, strlen(k), name, id, pub))
-					continue;
-				rc = env_note_verify(note, len, name, strlen(name), pub, NULL);
-				if (rc == ENV_NOTE_VERIFIED)
-				{
-					result = 0;
-					break;
-				}
-				if (rc == ENV_NOTE_BAD_SIGNATURE)
-					break;
-			}
-			list_free(keys);
-		}
-		pfree(copy);
-		return result;
+		keys[nkeys].name = k->name;
+		keys[nkeys].name_len = strlen(k->name);
+		keys[nkeys].pub = k->pub;
+		nkeys++;
 	}
-	return 2;
+	rc = env_checkpoint_verify(note, len, keys, nkeys, cp);
+	pfree(keys);
+	list_free_deep(trusted);
+	return rc;
 }
 
 /* --- heads ------------------------------------------------------------------- */
@@ -431,7 +509,11 @@ typedef struct CpHead
 	char	   *tenant;			/* canonical text, or NULL */
 	size_t		tenant_len;
 	int64		seq;
-	uint8		hash[ENV_CHAIN_HASH_LEN];
+	uint8		hash[ENV_CHAIN_HASH_LEN];	/* of row seq */
+	bool		skip;			/* signed already */
+	int64		purge;			/* a purge to sign ("purge <n>"), or 0 */
+	uint8		root[ENV_CHAIN_HASH_LEN];	/* tree head of rows 1 to seq */
+	CpProof		proof;			/* for the signer */
 } CpHead;
 
 /*
@@ -501,7 +583,7 @@ cp_heads(EnvChain *ch, const EnvChainTenant *one)
 	uint64		i;
 
 	values[0] = Int32GetDatum(ch->chain_id);
-	if (one)
+	if (one && !one->isnull)
 		values[1] = PointerGetDatum(cstring_to_text_with_len(one->text, one->len));
 	else
 		nulls[1] = 'n';
@@ -515,9 +597,15 @@ cp_heads(EnvChain *ch, const EnvChainTenant *one)
 		bool		tnull;
 		bool		isnull;
 		Datum		td = SPI_getbinval(tup, desc, 1, &tnull);
-		bytea	   *b = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
-		MemoryContext old = MemoryContextSwitchTo(s.caller_cxt);
-		CpHead	   *h = palloc0(sizeof(CpHead));
+		bytea	   *b;
+		MemoryContext old;
+		CpHead	   *h;
+
+		if (one && one->isnull && !tnull)
+			continue;			/* the chain without tenant only */
+		b = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
+		old = MemoryContextSwitchTo(s.caller_cxt);
+		h = palloc0(sizeof(CpHead));
 
 		if (!tnull)
 		{
@@ -541,22 +629,208 @@ cp_heads(EnvChain *ch, const EnvChainTenant *one)
 }
 
 #define CP_Q_LAST \
-	"SELECT seq FROM envault.checkpoints" \
+	"SELECT note FROM envault.checkpoints" \
 	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
 	"   AND (tenant OPERATOR(pg_catalog.=) $2 OR (tenant IS NULL AND $2 IS NULL))" \
-	" ORDER BY seq DESC LIMIT 1"
+	" ORDER BY seq DESC, checkpoint_id DESC"
+
+#define CP_Q_ANCHOR \
+	"SELECT pg_catalog.max(seq) FROM envault.chain_anchors" \
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
+	"   AND (tenant OPERATOR(pg_catalog.=) $2 OR (tenant IS NULL AND $2 IS NULL))"
 
 #define CP_Q_INSERT \
 	"INSERT INTO envault.checkpoints" \
-	"  (chain_id, tenant, seq, head_hash, signed_at, key_name, key_id, note, signed_by)" \
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+	"  (chain_id, tenant, seq, head_hash, signed_at, key_name, key_id, note," \
+	"   signed_by, tree_root)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+
+static void cp_run(EnvChain *ch, const EnvChainTenant *one, ReturnSetInfo *rsinfo);
+
+static const char *
+cp_tenant_name(const CpHead *h)
+{
+	return h->tenant ? quote_literal_cstr(h->tenant) : "NULL";
+}
+
+static text *
+cp_tenant_text(const CpHead *h)
+{
+	return h->tenant ? cstring_to_text_with_len(h->tenant, h->tenant_len) : NULL;
+}
+
+/*
+ * Before a head is signed: the tree head of its rows, and the check that
+ * it extends what the newest checkpoint that verifies signed (a consistency
+ * proof from that tree head, or, for a checkpoint of 0.2.0, the audit path
+ * of the row whose hash it signed).  A chain rewritten below a checkpoint
+ * is refused here, before anything is signed; the proof goes to the
+ * signing command, which checks it against its own memory.
+ */
+static void
+cp_prepare(EnvChain *ch, const char *dbid, CpHead *h)
+{
+	EnvSpi		s;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
+	EnvCheckpoint last;
+	EnvCheckpoint cp;
+	bool		have_last = false;
+	bool		purge_signed = false;
+	int64		anchor = 0;
+	uint64		i;
+	bool		ok;
+
+	values[0] = Int32GetDatum(ch->chain_id);
+	if (h->tenant)
+		values[1] = PointerGetDatum(cp_tenant_text(h));
+	else
+		nulls[1] = 'n';
+	env_spi_begin(&s);
+	/* the newest purge (this transaction's too): has a checkpoint signed it? */
+	if (SPI_execute_with_args(CP_Q_ANCHOR, 2, types, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read chain anchors");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		anchor = isnull ? 0 : DatumGetInt64(d);
+	}
+	if (SPI_execute_with_args(CP_Q_LAST, 2, types, values, nulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the last checkpoint");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		text	   *note = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 1,
+														&isnull));
+
+		if (env_checkpoint_check(VARDATA_ANY(note), VARSIZE_ANY_EXHDR(note), &cp) != 0 ||
+			!env_origin_matches(cp.origin, cp.origin_len, dbid, strlen(dbid),
+								ch->identity, ch->identity_len,
+								h->tenant, h->tenant_len))
+			continue;
+		if (!have_last)
+			last = cp;			/* the newest that verifies */
+		have_last = true;
+		if (anchor > 0 && cp.purge == (uint64) anchor)
+			purge_signed = true;
+	}
+	env_spi_end(&s);
+
+	memset(&h->proof, 0, sizeof(h->proof));
+	if (anchor > 0 && !purge_signed)
+		h->purge = anchor;		/* a purge without its statement: sign it */
+	if (have_last && ((int64) last.seq > h->seq ||
+					  ((int64) last.seq == h->seq && h->purge == 0)))
+	{
+		h->skip = true;			/* nothing new since */
+		return;
+	}
+	ok = env_chain_tree_prove(ch, cp_tenant_text(h), h->seq, h->root,
+							  have_last ? (int64) last.seq : 0,
+							  have_last && last.tree,
+							  h->proof.hashes, &h->proof.n);
+	if (ok && have_last)
+	{
+		if (last.tree)
+			ok = env_merkle_verify_consistency(last.seq, (uint64) h->seq,
+											   last.hash, h->root,
+											   (const uint8 (*)[ENV_MERKLE_HASH_LEN]) h->proof.hashes,
+											   h->proof.n);
+		else
+		{
+			uint8		leaf[ENV_MERKLE_HASH_LEN];
+
+			ok = env_merkle_leaf(last.hash, leaf) &&
+				env_merkle_verify_inclusion(last.seq - 1, (uint64) h->seq, leaf,
+											(const uint8 (*)[ENV_MERKLE_HASH_LEN]) h->proof.hashes,
+											h->proof.n, h->root);
+		}
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("audit chain %s, tenant %s, does not extend its last checkpoint",
+							ch->identity, cp_tenant_name(h)),
+					 errdetail("The Merkle tree of its " INT64_FORMAT " rows is not consistent with what the checkpoint of " UINT64_FORMAT " rows signed: rows it covers were changed, removed or replaced.",
+							   h->seq, last.seq),
+					 errhint("Nothing was signed.  Run envault.verify_chain() to locate the change.")));
+		if (last.tree)
+			h->proof.old_size = (int64) last.seq;
+	}
+	else if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("rows of audit chain %s, tenant %s, that its Merkle tree needs are missing",
+						ch->identity, cp_tenant_name(h)),
+				 errhint("Run envault.verify_chain() to locate the damage.")));
+}
+
+/*
+ * Sign a head's checkpoint text under its origin as key name: with the
+ * key, or with the command, which may ask for a proof from the tree head
+ * it signed last (its memory, not envault's) once.
+ */
+static size_t
+cp_sign(CpSigner *sg, EnvChain *ch, CpHead *h, const char *origin,
+		size_t olen, const char *text, size_t tlen, char *note, size_t max)
+{
+	uint8		sig[ENV_ED25519_SIG_LEN];
+	uint8		key_id[ENV_NOTE_KEYID_LEN];
+	int64		want;
+	uint8		root[ENV_MERKLE_HASH_LEN];
+
+	if (!sg->command)
+		return env_note_sign(text, tlen, origin, olen, &sg->sk, note, max);
+	want = cp_command_sign(sg, text, tlen, &h->proof, sig);
+	if (want > 0)
+	{
+		if (want == h->proof.old_size || want > h->seq)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("envault.signing_command has signed a tree head of " INT64_FORMAT " rows of audit chain %s, tenant %s, which has " INT64_FORMAT,
+							want, ch->identity, cp_tenant_name(h), h->seq),
+					 want > h->seq ?
+					 errdetail("Rows the signer has signed are no longer in the chain.") : 0,
+					 errhint("Nothing was signed.  Compare the signer's log with envault.checkpoints, and run envault.verify_chain().")));
+		h->proof.old_size = want;
+		h->proof.n = 0;
+		if (want < h->seq &&
+			!env_chain_tree_prove(ch, cp_tenant_text(h), h->seq, root, want, true,
+								  h->proof.hashes, &h->proof.n))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot prove to envault.signing_command that audit chain %s, tenant %s, extends its tree head of " INT64_FORMAT " rows",
+							ch->identity, cp_tenant_name(h), want),
+					 errdetail("The rows the proof needs are no longer there.")));
+		if (cp_command_sign(sg, text, tlen, &h->proof, sig) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("envault.signing_command asked twice for a proof from another tree size")));
+	}
+	env_note_key_id(origin, olen, sg->pub, key_id);
+	return env_note_assemble(text, tlen, origin, olen, key_id, sig, note, max);
+}
+
+static bytea *
+cp_bytea(const uint8 *data, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
 
 /*
  * SQL function: envault.checkpoint(tbl regclass, tenant text)
  *               returns table (tenant text, seq bigint, checkpoint text)
  *
- * Sign the head of each tenant's chain (or of one) that has grown since its
- * last checkpoint; store and log each checkpoint, and return them.
+ * Sign the Merkle tree head of each tenant's chain (or of one) that has
+ * grown since its last checkpoint, once it is shown to extend what that
+ * checkpoint signed; store and log each checkpoint, and return them.
  */
 PG_FUNCTION_INFO_V1(envault_checkpoint);
 Datum
@@ -564,15 +838,8 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EnvChain   *ch;
-	List	   *volatile heads;
-	ListCell   *lc;
-	CpSigner	sg;
-	EnvSpi		s;
 	bool		one = !PG_ARGISNULL(1);
 	EnvChainTenant want;
-	const char *dbname;
-	char		timebuf[ENV_CANON_BUFLEN];
-	TimestampTz now = GetCurrentTimestamp();
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -582,8 +849,44 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));
 	(void) env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
-	dbname = env_database_id();
-	heads = cp_heads(ch, one ? &want : NULL);
+	cp_run(ch, one ? &want : NULL, rsinfo);
+	return (Datum) 0;
+}
+
+/*
+ * For purge_chain(): sign the purge just recorded for a tenant, in a
+ * checkpoint of its chain's tree head that says so ("purge <anchor>").
+ * The rows this transaction deleted are before the anchor; the head and
+ * the rows it signs are committed ones.
+ */
+void
+env_checkpoint_purge(EnvChain *ch, const EnvChainTenant *t)
+{
+	cp_run(ch, t, NULL);
+}
+
+/*
+ * Sign what has grown (or been purged) in each tenant's chain, or one's;
+ * each checkpoint goes to rsinfo's tuplestore when there is one.
+ */
+static void
+cp_run(EnvChain *ch, const EnvChainTenant *one, ReturnSetInfo *rsinfo)
+{
+	List	   *volatile heads;
+	ListCell   *lc;
+	CpSigner	sg;
+	const char *dbid;
+	char		timebuf[ENV_CANON_BUFLEN];
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!env_schema_has("checkpoints", "tree_root"))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("checkpoints need the schema of envault 0.3.0"),
+				 errdetail("This library signs Merkle tree heads, which the tables of an older envault cannot hold."),
+				 errhint("Run ALTER EXTENSION envault UPDATE.")));
+	dbid = env_database_id();
+	heads = cp_heads(ch, one);
 	(void) env_canon_timestamp(now, true, timebuf);
 
 	/* sign only committed rows: not those this transaction is adding */
@@ -599,109 +902,97 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot sign the head of audit chain %s, tenant %s, in the transaction that writes it",
-							ch->identity, h->tenant ? quote_literal_cstr(h->tenant) : "NULL"),
+							ch->identity, cp_tenant_name(h)),
 					 errdetail("Its newest rows are not committed yet, and might never be."),
 					 errhint("Take the checkpoint in a transaction of its own.")));
 	}
+	foreach(lc, heads)
+		cp_prepare(ch, dbid, lfirst(lc));
 
 	cp_signer_open(&sg);
 	PG_TRY();
 	{
-		env_spi_begin(&s);
 		foreach(lc, heads)
 		{
 			CpHead	   *h = lfirst(lc);
-			Oid			qtypes[2] = {INT4OID, TEXTOID};
-			Oid			itypes[9] = {INT4OID, TEXTOID, INT8OID, BYTEAOID,
-			TIMESTAMPTZOID, TEXTOID, BYTEAOID, TEXTOID, NAMEOID};
-			Datum		values[9];
-			char		nulls[9] = "         ";
+			EnvSpi		s;
+			Oid			itypes[10] = {INT4OID, TEXTOID, INT8OID, BYTEAOID,
+				TIMESTAMPTZOID, TEXTOID, BYTEAOID, TEXTOID, NAMEOID, BYTEAOID};
+			Datum		values[10];
+			char		nulls[10] = "          ";
 			char		origin[ENV_NOTE_MAXLEN];
 			char		text[ENV_NOTE_MAXLEN];
 			char		note[ENV_NOTE_MAXLEN];
 			char		b64[ENV_BASE64_LEN(ENV_NOTE_MAXLEN) + 1];
-			char		hash64[ENV_BASE64_LEN(ENV_CHAIN_HASH_LEN) + 1];
+			char		root64[ENV_BASE64_LEN(ENV_CHAIN_HASH_LEN) + 1];
+			uint8		key_id[ENV_NOTE_KEYID_LEN];
 			size_t		olen;
 			size_t		tlen;
 			size_t		nlen;
 			Datum		out[3];
 			bool		outnull[3] = {false, false, false};
-			bytea	   *hb;
 
-			values[0] = Int32GetDatum(ch->chain_id);
-			if (h->tenant)
-				values[1] = PointerGetDatum(cstring_to_text_with_len(h->tenant, h->tenant_len));
-			else
-				nulls[1] = 'n';
-			if (SPI_execute_with_args(CP_Q_LAST, 2, qtypes, values, nulls, true, 1) != SPI_OK_SELECT)
-				elog(ERROR, "could not read the last checkpoint");
-			if (SPI_processed > 0)
-			{
-				bool		isnull;
-				int64		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-															   SPI_tuptable->tupdesc, 1, &isnull));
-
-				if (last >= h->seq)
-					continue;	/* nothing new since */
-			}
-
-			olen = env_origin_build(dbname, strlen(dbname), ch->identity,
+			if (h->skip)
+				continue;
+			olen = env_origin_build(dbid, strlen(dbid), ch->identity,
 									ch->identity_len, h->tenant, h->tenant_len,
 									origin, sizeof(origin));
+			if (olen > ENV_NOTE_NAME_MAXLEN)
+				olen = 0;
 			tlen = olen == 0 ? 0 :
-				env_checkpoint_text(origin, olen, (uint64) h->seq, h->hash,
-									timebuf, text, sizeof(text));
+				env_checkpoint_text(origin, olen, (uint64) h->seq, h->root,
+									timebuf, (uint64) h->purge, text, sizeof(text));
 			nlen = tlen == 0 ? 0 :
-				cp_sign(&sg, text, tlen, note, sizeof(note));
+				cp_sign(&sg, ch, h, origin, olen, text, tlen, note, sizeof(note));
 			if (nlen == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						 errmsg("could not sign a checkpoint of audit chain %s", ch->identity),
-						 errdetail("The checkpoint would be longer than %d bytes, or signing failed.",
-								   ENV_NOTE_MAXLEN)));
+						 errdetail("The checkpoint would be longer than %d bytes, or its origin longer than %d.",
+								   ENV_NOTE_MAXLEN, ENV_NOTE_NAME_MAXLEN)));
+			env_note_key_id(origin, olen, sg.pub, key_id);
 
-			hb = palloc(VARHDRSZ + ENV_CHAIN_HASH_LEN);
-			SET_VARSIZE(hb, VARHDRSZ + ENV_CHAIN_HASH_LEN);
-			memcpy(VARDATA(hb), h->hash, ENV_CHAIN_HASH_LEN);
+			values[0] = Int32GetDatum(ch->chain_id);
+			if (h->tenant)
+				values[1] = PointerGetDatum(cp_tenant_text(h));
+			else
+				nulls[1] = 'n';
 			values[2] = Int64GetDatum(h->seq);
-			values[3] = PointerGetDatum(hb);
+			values[3] = PointerGetDatum(cp_bytea(h->hash, ENV_CHAIN_HASH_LEN));
 			values[4] = TimestampTzGetDatum(now);
-			values[5] = CStringGetTextDatum(sg.name);
-			{
-				bytea	   *kb = palloc(VARHDRSZ + ENV_NOTE_KEYID_LEN);
-
-				SET_VARSIZE(kb, VARHDRSZ + ENV_NOTE_KEYID_LEN);
-				memcpy(VARDATA(kb), sg.key_id, ENV_NOTE_KEYID_LEN);
-				values[6] = PointerGetDatum(kb);
-			}
+			values[5] = PointerGetDatum(cstring_to_text_with_len(origin, olen));
+			values[6] = PointerGetDatum(cp_bytea(key_id, ENV_NOTE_KEYID_LEN));
 			values[7] = PointerGetDatum(cstring_to_text_with_len(note, nlen));
+			values[9] = PointerGetDatum(cp_bytea(h->root, ENV_CHAIN_HASH_LEN));
+			env_spi_begin(&s);
 			values[8] = CStringGetDatum(s.caller_name);
-			if (SPI_execute_with_args(CP_Q_INSERT, 9, itypes, values, nulls, false, 0)
+			if (SPI_execute_with_args(CP_Q_INSERT, 10, itypes, values, nulls, false, 0)
 				!= SPI_OK_INSERT)
 				elog(ERROR, "could not store a checkpoint");
+			env_spi_end(&s);
 
 			/* a copy outside the database, in one line */
 			(void) env_base64_encode((const uint8 *) note, nlen, b64);
-			(void) env_base64_encode(h->hash, ENV_CHAIN_HASH_LEN, hash64);
+			(void) env_base64_encode(h->root, ENV_CHAIN_HASH_LEN, root64);
 			ereport(LOG_SERVER_ONLY,
 					(errmsg("envault checkpoint: origin=%s seq=" INT64_FORMAT " hash=%s note=%s",
-							origin, h->seq, hash64, b64),
+							origin, h->seq, root64, b64),
 					 errhidestmt(true), errhidecontext(true)));
 
+			if (rsinfo == NULL)
+				continue;
 			out[0] = values[1];
 			outnull[0] = (h->tenant == NULL);
 			out[1] = values[2];
 			out[2] = values[7];
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
 		}
-		env_spi_end(&s);
 	}
 	PG_FINALLY();
 	{
 		cp_signer_close(&sg);
 	}
 	PG_END_TRY();
-	return (Datum) 0;
 }
 
 /* SQL function: envault.signing_public_key() returns text */

@@ -32,7 +32,10 @@
  *   every command (chain_meaning());
  * - checkpoints name the database by envault.database_identity
  *   (database_id()); a database with checkpoints keeps its name as its
- *   identity, so that they keep verifying.
+ *   identity, so that they keep verifying;
+ * - checkpoints sign Merkle tree heads under the origin as key name
+ *   (checkpoints.tree_root); those of 0.2.0 keep verifying as they are;
+ *   witnesses cosign them (cosign(), checkpoint_cosignatures).
  */
 \echo Use "ALTER EXTENSION envault UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -548,6 +551,50 @@ INSERT INTO envault.database_identity (database_id)
 					   FROM envault.checkpoints LIMIT 1),
 					pg_catalog.gen_random_uuid()::pg_catalog.text);
 SELECT pg_catalog.pg_extension_config_dump('envault.database_identity', '');
+
+-- Checkpoints sign Merkle tree heads from now on; those of 0.2.0 signed
+-- the head row's hash (head_hash) and keep verifying as they are
+ALTER TABLE envault.checkpoints ADD COLUMN tree_root bytea;
+COMMENT ON COLUMN envault.checkpoints.head_hash IS
+	'The hash of row seq, the chain''s head when signed';
+COMMENT ON COLUMN envault.checkpoints.tree_root IS
+	'The Merkle tree head of rows 1 to seq, which the note signs; NULL for a checkpoint of envault 0.2.0, which signed head_hash';
+COMMENT ON FUNCTION envault.checkpoint(regclass, text) IS
+	'Sign the Merkle tree head of every (or one) tenant''s chain that grew since its last checkpoint, once shown to extend it';
+
+-- Witness cosignatures (witness.c)
+CREATE SEQUENCE envault.checkpoint_cosignatures_seq;
+CREATE TABLE envault.checkpoint_cosignatures (
+	cosignature_id bigint PRIMARY KEY
+				DEFAULT pg_catalog.nextval('envault.checkpoint_cosignatures_seq'::pg_catalog.regclass),
+	checkpoint_id bigint NOT NULL REFERENCES envault.checkpoints (checkpoint_id),
+	witness		text NOT NULL,
+	line		text NOT NULL,
+	cosigned_at	timestamptz NOT NULL,
+	requested_by name NOT NULL
+);
+CREATE INDEX checkpoint_cosignatures_checkpoint
+	ON envault.checkpoint_cosignatures (checkpoint_id);
+COMMENT ON TABLE envault.checkpoint_cosignatures IS
+	'Witness cosignatures (C2SP tlog-cosignature) of checkpoints, appended to their notes in exports';
+CREATE TRIGGER checkpoint_cosignatures_append_only
+	BEFORE UPDATE OR DELETE ON envault.checkpoint_cosignatures
+	FOR EACH ROW EXECUTE FUNCTION envault.append_only();
+CREATE TRIGGER checkpoint_cosignatures_no_truncate
+	BEFORE TRUNCATE ON envault.checkpoint_cosignatures
+	FOR EACH STATEMENT EXECUTE FUNCTION envault.append_only();
+SELECT pg_catalog.pg_extension_config_dump('envault.checkpoint_cosignatures', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.checkpoint_cosignatures_seq', '');
+REVOKE ALL ON envault.checkpoint_cosignatures, envault.checkpoint_cosignatures_seq FROM PUBLIC;
+GRANT SELECT ON envault.checkpoint_cosignatures TO envault_admin;
+CREATE FUNCTION envault.cosign(tbl regclass, tenant text DEFAULT NULL, witness text DEFAULT NULL)
+RETURNS TABLE (tenant text, seq bigint, witness text, cosigned_at timestamptz)
+AS 'MODULE_PATHNAME', 'envault_cosign'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.cosign(regclass, text, text) IS
+	'Have the witnesses of envault.witness_keys (or one) cosign the newest checkpoint of every (or one) tenant''s chain';
+REVOKE ALL ON FUNCTION envault.cosign(regclass, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.cosign(regclass, text, text) TO envault_admin;
 REVOKE ALL ON envault.database_identity FROM PUBLIC;
 GRANT SELECT ON envault.database_identity TO envault_admin;
 CREATE FUNCTION envault.database_id()

@@ -44,6 +44,7 @@ _PG_init(void)
 	env_tenant_init();
 	env_chain_init();
 	env_checkpoint_init();
+	env_witness_init();
 	env_access_log_init();
 	MarkGUCPrefixReserved("envault");
 }

@@ -319,6 +319,12 @@ extern bool env_chain_trigger_function(Oid fnoid, bool insert_only);
 
 /* chaintree.c */
 extern void env_chain_tree_update(EnvChain *ch, text *tenant, int64 purged);
+struct EnvMerkleFrontier;
+extern bool env_chain_tree_frontier(EnvChain *ch, text *tenant, int64 size,
+									struct EnvMerkleFrontier *out);
+extern bool env_chain_tree_prove(EnvChain *ch, text *tenant, int64 size,
+								 uint8 *root, int64 old_size, bool old_tree,
+								 uint8 (*proof)[ENV_CHAIN_HASH_LEN], int *nproof);
 
 /* chainmeaning.c */
 extern char *env_chain_meaning_of(Relation rel);
@@ -334,6 +340,26 @@ extern const EnvDataKey *env_keystore_secrets_key(const char *tenant,
 
 /* checkpoint.c */
 extern void env_checkpoint_init(void);
+extern void env_checkpoint_purge(EnvChain *ch, const EnvChainTenant *t);
+
+/* What a signer or witness is told: a proof that a tree extends old_size */
+typedef struct EnvTreeProof
+{
+	int64		old_size;		/* 0: none */
+	int			n;
+	uint8		hashes[64][ENV_CHAIN_HASH_LEN];
+} EnvTreeProof;
+
+struct StringInfoData;
+extern size_t env_run_filter(const char *name, const char *command,
+							 const char *input, size_t len, char *out,
+							 size_t out_max);
+extern void env_append_proof(struct StringInfoData *buf,
+							 const EnvTreeProof *proof);
+extern int64 env_size_reply(const char *out);
+
+/* witness.c */
+extern void env_witness_init(void);
 extern char *env_database_id(void);
 extern int	env_checkpoint_check(const char *note, size_t len,
 								 EnvCheckpoint *cp);

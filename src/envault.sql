@@ -785,7 +785,8 @@ CREATE TABLE envault.checkpoints (
 	key_name	text NOT NULL,
 	key_id		bytea NOT NULL,
 	note		text NOT NULL,
-	signed_by	name NOT NULL
+	signed_by	name NOT NULL,
+	tree_root	bytea
 );
 CREATE INDEX checkpoints_chain ON envault.checkpoints (chain_id, tenant, seq);
 COMMENT ON TABLE envault.checkpoints IS
@@ -794,6 +795,10 @@ COMMENT ON COLUMN envault.checkpoints.tenant IS
 	'Canonical text of the tenant value; NULL for the chain of rows without a tenant';
 COMMENT ON COLUMN envault.checkpoints.note IS
 	'The signed note; seq, head_hash and signed_at repeat what it signs';
+COMMENT ON COLUMN envault.checkpoints.head_hash IS
+	'The hash of row seq, the chain''s head when signed';
+COMMENT ON COLUMN envault.checkpoints.tree_root IS
+	'The Merkle tree head of rows 1 to seq, which the note signs; NULL for a checkpoint of envault 0.2.0, which signed head_hash';
 
 CREATE TABLE envault.chain_heads (
 	chain_id	integer NOT NULL REFERENCES envault.audit_chains (chain_id),
@@ -848,6 +853,31 @@ REVOKE ALL ON envault.audit_chains, envault.audit_chains_seq, envault.checkpoint
 	envault.checkpoints_seq, envault.chain_anchors, envault.chain_heads FROM PUBLIC;
 GRANT SELECT ON envault.audit_chains, envault.checkpoints, envault.chain_anchors,
 	envault.chain_heads TO envault_admin;
+
+CREATE SEQUENCE envault.checkpoint_cosignatures_seq;
+CREATE TABLE envault.checkpoint_cosignatures (
+	cosignature_id bigint PRIMARY KEY
+				DEFAULT pg_catalog.nextval('envault.checkpoint_cosignatures_seq'::pg_catalog.regclass),
+	checkpoint_id bigint NOT NULL REFERENCES envault.checkpoints (checkpoint_id),
+	witness		text NOT NULL,
+	line		text NOT NULL,
+	cosigned_at	timestamptz NOT NULL,
+	requested_by name NOT NULL
+);
+CREATE INDEX checkpoint_cosignatures_checkpoint
+	ON envault.checkpoint_cosignatures (checkpoint_id);
+COMMENT ON TABLE envault.checkpoint_cosignatures IS
+	'Witness cosignatures (C2SP tlog-cosignature) of checkpoints, appended to their notes in exports';
+CREATE TRIGGER checkpoint_cosignatures_append_only
+	BEFORE UPDATE OR DELETE ON envault.checkpoint_cosignatures
+	FOR EACH ROW EXECUTE FUNCTION envault.append_only();
+CREATE TRIGGER checkpoint_cosignatures_no_truncate
+	BEFORE TRUNCATE ON envault.checkpoint_cosignatures
+	FOR EACH STATEMENT EXECUTE FUNCTION envault.append_only();
+SELECT pg_catalog.pg_extension_config_dump('envault.checkpoint_cosignatures', '');
+SELECT pg_catalog.pg_extension_config_dump('envault.checkpoint_cosignatures_seq', '');
+REVOKE ALL ON envault.checkpoint_cosignatures, envault.checkpoint_cosignatures_seq FROM PUBLIC;
+GRANT SELECT ON envault.checkpoint_cosignatures TO envault_admin;
 
 CREATE FUNCTION envault.chain_insert()
 RETURNS trigger
@@ -932,7 +962,14 @@ RETURNS TABLE (tenant text, seq bigint, checkpoint text)
 AS 'MODULE_PATHNAME', 'envault_checkpoint'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.checkpoint(regclass, text) IS
-	'Sign the head of every (or one) tenant''s chain that grew since its last checkpoint';
+	'Sign the Merkle tree head of every (or one) tenant''s chain that grew since its last checkpoint, once shown to extend it';
+
+CREATE FUNCTION envault.cosign(tbl regclass, tenant text DEFAULT NULL, witness text DEFAULT NULL)
+RETURNS TABLE (tenant text, seq bigint, witness text, cosigned_at timestamptz)
+AS 'MODULE_PATHNAME', 'envault_cosign'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.cosign(regclass, text, text) IS
+	'Have the witnesses of envault.witness_keys (or one) cosign the newest checkpoint of every (or one) tenant''s chain';
 
 CREATE FUNCTION envault.signing_public_key()
 RETURNS text
@@ -1330,6 +1367,7 @@ GRANT EXECUTE ON FUNCTION
 	envault.consistency_proof(regclass, text, bigint, bigint),
 	envault.disable_audit_chain(regclass),
 	envault.checkpoint(regclass, text),
+	envault.cosign(regclass, text, text),
 	envault.signing_public_key(),
 	envault.verify_chain(regclass, text),
 	envault.export_chain(regclass, text, timestamptz, timestamptz),

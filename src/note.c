@@ -202,10 +202,10 @@ env_note_name_valid(const char *name, size_t len)
 	return true;
 }
 
-/* key ID = SHA-256(name || 0x0A || 0x01 || public key)[:4] */
+/* key ID = SHA-256(name || 0x0A || type || public key)[:4] */
 void
-env_note_key_id(const char *name, size_t name_len, const uint8_t *pub,
-				uint8_t *key_id)
+env_note_key_id_typed(const char *name, size_t name_len, uint8_t type,
+					  const uint8_t *pub, uint8_t *key_id)
 {
 	uint8_t		buf[ENV_NOTE_NAME_MAXLEN + 2 + ENV_ED25519_PUBLIC_LEN];
 	uint8_t		h[ENV_SHA256_LEN];
@@ -214,11 +214,18 @@ env_note_key_id(const char *name, size_t name_len, const uint8_t *pub,
 		name_len = ENV_NOTE_NAME_MAXLEN;
 	memcpy(buf, name, name_len);
 	buf[name_len] = 0x0a;
-	buf[name_len + 1] = 0x01;
+	buf[name_len + 1] = type;
 	memcpy(buf + name_len + 2, pub, ENV_ED25519_PUBLIC_LEN);
 	if (!env_sha256(buf, name_len + 2 + ENV_ED25519_PUBLIC_LEN, h))
 		memset(h, 0, sizeof(h));
 	memcpy(key_id, h, ENV_NOTE_KEYID_LEN);
+}
+
+void
+env_note_key_id(const char *name, size_t name_len, const uint8_t *pub,
+				uint8_t *key_id)
+{
+	env_note_key_id_typed(name, name_len, ENV_NOTE_TYPE_ED25519, pub, key_id);
 }
 
 static const char note_hex[] = "0123456789abcdef";
@@ -226,6 +233,14 @@ static const char note_hex[] = "0123456789abcdef";
 size_t
 env_note_vkey(const char *name, size_t name_len, const uint8_t *pub,
 			  char *out, size_t out_max)
+{
+	return env_note_vkey_typed(name, name_len, ENV_NOTE_TYPE_ED25519, pub,
+							   out, out_max);
+}
+
+size_t
+env_note_vkey_typed(const char *name, size_t name_len, uint8_t type,
+					const uint8_t *pub, char *out, size_t out_max)
 {
 	uint8_t		key_id[ENV_NOTE_KEYID_LEN];
 	uint8_t		typed[1 + ENV_ED25519_PUBLIC_LEN];
@@ -235,7 +250,7 @@ env_note_vkey(const char *name, size_t name_len, const uint8_t *pub,
 
 	if (!env_note_name_valid(name, name_len) || need > out_max)
 		return 0;
-	env_note_key_id(name, name_len, pub, key_id);
+	env_note_key_id_typed(name, name_len, type, pub, key_id);
 	memcpy(p, name, name_len);
 	p += name_len;
 	*p++ = '+';
@@ -245,7 +260,7 @@ env_note_vkey(const char *name, size_t name_len, const uint8_t *pub,
 		*p++ = note_hex[key_id[i] & 15];
 	}
 	*p++ = '+';
-	typed[0] = 0x01;
+	typed[0] = type;
 	memcpy(typed + 1, pub, ENV_ED25519_PUBLIC_LEN);
 	p += env_base64_encode(typed, sizeof(typed), p);
 	return (size_t) (p - out);
@@ -259,6 +274,17 @@ env_note_vkey(const char *name, size_t name_len, const uint8_t *pub,
 bool
 env_note_parse_vkey(const char *vkey, size_t len, char *name, uint8_t *key_id,
 					uint8_t *pub)
+{
+	uint8_t		type;
+
+	return env_note_parse_vkey_typed(vkey, len, name, key_id, &type, pub) &&
+		type == ENV_NOTE_TYPE_ED25519;
+}
+
+/* A verifier key of type 0x01 or 0x04; *type says which */
+bool
+env_note_parse_vkey_typed(const char *vkey, size_t len, char *name,
+						  uint8_t *key_id, uint8_t *type, uint8_t *pub)
 {
 	const char *plus1 = memchr(vkey, '+', len);
 	const char *plus2;
@@ -291,10 +317,12 @@ env_note_parse_vkey(const char *vkey, size_t len, char *name, uint8_t *key_id,
 	}
 	if (!env_base64_decode(plus2 + 1, (size_t) (vkey + len - plus2 - 1),
 						   typed, sizeof(typed), &n) ||
-		n != sizeof(typed) || typed[0] != 0x01)
+		n != sizeof(typed) ||
+		(typed[0] != ENV_NOTE_TYPE_ED25519 && typed[0] != ENV_NOTE_TYPE_COSIGNATURE))
 		return false;
+	*type = typed[0];
 	memcpy(pub, typed + 1, ENV_ED25519_PUBLIC_LEN);
-	env_note_key_id(vkey, name_len, pub, want);
+	env_note_key_id_typed(vkey, name_len, *type, pub, want);
 	if (memcmp(want, key_id, ENV_NOTE_KEYID_LEN) != 0)
 		return false;
 	memcpy(name, vkey, name_len);
@@ -362,8 +390,9 @@ env_note_parse(const char *note, size_t len, EnvNote *out)
 		const char *eol = memchr(p, '\n', (size_t) (end - p));
 		const char *sp;
 		EnvNoteSig *s;
-		uint8_t		raw[ENV_NOTE_KEYID_LEN + ENV_ED25519_SIG_LEN];
+		uint8_t		raw[ENV_NOTE_KEYID_LEN + ENV_NOTE_COSIG_LEN];
 		size_t		rawlen;
+		int			k;
 
 		if (eol == NULL || out->nsigs >= ENV_NOTE_MAXSIGS)
 			return false;
@@ -385,13 +414,22 @@ env_note_parse(const char *note, size_t len, EnvNote *out)
 							   &rawlen) ||
 			rawlen <= ENV_NOTE_KEYID_LEN)
 			return false;
-		s->ed25519 = (rawlen == sizeof(raw));
-		if (!env_base64_decode(sp + 1, s->ed25519 ? (size_t) (eol - sp - 1) : 8,
+		s->ed25519 = (rawlen == ENV_NOTE_KEYID_LEN + ENV_ED25519_SIG_LEN);
+		s->cosig = (rawlen == ENV_NOTE_KEYID_LEN + ENV_NOTE_COSIG_LEN);
+		if (!env_base64_decode(sp + 1, (s->ed25519 || s->cosig) ?
+							   (size_t) (eol - sp - 1) : 8,
 							   raw, sizeof(raw), &rawlen))
 			return false;
 		memcpy(s->key_id, raw, ENV_NOTE_KEYID_LEN);
+		s->timestamp = 0;
 		if (s->ed25519)
 			memcpy(s->sig, raw + ENV_NOTE_KEYID_LEN, ENV_ED25519_SIG_LEN);
+		else if (s->cosig)
+		{
+			for (k = 0; k < 8; k++)
+				s->timestamp = (s->timestamp << 8) | raw[ENV_NOTE_KEYID_LEN + k];
+			memcpy(s->sig, raw + ENV_NOTE_KEYID_LEN + 8, ENV_ED25519_SIG_LEN);
+		}
 		out->nsigs++;
 		p = eol + 1;
 	}
@@ -426,6 +464,85 @@ env_note_verify(const char *note, size_t len, const char *name,
 		found = true;
 	}
 	return found ? ENV_NOTE_VERIFIED : ENV_NOTE_UNKNOWN_KEY;
+}
+
+size_t
+env_cosignature_message(const char *text, size_t text_len, uint64_t timestamp,
+						char *out, size_t out_max)
+{
+	char		head[48];
+	int			hlen = snprintf(head, sizeof(head), "cosignature/v1\ntime %llu\n",
+								(unsigned long long) timestamp);
+
+	if (hlen < 0 || (size_t) hlen + text_len > out_max)
+		return 0;
+	memcpy(out, head, (size_t) hlen);
+	memcpy(out + hlen, text, text_len);
+	return (size_t) hlen + text_len;
+}
+
+EnvNoteCheck
+env_note_verify_cosignature(const char *note, size_t len, const char *name,
+							size_t name_len, const uint8_t *pub,
+							uint64_t *timestamp)
+{
+	EnvNote		n;
+	uint8_t		key_id[ENV_NOTE_KEYID_LEN];
+	char		msg[64 + ENV_NOTE_MAXLEN];
+	int			i;
+	bool		found = false;
+
+	*timestamp = 0;
+	if (!env_note_parse(note, len, &n))
+		return ENV_NOTE_MALFORMED;
+	env_note_key_id_typed(name, name_len, ENV_NOTE_TYPE_COSIGNATURE, pub, key_id);
+	for (i = 0; i < n.nsigs; i++)
+	{
+		EnvNoteSig *s = &n.sigs[i];
+		size_t		mlen;
+
+		if (s->name_len != name_len || memcmp(s->name, name, name_len) != 0 ||
+			memcmp(s->key_id, key_id, ENV_NOTE_KEYID_LEN) != 0)
+			continue;
+		mlen = s->cosig && s->timestamp <= (uint64_t) INT64_MAX ?
+			env_cosignature_message(n.text, n.text_len, s->timestamp, msg,
+									sizeof(msg)) : 0;
+		if (mlen == 0 ||
+			!env_ed25519_verify(pub, (const uint8_t *) msg, mlen, s->sig))
+			return ENV_NOTE_BAD_SIGNATURE;
+		if (s->timestamp > *timestamp)
+			*timestamp = s->timestamp;
+		found = true;
+	}
+	return found ? ENV_NOTE_VERIFIED : ENV_NOTE_UNKNOWN_KEY;
+}
+
+size_t
+env_cosignature_line(const char *name, size_t name_len, const uint8_t *key_id,
+					 uint64_t timestamp, const uint8_t *sig, char *out,
+					 size_t out_max)
+{
+	uint8_t		raw[ENV_NOTE_KEYID_LEN + ENV_NOTE_COSIG_LEN];
+	size_t		need = NOTE_SIG_PREFIX_LEN + name_len + 1 +
+		ENV_BASE64_LEN(sizeof(raw)) + 2;
+	char	   *p = out;
+	int			k;
+
+	if (!env_note_name_valid(name, name_len) || need > out_max)
+		return 0;
+	memcpy(raw, key_id, ENV_NOTE_KEYID_LEN);
+	for (k = 0; k < 8; k++)
+		raw[ENV_NOTE_KEYID_LEN + k] = (uint8_t) (timestamp >> (56 - 8 * k));
+	memcpy(raw + ENV_NOTE_KEYID_LEN + 8, sig, ENV_ED25519_SIG_LEN);
+	memcpy(p, note_sig_prefix, NOTE_SIG_PREFIX_LEN);
+	p += NOTE_SIG_PREFIX_LEN;
+	memcpy(p, name, name_len);
+	p += name_len;
+	*p++ = ' ';
+	p += env_base64_encode(raw, sizeof(raw), p);
+	*p++ = '\n';
+	*p = '\0';
+	return (size_t) (p - out);
 }
 
 /*
@@ -506,14 +623,19 @@ note_time_valid(const char *t, size_t len)
  */
 size_t
 env_checkpoint_text(const char *origin, size_t origin_len, uint64_t seq,
-					const uint8_t *hash, const char *time, char *out,
-					size_t out_max)
+					const uint8_t *hash, const char *time, uint64_t purge,
+					char *out, size_t out_max)
 {
 	char		seqbuf[24];
+	char		purgebuf[32];
 	int			seqlen = snprintf(seqbuf, sizeof(seqbuf), "%llu",
 								  (unsigned long long) seq);
+	int			purgelen = purge == 0 ? 0 :
+		snprintf(purgebuf, sizeof(purgebuf), "purge %llu\n",
+				 (unsigned long long) purge);
 	size_t		need = origin_len + 1 + (size_t) seqlen + 1 +
-		ENV_BASE64_LEN(ENV_SHA256_LEN) + 1 + 5 + ENV_CHECKPOINT_TIME_LEN + 2;
+		ENV_BASE64_LEN(ENV_SHA256_LEN) + 1 + 5 + ENV_CHECKPOINT_TIME_LEN + 2 +
+		(size_t) purgelen;
 	char	   *p = out;
 	size_t		i;
 
@@ -540,8 +662,30 @@ env_checkpoint_text(const char *origin, size_t origin_len, uint64_t seq,
 	memcpy(p, time, ENV_CHECKPOINT_TIME_LEN);
 	p += ENV_CHECKPOINT_TIME_LEN;
 	*p++ = '\n';
+	memcpy(p, purgebuf, (size_t) purgelen);
+	p += purgelen;
 	*p = '\0';
 	return (size_t) (p - out);
+}
+
+/* A decimal number from 1 to 2^64 - 1 without a leading zero, or 0 */
+static uint64_t
+note_number(const char *s, size_t len)
+{
+	uint64_t	v = 0;
+	size_t		n;
+
+	if (len == 0 || len > 20 || s[0] == '0')
+		return 0;
+	for (n = 0; n < len; n++)
+	{
+		unsigned	d = (unsigned) (s[n] - '0');
+
+		if (d > 9 || v > (UINT64_MAX - d) / 10)
+			return 0;
+		v = v * 10 + d;
+	}
+	return v;
 }
 
 /*
@@ -583,16 +727,8 @@ env_checkpoint_parse(const char *text, size_t len, EnvCheckpoint *out)
 	out->origin = lines[0];
 	out->origin_len = lens[0];
 
-	if (lens[1] > 20 || (lines[1][0] == '0'))
+	if ((seq = note_number(lines[1], lens[1])) == 0)
 		return false;
-	for (n = 0; n < lens[1]; n++)
-	{
-		unsigned d = (unsigned) (lines[1][n] - '0');
-
-		if (d > 9 || seq > (UINT64_MAX - d) / 10)
-			return false;
-		seq = seq * 10 + d;
-	}
 	out->seq = seq;
 
 	if (!env_base64_decode(lines[2], lens[2], out->hash, ENV_SHA256_LEN, &n) ||
@@ -613,9 +749,63 @@ env_checkpoint_parse(const char *text, size_t len, EnvCheckpoint *out)
 			memcpy(out->time, p + 5, ENV_CHECKPOINT_TIME_LEN);
 			out->time[ENV_CHECKPOINT_TIME_LEN] = '\0';
 		}
+		/* a purge statement: right after the time */
+		if (i == 1 && out->time[0] != '\0' && eol - p > 6 &&
+			memcmp(p, "purge ", 6) == 0)
+			out->purge = note_number(p + 6, (size_t) (eol - p - 6));
 		p = eol + 1;
 	}
 	return true;
+}
+
+/*
+ * Check a checkpoint's note against trusted keys: it must parse as a signed
+ * note with a checkpoint body, and the first signature by a trusted key
+ * must verify, under the origin as key name (cp->tree: a tree head) or
+ * under the key's own name (a head row's hash, as 0.2.0 signed).  The
+ * signature does not cover the key name, but a tree head and a row hash
+ * are SHA-256 over inputs of different domains (0x01 node, row label), so
+ * reading one as the other would need a SHA-256 collision.
+ *
+ * Returns 0 when it verifies, 1 when the note or body is malformed, 2 when
+ * no trusted key signed it validly.
+ */
+int
+env_checkpoint_verify(const char *note, size_t len,
+					  const EnvCheckpointKey *keys, int nkeys,
+					  EnvCheckpoint *cp)
+{
+	EnvNote		parsed;
+	int			k;
+
+	memset(cp, 0, sizeof(*cp));
+	if (!env_note_parse(note, len, &parsed) ||
+		!env_checkpoint_parse(parsed.text, parsed.text_len, cp))
+		return 1;
+	for (k = 0; k < nkeys; k++)
+	{
+		EnvNoteCheck rc = ENV_NOTE_UNKNOWN_KEY;
+
+		if (cp->origin_len <= ENV_NOTE_NAME_MAXLEN)
+			rc = env_note_verify(note, len, cp->origin, cp->origin_len,
+								 keys[k].pub, NULL);
+		if (rc == ENV_NOTE_VERIFIED)
+		{
+			cp->tree = true;
+			return 0;
+		}
+		if (rc != ENV_NOTE_BAD_SIGNATURE)
+			rc = env_note_verify(note, len, keys[k].name, keys[k].name_len,
+								 keys[k].pub, NULL);
+		if (rc == ENV_NOTE_VERIFIED)
+		{
+			cp->tree = false;
+			return 0;
+		}
+		if (rc == ENV_NOTE_BAD_SIGNATURE)
+			break;
+	}
+	return 2;
 }
 
 /* Percent-encode everything but A-Z a-z 0-9 - . _ ~ */

@@ -208,18 +208,68 @@ ev_cmp_row(const void *a, const void *b)
 	return (x->index > y->index) - (x->index < y->index);
 }
 
+/* format v2; v1 has no tree_frontier */
 static const char *const ev_top_names[] = {
-	"format", "database", "chain", "tenant", "columns", "rows", "checkpoints"
+	"format", "database", "chain", "tenant", "columns", "rows", "checkpoints",
+	"tree_frontier"
 };
 static const char *const ev_row_names[] = {
 	"seq", "at", "prev", "hash", "values"
 };
 
+static bool
+ev_is(const char *s, size_t len, const char *want)
+{
+	return len == strlen(want) && memcmp(s, want, len) == 0;
+}
+
+/* Which format's members to expect: v2's if the format says so */
+static int
+ev_guess_format(const EnvJson *root)
+{
+	size_t		i;
+
+	if (root->type != ENV_JSON_OBJECT)
+		return 2;
+	for (i = 0; i < root->len; i++)
+	{
+		const EnvJsonMember *m = &root->u.members[i];
+
+		if (ev_is(m->key, m->key_len, "format"))
+			return m->value.type == ENV_JSON_STRING &&
+				ev_is(m->value.u.str, m->value.len, EV_FORMAT) ? 2 : 1;
+	}
+	return 1;
+}
+
+/*
+ * tree_frontier: null, or the base64 of a frontier (merkle.h).  One that
+ * does not read leaves the tree unknown, as null does: tree heads of the
+ * export then cannot be checked, and are mismatches.
+ */
+static bool
+ev_frontier(EvReader *r, const EnvJson *v, EvExport *ex)
+{
+	uint8_t		raw[8 + ENV_MERKLE_MAX_LEVELS * ENV_MERKLE_HASH_LEN];
+	size_t		n;
+
+	ex->has_frontier = false;
+	if (v->type == ENV_JSON_NULL)
+		return true;
+	if (v->type != ENV_JSON_STRING)
+		return ev_fail(r, v, "tree_frontier: expected a string or null, found %s",
+					   ev_type_name(v->type));
+	if (env_base64_decode(v->u.str, v->len, raw, sizeof(raw), &n) &&
+		env_merkle_frontier_get(&ex->frontier, raw, n))
+		ex->has_frontier = true;
+	return true;
+}
+
 bool
 ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 {
 	EvReader	r;
-	const EnvJson *top[7];
+	const EnvJson *top[8];
 	const EnvJson *columns;
 	const EnvJson *rows;
 	const EnvJson *cps;
@@ -240,13 +290,16 @@ ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 		return false;
 	}
 
-	if (!ev_members(&r, ex->doc.root, "the export", ev_top_names, 7, top))
+	ex->format = ev_guess_format(ex->doc.root);
+	if (!ev_members(&r, ex->doc.root, "the export", ev_top_names,
+					ex->format == 1 ? 7 : 8, top))
 		goto fail;
 	if (!ev_string(&r, top[0], "format", false, &format, &format_len))
 		goto fail;
-	if (format_len != strlen(EV_FORMAT) || memcmp(format, EV_FORMAT, format_len) != 0)
+	if (!ev_is(format, format_len, ex->format == 1 ? EV_FORMAT_V1 : EV_FORMAT))
 	{
-		ev_fail(&r, top[0], "format: expected \"%s\"", EV_FORMAT);
+		ev_fail(&r, top[0], "format: expected \"%s\" or \"%s\"", EV_FORMAT,
+				EV_FORMAT_V1);
 		goto fail;
 	}
 	if (!ev_string(&r, top[1], "database", false, &ex->database, &ex->database_len) ||
@@ -345,6 +398,9 @@ ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 	}
 	if (ex->nrows > 1)
 		qsort(ex->rows, ex->nrows, sizeof(EvRow), ev_cmp_row);
+
+	if (ex->format == 2 && !ev_frontier(&r, top[7], ex))
+		goto fail;
 
 	cps = top[6];
 	if (!ev_array(&r, cps, "checkpoints"))
@@ -564,6 +620,9 @@ typedef struct EvCp
 	int64_t		seq;
 	uint8_t		hash[ENV_SHA256_LEN];
 	int			status;
+	bool		tree;			/* signs a tree head, not a head row's hash */
+	uint64_t	purge;			/* states a purge up to this row, or 0 */
+	uint64_t	cosigners;		/* given witnesses that cosigned it, as bits */
 	const char *where;			/* a logged checkpoint's place, or NULL */
 	size_t		order;
 	bool		logged;
@@ -582,38 +641,33 @@ ev_cmp_cp(const void *a, const void *b)
 
 /*
  * Check a note as envault does (env_checkpoint_check): it must parse as a
- * signed note with a checkpoint body, and the first key that signed it must
- * verify its signature; then its origin must name this chain and tenant.
+ * signed note with a checkpoint body, and verify under the first trusted
+ * key that signed it, as a tree head (signed under its origin) or as a
+ * head row's hash (under the key's own name): env_checkpoint_verify().
+ * Then its origin must name this chain and tenant, and every cosignature
+ * line by a given witness must verify.
  */
 static int
 ev_check_note(const EvExport *ex, const char *note, size_t len,
-			  const EvKey *keys, int nkeys, EnvCheckpoint *body)
+			  const EnvCheckpointKey *keys, int nkeys,
+			  const EvWitness *witnesses, int nwitnesses,
+			  EnvCheckpoint *body, uint64_t *cosigners)
 {
-	EnvNote		parsed;
-	int			k;
-	int			status = 2;
+	int			status = env_checkpoint_verify(note, len, keys, nkeys, body);
+	int			bad;
 
-	if (!env_note_parse(note, len, &parsed) ||
-		!env_checkpoint_parse(parsed.text, parsed.text_len, body))
-		return 1;
-	for (k = 0; k < nkeys; k++)
-	{
-		EnvNoteCheck rc = env_note_verify(note, len, keys[k].name,
-										  keys[k].name_len, keys[k].pub, NULL);
-
-		if (rc == ENV_NOTE_VERIFIED)
-		{
-			status = 0;
-			break;
-		}
-		if (rc == ENV_NOTE_BAD_SIGNATURE)
-			break;
-	}
+	*cosigners = 0;
 	if (status == 0 &&
 		!env_origin_matches(body->origin, body->origin_len, ex->database,
 							ex->database_len, ex->chain, ex->chain_len,
 							ex->tenant, ex->tenant_len))
 		status = 2;
+	if (status == 0 && nwitnesses > 0 &&
+		ev_cosigners(note, len, witnesses, nwitnesses, cosigners, &bad) < 0)
+	{
+		*cosigners = 0;
+		status = 2;
+	}
 	return status;
 }
 
@@ -697,13 +751,51 @@ ev_row_hash(const EvExport *ex, const EvRow *row, const uint8_t *columns,
 	return env_sha256(*buf, (size_t) (p - *buf), out);
 }
 
+/*
+ * The tree head after a row, computed at most once per row: known when the
+ * tree is, and holds exactly the rows up to seq.
+ */
+static const uint8_t *
+ev_tree_head(const EnvMerkleFrontier *tree, bool tree_ok, int64_t seq,
+			 int *state, uint8_t *root)
+{
+	if (*state == 0)
+		*state = (tree_ok && tree->size == (uint64_t) seq &&
+				  env_merkle_root(tree, root)) ? 1 : -1;
+	return *state == 1 ? root : NULL;
+}
+
+/* Does a verified checkpoint sign this row: its hash, or the tree head? */
+static bool
+ev_signs(const EvCp *c, const EvRow *row, bool hash_ok,
+		 const EnvMerkleFrontier *tree, bool tree_ok, int *state,
+		 uint8_t *root)
+{
+	const uint8_t *head;
+
+	if (!c->tree)
+		return hash_ok && memcmp(c->hash, row->hash, ENV_SHA256_LEN) == 0;
+	head = ev_tree_head(tree, tree_ok, row->seq, state, root);
+	return head != NULL && memcmp(c->hash, head, ENV_SHA256_LEN) == 0;
+}
+
 bool
 ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 		  bool complete, EvResult *res)
 {
+	return ev_verify_witnessed(ex, keys, nkeys, NULL, 0, 0, log, complete,
+							   res);
+}
+
+bool
+ev_verify_witnessed(const EvExport *ex, const EvKey *keys, int nkeys,
+					const EvWitness *witnesses, int nwitnesses, int need,
+					const EvLog *log, bool complete, EvResult *res)
+{
 	size_t		nlog = log != NULL ? log->n : 0;
 	size_t		ncps = ex->ncps + nlog;
 	EvCp	   *cps;
+	EnvCheckpointKey *ckeys;
 	size_t		i;
 	size_t		next_cp = 0;
 	int64_t		expect = 1;
@@ -712,12 +804,22 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 	bool		prev_known = true;
 	uint8_t    *buf = NULL;
 	size_t		cap = 0;
+	EnvMerkleFrontier *tree;
+	bool		tree_ok = false;
 
 	memset(res, 0, sizeof(*res));
 	res->have_log = (log != NULL);
 	cps = calloc(ncps > 0 ? ncps : 1, sizeof(EvCp));
-	if (cps == NULL)
+	ckeys = calloc(nkeys > 0 ? (size_t) nkeys : 1, sizeof(EnvCheckpointKey));
+	tree = malloc(sizeof(EnvMerkleFrontier));
+	if (cps == NULL || ckeys == NULL || tree == NULL)
+	{
+		free(cps);
+		free(ckeys);
+		free(tree);
 		return false;
+	}
+	ev_checkpoint_keys(keys, nkeys, ckeys);
 
 	for (i = 0; i < ex->ncps; i++)
 	{
@@ -725,13 +827,16 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 		EvCp	   *c = &cps[i];
 
 		c->order = i;
-		c->status = ev_check_note(ex, ex->cps[i].u.str, ex->cps[i].len, keys,
-								  nkeys, &body);
+		c->status = ev_check_note(ex, ex->cps[i].u.str, ex->cps[i].len, ckeys,
+								  nkeys, witnesses, nwitnesses, &body,
+								  &c->cosigners);
 		if (c->status != 1)
 		{
 			/* as verify_chain reads it: a bigint */
 			c->seq = (int64_t) body.seq;
 			memcpy(c->hash, body.hash, ENV_SHA256_LEN);
+			c->tree = body.tree;
+			c->purge = body.purge;
 		}
 	}
 	for (i = 0; i < nlog; i++)
@@ -752,8 +857,11 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 		}
 		c->seq = (int64_t) l->seq;
 		memcpy(c->hash, l->hash, ENV_SHA256_LEN);
-		c->status = ev_check_note(ex, l->note, l->note_len, keys, nkeys, &body);
-		/* the line must say what its note signs */
+		c->status = ev_check_note(ex, l->note, l->note_len, ckeys, nkeys,
+								  witnesses, nwitnesses, &body, &c->cosigners);
+		c->tree = body.tree;
+		c->purge = body.purge;
+		/* the line must say what its note signs (a tree head, or a row's hash) */
 		if (c->status != 1 &&
 			(body.origin_len != log->origin_len ||
 			 memcmp(body.origin, log->origin, log->origin_len) != 0 ||
@@ -763,6 +871,7 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 		if (c->status == 1)
 			c->status = 2;		/* its line gave the sequence number */
 	}
+	free(ckeys);
 	if (ncps > 1)
 		qsort(cps, ncps, sizeof(EvCp), ev_cmp_cp);
 
@@ -770,6 +879,7 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 	{
 		free(buf);
 		free(cps);
+		free(tree);
 		return false;
 	}
 	memcpy(prev, env_chain_genesis, ENV_SHA256_LEN);
@@ -778,6 +888,8 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 		const EvRow *row = &ex->rows[i];
 		int64_t		seq = row->seq;
 		uint8_t		computed[ENV_SHA256_LEN];
+		uint8_t		root[ENV_MERKLE_HASH_LEN];
+		int			root_state = 0;
 		bool		hash_ok = row->has_hash;
 		int64_t		next;
 
@@ -787,6 +899,22 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 			/* row 1 links to the genesis value; a later row cannot be checked */
 			expect = seq;
 			prev_known = (seq == 1);
+
+			/*
+			 * The Merkle tree starts empty at row 1, or from the export's
+			 * frontier of the rows before the first; without one of the
+			 * right size, tree heads of the export cannot be checked.
+			 */
+			if (seq == 1)
+			{
+				env_merkle_frontier_init(tree);
+				tree_ok = true;
+			}
+			else if (ex->has_frontier && ex->frontier.size == (uint64_t) seq - 1)
+			{
+				memcpy(tree, &ex->frontier, sizeof(EnvMerkleFrontier));
+				tree_ok = true;
+			}
 		}
 		res->rows++;
 		if (seq < expect)
@@ -802,6 +930,7 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 			{
 				free(buf);
 				free(cps);
+				free(tree);
 				return false;
 			}
 			if (memcmp(computed, row->hash, ENV_SHA256_LEN) != 0)
@@ -811,17 +940,40 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 				ev_bad(res, seq, "hash mismatch", NULL);
 		}
 
+		/*
+		 * Into the tree, in sequence order: a missing row or one without a
+		 * hash leaves it unknown from there on.  A second row of a number
+		 * already in it is an extra row, reported above.
+		 */
+		if (tree_ok)
+		{
+			if ((uint64_t) seq == tree->size + 1 && hash_ok)
+				tree_ok = env_merkle_append(tree, row->hash, NULL, NULL);
+			else if ((uint64_t) seq > tree->size)
+				tree_ok = false;
+		}
+
 		/* an export that starts mid-chain is anchored if a checkpoint signs its first row */
 		if (i == 0 && seq != 1)
 		{
 			size_t		k;
 
 			for (k = 0; k < ncps; k++)
-				if (cps[k].seq == seq && cps[k].status == 0 && hash_ok &&
-					memcmp(cps[k].hash, row->hash, ENV_SHA256_LEN) == 0)
+				if (cps[k].seq == seq && cps[k].status == 0 &&
+					ev_signs(&cps[k], row, hash_ok, tree, tree_ok,
+							 &root_state, root))
 					res->anchored = true;
 			if (!res->anchored && complete)
 				ev_bad(res, 1, "missing row", NULL);
+			else if (complete)
+			{
+				/* the whole chain from an anchor: a checkpoint states the purge */
+				for (k = 0; k < ncps; k++)
+					if (cps[k].status == 0 && cps[k].purge == (uint64_t) seq)
+						break;
+				if (k == ncps)
+					ev_bad(res, 1, "purge not signed", NULL);
+			}
 		}
 
 		while (next_cp < ncps && cps[next_cp].seq < seq)
@@ -831,7 +983,7 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 			EvCp	   *c = &cps[next_cp];
 
 			if (c->status == 0 &&
-				(!hash_ok || memcmp(c->hash, row->hash, ENV_SHA256_LEN) != 0))
+				!ev_signs(c, row, hash_ok, tree, tree_ok, &root_state, root))
 				ev_bad(res, seq, "checkpoint mismatch", c->where);
 		}
 
@@ -862,9 +1014,47 @@ ev_verify(const EvExport *ex, const EvKey *keys, int nkeys, const EvLog *log,
 				res->checkpoints++;
 		}
 	}
+
+	/*
+	 * Witnesses: the newest tree head of the export, the largest verified
+	 * one, must be cosigned by enough of them (counted over every
+	 * checkpoint of that size: all sign the same tree, or one is a
+	 * mismatch).  Only when nothing else is wrong.
+	 */
+	if (nwitnesses > 0)
+	{
+		uint64_t	cosigners = 0;
+		int			k;
+
+		for (i = 0; i < ncps; i++)
+		{
+			const EvCp *c = &cps[i];
+
+			if (c->status != 0 || !c->tree || c->logged)
+				continue;
+			if (c->seq > res->newest_tree)
+			{
+				res->newest_tree = c->seq;
+				cosigners = 0;
+			}
+			cosigners |= c->cosigners;
+		}
+		res->witnessed = true;
+		res->witnesses_needed = need;
+		for (k = 0; k < 64; k++)
+			if (cosigners & ((uint64_t) 1 << k))
+				res->cosigned++;
+		if (res->reason == NULL && res->cosigned < need)
+		{
+			res->witness_fail = true;
+			res->bad_seq = res->newest_tree;
+			res->reason = "witness cosignatures";
+		}
+	}
 	res->ok = (res->reason == NULL);
 	free(buf);
 	free(cps);
+	free(tree);
 	return true;
 }
 
@@ -913,6 +1103,21 @@ ev_put_text(EnvJsonOut *l, const char *s, size_t n, bool quoted)
 	}
 }
 
+/* <chain> tenant "<tenant>": , or <chain> without tenant: */
+static void
+ev_put_chain(EnvJsonOut *l, const EvExport *ex)
+{
+	ev_put_text(l, ex->chain, ex->chain_len, false);
+	if (ex->tenant != NULL)
+	{
+		env_json_out(l, " tenant \"", 9);
+		ev_put_text(l, ex->tenant, ex->tenant_len, true);
+		env_json_out(l, "\": ", 3);
+	}
+	else
+		env_json_out(l, " without tenant: ", 17);
+}
+
 static const char *
 ev_plural(size_t n, const char *one, const char *many)
 {
@@ -925,7 +1130,19 @@ ev_result_line(const EvExport *ex, const EvResult *res)
 	EnvJsonOut	l;
 
 	memset(&l, 0, sizeof(l));
-	if (!res->ok)
+	if (res->witness_fail)
+	{
+		env_json_out(&l, "FAIL: ", 6);
+		ev_put_chain(&l, ex);
+		if (res->newest_tree > 0)
+			ev_printf(&l, "the newest checkpoint (seq %lld) has %d of %d witness cosignatures",
+					  (long long) res->newest_tree, res->cosigned,
+					  res->witnesses_needed);
+		else
+			ev_printf(&l, "no tree-head checkpoint verified, 0 of %d witness cosignatures",
+					  res->witnesses_needed);
+	}
+	else if (!res->ok)
 	{
 		ev_printf(&l, "FAIL: seq %lld: %s", (long long) res->bad_seq, res->reason);
 		if (res->where != NULL)
@@ -938,15 +1155,7 @@ ev_result_line(const EvExport *ex, const EvResult *res)
 	else
 	{
 		env_json_out(&l, "OK: ", 4);
-		ev_put_text(&l, ex->chain, ex->chain_len, false);
-		if (ex->tenant != NULL)
-		{
-			env_json_out(&l, " tenant \"", 9);
-			ev_put_text(&l, ex->tenant, ex->tenant_len, true);
-			env_json_out(&l, "\": ", 3);
-		}
-		else
-			env_json_out(&l, " without tenant: ", 17);
+		ev_put_chain(&l, ex);
 		if (res->rows == 0)
 			env_json_out(&l, "no rows", 7);
 		else
@@ -975,6 +1184,9 @@ ev_result_line(const EvExport *ex, const EvResult *res)
 			else
 				env_json_out(&l, "; every row covered by a checkpoint", 35);
 		}
+		if (res->witnessed)
+			ev_printf(&l, ", cosigned by %d %s", res->cosigned,
+					  ev_plural((size_t) res->cosigned, "witness", "witnesses"));
 	}
 	if (l.oom || l.buf == NULL)
 	{
@@ -1042,4 +1254,131 @@ ev_key_parse(const char *text, size_t len, const char *name, EvKey *key,
 	}
 	key->name_len = strlen(key->name);
 	return true;
+}
+
+bool
+ev_witness_parse(const char *text, size_t len, EvWitness *w, char *err)
+{
+	size_t		start = 0;
+	uint8_t		key_id[ENV_NOTE_KEYID_LEN];
+	uint8_t		type;
+
+	memset(w, 0, sizeof(*w));
+	err[0] = '\0';
+	while (start < len && (text[start] == ' ' || text[start] == '\t' ||
+						   text[start] == '\n' || text[start] == '\r'))
+		start++;
+	while (len > start && (text[len - 1] == ' ' || text[len - 1] == '\t' ||
+						   text[len - 1] == '\n' || text[len - 1] == '\r'))
+		len--;
+	if (!env_note_parse_vkey_typed(text + start, len - start, w->name, key_id,
+								   &type, w->pub))
+	{
+		snprintf(err, EV_ERRLEN, "is not a witness verifier key (name+keyid+base64(0x04 || public key), as envault-witness --print-vkey prints it)");
+		return false;
+	}
+	if (type != ENV_NOTE_TYPE_COSIGNATURE)
+	{
+		snprintf(err, EV_ERRLEN, "is a verifier key of signatures (type 0x01), not of a witness's cosignatures (type 0x04)");
+		return false;
+	}
+	w->name_len = strlen(w->name);
+	return true;
+}
+
+void
+ev_checkpoint_keys(const EvKey *keys, int nkeys, EnvCheckpointKey *out)
+{
+	int			k;
+
+	for (k = 0; k < nkeys; k++)
+	{
+		out[k].name = keys[k].name;
+		out[k].name_len = keys[k].name_len;
+		out[k].pub = keys[k].pub;
+	}
+}
+
+/* The same witness twice counts once */
+static bool
+ev_same_witness(const EvWitness *a, const EvWitness *b)
+{
+	return a->name_len == b->name_len &&
+		memcmp(a->name, b->name, a->name_len) == 0 &&
+		memcmp(a->pub, b->pub, ENV_ED25519_PUBLIC_LEN) == 0;
+}
+
+int
+ev_cosigners(const char *note, size_t len, const EvWitness *witnesses,
+			 int nwitnesses, uint64_t *mask, int *bad)
+{
+	int			count = 0;
+	int			k;
+	int			j;
+
+	*bad = -1;
+	*mask = 0;
+	for (k = 0; k < nwitnesses && k < 64; k++)
+	{
+		const EvWitness *w = &witnesses[k];
+		uint64_t	timestamp;
+		EnvNoteCheck rc;
+
+		for (j = 0; j < k; j++)
+			if (ev_same_witness(&witnesses[j], w))
+				break;
+		if (j < k)
+			continue;
+		rc = env_note_verify_cosignature(note, len, w->name, w->name_len,
+										 w->pub, &timestamp);
+		if (rc == ENV_NOTE_BAD_SIGNATURE || rc == ENV_NOTE_MALFORMED)
+		{
+			*bad = k;
+			*mask = 0;
+			return -1;
+		}
+		if (rc == ENV_NOTE_VERIFIED)
+		{
+			*mask |= (uint64_t) 1 << k;
+			count++;
+		}
+	}
+	return count;
+}
+
+bool
+ev_origin_database(const char *origin, size_t origin_len,
+				   const char *database, size_t database_len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *p = origin + 8;
+	const char *end = origin + origin_len;
+	size_t		i;
+
+	if (origin_len < 8 || memcmp(origin, "envault/", 8) != 0 ||
+		database_len == 0)
+		return false;
+	/* percent-encoded as env_origin_build() writes it */
+	for (i = 0; i < database_len; i++)
+	{
+		unsigned char c = (unsigned char) database[i];
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+			c == '~')
+		{
+			if (p >= end || *p != (char) c)
+				return false;
+			p++;
+		}
+		else
+		{
+			if (end - p < 3 || p[0] != '%' || p[1] != hex[c >> 4] ||
+				p[2] != hex[c & 15])
+				return false;
+			p += 3;
+		}
+	}
+	/* then a chain */
+	return end - p >= 2 && *p == '/';
 }

@@ -16,6 +16,7 @@
 #define ENVAULT_EXPORT_H
 
 #include "json.h"
+#include "merkle.h"
 #include "note.h"
 
 /* Bounds on what an export may hold */
@@ -24,17 +25,35 @@
 #define EV_EXPORT_MAXVALUES		((size_t) 48 << 20)	/* more than any export of that size holds */
 #define EV_EXPORT_MAXCOLUMNS	1600	/* PostgreSQL's column limit */
 #define EV_MAXKEYS				16
+#define EV_MAXWITNESSES			32
 #define EV_ERRLEN				256
 
-#define EV_FORMAT				"envault-chain-export-v1"
+/* v2 (envault 0.3.0 on) adds tree_frontier; both are read */
+#define EV_FORMAT				"envault-chain-export-v2"
+#define EV_FORMAT_V1			"envault-chain-export-v1"
 
-/* A trusted public key, with the name its signatures carry */
+/*
+ * A trusted public key, with the name its signatures carry: head-row
+ * checkpoints (envault 0.2.0) are signed under that name, tree heads under
+ * their origin.
+ */
 typedef struct EvKey
 {
 	char		name[ENV_NOTE_NAME_MAXLEN + 1];
 	size_t		name_len;
 	uint8_t		pub[ENV_ED25519_PUBLIC_LEN];
 } EvKey;
+
+/*
+ * A witness: the name and key of its cosignatures (C2SP tlog-cosignature,
+ * cosignature/v1), from a verifier key of type 0x04.
+ */
+typedef struct EvWitness
+{
+	char		name[ENV_NOTE_NAME_MAXLEN + 1];
+	size_t		name_len;
+	uint8_t		pub[ENV_ED25519_PUBLIC_LEN];
+} EvWitness;
 
 typedef struct EvColumn
 {
@@ -71,6 +90,9 @@ typedef struct EvExport
 	EvColumn   *cols;
 	size_t		nrows;
 	EvRow	   *rows;			/* in order of seq (stable) */
+	int			format;			/* 1 or 2 */
+	bool		has_frontier;	/* tree_frontier is a readable frontier */
+	EnvMerkleFrontier frontier; /* the tree of the rows before the first */
 	size_t		ncps;
 	const EnvJson *cps;			/* strings */
 } EvExport;
@@ -156,15 +178,34 @@ typedef struct EvResult
 	size_t		logged;			/* of the server log, verified */
 	bool		have_log;
 	int64_t		covered;		/* highest row a checkpoint signs, or 0 */
+
+	/* with witnesses: the newest tree head of the export and its cosigners */
+	bool		witnessed;
+	int			witnesses_needed;
+	int64_t		newest_tree;	/* its size, or 0 if there is none */
+	int			cosigned;		/* distinct given witnesses that cosigned it */
+	bool		witness_fail;	/* the reason: too few of them */
 } EvResult;
 
 /*
  * Verify an export against trusted keys and logged checkpoints (log may be
- * NULL).  With complete, an export must start at row 1 or at a row that a
- * checkpoint signs.  Returns false only when out of memory.
+ * NULL).  With complete, an export must start at row 1, or at a row that a
+ * checkpoint signs and a checkpoint states the purge of ("purge <seq>").
+ * Returns false only when out of memory.
  */
 extern bool ev_verify(const EvExport *ex, const EvKey *keys, int nkeys,
 					  const EvLog *log, bool complete, EvResult *res);
+
+/*
+ * The same, with witnesses (at most 64): a cosignature line by one of them
+ * that does not verify is a bad signature of its checkpoint, and the newest
+ * tree head of the export must be cosigned by at least need of them
+ * (distinct).
+ */
+extern bool ev_verify_witnessed(const EvExport *ex, const EvKey *keys,
+								int nkeys, const EvWitness *witnesses,
+								int nwitnesses, int need, const EvLog *log,
+								bool complete, EvResult *res);
 
 /* The one line envault-verify prints, without newline; malloc'd */
 extern char *ev_result_line(const EvExport *ex, const EvResult *res);
@@ -176,5 +217,30 @@ extern char *ev_result_line(const EvExport *ex, const EvResult *res);
  */
 extern bool ev_key_parse(const char *text, size_t len, const char *name,
 						 EvKey *key, char *err);
+
+/* Read a witness's verifier key (type 0x04); err as for ev_key_parse */
+extern bool ev_witness_parse(const char *text, size_t len, EvWitness *w,
+							 char *err);
+
+/*
+ * Trusted keys as env_checkpoint_verify() takes them; out has room for
+ * nkeys.
+ */
+extern void ev_checkpoint_keys(const EvKey *keys, int nkeys,
+							   EnvCheckpointKey *out);
+
+/*
+ * Count the given witnesses (the first 64; one given twice counts once)
+ * that cosigned a note, and set their bits in *mask (bit k: witnesses[k]).
+ * Every cosignature line by one must verify: returns -1, with the first
+ * witness whose line does not in *bad, if one does not.
+ */
+extern int	ev_cosigners(const char *note, size_t len,
+						 const EvWitness *witnesses, int nwitnesses,
+						 uint64_t *mask, int *bad);
+
+/* Does a checkpoint's origin name this database (envault/<database>/...)? */
+extern bool ev_origin_database(const char *origin, size_t origin_len,
+							   const char *database, size_t database_len);
 
 #endif							/* ENVAULT_EXPORT_H */

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(122);
+SELECT plan(126);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -16,7 +16,7 @@ SELECT is((SELECT bool_or(rolcanlogin) FROM pg_roles
 SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'token_revocations', 'key_events',
                                    'audit_chains', 'checkpoints', 'chain_anchors',
                                    'chain_heads', 'access_log', 'secrets', 'database_identity',
-                                   'chain_trees', 'chain_nodes']);
+                                   'chain_trees', 'chain_nodes', 'checkpoint_cosignatures']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
                                       'blind_index', 'create_tenant', 'create_data_key',
                                       'authenticate', 'set_tenant', 'reset_tenant',
@@ -34,7 +34,7 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'chain_ddl_guard', 'chain_drop_guard', 'chain_meaning',
                                       'database_id', 'tree_head', 'inclusion_proof', 'consistency_proof',
                                       'enable_audit_chain', 'disable_audit_chain',
-                                      'checkpoint', 'signing_public_key', 'verify_chain',
+                                      'checkpoint', 'cosign', 'signing_public_key', 'verify_chain',
                                       'export_chain', 'purge_chain', 'set_chain_retention',
                                       'flush_access_log', 'access_log_status',
                                       'put_secret', 'get_secret', 'delete_secret',
@@ -136,6 +136,11 @@ SELECT has_trigger('envault', 'checkpoints', 'checkpoints_append_only'::name,
                    'checkpoints are append-only');
 SELECT has_trigger('envault', 'chain_anchors', 'chain_anchors_append_only'::name,
                    'chain anchors are append-only');
+SELECT has_trigger('envault', 'checkpoint_cosignatures', 'checkpoint_cosignatures_append_only'::name,
+                   'cosignatures are append-only');
+SELECT table_privs_are('envault', 'checkpoint_cosignatures', 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'cosign', ARRAY['regclass', 'text', 'text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'cosign', ARRAY['regclass', 'text', 'text'], 'envault_user', ARRAY[]::text[]);
 SELECT bag_eq($$SELECT evtname::text || ':' || evtevent FROM pg_event_trigger
                 WHERE evtfoid::regproc::text LIKE 'envault.%'$$,
               ARRAY['envault_chain_ddl_guard:ddl_command_end', 'envault_chain_drop_guard:sql_drop'],
@@ -197,7 +202,8 @@ SELECT bag_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension
                     'envault.checkpoints', 'envault.checkpoints_seq',
                     'envault.chain_anchors', 'envault.chain_heads',
                     'envault.access_log', 'envault.secrets', 'envault.database_identity',
-                    'envault.chain_trees', 'envault.chain_nodes'],
+                    'envault.chain_trees', 'envault.chain_nodes',
+                    'envault.checkpoint_cosignatures', 'envault.checkpoint_cosignatures_seq'],
               'key tables, events, chains, the access log and secrets are dumped by pg_dump');
 SELECT is((SELECT tenant_column::text FROM envault.audit_chains
             WHERE tbl = 'envault.access_log'::regclass AND builtin), 'tenant',
