@@ -87,6 +87,7 @@ trap 'cluster_stop "$dir"; rm -rf "$dir"' EXIT
 say "starting a throwaway cluster on port $port in $dir"
 new_key_file "$dir/master.key"
 new_key_file "$dir/pepper.key"
+new_signing_key "$dir/signing.pem"
 # jit off: JIT compile time would land in some cases and not others.
 # No parallel query: env_encrypt is PARALLEL UNSAFE and env_decrypt
 # PARALLEL RESTRICTED, while md5 and pgcrypto are PARALLEL SAFE; with
@@ -98,6 +99,7 @@ new_key_file "$dir/pepper.key"
 cluster_start "$dir" "$port" \
 	"envault.master_key_file = '$dir/master.key'" \
 	"envault.pepper_file = '$dir/pepper.key'" \
+	"envault.signing_key_file = '$dir/signing.pem'" \
 	"shared_buffers = '$shared_buffers'" \
 	"jit = off" \
 	"max_parallel_workers_per_gather = 0" \
