@@ -839,8 +839,7 @@ al_executor_start(QueryDesc *queryDesc, int eflags)
 }
 
 static void
-al_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
-				bool execute_once)
+al_executor_run(ENV_EXECUTOR_RUN_ARGS)
 {
 	DestReceiver *orig = queryDesc->dest;
 	AlDest		wrapper;
@@ -860,9 +859,9 @@ al_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	PG_TRY();
 	{
 		if (al_prev_executor_run)
-			al_prev_executor_run(queryDesc, direction, count, execute_once);
+			al_prev_executor_run(ENV_EXECUTOR_RUN_PASS);
 		else
-			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+			standard_ExecutorRun(ENV_EXECUTOR_RUN_PASS);
 	}
 	PG_FINALLY();
 	{

@@ -1442,7 +1442,7 @@ env_chain_check_access(Oid relid, bool owner)
 {
 	char	   *name = get_rel_name(relid);
 
-	if (owner ? !pg_class_ownercheck(relid, GetUserId()) :
+	if (owner ? !env_class_ownercheck(relid, GetUserId()) :
 		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(owner ? ACLCHECK_NOT_OWNER : ACLCHECK_NO_PRIV, OBJECT_TABLE,
 					   name ? name : "?");
@@ -1824,7 +1824,7 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a permanent table", relname),
 				 errdetail("An audit chain must survive a crash: temporary and unlogged tables cannot be chained.")));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!env_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
 	if (env_chain_get(relid) != NULL)
 		ereport(ERROR,
@@ -2000,7 +2000,7 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	rel = table_open(relid, AccessExclusiveLock);
 	qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 										   RelationGetRelationName(rel));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!env_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, RelationGetRelationName(rel));
 	if (env_chain_require(relid)->builtin && !creating_extension)
 		ereport(ERROR,

@@ -122,7 +122,7 @@ ct_read_rows(CtTree *tr, int64 from, int64 to, int64 *n)
 	{
 		ScanKeyData key[3];
 
-		iscan = index_beginscan(rel, idx, tr->snap, 3, 0);
+		iscan = env_index_beginscan(rel, idx, tr->snap, 3, 0);
 		env_chain_tenant_key(ch, &key[0], tr->t.isnull, tr->tenant_value);
 		ScanKeyInit(&key[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
 					Int64GetDatum(from));

@@ -449,24 +449,27 @@ cv_tree_row(CvTenant *t, const CvPending *p)
 	CvCheckpoint *cp;
 	uint8		root[ENV_MERKLE_HASH_LEN];
 	bool		ok;
+	bool		have_root = false;
 
 	ok = t->tree != NULL && p->ok && p->seq == (int64) t->tree->size + 1 &&
-		env_merkle_append(t->tree, p->hash, NULL, NULL) &&
-		env_merkle_root(t->tree, root);
-	for (cp = cv_checkpoint_at(t, p->seq);
-		 cp != NULL && cp < t->cps + t->ncps && cp->seq == p->seq; cp++)
-	{
-		if (cp->status != 0 || !cp->tree)
-			continue;
-		if (!ok || memcmp(cp->hash, root, ENV_MERKLE_HASH_LEN) != 0)
-			cv_bad(t, p->seq, "checkpoint mismatch");
-		else if (p->seq == t->anchor)
-			t->anchored = true;
-	}
+		env_merkle_append(t->tree, p->hash, NULL, NULL);
 	if (!ok && t->tree != NULL)
 	{
 		pfree(t->tree);
 		t->tree = NULL;
+	}
+	/* the tree head, only where a checkpoint signed one */
+	for (cp = t->ncps > 0 ? cv_checkpoint_at(t, p->seq) : NULL;
+		 cp != NULL && cp < t->cps + t->ncps && cp->seq == p->seq; cp++)
+	{
+		if (cp->status != 0 || !cp->tree)
+			continue;
+		if (ok && !have_root)
+			ok = have_root = env_merkle_root(t->tree, root);
+		if (!ok || memcmp(cp->hash, root, ENV_MERKLE_HASH_LEN) != 0)
+			cv_bad(t, p->seq, "checkpoint mismatch");
+		else if (p->seq == t->anchor)
+			t->anchored = true;
 	}
 }
 
@@ -715,7 +718,7 @@ envault_verify_chain(PG_FUNCTION_ARGS)
 	{
 		ScanKeyData key;
 
-		iscan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+		iscan = env_index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 		env_chain_tenant_key(ch, &key, false, tenant_value);
 		index_rescan(iscan, &key, 1, NULL, 0);
 	}
@@ -977,7 +980,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 	{
 		ScanKeyData key;
 
-		iscan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+		iscan = env_index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 		env_chain_tenant_key(ch, &key, tenant_null, tenant_value);
 		index_rescan(iscan, &key, 1, NULL, 0);
 	}

@@ -462,7 +462,7 @@ env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
 	int			rc;
 
 	/* the configured key, loaded once per transaction */
-	if (current_lxid != MyProc->lxid)
+	if (current_lxid != ENV_MY_LXID())
 	{
 		have_current = false;
 		if (cp_is_set(cp_key_file) || cp_is_set(cp_key_hex) ||
@@ -471,7 +471,7 @@ env_checkpoint_check(const char *note, size_t len, EnvCheckpoint *cp)
 			cp_public_key(current_name, current);
 			have_current = true;
 		}
-		current_lxid = MyProc->lxid;
+		current_lxid = ENV_MY_LXID();
 	}
 	if (!have_current && trusted == NIL)
 		ereport(ERROR,

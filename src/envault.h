@@ -42,6 +42,7 @@
 #include "utils/rel.h"
 
 #include "chainfmt.h"
+#include "compat.h"
 #include "crypto.h"
 #include "format.h"
 #include "note.h"
@@ -150,8 +151,8 @@ extern bool env_token_verify(text *token, char *tenant_out);
 /* errors.c */
 extern void env_check_tenant_name(const char *tenant, size_t len);
 extern void env_check_purpose_name(const char *purpose, size_t len);
-extern void env_error_crypto(EnvCryptoStatus status, const char *what) pg_attribute_noreturn();
-extern void env_error_auth_failed(void) pg_attribute_noreturn();
+extern ENV_NORETURN void env_error_crypto(EnvCryptoStatus status, const char *what) ENV_NORETURN_AFTER;
+extern ENV_NORETURN void env_error_auth_failed(void) ENV_NORETURN_AFTER;
 
 /*
  * keystore.c: how many changes of key state (rotation, retirement,

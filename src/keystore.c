@@ -261,7 +261,7 @@ ks_evict(KsNode *node)
 static inline LocalTransactionId
 ks_statement_lxid(void)
 {
-	return MyProc != NULL ? MyProc->lxid : InvalidLocalTransactionId;
+	return MyProc != NULL ? ENV_MY_LXID() : InvalidLocalTransactionId;
 }
 
 /*
