@@ -6,9 +6,11 @@
 set -euo pipefail
 
 ENVAULT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# PG_CONFIG selects the PostgreSQL 15 installation to build against, install
-# into and run (default: Debian's); PGBIN follows it.
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+# ENVAULT_PG is the PostgreSQL major (15 on Debian 12; 17 and 18 inside the
+# chroots of scripts/chroot.sh); PG_CONFIG selects the installation to build
+# against, install into and run (default: Debian's); PGBIN follows it.
+ENVAULT_PG=${ENVAULT_PG:-15}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$ENVAULT_PG/bin/pg_config}
 PGBIN=$(dirname "$PG_CONFIG")
 export PG_CONFIG
 # (perl brings the core modules the TAP tests use: JSON::PP, Digest::SHA;

@@ -7,7 +7,10 @@
 #   5. the audit chain test vectors against an independent implementation
 #      and envault-verify, and the Merkle tree self-test (RFC 6962's data),
 #   6. a short run of every libFuzzer harness (fuzz/run.sh),
-#   7. pg_regress and pgTAP again under ASan and UBSan (scripts/sanitize.sh).
+#   7. PostgreSQL 17 and 18, each in a chroot of the Debian suite that
+#      carries it: pg_regress, pgTAP, the TAP tests of what differs between
+#      majors, and a PostgreSQL 15 database restored (scripts/test-major.sh),
+#   8. pg_regress and pgTAP again under ASan and UBSan (scripts/sanitize.sh).
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 # Runs as root (tests then run as the postgres user) or as a sudoer.
 
@@ -102,6 +105,37 @@ ok=$(grep -c '^ok   fuzz_' "$work/fuzz.log" || true)
 bad=$(grep -c '^FAIL fuzz_' "$work/fuzz.log" || true)
 passed=$((passed + ok)); failed=$((failed + bad))
 [ "$fuzz_rc" -eq 0 ] || [ "$bad" -gt 0 ] || failed=$((failed + 1))
+
+# PostgreSQL 17 and 18: in chroots of the Debian suites that carry them
+# (scripts/chroot.sh, cached between runs), the pg_regress, pgTAP and the
+# version-sensitive TAP tests (scripts/test-major.sh), and a database
+# dumped by PostgreSQL 15 here restored there (test/cross/)
+say "a PostgreSQL $ENVAULT_PG database to move to newer majors (test/cross/dump.sh)"
+cross="$work/cross"
+if bash "$ENVAULT_ROOT/test/cross/dump.sh" "$cross"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+source "$ENVAULT_ROOT/scripts/chroot.sh"
+for major in $ENVAULT_MAJORS; do
+	say "PostgreSQL $major"
+	started=$(date +%s)
+	if ! root=$(chroot_ensure "$major"); then
+		echo "could not make the PostgreSQL $major chroot"
+		failed=$((failed + 1))
+		continue
+	fi
+	chroot_test_major "$root" "$major" "$cross" 2>&1 | tee "$work/pg$major.log" || true
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/pg$major.log" | tail -1)
+	if [ -n "$line" ]; then
+		passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+		failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+	else
+		failed=$((failed + 1))
+	fi
+	echo "PostgreSQL $major: ${line:-no result}, $(( $(date +%s) - started )) s"
+done
 
 say "sanitizers (ASan+UBSan)"
 if bash "$ENVAULT_ROOT/scripts/sanitize.sh"; then

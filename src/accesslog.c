@@ -53,7 +53,6 @@
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
-#include "utils/queryjumble.h"
 #include "utils/timestamp.h"
 
 /* settings */
@@ -423,7 +422,7 @@ al_enqueue(AlRecord *recs, int n, AlWait mode, volatile int *done,
 
 				memcpy(r, &recs[i], sizeof(AlRecord));
 				/* the worker wakes this backend, and only it, once it is in */
-				r->waiter = MyProc ? MyProc->pgprocno : -1;
+				r->waiter = MyProc ? ENV_PROCNO(MyProc) : -1;
 				slot->head++;
 				*ticket_out = slot->head;
 				*slot_out = slot;
@@ -568,7 +567,7 @@ al_flush(AlWait mode, bool wait_durable)
 	AlEntry    *e;
 	AlRecord   *recs;
 	AlEntry   **from;
-	int			n = 0;
+	volatile int n = 0;
 	int			max;
 	volatile int done = 0;
 	AlSlot	   *volatile slot = NULL;

@@ -66,6 +66,7 @@
 #include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -1039,7 +1040,7 @@ ch_heads_put(Relation rel, Oid index, int32 chain_id, const char *tenant,
 	if (tid != NULL && ItemPointerIsValid(tid))
 	{
 		tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-		simple_heap_update(rel, tid, tup);
+		env_simple_heap_update(rel, tid, tup);
 		if (!HeapTupleIsHeapOnly(tup))
 			ch_heads_index_insert(rel, tup);
 		*tid = tup->t_self;

@@ -90,12 +90,9 @@ cg_subcommand_allowed(AlterTableType t)
 		case AT_SetCompression:
 		case AT_AddIndex:
 		case AT_AddConstraint:
-		case AT_AddConstraintRecurse:
 		case AT_ValidateConstraint:
-		case AT_ValidateConstraintRecurse:
 		case AT_AddIndexConstraint:
 		case AT_AlterConstraint:
-		case AT_CheckNotNull:
 		case AT_SetNotNull:		/* ADD PRIMARY KEY sets it; hashes stay */
 		case AT_AddIdentity:
 		case AT_DropIdentity:
@@ -225,10 +222,8 @@ cg_subcommand_name(AlterTableType t)
 	switch (t)
 	{
 		case AT_AddColumn:
-		case AT_AddColumnRecurse:
 			return "ALTER TABLE ... ADD COLUMN";
 		case AT_DropColumn:
-		case AT_DropColumnRecurse:
 			return "ALTER TABLE ... DROP COLUMN";
 		case AT_AlterColumnType:
 			return "ALTER TABLE ... ALTER COLUMN ... TYPE";
@@ -237,7 +232,6 @@ cg_subcommand_name(AlterTableType t)
 		case AT_DropExpression:
 			return "ALTER TABLE ... DROP EXPRESSION";
 		case AT_DropConstraint:
-		case AT_DropConstraintRecurse:
 			return "ALTER TABLE ... DROP CONSTRAINT";
 		case AT_EnableTrig:
 		case AT_EnableAlwaysTrig:
@@ -319,8 +313,8 @@ cg_check_alter_table(Oid relid, CollectedCommand *cmd)
 
 		if (atc == NULL || !IsA(atc, AlterTableCmd))
 			continue;
-		if (!cg_subcommand_allowed(atc->subtype))
-			cg_refuse(relid, cg_subcommand_name(atc->subtype));
+		if (!cg_subcommand_allowed(env_at_base(atc->subtype)))
+			cg_refuse(relid, cg_subcommand_name(env_at_base(atc->subtype)));
 	}
 }
 

@@ -330,7 +330,7 @@ ct_store_nodes(CtTree *tr)
 	int			i = 0;
 	Oid			types[5] = {INT4OID, TEXTOID, INT2ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
 	Datum		values[5];
-	char		nulls[5] = "     ";
+	char		nulls[5 + 1] = "     ";
 
 	if (n == 0)
 		return;
@@ -366,7 +366,7 @@ ct_open(CtTree *tr, EnvChain *ch, text *tenant_arg, bool build)
 {
 	Oid			types[4] = {INT4OID, TEXTOID, INT8OID, BYTEAOID};
 	Datum		values[4];
-	char		nulls[4] = "    ";
+	char		nulls[4 + 1] = "    ";
 	bool		isnull;
 	LOCKTAG		tag;
 	uint64		lock_key;
@@ -499,7 +499,7 @@ ct_stored(CtTree *tr, int level, uint64 index, uint8 *out)
 {
 	Oid			types[4] = {INT4OID, TEXTOID, INT2OID, INT8OID};
 	Datum		values[4];
-	char		nulls[4] = "    ";
+	char		nulls[4 + 1] = "    ";
 	bool		isnull;
 	bytea	   *b;
 

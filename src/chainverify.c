@@ -254,7 +254,7 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 	EnvSpi		s;
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
-	char		nulls[2] = "  ";
+	char		nulls[2 + 1] = "  ";
 	uint64		i;
 	ListCell   *lc;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -1185,7 +1185,7 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 	EnvChainTenant want;
 	Oid			types[6] = {INT4OID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID, NAMEOID};
 	Datum		values[6];
-	char		nulls[6] = "      ";
+	char		nulls[6 + 1] = "      ";
 	uint64		i;
 	volatile int64 anchor = 0;
 	volatile int64 checkpoint_id = 0;
@@ -1198,7 +1198,7 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 	EnvOwner	owner;
 	Oid			dtypes[2];
 	Datum		dvalues[2];
-	char		dnulls[2] = "  ";
+	char		dnulls[2 + 1] = "  ";
 	char	   *dbid;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))

@@ -578,7 +578,7 @@ cp_heads(EnvChain *ch, const EnvChainTenant *one)
 	EnvSpi		s;
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
-	char		nulls[2] = "  ";
+	char		nulls[2 + 1] = "  ";
 	List	   *heads = NIL;
 	uint64		i;
 
@@ -673,7 +673,7 @@ cp_prepare(EnvChain *ch, const char *dbid, CpHead *h)
 	EnvSpi		s;
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
-	char		nulls[2] = "  ";
+	char		nulls[2 + 1] = "  ";
 	EnvCheckpoint last;
 	EnvCheckpoint cp;
 	bool		have_last = false;
@@ -919,7 +919,7 @@ cp_run(EnvChain *ch, const EnvChainTenant *one, ReturnSetInfo *rsinfo)
 			Oid			itypes[10] = {INT4OID, TEXTOID, INT8OID, BYTEAOID,
 				TIMESTAMPTZOID, TEXTOID, BYTEAOID, TEXTOID, NAMEOID, BYTEAOID};
 			Datum		values[10];
-			char		nulls[10] = "          ";
+			char		nulls[10 + 1] = "          ";
 			char		origin[ENV_NOTE_MAXLEN];
 			char		text[ENV_NOTE_MAXLEN];
 			char		note[ENV_NOTE_MAXLEN];

@@ -17,6 +17,9 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
+#include "access/tableam.h"
+#include "nodes/parsenodes.h"
 #include "executor/executor.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
@@ -39,6 +42,75 @@
 #endif
 
 /*
+ * 16: simple_heap_update() reports which indexes need new entries; callers
+ * here look at HeapTupleIsHeapOnly() as before, which btree indexes follow.
+ */
+static inline void
+env_simple_heap_update(Relation rel, ItemPointer otid, HeapTuple tup)
+{
+#if PG_VERSION_NUM >= 160000
+	TU_UpdateIndexes update_indexes;
+
+	simple_heap_update(rel, otid, tup, &update_indexes);
+#else
+	simple_heap_update(rel, otid, tup);
+#endif
+}
+
+/*
+ * 16: ALTER TABLE subcommands no longer have separate "Recurse" kinds
+ * (AT_AddColumnRecurse and the like); env_at_base() maps those of 15 to
+ * the kind they recurse with, so that code names only the base kinds.
+ */
+static inline AlterTableType
+env_at_base(AlterTableType t)
+{
+#if PG_VERSION_NUM < 160000
+	switch (t)
+	{
+		case AT_AddColumnRecurse:
+			return AT_AddColumn;
+		case AT_DropColumnRecurse:
+			return AT_DropColumn;
+		case AT_AddConstraintRecurse:
+			return AT_AddConstraint;
+		case AT_ValidateConstraintRecurse:
+			return AT_ValidateConstraint;
+		case AT_DropConstraintRecurse:
+			return AT_DropConstraint;
+		default:
+			break;
+	}
+#endif
+#if PG_VERSION_NUM < 180000
+	/* 18: AT_CheckNotNull is gone (a NOT NULL is a constraint) */
+	if (t == AT_CheckNotNull)
+		return AT_SetNotNull;
+#endif
+	return t;
+}
+
+/*
+ * 16: the query jumbling that computes query ids moved from utils/ to
+ * nodes/ (EnableQueryId() is declared there).
+ */
+#if PG_VERSION_NUM >= 160000
+#include "nodes/queryjumble.h"
+#else
+#include "utils/queryjumble.h"
+#endif
+
+/*
+ * 17: PGPROC lost its pgprocno member; GetNumberFromPGProc() gives the
+ * number, as the index of ProcGlobal->allProcs it always was.
+ */
+#if PG_VERSION_NUM >= 170000
+#define ENV_PROCNO(proc)	GetNumberFromPGProc(proc)
+#else
+#define ENV_PROCNO(proc)	((proc)->pgprocno)
+#endif
+
+/*
  * 17: a PGPROC's local transaction id moved into its virtual transaction
  * id (MyProc->lxid became MyProc->vxid.lxid).
  */
@@ -46,6 +118,16 @@
 #define ENV_MY_LXID()	(MyProc->vxid.lxid)
 #else
 #define ENV_MY_LXID()	(MyProc->lxid)
+#endif
+
+/*
+ * 18: RelationGetPrimaryKeyIndex() asks whether a deferrable primary key
+ * will do; envault's callers want one that is checked at once.
+ */
+#if PG_VERSION_NUM >= 180000
+#define env_relation_pk_index(rel)	RelationGetPrimaryKeyIndex((rel), false)
+#else
+#define env_relation_pk_index(rel)	RelationGetPrimaryKeyIndex(rel)
 #endif
 
 /*

@@ -1233,7 +1233,7 @@ env_key_event(EnvSpi *s, const char *operation, const char *tenant,
 {
 	Oid			types[6] = {NAMEOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
 	Datum		values[6];
-	char		nulls[6] = "      ";
+	char		nulls[6 + 1] = "      ";
 
 	values[0] = CStringGetDatum(s->caller_name);
 	values[1] = CStringGetTextDatum(operation);
@@ -2174,7 +2174,7 @@ env_keystore_use_master_key(const char *tenant, size_t tenant_len)
 	bytea	   *rewrapped = palloc(VARHDRSZ + ENV_WRAPPED_LEN);
 	Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, BYTEAOID};
 	Datum		values[5];
-	char		nulls[5] = "     ";
+	char		nulls[5 + 1] = "     ";
 	char		detail[96];
 
 	env_check_tenant_name(tenant, tenant_len);
@@ -2276,7 +2276,7 @@ env_keystore_rekey_tenant(const char *tenant, size_t tenant_len, bool to_custome
 	int32		new_version;
 	Oid			types[6] = {TEXTOID, INT4OID, BYTEAOID, TEXTOID, BYTEAOID, BYTEAOID};
 	Datum		values[6];
-	char		nulls[6] = "      ";
+	char		nulls[6 + 1] = "      ";
 	volatile uint64 nrewrapped = 0;
 	volatile int32 ncreated = 0;
 	uint64		i;

@@ -176,7 +176,7 @@ envault_issue_token(PG_FUNCTION_ARGS)
 	Oid			types[7] = {TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID,
 	NAMEOID, TIMESTAMPTZOID};
 	Datum		values[7];
-	char		nulls[7] = "       ";
+	char		nulls[7 + 1] = "       ";
 	text	   *volatile result = NULL;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -276,7 +276,7 @@ tok_attnum(Relation rel, const char *name)
 static HeapTuple
 tok_fetch(Relation rel, const char *key, Snapshot snap)
 {
-	Oid			index = RelationGetPrimaryKeyIndex(rel);
+	Oid			index = env_relation_pk_index(rel);
 	ScanKeyData sk;
 	SysScanDesc scan;
 	HeapTuple	tup;

@@ -160,7 +160,7 @@ wt_checkpoints(EnvChain *ch, const EnvChainTenant *one, const char *dbid)
 	EnvSpi		s;
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
-	char		nulls[2] = "  ";
+	char		nulls[2 + 1] = "  ";
 	List	   *cps = NIL;
 	uint64		i;
 
