@@ -18,7 +18,7 @@ export PG_CONFIG
 ENVAULT_PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev make gcc
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
   perl python3 python3-cryptography openssl postgresql-15-cron clang-14
-  libclang-rt-14-dev gdb softhsm2 opensc"
+  libclang-rt-14-dev gdb softhsm2 opensc mmdebstrap"
 
 say() { printf '\n== %s\n' "$*"; }
 

@@ -322,9 +322,7 @@ ch_build(Oid relid)
 		env_canon_init(&c->canon, a->atttypid, NameStr(a->attname));
 		if (env_canon_needs_pinning(&c->canon))
 			ch->pinned = true;
-		tname = format_type_extended(a->atttypid, a->atttypmod,
-									 FORMAT_TYPE_TYPEMOD_GIVEN |
-									 FORMAT_TYPE_FORCE_QUALIFY);
+		tname = env_format_type(a->atttypid, a->atttypmod);
 		c->name = pstrdup(NameStr(a->attname));
 		c->type = pstrdup(tname);
 		if (a->attnum == ch->tenant_attnum)

@@ -149,9 +149,7 @@ cm_type(StringInfo buf, Oid typid, int32 typmod, int depth, const char *column)
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for type %u", typid);
 	t = (Form_pg_type) GETSTRUCT(tup);
-	appendStringInfoString(buf, format_type_extended(typid, typmod,
-													 FORMAT_TYPE_TYPEMOD_GIVEN |
-													 FORMAT_TYPE_FORCE_QUALIFY));
+	appendStringInfoString(buf, env_format_type(typid, typmod));
 	switch (t->typtype)
 	{
 		case TYPTYPE_DOMAIN:

@@ -19,10 +19,12 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/tableam.h"
+#include "catalog/pg_type.h"
 #include "nodes/parsenodes.h"
 #include "executor/executor.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 
 #if PG_VERSION_NUM < 150000
 #error "envault needs PostgreSQL 15 or later"
@@ -99,6 +101,26 @@ env_at_base(AlterTableType t)
 #else
 #include "utils/queryjumble.h"
 #endif
+
+/*
+ * 17: format_type() spells json as the SQL keyword (SQL/JSON), "json"
+ * rather than "pg_catalog.json", and its array "json[]".  A chain's
+ * columns hash and its meaning cover the names of its column types, which
+ * must not change with the major: envault spells them as 15 does.
+ */
+static inline char *
+env_format_type(Oid typid, int32 typmod)
+{
+#if PG_VERSION_NUM >= 170000
+	if (typid == JSONOID)
+		return pstrdup("pg_catalog.json");
+	if (typid == JSONARRAYOID)
+		return pstrdup("pg_catalog.json[]");
+#endif
+	return format_type_extended(typid, typmod,
+								FORMAT_TYPE_TYPEMOD_GIVEN |
+								FORMAT_TYPE_FORCE_QUALIFY);
+}
 
 /*
  * 17: PGPROC lost its pgprocno member; GetNumberFromPGProc() gives the

@@ -28,7 +28,8 @@ SELECT CASE WHEN bool_and(v.ok) THEN 'ok' ELSE 'not ok' END || ' - key_events ve
   FROM envault.verify_chain('envault.key_events') v;
 SELECT CASE WHEN bool_and(v.ok) THEN 'ok' ELSE 'not ok' END || ' - the access log verifies'
   FROM envault.verify_chain('envault.access_log') v;
-INSERT INTO audit SELECT g, 'acme', 'on the new major ' || g FROM generate_series(621, 640) g;
+INSERT INTO audit (id, tenant, what, detail) SELECT g, 'acme', 'on the new major ' || g, '{"n": 1}'
+  FROM generate_series(621, 640) g;
 SELECT CASE WHEN count(*) = 1 THEN 'ok' ELSE 'not ok' END
        || ' - a new checkpoint extends the ones signed on PostgreSQL 15'
   FROM envault.checkpoint('audit', 'acme');

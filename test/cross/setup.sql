@@ -21,14 +21,20 @@ INSERT INTO tokens_given
 SELECT t, envault.issue_token(t, 'cross-version ' || g)
   FROM unnest(ARRAY['acme', 'globex']) t, generate_series(1, 3) g;
 SELECT envault.put_secret('acme', 'stripe', 'sk_live_cross_version_0123456789');
-CREATE TABLE audit (id int, tenant text, what text);
+-- (json columns: PostgreSQL 17 names the type differently, which the
+-- chain's columns hash must not see)
+CREATE TABLE audit (id int, tenant text, what text, detail json, tags json[],
+                    meta jsonb, at timestamptz DEFAULT '2026-12-05 10:00:00+00');
 SELECT envault.enable_audit_chain('audit', 'tenant');
-INSERT INTO audit SELECT g, (ARRAY['acme', 'globex'])[g % 2 + 1], 'event ' || g
+INSERT INTO audit (id, tenant, what, detail, tags, meta)
+SELECT g, (ARRAY['acme', 'globex'])[g % 2 + 1], 'event ' || g,
+       json_build_object('n', g, 'b', g % 2 = 0), ARRAY['{"x": 1}'::json],
+       jsonb_build_object('k', g)
   FROM generate_series(1, 400) g;
 SELECT count(*) FROM envault.checkpoint('audit');
-INSERT INTO audit SELECT g, (ARRAY['acme', 'globex'])[g % 2 + 1], 'event ' || g
+INSERT INTO audit (id, tenant, what) SELECT g, (ARRAY['acme', 'globex'])[g % 2 + 1], 'event ' || g
   FROM generate_series(401, 600) g;
 SELECT count(*) FROM envault.checkpoint('audit');
 SELECT envault.purge_chain('audit', 'globex', clock_timestamp());
-INSERT INTO audit SELECT g, 'acme', 'after the purge ' || g FROM generate_series(601, 620) g;
+INSERT INTO audit (id, tenant, what) SELECT g, 'acme', 'after the purge ' || g FROM generate_series(601, 620) g;
 SELECT count(*) FROM envault.checkpoint('audit');

@@ -112,12 +112,15 @@ SELECT string_agg(tenant || ':' || count, ' ' ORDER BY envault_seq)
 
 my $offset = -s $node->logfile;
 my @hogs;
+# (PostgreSQL 16 renamed force_parallel_mode to debug_parallel_query)
+my $force_parallel =
+  $node->pg_version >= 16 ? 'debug_parallel_query' : 'force_parallel_mode';
 foreach my $i (1 .. 3)
 {
 	my $h = $node->background_psql('postgres', on_error_stop => 0,
 		extra_params => [ '-U', 'regress_nobody' ]);
 	$h->query_until(qr/go/,
-		    "SET force_parallel_mode = on;\n"
+		    "SET $force_parallel = on;\n"
 		  . "\\echo go\n"
 		  . "SELECT pg_sleep(600);\n");
 	push @hogs, $h;

@@ -246,13 +246,16 @@ sub check_chains
 
 foreach my $round (1, 2)
 {
+	# requested checkpoints: pg_stat_checkpointer from PostgreSQL 17 on
+	my $requested = $node->pg_version >= 17
+	  ? 'SELECT num_requested FROM pg_stat_checkpointer'
+	  : 'SELECT checkpoints_req FROM pg_stat_bgwriter';
 	my $name = "round $round";
 	my %plan = map { $_ => plan_writer($round, $_) } 0 .. 5;
 	my @writers =
 	  map { start_script($node, "r${round}_w$_", writer_sql($_, $plan{$_})) }
 	  0 .. 5;
-	my $pgcp0 = $node->safe_psql('postgres',
-		'SELECT checkpoints_req FROM pg_stat_bgwriter');
+	my $pgcp0 = $node->safe_psql('postgres', $requested);
 	my $cp0 = $node->safe_psql('postgres',
 		'SELECT coalesce(max(checkpoint_id), 0) FROM envault.checkpoints');
 	my $signer = start_script($node, "r${round}_signer", $signer_sql);
@@ -263,7 +266,7 @@ foreach my $round (1, 2)
 SELECT (SELECT count(*) >= 1500 FROM events WHERE id >= $round * 100000000)
    AND (SELECT count(DISTINCT writer) = 6 FROM events WHERE id >= $round * 100000000)
    AND (SELECT count(*) >= 12 FROM envault.checkpoints WHERE checkpoint_id > $cp0)
-   AND (SELECT checkpoints_req >= $pgcp0 + 2 FROM pg_stat_bgwriter)
+   AND ($requested) >= $pgcp0 + 2
    AND (SELECT count(*) >= $round FROM envault.access_log)},
 		@writers, $signer, $reader);
 
