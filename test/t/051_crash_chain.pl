@@ -110,7 +110,7 @@ my @by_key = sort { $lock_key{$a} cmp $lock_key{$b} } @tenants;
 @rank{@by_key} = 0 .. $#by_key;
 note 'tenants by chain lock key: ' . join(' ', @by_key);
 
-my $ntx = 3000;    # far more than a writer commits before the crash
+my $ntx = 8000;    # far more than a writer commits before the crash
 srand(51);
 
 # Writer $w's transactions of round $round: lists of [id, tenant, encrypted]

@@ -112,7 +112,8 @@ sub start_script
 sub script_running
 {
 	my ($s) = @_;
-	$s->{run}->pump_nb;
+	# (pump_nb dies once the process has ended: that is "not running")
+	return 0 unless eval { $s->{run}->pump_nb; 1 };
 	return $s->{run}->pumpable;
 }
 
