@@ -195,11 +195,15 @@ sub restarted
 	my @pids = split /,/, $now;
 	return @pids == 2 && !grep { $gone{$_} } @pids;
 }
+# The postmaster starts a worker that exited again the next time its loop
+# runs; with nothing else to do it may sleep up to a minute first.  A
+# connection wakes it, as any client's would: poll with one.
 my $after = '';
 foreach (1 .. 300)
 {
 	$after = worker_pids();
 	last if restarted($after, $before);
+	$node->safe_psql('postgres', 'SELECT 1');
 	usleep(100_000);
 }
 ok(restarted($after, $before),
