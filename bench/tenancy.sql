@@ -216,7 +216,7 @@ CALL bench.add_ratio('verify_token first use / verify_token',
 					 'verify_token, first use (writes last_used_at)', 'verify_token',
 					 'count(tok), no function');
 
-CALL bench.add_limit('verify_token, per call', 'verify_token', 'us per row', 20);
+CALL bench.add_limit('verify_token, per call', 'verify_token', 'us per row', 5);
 
 \echo '-- topic tenancy: running (progress on stderr)'
 CALL bench.run('tenancy');

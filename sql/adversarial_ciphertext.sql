@@ -232,6 +232,69 @@ ROLLBACK;
 SELECT env_decrypt_text(c) FROM regress_adv_keys WHERE name = 'c2/secrets v1';
 SELECT env_decrypt_text(c) FROM regress_adv_c2v2;
 
+-- Large values stored out of line and uncompressed are read in slices of
+-- 64 KiB straight from their TOAST chunks (from 256 KiB on; src/encrypt.c).
+-- Lengths around both thresholds and slice boundaries, under STORAGE
+-- EXTERNAL (out of line, never compressed: each row shows its stored size
+-- equal to its length).
+CREATE TABLE regress_adv_big (len int PRIMARY KEY, p bytea, c bytea, aad bytea);
+ALTER TABLE regress_adv_big ALTER p SET STORAGE EXTERNAL, ALTER c SET STORAGE EXTERNAL;
+INSERT INTO regress_adv_big (len, p, aad)
+SELECT len, substr(convert_to(repeat(md5(len::text), len / 32 + 1), 'UTF8'), 1, len),
+       CASE WHEN len % 2 = 0 THEN convert_to('row:' || len, 'UTF8') END
+  FROM unnest(ARRAY[262091, 262092, 262143, 262144, 262145, 327680, 327681,
+                    458795, 1048576]) AS len;
+-- encrypted from the stored plaintext (itself read in slices when long enough)
+UPDATE regress_adv_big SET c = env_encrypt('adv-c1', 'secrets', p, aad);
+SELECT len, octet_length(c) - len AS overhead,
+       pg_column_size(p) = len AS p_uncompressed,
+       pg_column_size(c) = octet_length(c) AS c_uncompressed,
+       octet_length(c) >= 262144 AS c_sliced
+  FROM regress_adv_big ORDER BY len;
+-- every value comes back whole: decrypted from the stored ciphertext,
+-- re-encrypted unchanged (current), and as text
+SELECT len, env_decrypt(c, aad) = p AS decrypts,
+       env_reencrypt(c, aad) = c AS current_unchanged,
+       md5(env_decrypt_text(c, aad)) = md5(convert_from(p, 'UTF8')) AS as_text
+  FROM regress_adv_big ORDER BY len;
+-- the wrong associated data, or none, fails authentication
+SELECT len, regress_adv_open('env_decrypt', c, CASE WHEN aad IS NULL THEN 'x'::bytea END) AS outcome
+  FROM regress_adv_big ORDER BY len;
+
+-- One changed byte of a stored large ciphertext, in each part of it and at
+-- the slice boundaries, fails like a short one: a changed key id names no
+-- data key (42704), anything else fails authentication (22V01).  The
+-- changed copies are stored out of line too, and opened from the table.
+CREATE TABLE regress_adv_big_t (pos int PRIMARY KEY, c bytea, aad bytea);
+ALTER TABLE regress_adv_big_t ALTER c SET STORAGE EXTERNAL;
+INSERT INTO regress_adv_big_t
+SELECT pos, set_byte(b.c, pos, get_byte(b.c, pos) # 1), b.aad
+  FROM regress_adv_big b,
+       unnest(ARRAY[0, 3, 5, 20, 36, 37, 36 + 65535, 36 + 65536, 36 + 4 * 65536,
+                    1048576 + 35, 1048576 + 36, 1048576 + 51]) AS pos
+ WHERE b.len = 1048576;
+CREATE FUNCTION regress_adv_open_stored(want int) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	v text;
+BEGIN
+	SELECT md5(env_decrypt(t.c, t.aad)) INTO v FROM regress_adv_big_t t WHERE t.pos = want;
+	RETURN 'returned ' || coalesce(quote_literal(v), 'NULL');
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE;
+END
+$$;
+SELECT pos, regress_adv_region(pos, 1048576 + 52) AS region,
+       pg_column_size(c) = octet_length(c) AS uncompressed,
+       regress_adv_open_stored(pos) AS outcome
+  FROM regress_adv_big_t ORDER BY pos;
+-- a truncated large ciphertext (its tag cut off) fails authentication too
+UPDATE regress_adv_big_t SET c = substr(c, 1, octet_length(c) - 16) WHERE pos = 37;
+SELECT octet_length(c), regress_adv_open_stored(pos) AS outcome
+  FROM regress_adv_big_t WHERE pos = 37;
+DROP TABLE regress_adv_big, regress_adv_big_t;
+DROP FUNCTION regress_adv_open_stored(int);
+
 DROP TABLE regress_adv_ct, regress_adv_pair, regress_adv_rows, regress_adv_keys, regress_adv_c2v2;
 DROP FUNCTION regress_adv_open(text, bytea, bytea), regress_adv_region(int, int),
 	regress_adv_relabel(bytea, bytea);

@@ -184,6 +184,12 @@ SELECT envault.pepper_hmac('hello'::bytea)
               '\xf0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00112233445566778899aabbccddeeff'::bytea,
               'sha256') AS matches,
        envault.pepper_hmac(NULL) IS NULL AS null_in_null_out;
+-- ... for data of every length around SHA-256's 64-byte blocks and padding
+SELECT n, envault.pepper_hmac(d)
+          = hmac(d, '\xf0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00112233445566778899aabbccddeeff'::bytea,
+                 'sha256') AS matches
+  FROM (SELECT n, pg_catalog.convert_to(repeat('x', n), 'UTF8') AS d
+          FROM unnest(ARRAY[0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 100000]) AS n) AS lens;
 
 -- Tenant columns of other types are compared exactly, never through a
 -- cast of the tenant that truncates (varchar(4): "acme-evil" saw acme's

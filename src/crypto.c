@@ -243,40 +243,127 @@ cr_xaes_derive(const EnvXaesKey *xk, const uint8_t *nonce, uint8_t *kx)
 	return cr_xaes_kdf(xk, 0x58, nonce, kx);
 }
 
+/*
+ * XAES-256-GCM in steps, for values read in pieces: begin, any number of
+ * updates, then end, or abort.  The process has one context per direction;
+ * between begin and end (or abort) it holds the message key's schedule, so
+ * a caller that may be interrupted (a PostgreSQL error) aborts in its error
+ * path.  When opening, GCM produces plaintext before the tag is checked:
+ * the caller wipes what it received if end does not return ENV_CRYPTO_OK.
+ */
+EnvCryptoStatus
+env_xaes_begin(EnvXaesStream *st, bool seal, const EnvXaesKey *xk,
+			   const uint8_t *nonce, const uint8_t *aad, size_t aad_len)
+{
+	uint8_t		kx[ENV_KEY_LEN];
+	int			outl;
+	bool		ok;
+
+	st->ctx = NULL;
+	st->seal = seal;
+	if (aad_len > INT32_MAX || !env_crypto_init())
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	st->ctx = seal ? cr_seal_ctx : cr_open_ctx;
+
+	ok = cr_xaes_derive(xk, nonce, kx);
+	ok = ok && (seal ?
+				EVP_EncryptInit_ex2(st->ctx, NULL, kx, nonce + 12, NULL) :
+				EVP_DecryptInit_ex2(st->ctx, NULL, kx, nonce + 12, NULL)) == 1;
+	env_wipe(kx, sizeof(kx));
+	ok = ok && (aad_len == 0 ||
+				EVP_CipherUpdate(st->ctx, NULL, &outl, aad, (int) aad_len) == 1);
+	if (!ok)
+	{
+		env_xaes_abort(st);
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	}
+	return ENV_CRYPTO_OK;
+}
+
+/* Encrypt or decrypt len bytes (any length; in and out may be the same) */
+EnvCryptoStatus
+env_xaes_update(EnvXaesStream *st, const uint8_t *in, size_t len, uint8_t *out)
+{
+	int			outl;
+
+	while (len > 0)
+	{
+		int			n = len > (size_t) INT32_MAX ? INT32_MAX : (int) len;
+
+		if (st->ctx == NULL ||
+			EVP_CipherUpdate(st->ctx, out, &outl, in, n) != 1 || outl != n)
+			return ENV_CRYPTO_LIBRARY_ERROR;
+		in += n;
+		out += n;
+		len -= (size_t) n;
+	}
+	return ENV_CRYPTO_OK;
+}
+
+/*
+ * Finish: sealing writes the tag, opening checks it.  The context is
+ * scrubbed either way.
+ */
+EnvCryptoStatus
+env_xaes_end(EnvXaesStream *st, uint8_t *tag)
+{
+	uint8_t		tagbuf[ENV_TAG_LEN];
+	uint8_t		none[16];
+	int			outl;
+	bool		ok;
+	bool		authentic = true;
+
+	if (st->ctx == NULL)
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	if (st->seal)
+		ok = EVP_EncryptFinal_ex(st->ctx, none, &outl) == 1 &&
+			EVP_CIPHER_CTX_ctrl(st->ctx, EVP_CTRL_GCM_GET_TAG,
+								ENV_TAG_LEN, tag) == 1;
+	else
+	{
+		memcpy(tagbuf, tag, ENV_TAG_LEN);
+		ok = EVP_CIPHER_CTX_ctrl(st->ctx, EVP_CTRL_GCM_SET_TAG,
+								 ENV_TAG_LEN, tagbuf) == 1;
+		authentic = ok && EVP_DecryptFinal_ex(st->ctx, none, &outl) == 1;
+	}
+	if (!cr_gcm_scrub(st->ctx, st->seal))
+		ok = false;
+	st->ctx = NULL;
+	if (!ok)
+		return ENV_CRYPTO_LIBRARY_ERROR;
+	return authentic ? ENV_CRYPTO_OK : ENV_CRYPTO_AUTH_FAILED;
+}
+
+/* Forget a message begun and not ended; safe to call at any point. */
+void
+env_xaes_abort(EnvXaesStream *st)
+{
+	if (st->ctx != NULL)
+		(void) cr_gcm_scrub(st->ctx, st->seal);
+	st->ctx = NULL;
+}
+
+/* Encrypt in one step; writes in_len bytes to out and the tag. */
 EnvCryptoStatus
 env_xaes_seal(const EnvXaesKey *xk, const uint8_t *nonce,
 			  const uint8_t *aad, size_t aad_len,
 			  const uint8_t *in, size_t in_len,
 			  uint8_t *out, uint8_t *tag)
 {
-	EVP_CIPHER_CTX *ctx;
-	uint8_t		kx[ENV_KEY_LEN];
-	int			outl;
-	bool		ok;
+	EnvXaesStream st;
+	EnvCryptoStatus rc = env_xaes_begin(&st, true, xk, nonce, aad, aad_len);
 
-	if (in_len > INT32_MAX || aad_len > INT32_MAX || !env_crypto_init())
-		return ENV_CRYPTO_LIBRARY_ERROR;
-	ctx = cr_seal_ctx;
-
-	ok = cr_xaes_derive(xk, nonce, kx);
-	ok = ok && EVP_EncryptInit_ex2(ctx, NULL, kx, nonce + 12, NULL) == 1;
-	env_wipe(kx, sizeof(kx));
-	ok = ok && (aad_len == 0 ||
-				EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int) aad_len) == 1);
-	ok = ok && (in_len == 0 ||
-				EVP_EncryptUpdate(ctx, out, &outl, in, (int) in_len) == 1);
-	ok = ok && EVP_EncryptFinal_ex(ctx, out + in_len, &outl) == 1;
-	ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG,
-								   ENV_TAG_LEN, tag) == 1;
-	if (!cr_gcm_scrub(ctx, true))
-		ok = false;
-	return ok ? ENV_CRYPTO_OK : ENV_CRYPTO_LIBRARY_ERROR;
+	if (rc == ENV_CRYPTO_OK)
+		rc = env_xaes_update(&st, in, in_len, out);
+	if (rc == ENV_CRYPTO_OK)
+		return env_xaes_end(&st, tag);
+	env_xaes_abort(&st);
+	return rc;
 }
 
 /*
- * Decrypt and verify.  GCM produces plaintext before the tag is checked, so
- * on failure the output buffer is wiped before returning: a caller never
- * sees unauthenticated plaintext.
+ * Decrypt and verify in one step.  On failure the output buffer is wiped
+ * before returning: a caller never sees unauthenticated plaintext.
  */
 EnvCryptoStatus
 env_xaes_open(const EnvXaesKey *xk, const uint8_t *nonce,
@@ -284,45 +371,22 @@ env_xaes_open(const EnvXaesKey *xk, const uint8_t *nonce,
 			  const uint8_t *in, size_t in_len,
 			  const uint8_t *tag, uint8_t *out)
 {
-	EVP_CIPHER_CTX *ctx;
-	uint8_t		kx[ENV_KEY_LEN];
+	EnvXaesStream st;
 	uint8_t		tagbuf[ENV_TAG_LEN];
-	int			outl;
-	bool		ok;
-	bool		authentic;
+	EnvCryptoStatus rc;
 
-	if (in_len > INT32_MAX || aad_len > INT32_MAX || !env_crypto_init())
-		return ENV_CRYPTO_LIBRARY_ERROR;
-	ctx = cr_open_ctx;
-
+	/* the tag may lie in the buffer being decrypted in place */
 	memcpy(tagbuf, tag, ENV_TAG_LEN);
-	ok = cr_xaes_derive(xk, nonce, kx);
-	ok = ok && EVP_DecryptInit_ex2(ctx, NULL, kx, nonce + 12, NULL) == 1;
-	env_wipe(kx, sizeof(kx));
-	ok = ok && (aad_len == 0 ||
-				EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int) aad_len) == 1);
-	ok = ok && (in_len == 0 ||
-				EVP_DecryptUpdate(ctx, out, &outl, in, (int) in_len) == 1);
-	ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG,
-								   ENV_TAG_LEN, tagbuf) == 1;
-	if (!ok)
-	{
-		(void) cr_gcm_scrub(ctx, false);
+	rc = env_xaes_begin(&st, false, xk, nonce, aad, aad_len);
+	if (rc == ENV_CRYPTO_OK)
+		rc = env_xaes_update(&st, in, in_len, out);
+	if (rc == ENV_CRYPTO_OK)
+		rc = env_xaes_end(&st, tagbuf);
+	else
+		env_xaes_abort(&st);
+	if (rc != ENV_CRYPTO_OK)
 		env_wipe(out, in_len);
-		return ENV_CRYPTO_LIBRARY_ERROR;
-	}
-	authentic = EVP_DecryptFinal_ex(ctx, out + in_len, &outl) == 1;
-	if (!cr_gcm_scrub(ctx, false))
-	{
-		env_wipe(out, in_len);
-		return ENV_CRYPTO_LIBRARY_ERROR;
-	}
-	if (!authentic)
-	{
-		env_wipe(out, in_len);
-		return ENV_CRYPTO_AUTH_FAILED;
-	}
-	return ENV_CRYPTO_OK;
+	return rc;
 }
 
 /*
@@ -339,17 +403,71 @@ env_xaes_derive_subkey(const EnvXaesKey *xk, uint8_t label, uint8_t *out)
 	return env_crypto_init() && cr_xaes_kdf(xk, label, zero_context, out);
 }
 
+#if OPENSSL_VERSION_MAJOR < 4
+/* The SHA-256 states after the inner and the outer padded key */
+typedef struct CrHmacPads
+{
+	SHA256_CTX	inner;
+	SHA256_CTX	outer;
+} CrHmacPads;
+
+#define CR_HMAC_PADS_SIZE	4096	/* one page of locked memory */
+_Static_assert(sizeof(CrHmacPads) <= CR_HMAC_PADS_SIZE, "HMAC pads exceed a page");
+
+/* Hash one padded key block (key XOR pad byte) into c. */
+static bool
+cr_hmac_pad(SHA256_CTX *c, const uint8_t *block, uint8_t pad)
+{
+	uint8_t		padded[SHA256_CBLOCK];
+	bool		ok;
+	int			i;
+
+	for (i = 0; i < SHA256_CBLOCK; i++)
+		padded[i] = block[i] ^ pad;
+	ok = SHA256_Init(c) == 1 && SHA256_Update(c, padded, SHA256_CBLOCK) == 1;
+	OPENSSL_cleanse(padded, sizeof(padded));
+	return ok;
+}
+#endif
+
 bool
 env_hmac_key_init(EnvHmacKey *hk, const uint8_t *key, size_t len)
 {
 	hk->key = key;
 	hk->len = len;
+	hk->pads = NULL;
+#if OPENSSL_VERSION_MAJOR < 4
+	{
+		uint8_t		block[SHA256_CBLOCK] = {0};
+		CrHmacPads *p;
+		bool		ok;
+
+		/* keys longer than a block would be hashed first: not needed here */
+		if (len > SHA256_CBLOCK)
+			return false;
+		p = env_locked_alloc(CR_HMAC_PADS_SIZE);
+		if (p == NULL)
+			return false;
+		memcpy(block, key, len);
+		ok = cr_hmac_pad(&p->inner, block, 0x36) &&
+			cr_hmac_pad(&p->outer, block, 0x5c);
+		OPENSSL_cleanse(block, sizeof(block));
+		if (!ok)
+		{
+			env_locked_free(p, CR_HMAC_PADS_SIZE);
+			return false;
+		}
+		hk->pads = p;
+	}
+#endif
 	return true;
 }
 
 /*
- * HMAC-SHA256 under a key: the process's MAC context is keyed for the call
- * and re-keyed with zeros before it returns.
+ * HMAC-SHA256 under a key.  From the prepared pads: the states are copied
+ * to the stack, and wiped there before returning.  Otherwise the process's
+ * MAC context is keyed for the call and re-keyed with zeros before it
+ * returns.
  */
 bool
 env_hmac(const EnvHmacKey *hk, const uint8_t *data, size_t len, uint8_t *out)
@@ -358,6 +476,25 @@ env_hmac(const EnvHmacKey *hk, const uint8_t *data, size_t len, uint8_t *out)
 	size_t		outl = 0;
 	bool		ok;
 
+#if OPENSSL_VERSION_MAJOR < 4
+	if (hk->pads != NULL)
+	{
+		const CrHmacPads *p = hk->pads;
+		SHA256_CTX	c;
+		uint8_t		inner[SHA256_DIGEST_LENGTH];
+
+		c = p->inner;
+		ok = SHA256_Update(&c, data, len) == 1 && SHA256_Final(inner, &c) == 1;
+		c = p->outer;
+		ok = ok && SHA256_Update(&c, inner, sizeof(inner)) == 1 &&
+			SHA256_Final(out, &c) == 1;
+		OPENSSL_cleanse(&c, sizeof(c));
+		OPENSSL_cleanse(inner, sizeof(inner));
+		if (!ok)
+			env_wipe(out, 32);
+		return ok;
+	}
+#endif
 	if (hk->key == NULL)
 		return false;
 	if (cr_hmac_ctx == NULL)
@@ -389,6 +526,11 @@ env_hmac(const EnvHmacKey *hk, const uint8_t *data, size_t len, uint8_t *out)
 void
 env_hmac_key_clear(EnvHmacKey *hk)
 {
+#if OPENSSL_VERSION_MAJOR < 4
+	if (hk->pads != NULL)
+		env_locked_free(hk->pads, CR_HMAC_PADS_SIZE);
+#endif
+	hk->pads = NULL;
 	hk->key = NULL;
 	hk->len = 0;
 }

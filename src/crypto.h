@@ -49,6 +49,22 @@ extern void env_crypto_cleanup(void);
 extern bool env_xaes_key_init(EnvXaesKey *xk, const uint8_t *key);
 extern void env_xaes_key_clear(EnvXaesKey *xk);
 
+/* One message in steps: see env_xaes_begin() */
+typedef struct EnvXaesStream
+{
+	void	   *ctx;			/* the process's context of that direction */
+	bool		seal;
+} EnvXaesStream;
+
+extern EnvCryptoStatus env_xaes_begin(EnvXaesStream *st, bool seal,
+									  const EnvXaesKey *xk,
+									  const uint8_t *nonce,
+									  const uint8_t *aad, size_t aad_len);
+extern EnvCryptoStatus env_xaes_update(EnvXaesStream *st, const uint8_t *in,
+									   size_t len, uint8_t *out);
+extern EnvCryptoStatus env_xaes_end(EnvXaesStream *st, uint8_t *tag);
+extern void env_xaes_abort(EnvXaesStream *st);
+
 extern EnvCryptoStatus env_xaes_seal(const EnvXaesKey *xk,
 									 const uint8_t *nonce,
 									 const uint8_t *aad, size_t aad_len,
@@ -61,15 +77,20 @@ extern EnvCryptoStatus env_xaes_open(const EnvXaesKey *xk,
 									 const uint8_t *tag, uint8_t *out);
 
 /*
- * An HMAC-SHA256 key for repeated use: a reference to the key, which the
- * caller keeps (in the server, in locked memory) for as long as it uses
- * this.  No OpenSSL object holds the key, or an HMAC state keyed with it,
- * between calls.
+ * An HMAC-SHA256 key for repeated use.  It holds the two SHA-256 states
+ * that HMAC computes from the padded key before any data (the inner and
+ * outer pads), in locked memory excluded from core dumps, so that a call
+ * hashes only its data: three SHA-256 blocks for a token.  Built against an
+ * OpenSSL without the direct SHA-256 functions, it holds a reference to the
+ * key instead, which the caller keeps in locked memory for as long as it
+ * uses this.  No OpenSSL object holds the key, or an HMAC state keyed with
+ * it, between calls.
  */
 typedef struct EnvHmacKey
 {
 	const uint8_t *key;
 	size_t		len;
+	void	   *pads;			/* locked page of the two states, or NULL */
 } EnvHmacKey;
 
 extern bool env_hmac_key_init(EnvHmacKey *hk, const uint8_t *key, size_t len);

@@ -84,23 +84,169 @@ enc_require(FunctionCallInfo fcinfo, int argno, const char *what)
 }
 
 /*
- * SQL function: envault.env_encrypt(tenant text, purpose text,
- *                                   plaintext bytea, aad bytea) returns bytea
- * SQL function: envault.env_encrypt(tenant text, purpose text,
- *                                   plaintext text, aad bytea) returns bytea
- *
- * text and bytea share a representation, so one entry point serves both.
+ * Where the bytes of an argument come from.  A large value stored out of
+ * line without compression is read in slices of ENC_SLICE bytes, straight
+ * from its TOAST chunks, rather than detoasted whole: the result is then
+ * the only allocation as large as the value, and a plaintext's slices are
+ * wiped while they are still in the cache.  (Two live allocations of a
+ * megabyte or more make the C library give the memory back to the kernel
+ * after each row and fault it in again for the next.)  Anything else is
+ * detoasted once, as usual.
  */
+#define ENC_SLICE		(64 * 1024)
+#define ENC_SLICED_MIN	(4 * ENC_SLICE)
+
+typedef struct EncSource
+{
+	struct varlena *stored;		/* the TOAST pointer, to read in slices, or
+								 * NULL */
+	const uint8 *buf;			/* or the bytes, in memory */
+	size_t		len;
+	struct varlena *copy;		/* a detoasted copy of ours, or NULL */
+} EncSource;
+
+static void
+enc_source(EncSource *src, Datum d)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+
+	memset(src, 0, sizeof(*src));
+	/* out of line, and stored as long as it is: not compressed */
+	if (VARATT_IS_EXTERNAL_ONDISK(v))
+	{
+		Size		stored = toast_datum_size(d);
+
+		if (stored + VARHDRSZ == toast_raw_datum_size(d) &&
+			stored >= ENC_SLICED_MIN)
+		{
+			src->stored = v;
+			src->len = stored;
+			return;
+		}
+	}
+	v = PG_DETOAST_DATUM_PACKED(d);
+	if ((Pointer) v != DatumGetPointer(d))
+		src->copy = v;
+	src->buf = (const uint8 *) VARDATA_ANY(v);
+	src->len = VARSIZE_ANY_EXHDR(v);
+}
+
+/* Free a source's detoasted copy, wiped first if it held a plaintext. */
+static void
+enc_source_free(EncSource *src, bool wipe)
+{
+	if (src->copy != NULL)
+	{
+		if (wipe)
+			env_wipe(src->copy, VARSIZE_ANY(src->copy));
+		pfree(src->copy);
+		src->copy = NULL;
+	}
+}
+
+/* Copy len bytes of a source from offset (a small piece: a header, a tag). */
+static void
+enc_source_read(const EncSource *src, size_t offset, size_t len, uint8 *out)
+{
+	struct varlena *slice;
+
+	if (src->stored == NULL)
+	{
+		memcpy(out, src->buf + offset, len);
+		return;
+	}
+	slice = detoast_attr_slice(src->stored, (int32) offset, (int32) len);
+	if (VARSIZE_ANY_EXHDR(slice) != len)
+		elog(ERROR, "TOAST slice of %zu bytes at %zu has %zu",
+			 len, offset, (size_t) VARSIZE_ANY_EXHDR(slice));
+	memcpy(out, VARDATA_ANY(slice), len);
+	pfree(slice);
+}
+
+/*
+ * Run len bytes of a source, from offset, through a begun message into out.
+ * Slices of a plaintext are wiped before they are freed.  May raise an
+ * error (reading a slice): the caller aborts the message then.
+ */
+static EnvCryptoStatus
+enc_source_run(EnvXaesStream *st, const EncSource *src, size_t offset,
+			   size_t len, uint8 *out, bool plaintext)
+{
+	while (len > 0)
+	{
+		size_t		n;
+		struct varlena *slice;
+		EnvCryptoStatus rc;
+
+		if (src->stored == NULL)
+			return env_xaes_update(st, src->buf + offset, len, out);
+		n = Min(len, ENC_SLICE);
+		slice = detoast_attr_slice(src->stored, (int32) offset, (int32) n);
+		if (VARSIZE_ANY_EXHDR(slice) != n)
+		{
+			if (plaintext)
+				env_wipe(slice, VARSIZE_ANY(slice));
+			elog(ERROR, "TOAST slice of %zu bytes at %zu has %zu",
+				 n, offset, (size_t) VARSIZE_ANY_EXHDR(slice));
+		}
+		rc = env_xaes_update(st, (const uint8 *) VARDATA_ANY(slice), n, out);
+		if (plaintext)
+			env_wipe(VARDATA_ANY(slice), n);
+		pfree(slice);
+		if (rc != ENV_CRYPTO_OK)
+			return rc;
+		offset += n;
+		out += n;
+		len -= n;
+	}
+	return ENV_CRYPTO_OK;
+}
+
+/*
+ * Run a source through a message begun with st, then end it, writing (when
+ * sealing) or checking (when opening) the tag.  On any failure, errors
+ * included, the message is aborted and out, when it is a plaintext, wiped.
+ */
+static EnvCryptoStatus
+enc_source_finish(EnvXaesStream *st, const EncSource *src, size_t offset,
+				  size_t len, uint8 *out, uint8 *tag)
+{
+	bool		opening = !st->seal;
+	volatile EnvCryptoStatus rc = ENV_CRYPTO_OK;
+
+	PG_TRY();
+	{
+		rc = enc_source_run(st, src, offset, len, out, !opening);
+	}
+	PG_CATCH();
+	{
+		env_xaes_abort(st);
+		if (opening)
+			env_wipe(out, len);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (rc == ENV_CRYPTO_OK)
+		rc = env_xaes_end(st, tag);
+	else
+		env_xaes_abort(st);
+	if (rc != ENV_CRYPTO_OK && opening)
+		env_wipe(out, len);
+	return rc;
+}
+
 /*
  * Start a ciphertext of ptlen bytes under key: allocate it, write its header
- * with a fresh nonce, and assemble its associated data into *a.
+ * with a fresh nonce, and begin the message with its associated data.
  */
 static bytea *
-enc_begin(const EnvDataKey *key, size_t ptlen, bytea *aad, EncAad *a)
+enc_begin(const EnvDataKey *key, size_t ptlen, bytea *aad, EnvXaesStream *st)
 {
 	size_t		total = ENV_CT_OVERHEAD + ptlen;
 	bytea	   *result;
 	uint8		nonce[ENV_NONCE_LEN];
+	EncAad		a;
+	EnvCryptoStatus rc;
 
 	if (total > MaxAllocSize - VARHDRSZ)
 		ereport(ERROR,
@@ -113,22 +259,28 @@ enc_begin(const EnvDataKey *key, size_t ptlen, bytea *aad, EncAad *a)
 	if (!env_random_nonce(nonce))
 		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a nonce");
 	env_ct_write_header((uint8 *) VARDATA(result), key->key_id, nonce);
-	enc_aad_build(a, key, (uint8 *) VARDATA(result), aad);
+	enc_aad_build(&a, key, (uint8 *) VARDATA(result), aad);
+	rc = env_xaes_begin(st, true, key->xk, nonce, a.buf, a.len);
+	enc_aad_free(&a);
+	if (rc != ENV_CRYPTO_OK)
+		env_error_crypto(rc, "encrypting");
 	return result;
 }
 
-/* Seal the plaintext into a ciphertext begun by enc_begin(); never raises. */
-static EnvCryptoStatus
-enc_finish(const EnvDataKey *key, bytea *result, EncAad *a,
-		   const uint8 *pt, size_t ptlen)
+/* Encrypt a source under key, with the caller's associated data. */
+static bytea *
+enc_seal(const EnvDataKey *key, const EncSource *src, bytea *aad)
 {
+	EnvXaesStream st;
+	bytea	   *result = enc_begin(key, src->len, aad, &st);
 	uint8	   *out = (uint8 *) VARDATA(result);
-	EnvCryptoStatus st;
+	EnvCryptoStatus rc;
 
-	st = env_xaes_seal(key->xk, out + 12, a->buf, a->len, pt, ptlen,
-					   out + ENV_CT_HEADER_LEN, out + ENV_CT_HEADER_LEN + ptlen);
-	enc_aad_free(a);
-	return st;
+	rc = enc_source_finish(&st, src, 0, src->len, out + ENV_CT_HEADER_LEN,
+						   out + ENV_CT_HEADER_LEN + src->len);
+	if (rc != ENV_CRYPTO_OK)
+		env_error_crypto(rc, "encrypting");
+	return result;
 }
 
 /*
@@ -146,12 +298,8 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 	text	   *tenant;
 	text	   *purpose;
 	const EnvDataKey *key;
-	Datum		ptdatum;
-	struct varlena *pt;
-	size_t		ptlen;
-	bytea	   *result;
-	EncAad		a;
-	EnvCryptoStatus st;
+	EncSource	src;
+	bytea	   *volatile result = NULL;
 
 	if (PG_ARGISNULL(2))
 		PG_RETURN_NULL();
@@ -163,25 +311,32 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 	env_tenant_check(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), false);
 	key = env_keystore_active_key(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant),
 								  VARDATA_ANY(purpose), VARSIZE_ANY_EXHDR(purpose));
-	ptdatum = PG_GETARG_DATUM(2);
-	ptlen = toast_raw_datum_size(ptdatum) - VARHDRSZ;
-	result = enc_begin(key, ptlen, enc_optional_aad(fcinfo, 3), &a);
 
-	/* no error may be raised from here until the copy is wiped */
-	pt = PG_DETOAST_DATUM_PACKED(ptdatum);
-	st = enc_finish(key, result, &a, (const uint8 *) VARDATA_ANY(pt), ptlen);
-	if ((Pointer) pt != DatumGetPointer(ptdatum))
+	/* a detoasted copy of the plaintext is wiped whatever happens */
+	enc_source(&src, PG_GETARG_DATUM(2));
+	PG_TRY();
 	{
-		env_wipe(pt, VARSIZE_ANY(pt));
-		pfree(pt);
+		result = enc_seal(key, &src, enc_optional_aad(fcinfo, 3));
 	}
-	if (st != ENV_CRYPTO_OK)
-		env_error_crypto(st, "encrypting");
+	PG_FINALLY();
+	{
+		enc_source_free(&src, true);
+	}
+	PG_END_TRY();
 	PG_RETURN_BYTEA_P(result);
 }
 
-static bytea *enc_open(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out,
-						const char *tenant, size_t tenant_len, const char *secret);
+static bytea *enc_open(const EncSource *src, bytea *aad,
+					   const EnvDataKey **key_out, const char *tenant,
+					   size_t tenant_len, const char *secret);
+
+static void
+enc_source_bytes(EncSource *src, bytea *b)
+{
+	memset(src, 0, sizeof(*src));
+	src->buf = (const uint8 *) VARDATA_ANY(b);
+	src->len = VARSIZE_ANY_EXHDR(b);
+}
 
 /*
  * Decrypt and authenticate a ciphertext.  Returns the plaintext as a new
@@ -192,7 +347,23 @@ static bytea *enc_open(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out
 bytea *
 env_open_ciphertext(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out)
 {
-	return enc_open(ciphertext, aad, key_out, NULL, 0, NULL);
+	EncSource	src;
+
+	enc_source_bytes(&src, ciphertext);
+	return enc_open(&src, aad, key_out, NULL, 0, NULL);
+}
+
+/* env_open_ciphertext() of an argument as it is stored (see EncSource) */
+static bytea *
+enc_open_datum(Datum ciphertext, bytea *aad, const EnvDataKey **key_out)
+{
+	EncSource	src;
+	bytea	   *result;
+
+	enc_source(&src, ciphertext);
+	result = enc_open(&src, aad, key_out, NULL, 0, NULL);
+	enc_source_free(&src, false);
+	return result;
 }
 
 /*
@@ -206,21 +377,33 @@ bytea *
 env_open_secret(bytea *ciphertext, bytea *aad, const char *tenant,
 				size_t tenant_len, const char *secret)
 {
-	return enc_open(ciphertext, aad, NULL, tenant, tenant_len, secret);
+	EncSource	src;
+
+	enc_source_bytes(&src, ciphertext);
+	return enc_open(&src, aad, NULL, tenant, tenant_len, secret);
 }
 
 static bytea *
-enc_open(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out,
+enc_open(const EncSource *src, bytea *aad, const EnvDataKey **key_out,
 		 const char *tenant, size_t tenant_len, const char *secret)
 {
+	uint8		frame[ENV_CT_OVERHEAD];
 	EnvCiphertext ct;
 	const EnvDataKey *key;
 	bytea	   *result;
+	size_t		body_len;
+	EnvXaesStream st;
 	EncAad		a;
-	EnvCryptoStatus st;
+	EnvCryptoStatus rc;
 
-	if (!env_ct_parse((const uint8 *) VARDATA_ANY(ciphertext),
-					  VARSIZE_ANY_EXHDR(ciphertext), &ct))
+	/* the header and the tag, for a sliced source the only bytes read yet */
+	if (src->len < ENV_CT_OVERHEAD)
+		env_error_auth_failed();
+	body_len = src->len - ENV_CT_OVERHEAD;
+	enc_source_read(src, 0, ENV_CT_HEADER_LEN, frame);
+	enc_source_read(src, src->len - ENV_TAG_LEN, ENV_TAG_LEN,
+					frame + ENV_CT_HEADER_LEN);
+	if (!env_ct_parse(frame, sizeof(frame), &ct))
 		env_error_auth_failed();
 	key = env_keystore_key_by_id(ct.key_id);	/* checks the tenant */
 	if (secret != NULL &&
@@ -235,16 +418,18 @@ enc_open(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out,
 						   key->tenant, key->purpose),
 				 errhint("The row of envault.secrets was altered or copied from elsewhere.")));
 
+	result = palloc(VARHDRSZ + body_len);
+	SET_VARSIZE(result, VARHDRSZ + body_len);
 	enc_aad_build(&a, key, ct.header, aad);
-	result = palloc(VARHDRSZ + ct.body_len);
-	SET_VARSIZE(result, VARHDRSZ + ct.body_len);
-	st = env_xaes_open(key->xk, ct.nonce, a.buf, a.len, ct.body, ct.body_len,
-					   ct.tag, (uint8 *) VARDATA(result));
+	rc = env_xaes_begin(&st, false, key->xk, ct.nonce, a.buf, a.len);
 	enc_aad_free(&a);
-	if (st != ENV_CRYPTO_OK)
+	if (rc == ENV_CRYPTO_OK)
+		rc = enc_source_finish(&st, src, ENV_CT_HEADER_LEN, body_len,
+							   (uint8 *) VARDATA(result), frame + ENV_CT_HEADER_LEN);
+	if (rc != ENV_CRYPTO_OK)
 	{
-		pfree(result);			/* already wiped by env_xaes_open */
-		env_error_crypto(st, "decrypting");
+		pfree(result);			/* already wiped by enc_source_finish */
+		env_error_crypto(rc, "decrypting");
 	}
 	/* counted once authenticated; the plaintext is wiped if that fails */
 	PG_TRY();
@@ -253,7 +438,7 @@ enc_open(bytea *ciphertext, bytea *aad, const EnvDataKey **key_out,
 	}
 	PG_CATCH();
 	{
-		env_wipe(VARDATA(result), ct.body_len);
+		env_wipe(VARDATA(result), body_len);
 		pfree(result);
 		PG_RE_THROW();
 	}
@@ -271,13 +456,12 @@ bytea *
 env_seal_with_key(const EnvDataKey *key, const uint8 *pt, size_t ptlen,
 				  bytea *aad)
 {
-	EncAad		a;
-	bytea	   *result = enc_begin(key, ptlen, aad, &a);
-	EnvCryptoStatus st = enc_finish(key, result, &a, pt, ptlen);
+	EncSource	src;
 
-	if (st != ENV_CRYPTO_OK)
-		env_error_crypto(st, "encrypting");
-	return result;
+	memset(&src, 0, sizeof(src));
+	src.buf = pt;
+	src.len = ptlen;
+	return enc_seal(key, &src, aad);
 }
 
 /* SQL function: envault.env_decrypt(ciphertext bytea, aad bytea) returns bytea */
@@ -287,8 +471,8 @@ envault_env_decrypt(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	PG_RETURN_BYTEA_P(env_open_ciphertext(PG_GETARG_BYTEA_PP(0),
-										  enc_optional_aad(fcinfo, 1), NULL));
+	PG_RETURN_BYTEA_P(enc_open_datum(PG_GETARG_DATUM(0),
+									 enc_optional_aad(fcinfo, 1), NULL));
 }
 
 /* SQL function: envault.env_decrypt_text(ciphertext bytea, aad bytea) returns text */
@@ -300,8 +484,7 @@ envault_env_decrypt_text(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	pt = env_open_ciphertext(PG_GETARG_BYTEA_PP(0),
-							 enc_optional_aad(fcinfo, 1), NULL);
+	pt = enc_open_datum(PG_GETARG_DATUM(0), enc_optional_aad(fcinfo, 1), NULL);
 	if (!pg_verify_mbstr(GetDatabaseEncoding(), VARDATA(pt),
 						 VARSIZE(pt) - VARHDRSZ, true))
 	{
@@ -406,7 +589,7 @@ envault_env_reencrypt(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	aad = enc_optional_aad(fcinfo, 1);
-	pt = env_open_ciphertext(PG_GETARG_BYTEA_PP(0), aad, &key);
+	pt = enc_open_datum(PG_GETARG_DATUM(0), aad, &key);
 	enc_key_ref(key, &ref);
 	PG_TRY();
 	{
@@ -414,15 +597,8 @@ envault_env_reencrypt(PG_FUNCTION_ARGS)
 
 		if (active->key_id != ref.key_id)
 		{
-			size_t		ptlen = VARSIZE(pt) - VARHDRSZ;
-			EncAad		a;
-			bytea	   *r = enc_begin(active, ptlen, aad, &a);
-			EnvCryptoStatus st = enc_finish(active, r, &a,
-											(const uint8 *) VARDATA(pt), ptlen);
-
-			if (st != ENV_CRYPTO_OK)
-				env_error_crypto(st, "encrypting");
-			result = r;
+			result = env_seal_with_key(active, (const uint8 *) VARDATA(pt),
+									   VARSIZE(pt) - VARHDRSZ, aad);
 		}
 	}
 	PG_FINALLY();
@@ -434,6 +610,17 @@ envault_env_reencrypt(PG_FUNCTION_ARGS)
 	if (result == NULL)
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * The first ENV_CT_OVERHEAD bytes of argument 0 (or all of a shorter one):
+ * enough for env_ct_parse() to read the header, and all that is fetched of
+ * a value stored out of line.  Its body and tag are not looked at.
+ */
+static bytea *
+enc_header_slice(FunctionCallInfo fcinfo)
+{
+	return PG_GETARG_BYTEA_P_SLICE(0, 0, ENV_CT_OVERHEAD);
 }
 
 /*
@@ -452,7 +639,7 @@ envault_env_is_current(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	c = PG_GETARG_BYTEA_PP(0);
+	c = enc_header_slice(fcinfo);
 	if (!env_ct_parse((const uint8 *) VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c), &ct))
 		env_error_auth_failed();
 	enc_key_ref(env_keystore_key_by_id(ct.key_id), &ref);	/* checks the tenant */
@@ -480,7 +667,7 @@ envault_key_state(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	c = PG_GETARG_BYTEA_PP(0);
+	c = enc_header_slice(fcinfo);
 	if (!env_ct_parse((const uint8 *) VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c), &ct))
 		env_error_auth_failed();
 	why = env_keystore_unusable(ct.key_id);	/* checks the tenant */

@@ -482,8 +482,13 @@ GRANT EXECUTE ON FUNCTION envault.rekey_tenant(text), envault.destroy_superseded
 -- Token revocations: a row of their own, so that revoking a token never
 -- waits for a transaction that used it (and so updated its row)
 
+-- Token ids are compared byte for byte (COLLATE "C"): verify_token descends
+-- these primary keys on every call (the index is rebuilt, the table is not
+-- rewritten).
+ALTER TABLE envault.tokens ALTER COLUMN token_id TYPE text COLLATE "C";
+
 CREATE TABLE envault.token_revocations (
-	token_id	text PRIMARY KEY REFERENCES envault.tokens (token_id),
+	token_id	text COLLATE "C" PRIMARY KEY REFERENCES envault.tokens (token_id),
 	revoked_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	revoked_by	name
 );

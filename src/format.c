@@ -186,6 +186,16 @@ env_key_unwrap(const EnvXaesKey *kek, const uint8_t *wrapped,
 
 /* --- API tokens ----------------------------------------------------------- */
 
+/*
+ * The CRC-32 (IEEE) of each single-bit byte: the table of a byte's CRC is
+ * linear in its bits, so crc32_byte[x] is the XOR of the entries of x's set
+ * bits.
+ */
+static const uint32_t fmt_crc_bit[8] = {
+	0x77073096u, 0xEE0E612Cu, 0x076DC419u, 0x0EDB8832u,
+	0x1DB71064u, 0x3B6E20C8u, 0x76DC4190u, 0xEDB88320u
+};
+
 uint32_t
 env_crc32(const uint8_t *data, size_t len)
 {
@@ -193,17 +203,25 @@ env_crc32(const uint8_t *data, size_t len)
 	size_t		i;
 
 	/*
-	 * Bit by bit, without a table: the token's secret passes through here,
-	 * and a table indexed by its bytes would make the time of each lookup
-	 * depend on them (cache timing).
+	 * A byte at a time, without a table indexed by data: the token's secret
+	 * passes through here, and a table lookup would make the time of each
+	 * step depend on its bytes (cache timing).  The eight bit steps of a
+	 * byte are one linear map, applied as eight independent masked XORs
+	 * rather than a chain of eight dependent shifts.
 	 */
 	for (i = 0; i < len; i++)
 	{
-		int			b;
+		uint32_t	x = (crc ^ data[i]) & 0xFFu;
 
-		crc ^= data[i];
-		for (b = 0; b < 8; b++)
-			crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+		crc = (crc >> 8) ^
+			((fmt_crc_bit[0] & (0u - (x & 1u))) ^
+			 (fmt_crc_bit[1] & (0u - ((x >> 1) & 1u)))) ^
+			((fmt_crc_bit[2] & (0u - ((x >> 2) & 1u))) ^
+			 (fmt_crc_bit[3] & (0u - ((x >> 3) & 1u)))) ^
+			((fmt_crc_bit[4] & (0u - ((x >> 4) & 1u))) ^
+			 (fmt_crc_bit[5] & (0u - ((x >> 5) & 1u)))) ^
+			((fmt_crc_bit[6] & (0u - ((x >> 6) & 1u))) ^
+			 (fmt_crc_bit[7] & (0u - ((x >> 7) & 1u))));
 	}
 	return crc ^ 0xFFFFFFFFu;
 }
@@ -223,26 +241,39 @@ fmt_put_hex(char *p, const uint8_t *data, size_t len)
 	return p;
 }
 
+/*
+ * The value of a lowercase hex digit, or 0x100 for any other character.
+ * Without branches on c: the token's secret passes through here.
+ */
+static inline uint32_t
+fmt_hex_nibble(uint8_t c)
+{
+	int32_t		d = (int32_t) c - '0';
+	int32_t		l = (int32_t) c - 'a';
+	uint32_t	not_digit = (uint32_t) (d | (9 - d)) >> 31;
+	uint32_t	not_letter = (uint32_t) (l | (5 - l)) >> 31;
+
+	return ((uint32_t) d & (not_digit - 1u)) |
+		((uint32_t) (l + 10) & (not_letter - 1u)) |
+		((not_digit & not_letter) << 8);
+}
+
 /* Lowercase hex only: a token has exactly one spelling. */
 static bool
 fmt_get_hex(const char *p, size_t len, uint8_t *out)
 {
+	uint32_t	bad = 0;
 	size_t		i;
 
 	for (i = 0; i < len; i++)
 	{
-		int			hi,
-					lo;
-		char		h = p[2 * i],
-					l = p[2 * i + 1];
+		uint32_t	hi = fmt_hex_nibble((uint8_t) p[2 * i]);
+		uint32_t	lo = fmt_hex_nibble((uint8_t) p[2 * i + 1]);
 
-		hi = (h >= '0' && h <= '9') ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : -1;
-		lo = (l >= '0' && l <= '9') ? l - '0' : (l >= 'a' && l <= 'f') ? l - 'a' + 10 : -1;
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i] = (uint8_t) ((hi << 4) | lo);
+		bad |= hi | lo;
+		out[i] = (uint8_t) (((hi & 0xfu) << 4) | (lo & 0xfu));
 	}
-	return true;
+	return (bad & 0x100u) == 0;
 }
 
 /* Write a token of ENV_TOKEN_LEN characters and a terminating NUL. */

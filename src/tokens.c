@@ -27,17 +27,21 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
+#include "access/relscan.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -237,11 +241,11 @@ envault_issue_token(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(result);
 }
 
-/* expiry is judged at the start of the statement, as in env_token_state() */
 /*
  * What verification needs of a token's row and its tenant's, read straight
  * from the tables' primary keys (one call per request makes executor
- * start-up for a query the larger part of the cost).
+ * start-up for a query the larger part of the cost).  Expiry is judged at
+ * the start of the statement, as in env_token_state().
  */
 typedef struct TokRow
 {
@@ -253,6 +257,44 @@ typedef struct TokRow
 	bool		stale;			/* last_used_at unset or over a minute old */
 	TimestampTz expires;		/* DT_NOEND for none */
 } TokRow;
+
+/*
+ * Where verification reads: the tables, their primary keys and the columns
+ * it needs, looked up once per process and looked up again after any
+ * relcache invalidation of one of them (or of everything), which DROP,
+ * ALTER and ALTER EXTENSION UPDATE all send.
+ */
+typedef struct TokRels
+{
+	bool		valid;
+	Oid			tokens;
+	Oid			tenants;
+	Oid			revocations;	/* InvalidOid before ALTER EXTENSION UPDATE
+								 * to 0.3.0 */
+	Oid			tokens_pk;
+	Oid			tenants_pk;
+	Oid			revocations_pk;
+	AttrNumber	tenant;			/* of envault.tokens ... */
+	AttrNumber	hmac;
+	AttrNumber	version;
+	AttrNumber	revoked_at;
+	AttrNumber	expires_at;
+	AttrNumber	last_used_at;
+	AttrNumber	state;			/* ... and of envault.tenants */
+} TokRels;
+
+static TokRels tok_rels;
+static bool tok_callback_registered = false;
+
+static void
+tok_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == tok_rels.tokens ||
+		relid == tok_rels.tenants || relid == tok_rels.revocations ||
+		relid == tok_rels.tokens_pk || relid == tok_rels.tenants_pk ||
+		relid == tok_rels.revocations_pk)
+		tok_rels.valid = false;
+}
 
 static AttrNumber
 tok_attnum(Relation rel, const char *name)
@@ -269,41 +311,121 @@ tok_attnum(Relation rel, const char *name)
 	return InvalidAttrNumber;	/* keep compiler quiet */
 }
 
-/*
- * The row of an envault table whose text primary key (its first column)
- * is key, as snap sees it, copied; or NULL.
- */
-static HeapTuple
-tok_fetch(Relation rel, const char *key, Snapshot snap)
+static Oid
+tok_pk(Relation rel)
 {
 	Oid			index = env_relation_pk_index(rel);
-	ScanKeyData sk;
-	SysScanDesc scan;
-	HeapTuple	tup;
 
 	if (!OidIsValid(index))
 		elog(ERROR, "relation \"%s\" has no primary key", RelationGetRelationName(rel));
+	return index;
+}
+
+/*
+ * Fill tok_rels from the open tables (the caller holds their locks, so no
+ * invalidation of them can arrive in between).
+ */
+static void
+tok_rels_fill(Relation tokens, Relation tenants, Relation revocations)
+{
+	TokRels		r;
+
+	r.tokens = RelationGetRelid(tokens);
+	r.tenants = RelationGetRelid(tenants);
+	r.revocations = revocations ? RelationGetRelid(revocations) : InvalidOid;
+	r.tokens_pk = tok_pk(tokens);
+	r.tenants_pk = tok_pk(tenants);
+	r.revocations_pk = revocations ? tok_pk(revocations) : InvalidOid;
+	r.tenant = tok_attnum(tokens, "tenant");
+	r.hmac = tok_attnum(tokens, "token_hmac");
+	r.version = tok_attnum(tokens, "pepper_version");
+	r.revoked_at = tok_attnum(tokens, "revoked_at");
+	r.expires_at = tok_attnum(tokens, "expires_at");
+	r.last_used_at = tok_attnum(tokens, "last_used_at");
+	r.state = tok_attnum(tenants, "state");
+	r.valid = true;
+	tok_rels = r;
+}
+
+/*
+ * Open the three tables, by the cached OIDs when they are still valid.
+ * Locks are kept until the end of the transaction, like the executor's, so
+ * that later calls in it find them held.
+ */
+static void
+tok_open(Relation *tokens, Relation *tenants, Relation *revocations)
+{
+	if (!tok_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(tok_relcache_callback, (Datum) 0);
+		tok_callback_registered = true;
+	}
+	if (tok_rels.valid)
+	{
+		/* an invalidation processed while locking clears tok_rels.valid */
+		*tokens = table_open(tok_rels.tokens, AccessShareLock);
+		*tenants = table_open(tok_rels.tenants, AccessShareLock);
+		*revocations = OidIsValid(tok_rels.revocations) ?
+			table_open(tok_rels.revocations, AccessShareLock) : NULL;
+		if (tok_rels.valid)
+			return;
+		if (*revocations)
+			table_close(*revocations, NoLock);
+		table_close(*tenants, NoLock);
+		table_close(*tokens, NoLock);
+	}
+	{
+		Oid			nsp = get_namespace_oid("envault", false);
+		Oid			tokens_relid = get_relname_relid("tokens", nsp);
+		Oid			tenants_relid = get_relname_relid("tenants", nsp);
+		Oid			revocations_relid = get_relname_relid("token_revocations", nsp);
+
+		if (!OidIsValid(tokens_relid) || !OidIsValid(tenants_relid))
+			elog(ERROR, "envault.tokens or envault.tenants does not exist");
+		*tokens = table_open(tokens_relid, AccessShareLock);
+		*tenants = table_open(tenants_relid, AccessShareLock);
+		*revocations = OidIsValid(revocations_relid) ?
+			table_open(revocations_relid, AccessShareLock) : NULL;
+		tok_rels_fill(*tokens, *tenants, *revocations);
+	}
+}
+
+/*
+ * Find the row of an envault table whose text primary key (one column) is
+ * key, as snap sees it, into slot.  The equality is the index's own, in
+ * the index's collation.
+ */
+static bool
+tok_probe(Relation heap, Oid indexid, const char *key, Snapshot snap,
+		  TupleTableSlot *slot)
+{
+	Relation	index = index_open(indexid, AccessShareLock);
+	IndexScanDesc scan;
+	ScanKeyData sk;
+	bool		found;
+
 	ScanKeyEntryInitialize(&sk, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   TupleDescAttr(RelationGetDescr(rel), 0)->attcollation,
-						   F_TEXTEQ, CStringGetTextDatum(key));
-	scan = systable_beginscan(rel, index, true, snap, 1, &sk);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		tup = heap_copytuple(tup);
-	systable_endscan(scan);
-	return tup;
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   CStringGetTextDatum(key));
+	scan = env_index_beginscan(heap, index, snap, 1, 0);
+	index_rescan(scan, &sk, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	index_close(index, NoLock);
+	return found;
 }
 
 static char *
-tok_text_att(HeapTuple tup, Relation rel, const char *name, char *buf, size_t size)
+tok_text_att(TupleTableSlot *slot, AttrNumber attnum, const char *what,
+			 char *buf, size_t size)
 {
 	bool		isnull;
-	Datum		d = heap_getattr(tup, tok_attnum(rel, name), RelationGetDescr(rel), &isnull);
+	Datum		d = slot_getattr(slot, attnum, &isnull);
 	text	   *t;
 	size_t		len;
 
 	if (isnull)
-		elog(ERROR, "envault.%s.%s is null", RelationGetRelationName(rel), name);
+		elog(ERROR, "envault.%s is null", what);
 	t = DatumGetTextPP(d);
 	len = Min(VARSIZE_ANY_EXHDR(t), size - 1);
 	memcpy(buf, VARDATA_ANY(t), len);
@@ -311,62 +433,20 @@ tok_text_att(HeapTuple tup, Relation rel, const char *name, char *buf, size_t si
 	return buf;
 }
 
-/*
- * Look a token id up, as of now (the latest committed state, like every key
- * table read: a revocation bites at once).  False when there is no such
- * token.
- */
+/* The rest of tok_lookup(), once the token's row is found. */
 static bool
-tok_lookup(const char *id_hex, TokRow *row)
+tok_read_row(const char *id_hex, TupleTableSlot *tslot, Relation tenants,
+			 Relation revocations, Snapshot snap, TokRow *row)
 {
-	Oid			nsp = get_namespace_oid("envault", false);
-	Oid			tokens_relid = get_relname_relid("tokens", nsp);
-	Oid			tenants_relid = get_relname_relid("tenants", nsp);
-	Oid			revocations_relid = get_relname_relid("token_revocations", nsp);
-	Relation	tokens;
-	Relation	tenants;
-	Relation	revocations;
-	Snapshot	snap;
-	HeapTuple	tup;
-	HeapTuple	ttup = NULL;
-	HeapTuple	rtup = NULL;
-	TupleDesc	desc;
+	TupleTableSlot *slot;
 	bool		isnull;
+	bool		revoked;
 	Datum		d;
 	char		state[16];
 
-	if (!OidIsValid(tokens_relid) || !OidIsValid(tenants_relid))
-		elog(ERROR, "envault.tokens or envault.tenants does not exist");
-	tokens = table_open(tokens_relid, AccessShareLock);
-	tenants = table_open(tenants_relid, AccessShareLock);
-	/* (not there before ALTER EXTENSION UPDATE to 0.3.0) */
-	revocations = OidIsValid(revocations_relid) ?
-		table_open(revocations_relid, AccessShareLock) : NULL;
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	tup = tok_fetch(tokens, id_hex, snap);
-	if (HeapTupleIsValid(tup))
-	{
-		tok_text_att(tup, tokens, "tenant", row->tenant, sizeof(row->tenant));
-		ttup = tok_fetch(tenants, row->tenant, snap);
-		if (revocations)
-			rtup = tok_fetch(revocations, id_hex, snap);
-	}
-	UnregisterSnapshot(snap);
-	if (revocations)
-		table_close(revocations, AccessShareLock);
-	if (!HeapTupleIsValid(tup) || !HeapTupleIsValid(ttup))
-	{
-		if (HeapTupleIsValid(tup))
-			heap_freetuple(tup);
-		if (HeapTupleIsValid(rtup))
-			heap_freetuple(rtup);
-		table_close(tenants, AccessShareLock);
-		table_close(tokens, AccessShareLock);
-		return false;
-	}
-
-	desc = RelationGetDescr(tokens);
-	d = heap_getattr(tup, tok_attnum(tokens, "token_hmac"), desc, &isnull);
+	tok_text_att(tslot, tok_rels.tenant, "tokens.tenant", row->tenant,
+				 sizeof(row->tenant));
+	d = slot_getattr(tslot, tok_rels.hmac, &isnull);
 	row->hmac_len = -1;
 	if (!isnull)
 	{
@@ -378,31 +458,67 @@ tok_lookup(const char *id_hex, TokRow *row)
 			memcpy(row->hmac, VARDATA_ANY(b), row->hmac_len);
 		}
 	}
-	tok_text_att(tup, tokens, "pepper_version", row->version, sizeof(row->version));
-	tok_text_att(ttup, tenants, "state", state, sizeof(state));
-	/* revoked: a row in envault.token_revocations, or (versions before 0.3.0) revoked_at */
-	(void) heap_getattr(tup, tok_attnum(tokens, "revoked_at"), desc, &isnull);
-	row->dead = !isnull || HeapTupleIsValid(rtup) || strcmp(state, "active") != 0;
-	if (HeapTupleIsValid(rtup))
-		heap_freetuple(rtup);
-	d = heap_getattr(tup, tok_attnum(tokens, "expires_at"), desc, &isnull);
+	tok_text_att(tslot, tok_rels.version, "tokens.pepper_version",
+				 row->version, sizeof(row->version));
+	/* revoked: a row in envault.token_revocations, or (before 0.3.0) revoked_at */
+	(void) slot_getattr(tslot, tok_rels.revoked_at, &isnull);
+	revoked = !isnull;
+	d = slot_getattr(tslot, tok_rels.expires_at, &isnull);
 	if (isnull)
 		TIMESTAMP_NOEND(row->expires);
 	else
-	{
 		row->expires = DatumGetTimestampTz(d);
-		if (row->expires <= GetCurrentStatementStartTimestamp())
-			row->dead = true;
-	}
-	d = heap_getattr(tup, tok_attnum(tokens, "last_used_at"), desc, &isnull);
+	d = slot_getattr(tslot, tok_rels.last_used_at, &isnull);
 	row->stale = isnull ||
 		DatumGetTimestampTz(d) < GetCurrentTransactionStartTimestamp() - 60 * USECS_PER_SEC;
 
-	heap_freetuple(ttup);
-	heap_freetuple(tup);
-	table_close(tenants, AccessShareLock);
-	table_close(tokens, AccessShareLock);
+	slot = table_slot_create(tenants, NULL);
+	if (!tok_probe(tenants, tok_rels.tenants_pk, row->tenant, snap, slot))
+	{
+		ExecDropSingleTupleTableSlot(slot);
+		return false;
+	}
+	tok_text_att(slot, tok_rels.state, "tenants.state", state, sizeof(state));
+	ExecDropSingleTupleTableSlot(slot);
+	if (revocations && !revoked)
+	{
+		slot = table_slot_create(revocations, NULL);
+		revoked = tok_probe(revocations, tok_rels.revocations_pk, id_hex, snap, slot);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	row->dead = revoked || strcmp(state, "active") != 0 ||
+		(!TIMESTAMP_NOT_FINITE(row->expires) &&
+		 row->expires <= GetCurrentStatementStartTimestamp());
 	return true;
+}
+
+/*
+ * Look a token id up, as of now (the latest committed state, like every key
+ * table read: a revocation bites at once).  False when there is no such
+ * token, or its tenant is gone.
+ */
+static bool
+tok_lookup(const char *id_hex, TokRow *row)
+{
+	Relation	tokens;
+	Relation	tenants;
+	Relation	revocations;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+	bool		found;
+
+	tok_open(&tokens, &tenants, &revocations);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	slot = table_slot_create(tokens, NULL);
+	found = tok_probe(tokens, tok_rels.tokens_pk, id_hex, snap, slot) &&
+		tok_read_row(id_hex, slot, tenants, revocations, snap, row);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	if (revocations)
+		table_close(revocations, NoLock);
+	table_close(tenants, NoLock);
+	table_close(tokens, NoLock);
+	return found;
 }
 
 #define TOK_Q_TOUCH \
