@@ -12,6 +12,8 @@
 #
 # Environment (all optional):
 #   BENCH_ROWS=200000       rows of 64-byte values (topic encrypt)
+#   BENCH_VALUE_BYTES=67108864  bytes of values of each size (topic values;
+#                           64-byte values get a sixteenth)
 #   BENCH_LARGE_ROWS=1000000  rows of the tables of topics tenancy (RLS) and
 #                           lifecycle (reencrypt_column)
 #   BENCH_TOKENS=20000      API tokens per verify_token pass (topic tenancy)
@@ -27,7 +29,7 @@
 #                           the single-client run does 8 times as many)
 #   BENCH_ACCESSLOG_TX=1000 transactions per client at 8 clients (topic
 #                           accesslog; at 64 clients an eighth of that)
-#   BENCH_TOPICS="encrypt tenancy lifecycle audit tree pgbench accesslog"
+#   BENCH_TOPICS="encrypt values tenancy lifecycle audit tree pgbench accesslog"
 #                           topics to run: bench/<topic>.sql files in order,
 #                           then pgbench (bench/pgbench.sh) and accesslog
 #                           (bench/accesslog.sh, with fsync on)
@@ -49,12 +51,13 @@ audit_rows=${BENCH_AUDIT_ROWS:-100000}
 tree_rows=${BENCH_TREE_ROWS:-1000000}
 pgbench_tx=${BENCH_PGBENCH_TX:-2500}
 accesslog_tx=${BENCH_ACCESSLOG_TX:-1000}
-topics=${BENCH_TOPICS:-encrypt tenancy lifecycle audit tree pgbench accesslog}
+topics=${BENCH_TOPICS:-encrypt values tenancy lifecycle audit tree pgbench accesslog}
+value_bytes=${BENCH_VALUE_BYTES:-67108864}
 port=${BENCH_PORT:-54392}
 shared_buffers=${BENCH_SHARED_BUFFERS:-1GB}
 bench="$ENVAULT_ROOT/bench"
 
-for n in "$rows" "$large_rows" "$tokens" "$data_keys" "$reps" "$slow_reps" "$port" \
+for n in "$rows" "$value_bytes" "$large_rows" "$tokens" "$data_keys" "$reps" "$slow_reps" "$port" \
 	"$audit_rows" "$tree_rows" "$pgbench_tx" "$accesslog_tx"; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: not a positive integer: $n" >&2; exit 2; }
 done
@@ -108,7 +111,7 @@ cluster_start "$dir" "$port" \
 
 psql_bench() {
 	as_pg "$PGBIN/psql" -h "$dir" -p "$port" -d postgres -X -q \
-		-v ON_ERROR_STOP=1 -v rows="$rows" -v large_rows="$large_rows" \
+		-v ON_ERROR_STOP=1 -v rows="$rows" -v value_bytes="$value_bytes" -v large_rows="$large_rows" \
 		-v tokens="$tokens" -v data_keys="$data_keys" -v audit_rows="$audit_rows" -v tree_rows="$tree_rows" \
 		-v reps="$reps" -v slow_reps="$slow_reps" "$@"
 }
@@ -134,7 +137,7 @@ machine() {
 	fi
 	[ -z "${BENCH_SKIP_BUILD:-}" ] || rev="$rev, not rebuilt (BENCH_SKIP_BUILD)"
 	echo "envault:    commit $rev"
-	echo "command:    bench/run.sh (rows=$rows large_rows=$large_rows tokens=$tokens data_keys=$data_keys audit_rows=$audit_rows tree_rows=$tree_rows pgbench_tx=$pgbench_tx accesslog_tx=$accesslog_tx reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
+	echo "command:    bench/run.sh (rows=$rows value_bytes=$value_bytes large_rows=$large_rows tokens=$tokens data_keys=$data_keys audit_rows=$audit_rows tree_rows=$tree_rows pgbench_tx=$pgbench_tx accesslog_tx=$accesslog_tx reps=$reps slow_reps=$slow_reps topics=\"$topics\")"
 }
 
 say "running topics: $topics ($rows rows, $large_rows large, $reps rounds, $slow_reps for slow cases)"

@@ -233,7 +233,8 @@ SELECT env_decrypt_text(c) FROM regress_adv_keys WHERE name = 'c2/secrets v1';
 SELECT env_decrypt_text(c) FROM regress_adv_c2v2;
 
 -- Large values stored out of line and uncompressed are read in slices of
--- 64 KiB straight from their TOAST chunks (from 256 KiB on; src/encrypt.c).
+-- 64 KiB straight from their TOAST chunks (from 256 KiB on; results from
+-- 32 MiB on are faulted in at once: src/encrypt.c).
 -- Lengths around both thresholds and slice boundaries, under STORAGE
 -- EXTERNAL (out of line, never compressed: each row shows its stored size
 -- equal to its length).
@@ -243,7 +244,7 @@ INSERT INTO regress_adv_big (len, p, aad)
 SELECT len, substr(convert_to(repeat(md5(len::text), len / 32 + 1), 'UTF8'), 1, len),
        CASE WHEN len % 2 = 0 THEN convert_to('row:' || len, 'UTF8') END
   FROM unnest(ARRAY[262091, 262092, 262143, 262144, 262145, 327680, 327681,
-                    458795, 1048576]) AS len;
+                    458795, 1048576, 33554433]) AS len;
 -- encrypted from the stored plaintext (itself read in slices when long enough)
 UPDATE regress_adv_big SET c = env_encrypt('adv-c1', 'secrets', p, aad);
 SELECT len, octet_length(c) - len AS overhead,

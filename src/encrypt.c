@@ -23,6 +23,9 @@
  */
 #include "envault.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "access/detoast.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -144,6 +147,34 @@ enc_source_free(EncSource *src, bool wipe)
 	}
 }
 
+/*
+ * A result of len bytes for a large value: the C library maps memory this
+ * large afresh for every allocation, and touching it page by page costs a
+ * page fault per 4 kB (on a virtual machine, more than the cipher).  Where
+ * Linux offers it, the pages are faulted in with one call instead; nothing
+ * changes where it does not.
+ */
+#define ENC_PREFAULT_MIN	(32 * 1024 * 1024)
+
+static void *
+enc_alloc_result(size_t len)
+{
+	void	   *p = palloc(len);
+
+#ifdef MADV_POPULATE_WRITE
+	if (len >= ENC_PREFAULT_MIN)
+	{
+		size_t		page = (size_t) sysconf(_SC_PAGESIZE);
+		uintptr_t	start = TYPEALIGN(page, (uintptr_t) p);
+		uintptr_t	end = TYPEALIGN_DOWN(page, (uintptr_t) p + len);
+
+		if (end > start)
+			(void) madvise((void *) start, end - start, MADV_POPULATE_WRITE);
+	}
+#endif
+	return p;
+}
+
 /* Copy len bytes of a source from offset (a small piece: a header, a tag). */
 static void
 enc_source_read(const EncSource *src, size_t offset, size_t len, uint8 *out)
@@ -254,7 +285,7 @@ enc_begin(const EnvDataKey *key, size_t ptlen, bytea *aad, EnvXaesStream *st)
 				 errmsg("value is too large to encrypt"),
 				 errdetail("A plaintext can be at most %d bytes.",
 						   (int) (MaxAllocSize - VARHDRSZ - ENV_CT_OVERHEAD))));
-	result = palloc(VARHDRSZ + total);
+	result = enc_alloc_result(VARHDRSZ + total);
 	SET_VARSIZE(result, VARHDRSZ + total);
 	if (!env_random_nonce(nonce))
 		env_error_crypto(ENV_CRYPTO_LIBRARY_ERROR, "generating a nonce");
@@ -418,7 +449,7 @@ enc_open(const EncSource *src, bytea *aad, const EnvDataKey **key_out,
 						   key->tenant, key->purpose),
 				 errhint("The row of envault.secrets was altered or copied from elsewhere.")));
 
-	result = palloc(VARHDRSZ + body_len);
+	result = enc_alloc_result(VARHDRSZ + body_len);
 	SET_VARSIZE(result, VARHDRSZ + body_len);
 	enc_aad_build(&a, key, ct.header, aad);
 	rc = env_xaes_begin(&st, false, key->xk, ct.nonce, a.buf, a.len);
