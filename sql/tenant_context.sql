@@ -54,6 +54,18 @@ SELECT pepper_version = left(encode(hmac('envault/v1/pepper-check-value',
 -- Verify: the tenant, and last_used_at is recorded
 SELECT envault.verify_token(:'tok');
 SELECT last_used_at IS NOT NULL AS used FROM envault.tokens WHERE label = 'api server';
+-- ... by a HOT update (envault.tokens leaves room on its pages), which adds
+-- no index entry for later lookups to step over (counted in the
+-- transaction: the counts may include earlier ones not yet reported)
+BEGIN;
+SELECT envault.issue_token('acme', 'hot update') AS tok_hot \gset
+SELECT pg_stat_get_xact_tuples_updated('envault.tokens'::regclass) AS upd0,
+       pg_stat_get_xact_tuples_hot_updated('envault.tokens'::regclass) AS hot0 \gset
+SELECT envault.verify_token(:'tok_hot');
+SELECT pg_stat_get_xact_tuples_updated('envault.tokens'::regclass) - :upd0 AS updated,
+       pg_stat_get_xact_tuples_hot_updated('envault.tokens'::regclass) - :hot0 AS hot_updated;
+ROLLBACK;
+SELECT reloptions FROM pg_class WHERE oid = 'envault.tokens'::regclass;
 
 -- Everything else gets NULL: mistyped, malformed, forged, unknown, NULL
 SELECT envault.verify_token(overlay(:'tok' PLACING
