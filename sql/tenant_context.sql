@@ -66,6 +66,19 @@ SELECT pg_stat_get_xact_tuples_updated('envault.tokens'::regclass) - :upd0 AS up
        pg_stat_get_xact_tuples_hot_updated('envault.tokens'::regclass) - :hot0 AS hot_updated;
 ROLLBACK;
 SELECT reloptions FROM pg_class WHERE oid = 'envault.tokens'::regclass;
+-- verify_token remembers where it found a token's row; a row that has moved
+-- since (an update of an indexed column is not HOT: the row gets a new index
+-- entry) or is gone is found, or not, as if nothing had been remembered
+SELECT envault.issue_token('acme', 'moves') AS tok_move \gset
+SELECT envault.issue_token('acme', 'goes') AS tok_gone \gset
+SELECT envault.verify_token(:'tok_move') AS before_move,
+       envault.verify_token(:'tok_gone') AS before_delete;
+UPDATE envault.tokens SET tenant = 'globex' WHERE token_id = substr(:'tok_move', 5, 16);
+DELETE FROM envault.tokens WHERE token_id = substr(:'tok_gone', 5, 16);
+SELECT envault.verify_token(:'tok_move') AS after_move,
+       envault.verify_token(:'tok_gone') IS NULL AS after_delete;
+SELECT envault.revoke_token(substr(:'tok_move', 5, 16));
+SELECT envault.verify_token(:'tok_move') IS NULL AS after_revoke;
 
 -- Everything else gets NULL: mistyped, malformed, forged, unknown, NULL
 SELECT envault.verify_token(overlay(:'tok' PLACING

@@ -769,15 +769,16 @@ ch_tid_remember(const ChHeadKey *key, ItemPointer tid)
 }
 
 /*
- * Is the block still part of the table?  VACUUM may have truncated it away
+ * Is the block still part of the table (a location remembered across
+ * transactions, here and in tokens.c)?  VACUUM may have truncated it away
  * since the location was remembered.  The size the storage manager last
  * found is a safe lower bound: a truncation sends every backend an
  * invalidation that closes its handle of the file, and so forgets that size,
  * before the truncating VACUUM lets go of its lock (which the caller has
  * taken since).  Only a block beyond it costs a look at the file (an lseek).
  */
-static bool
-ch_heads_has_block(Relation rel, BlockNumber block)
+bool
+env_relation_has_block(Relation rel, BlockNumber block)
 {
 	BlockNumber known = RelationGetSmgr(rel)->smgr_cached_nblocks[MAIN_FORKNUM];
 
@@ -797,7 +798,7 @@ ch_heads_fetch_at(Relation rel, const ChHead *h)
 	HeapTuple	result = NULL;
 
 	if (e == NULL || !ItemPointerIsValid(&e->tid) ||
-		!ch_heads_has_block(rel, ItemPointerGetBlockNumber(&e->tid)))
+		!env_relation_has_block(rel, ItemPointerGetBlockNumber(&e->tid)))
 		return NULL;
 	/*
 	 * The head's old versions pile up on its page; prune it once they take

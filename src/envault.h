@@ -303,6 +303,7 @@ extern void env_chain_check_access(Oid relid, bool owner);
 extern Datum env_chain_tenant_value(EnvChain *ch, text *tenant);
 extern Datum env_chain_tenant_arg(EnvChain *ch, text *arg, EnvChainTenant *t);
 extern bool env_chain_written(EnvChain *ch, const EnvChainTenant *t);
+extern bool env_relation_has_block(Relation rel, BlockNumber block);
 extern Relation env_chain_index_open(EnvChain *ch);
 extern void env_chain_tenant_key(EnvChain *ch, ScanKey key, bool isnull,
 								 Datum value);

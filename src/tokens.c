@@ -34,6 +34,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -391,25 +392,123 @@ tok_open(Relation *tokens, Relation *tenants, Relation *revocations)
 }
 
 /*
- * Find the row of an envault table whose text primary key (one column) is
- * key, as snap sees it, into slot.  The equality is the index's own, in
- * the index's collation.
+ * Where each token's and tenant's row was last found: the index entry's
+ * location (the root of its chain of HOT versions), for up to
+ * TOK_TIDS_MAX keys per backend.  A service presents the same token on
+ * every request, and its row is then read with one heap fetch instead of a
+ * descent of the primary key.  The location is only a hint: the version
+ * found there must be visible to the snapshot and have the same key, or
+ * the index is searched (a row updated other than HOT, a table rewritten).
+ * The cache key is a hash of the key text; a collision only costs a miss.
+ */
+#define TOK_TIDS_MAX	16384
+
+typedef struct TokTidKey
+{
+	Oid			relid;
+	uint64		hash;
+} TokTidKey;
+
+typedef struct TokTidEntry
+{
+	TokTidKey	key;			/* hash key */
+	ItemPointerData tid;
+} TokTidEntry;
+
+static HTAB *tok_tids = NULL;
+
+static TokTidEntry *
+tok_tid_entry(Relation heap, const char *key, bool create)
+{
+	TokTidKey	k;
+
+	if (tok_tids == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(TokTidKey);
+		ctl.entrysize = sizeof(TokTidEntry);
+		tok_tids = hash_create("envault token locations", 256, &ctl,
+							   HASH_ELEM | HASH_BLOBS);
+	}
+	memset(&k, 0, sizeof(k));
+	k.relid = RelationGetRelid(heap);
+	k.hash = hash_bytes_extended((const unsigned char *) key, (int) strlen(key), 0);
+	if (create && hash_get_num_entries(tok_tids) >= TOK_TIDS_MAX)
+		create = false;
+	return hash_search(tok_tids, &k, create ? HASH_ENTER : HASH_FIND, NULL);
+}
+
+/* Does the text column attnum of the row in slot equal key? */
+static bool
+tok_slot_key_is(TupleTableSlot *slot, AttrNumber attnum, const char *key)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, attnum, &isnull);
+	size_t		len = strlen(key);
+
+	return !isnull && VARSIZE_ANY_EXHDR(DatumGetPointer(d)) == len &&
+		memcmp(VARDATA_ANY(DatumGetPointer(d)), key, len) == 0;
+}
+
+/* The row at the remembered location of key, if it is still key's row. */
+static bool
+tok_fetch_at(Relation heap, const char *key, Snapshot snap,
+			 TupleTableSlot *slot)
+{
+	TokTidEntry *e = tok_tid_entry(heap, key, false);
+	IndexFetchTableData *fetch;
+	bool		call_again = false;
+	bool		all_dead = false;
+	bool		found;
+
+	if (e == NULL || !ItemPointerIsValid(&e->tid) ||
+		!env_relation_has_block(heap, ItemPointerGetBlockNumber(&e->tid)))
+		return false;
+	fetch = table_index_fetch_begin(heap);
+	found = table_index_fetch_tuple(fetch, &e->tid, snap, slot, &call_again,
+									&all_dead);
+	table_index_fetch_end(fetch);
+	/* the primary key is the first column of each of these tables */
+	if (found && !tok_slot_key_is(slot, 1, key))
+	{
+		ExecClearTuple(slot);
+		found = false;
+	}
+	return found;
+}
+
+/*
+ * Find the row of an envault table whose text primary key (one column, the
+ * first) is key, as snap sees it, into slot: at its remembered location,
+ * or through the index, with the index's own equality in its collation.
  */
 static bool
 tok_probe(Relation heap, Oid indexid, const char *key, Snapshot snap,
 		  TupleTableSlot *slot)
 {
-	Relation	index = index_open(indexid, AccessShareLock);
+	Relation	index;
 	IndexScanDesc scan;
 	ScanKeyData sk;
 	bool		found;
 
+	if (tok_fetch_at(heap, key, snap, slot))
+		return true;
+	index = index_open(indexid, AccessShareLock);
 	ScanKeyEntryInitialize(&sk, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   CStringGetTextDatum(key));
 	scan = env_index_beginscan(heap, index, snap, 1, 0);
 	index_rescan(scan, &sk, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		TokTidEntry *e = tok_tid_entry(heap, key, true);
+
+		if (e != NULL)
+			e->tid = scan->xs_heaptid;
+	}
 	index_endscan(scan);
 	index_close(index, NoLock);
 	return found;
