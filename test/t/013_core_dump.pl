@@ -4,10 +4,12 @@
 # (pepper) and signs a checkpoint (Ed25519 signing key); gcore then dumps
 # it, as a crash or an administrator would.  gcore honours MADV_DONTDUMP,
 # as the kernel does for a core file.  None of the five raw keys may be in
-# the dump: envault keeps them, and OpenSSL's expanded forms of them (AES
-# key schedules start with the raw key, HMAC contexts hold it), only in
-# memory excluded from core dumps, and wipes every other buffer that held
-# one.
+# the dump, nor the pepper's two HMAC states (the SHA-256 states after its
+# padded blocks, which envault prepares once per process and which verify
+# tokens as well as the pepper): envault keeps them, and OpenSSL's expanded
+# forms of the keys (AES key schedules start with the raw key, HMAC
+# contexts hold it), only in memory excluded from core dumps, and wipes
+# every other buffer that held one.
 #
 # The tenant and data keys are recovered from their wrapped rows with the
 # independent implementation of docs/format.md (test/t/envault_keys.py),
@@ -25,6 +27,7 @@ use EnvaultCrash;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Digest::SHA;
 
 my $gcore = '/usr/bin/gcore';
 plan skip_all => 'gcore (gdb) is not available' unless -x $gcore;
@@ -103,9 +106,24 @@ chomp $data_hex;
 ok(defined $data_hex && length($data_hex) == 64,
 	'the tenant and data keys unwrap outside the server');
 
+# The SHA-256 state after one padded key block, as OpenSSL's SHA256_CTX
+# holds it (eight 32-bit words, little-endian here): the HMAC states of the
+# pepper that envault prepares once per process verify tokens as well as the
+# pepper itself would.
+sub sha256_pad_state
+{
+	my ($key, $pad) = @_;
+	my $sha = Digest::SHA->new(256);
+	$sha->add(($key . ("\0" x (64 - length($key)))) ^ (chr($pad) x 64));
+	my ($h) = $sha->getstate =~ /^H:(.*)$/m;
+	return pack('V8', map { hex } split /:/, $h);
+}
+
 my %keys = (
 	'master key' => $master,
 	'pepper' => $pepper,
+	'pepper HMAC inner state' => sha256_pad_state($pepper, 0x36),
+	'pepper HMAC outer state' => sha256_pad_state($pepper, 0x5c),
 	'signing key' => $seed,
 	'tenant key' => pack('H*', $tenant_hex // ''),
 	'data key' => pack('H*', $data_hex // ''),);
