@@ -442,3 +442,8 @@ INSERT INTO regress_part (tenant, v) VALUES ('a', '5');
 SELECT tenant, envault_seq, v FROM regress_part ORDER BY v;
 SELECT tenant, rows_checked, ok, first_bad_seq, reason
   FROM envault.verify_chain('regress_part');
+
+-- Writers of one tenant's chain try for its lock for this many microseconds,
+-- yielding the CPU, before they queue and sleep (a superuser setting)
+SHOW envault.chain_lock_spin;
+SELECT context, unit, min_val, max_val FROM pg_settings WHERE name = 'envault.chain_lock_spin';

@@ -38,6 +38,8 @@
  */
 #include "envault.h"
 
+#include <sched.h>
+
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -61,6 +63,7 @@
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
+#include "portability/instr_time.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -75,6 +78,9 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+
+/* envault.chain_lock_spin: see ch_lock_try() */
+static int	ch_lock_spin = 500;
 
 /* field4 of the advisory lock tags of chain heads ("EV") */
 #define CH_LOCK_FIELD4		0x4556
@@ -586,6 +592,38 @@ ch_lock_key(int32 chain_id, const EnvChainTenant *t)
 }
 
 /*
+ * Try to take a chain lock for up to envault.chain_lock_spin microseconds,
+ * yielding the CPU between attempts, before queueing for it.  A queued
+ * backend sleeps until the holder's commit wakes it, and on a busy machine
+ * that wake-up takes longer than the holder's whole turn: with one tenant's
+ * writers taking turns, it is most of what they wait for.  A backend that
+ * only yields is running again as soon as the lock is free.  (It cannot
+ * overtake backends already queued: a lock with waiters is not granted to
+ * a conditional request.)
+ */
+static bool
+ch_lock_try(const LOCKTAG *tag)
+{
+	instr_time	start;
+	instr_time	now;
+
+	if (ch_lock_spin <= 0)
+		return false;
+	INSTR_TIME_SET_CURRENT(start);
+	for (;;)
+	{
+		if (LockAcquire(tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+			return true;
+		CHECK_FOR_INTERRUPTS();
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		if (INSTR_TIME_GET_MICROSEC(now) >= (uint64) ch_lock_spin)
+			return false;
+		sched_yield();
+	}
+}
+
+/*
  * Take the lock of a chain head for this transaction, never closing a cycle
  * of waits between chain locks (see the header comment).
  */
@@ -610,7 +648,10 @@ ch_lock(ChHead *h, const char *identity)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h->key.lock_key >> 32),
 						 (uint32) h->key.lock_key, CH_LOCK_FIELD4);
 	if (!holds || h->key.lock_key > max_held)
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	{
+		if (!ch_lock_try(&tag))
+			(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
 	else if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -2053,6 +2094,11 @@ env_chain_init(void)
 	ctl.entrysize = sizeof(ChTidEntry);
 	ch_tids = hash_create("envault audit chain head locations", 64, &ctl,
 						  HASH_ELEM | HASH_BLOBS);
+	DefineCustomIntVariable("envault.chain_lock_spin",
+							gettext_noop("Microseconds a writer of an audit chain tries for the tenant's lock, yielding the CPU, before it queues and sleeps."),
+							gettext_noop("0 queues at once. Trying helps while a tenant has up to a few writers per CPU; with many more, the tries cost CPU the holder needs."),
+							&ch_lock_spin, 500, 0, 100000, PGC_SUSET,
+							0, NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(ch_relcache_callback, (Datum) 0);
 	RegisterXactCallback(ch_xact_callback, NULL);
 	RegisterSubXactCallback(ch_subxact_callback, NULL);
