@@ -617,7 +617,7 @@ ch_lock_try(const LOCKTAG *tag)
 		CHECK_FOR_INTERRUPTS();
 		INSTR_TIME_SET_CURRENT(now);
 		INSTR_TIME_SUBTRACT(now, start);
-		if (INSTR_TIME_GET_MICROSEC(now) >= (uint64) ch_lock_spin)
+		if ((int64) INSTR_TIME_GET_MICROSEC(now) >= (int64) ch_lock_spin)
 			return false;
 		sched_yield();
 	}
