@@ -18,7 +18,7 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
        src/tenant.o src/tokens.o src/lifecycle.o \
        src/note.o src/chainfmt.o src/canon.o src/chain.o src/chainguard.o src/chainmeaning.o src/merkle.o src/chaintree.o \
        src/checkpoint.o src/witness.o src/chainverify.o src/accesslog.o src/accessworker.o \
-       src/secretstore.o
+       src/secretstore.o src/scaleout.o
 
 DATA_built = envault--$(EXTVERSION).sql
 # the frozen install scripts of earlier releases (CREATE EXTENSION envault

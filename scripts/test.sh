@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole envault test suite: build and install, then
 #   1. pg_regress (sql/, expected/) on a temporary instance,
-#   2. TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster,
+#   2. TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster, among them a
+#      Citus cluster of three nodes (Citus built by scripts/citus.sh),
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
 #   4. the format test vectors against an independent implementation,
 #   5. the audit chain test vectors against an independent implementation
@@ -15,9 +16,12 @@
 # Runs as root (tests then run as the postgres user) or as a sudoer.
 
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/citus.sh"
 
 install_deps
 build_and_install
+# Citus, for the scale-out test (test/t/090_citus.pl); built once per machine
+citus_ensure
 
 work=$(pg_workdir test)
 trap 'rm -rf "$work"' EXIT

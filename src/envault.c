@@ -6,6 +6,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "scaleout.h"
 
 #include <openssl/crypto.h>
 
@@ -46,5 +47,6 @@ _PG_init(void)
 	env_checkpoint_init();
 	env_witness_init();
 	env_access_log_init();
+	env_scaleout_init();
 	MarkGUCPrefixReserved("envault");
 }

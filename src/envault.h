@@ -26,6 +26,7 @@
  *		accesslog.c	the secret access log: counting, queueing (backends)
  *		accessworker.c	the background worker that writes the access log
  *		secretstore.c	per-tenant secrets: put_secret, get_secret ...
+ *		scaleout.c	envault on Citus: reference key tables, two-phase commits
  *
  * Key material is reachable only through secrets.c and keystore.c.
  *
@@ -57,6 +58,7 @@ extern const uint8 *env_master_kcv(void);
 extern const EnvXaesKey *env_previous_master_key(const uint8 **kcv);
 extern const uint8 *env_pepper(bool previous, const uint8 **kcv);
 extern char *env_kcv_fingerprint(const uint8 *kcv);
+extern void env_context_mac(const uint8 *data, size_t len, uint8 *mac);
 extern void env_customer_key(const char *tenant, uint8 *key, uint8 *kcv);
 extern bool env_check_hex_setting(const char *name, const char *use_instead,
 								  char **newval, bool *refused);
@@ -105,6 +107,9 @@ extern char *env_spi_cstring(EnvSpi *s, int col, bool *isnull);
 
 extern void env_keystore_init(void);
 extern void env_keystore_changed(void);
+extern void env_keystore_tables_changed(void);
+extern bool env_keystore_change_pending(void);
+extern void env_keystore_bump(void);
 extern void env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row);
 extern int32 env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
 										  const char *purpose, size_t purpose_len);

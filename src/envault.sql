@@ -1311,6 +1311,89 @@ CREATE EVENT TRIGGER envault_chain_drop_guard ON sql_drop
 -- Privileges: nothing for PUBLIC, the data path for both roles,
 -- management for envault_admin.
 
+-- Scale-out on Citus (docs/scale-out.md).  Whoever writes the key tables,
+-- every backend drops its cached keys once the change commits; on a Citus
+-- node the trigger also runs on the node's copies of them, whose changes
+-- commit in two phases.
+CREATE FUNCTION envault.key_tables_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'envault_key_tables_changed'
+LANGUAGE C;
+COMMENT ON FUNCTION envault.key_tables_changed() IS
+	'Statement trigger of the key tables: every backend drops its cached keys when the change commits';
+CREATE TRIGGER tenants_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON envault.tenants
+	FOR EACH STATEMENT EXECUTE FUNCTION envault.key_tables_changed();
+CREATE TRIGGER data_keys_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON envault.data_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION envault.key_tables_changed();
+
+CREATE FUNCTION envault.scale_out()
+RETURNS TABLE (key_table regclass, nodes integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $scale_out$
+DECLARE
+	t	regclass;
+	c	record;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_extension WHERE extname OPERATOR(=) 'citus') THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Run CREATE EXTENSION citus first (docs/scale-out.md).';
+	END IF;
+	IF NOT pg_catalog.citus_is_coordinator() THEN
+		RAISE EXCEPTION 'envault.scale_out() runs on the Citus coordinator'
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node WHERE groupid OPERATOR(=) 0) THEN
+		RAISE EXCEPTION 'the coordinator is not in the Citus metadata'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'envault reads its key tables on the coordinator from the coordinator''s own copy.',
+				  HINT = 'Run SELECT citus_set_coordinator_host(host, port) on the coordinator.';
+	END IF;
+	IF pg_catalog.current_setting('shared_preload_libraries')
+		   OPERATOR(pg_catalog.!~) '(^|[\s,"])envault($|[\s,"])' THEN
+		RAISE EXCEPTION 'envault is not in shared_preload_libraries'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'On a Citus node, key changes commit in two phases, which envault follows through shared memory.',
+				  HINT = 'Add envault to shared_preload_libraries on every node and restart them.';
+	END IF;
+
+	-- Citus allows no plain table to reference a reference table: the key
+	-- tables' foreign keys go (envault's functions keep what they checked:
+	-- a tenant's rows are only written after its row is locked, and
+	-- tenants are never deleted).
+	FOR c IN
+		SELECT conrelid::regclass AS rel, conname
+		  FROM pg_constraint
+		 WHERE contype OPERATOR(=) 'f'
+		   AND confrelid OPERATOR(=) 'envault.tenants'::regclass
+	LOOP
+		EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', c.rel, c.conname);
+	END LOOP;
+
+	-- the statement triggers above go with the tables onto every node
+	PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+	FOREACH t IN ARRAY ARRAY['envault.tenants', 'envault.data_keys']::regclass[] LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+						WHERE logicalrelid OPERATOR(=) t) THEN
+			PERFORM pg_catalog.create_reference_table(t);
+			PERFORM pg_catalog.truncate_local_data_after_distributing_table(t);
+		END IF;
+		key_table := t;
+		nodes := (SELECT pg_catalog.count(*)::integer
+					FROM pg_catalog.pg_dist_placement p
+					JOIN pg_catalog.pg_dist_shard s USING (shardid)
+				   WHERE s.logicalrelid OPERATOR(=) t);
+		RETURN NEXT;
+	END LOOP;
+END
+$scale_out$;
+COMMENT ON FUNCTION envault.scale_out() IS
+	'On a Citus coordinator: make the key tables reference tables, held by every node (docs/scale-out.md)';
+REVOKE ALL ON FUNCTION envault.key_tables_changed(), envault.scale_out() FROM PUBLIC;
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA envault FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	envault.env_encrypt(text, text, bytea, bytea),

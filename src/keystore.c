@@ -29,6 +29,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "scaleout.h"
 
 #include <time.h>
 
@@ -453,6 +454,42 @@ env_keystore_changed(void)
 		CacheInvalidateRelcacheByRelid(ks_tenants_relid);
 }
 
+/*
+ * envault.tenants or envault.data_keys was written in this transaction,
+ * by envault or not (envault.key_tables_changed, a statement trigger):
+ * make every backend drop its cached keys once this commits.  Nothing is
+ * evicted now; this backend's own lookups notice the relcache invalidation
+ * at their next entry.
+ */
+void
+env_keystore_tables_changed(void)
+{
+	Oid			nsp = get_namespace_oid("envault", false);
+
+	ks_bump_at_commit = true;
+	ks_tenants_relid = get_relname_relid("tenants", nsp);
+	if (OidIsValid(ks_tenants_relid))
+		CacheInvalidateRelcacheByRelid(ks_tenants_relid);
+}
+
+/* Has this transaction changed key state? */
+bool
+env_keystore_change_pending(void)
+{
+	return ks_bump_at_commit;
+}
+
+/*
+ * A change committed in another transaction (COMMIT PREPARED, see
+ * scaleout.c): every backend drops its cached keys before its next lookup.
+ */
+void
+env_keystore_bump(void)
+{
+	if (ks_shared != NULL)
+		pg_atomic_fetch_add_u64(&ks_shared->generation, 1);
+}
+
 /* Make room for one more entry, evicting the least recently used. */
 static void
 ks_make_room(void)
@@ -539,10 +576,12 @@ ks_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_PREPARE:
 
 			/*
-			 * The change would become visible at COMMIT PREPARED, maybe in
-			 * another backend, with nobody to tell the others.
+			 * The change becomes visible at COMMIT PREPARED, maybe in another
+			 * backend: only if its PREPARE TRANSACTION registered it (with
+			 * envault preloaded, scaleout.c) is anyone there to tell the
+			 * others.
 			 */
-			if (ks_bump_at_commit)
+			if (ks_bump_at_commit && !env_scaleout_prepare_registered())
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that changed envault keys")));
@@ -635,6 +674,7 @@ env_spi_begin(EnvSpi *s)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
+	env_citus_allow_nested();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }

@@ -615,6 +615,29 @@ env_pepper(bool previous, const uint8 **kcv)
 	return p;
 }
 
+/*
+ * HMAC-SHA256 of data under a key derived from the current pepper for the
+ * tenant context proofs that a Citus coordinator hands to its workers
+ * (scaleout.c).  Every node has the same pepper; nobody else does.
+ */
+void
+env_context_mac(const uint8 *data, size_t len, uint8 *mac)
+{
+	static const char label[] = "envault/v1/tenant-context-proof";
+	uint8		key[ENV_SHA256_LEN];
+	const uint8 *pepper = env_pepper(false, NULL);
+	bool		ok;
+
+	ok = env_hmac_sha256(pepper, ENV_KEY_LEN, (const uint8 *) label,
+						 sizeof(label) - 1, key) &&
+		env_hmac_sha256(key, sizeof(key), data, len, mac);
+	env_wipe(key, sizeof(key));
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not compute an HMAC-SHA256")));
+}
+
 /* First 8 bytes of a check value as hex, for messages and pepper versions. */
 char *
 env_kcv_fingerprint(const uint8 *kcv)

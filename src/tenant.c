@@ -29,6 +29,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "scaleout.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -70,6 +71,8 @@ typedef struct TenState
 	char		tenant[ENV_TENANT_MAXLEN + 1];
 	char		token_id[ENV_TOKEN_ID_HEXLEN + 1];
 	TimestampTz expires_at;		/* of the token; DT_NOEND for none */
+	bool		from_proof;		/* adopted from a coordinator's proof */
+	uint64		proof_serial;	/* env_scaleout_proof_serial() then */
 	uint64		verified;		/* env_keystore_changes() when last verified */
 } TenState;
 
@@ -224,6 +227,25 @@ ten_revalidate(void)
 	uint64		changes;
 	EnvTokenState st;
 
+	/*
+	 * A Citus worker: no context of our own, or one adopted from a proof
+	 * that has changed since; the coordinator's proof, if any, decides.
+	 */
+	if ((!ten_current.is_set && env_scaleout_proof_serial() != 0) ||
+		(ten_current.from_proof &&
+		 ten_current.proof_serial != env_scaleout_proof_serial()))
+	{
+		char		tenant[ENV_TENANT_MAXLEN + 1];
+
+		if (ten_current.from_proof)
+			ten_clear();
+		if (env_scaleout_context(tenant))
+		{
+			ten_set(tenant, strlen(tenant), true);
+			ten_current.from_proof = true;
+			ten_current.proof_serial = env_scaleout_proof_serial();
+		}
+	}
 	if (!ten_current.is_set || !ten_current.from_token)
 		return;
 	if (!TIMESTAMP_NOT_FINITE(ten_current.expires_at) &&
@@ -341,6 +363,7 @@ envault_authenticate(PG_FUNCTION_ARGS)
 	strlcpy(ten_current.token_id, token_id, sizeof(ten_current.token_id));
 	ten_current.expires_at = expires;
 	ten_current.verified = changes;
+	env_scaleout_context_set(tenant);
 	PG_RETURN_TEXT_P(cstring_to_text(tenant));
 }
 
@@ -361,6 +384,7 @@ envault_set_tenant(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 	{
 		ten_clear();
+		env_scaleout_context_set(NULL);
 		PG_RETURN_VOID();
 	}
 	tenant = PG_GETARG_TEXT_PP(0);
@@ -370,6 +394,7 @@ envault_set_tenant(PG_FUNCTION_ARGS)
 				 errmsg("envault tenant \"%s\" does not exist",
 						text_to_cstring(tenant))));
 	ten_set(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), local);
+	env_scaleout_context_set(ten_current.tenant);
 	PG_RETURN_VOID();
 }
 
@@ -379,6 +404,7 @@ Datum
 envault_reset_tenant(PG_FUNCTION_ARGS)
 {
 	ten_clear();
+	env_scaleout_context_set(NULL);
 	PG_RETURN_VOID();
 }
 
@@ -524,6 +550,7 @@ envault_isolation_expr(PG_FUNCTION_ARGS)
 	Oid			coll;
 	const char *col;
 	char	   *expr = NULL;
+	bool		citus;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -533,13 +560,22 @@ envault_isolation_expr(PG_FUNCTION_ARGS)
 	if (att <= 0)
 		PG_RETURN_NULL();
 	get_atttypetypmodcoll(relid, att, &typid, &typmod, &coll);
+
+	/*
+	 * Citus refuses subqueries in the policies of its tables: there, the
+	 * function is called per row instead of once per statement (it is
+	 * STABLE, so an index on the column still serves).
+	 */
+	citus = env_is_citus_table(relid);
 	switch (getBaseType(typid))
 	{
 		case TEXTOID:
 		case VARCHAROID:
 			if (!OidIsValid(coll) || !get_collation_isdeterministic(coll))
 				break;
-			expr = psprintf("(%s OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::text%s%s)",
+			expr = psprintf(citus ?
+							"(%s OPERATOR(pg_catalog.=) envault.current_tenant()%s%s)" :
+							"(%s OPERATOR(pg_catalog.=) (SELECT envault.current_tenant())::text%s%s)",
 							quote_identifier(col),
 							coll == DEFAULT_COLLATION_OID ? "" : " COLLATE ",
 							coll == DEFAULT_COLLATION_OID ? "" : generate_collation_name(coll));
@@ -548,7 +584,9 @@ envault_isolation_expr(PG_FUNCTION_ARGS)
 		case INT4OID:
 		case INT8OID:
 		case UUIDOID:
-			expr = psprintf("(%s OPERATOR(pg_catalog.=) (SELECT envault.current_tenant_as(NULL::%s)))",
+			expr = psprintf(citus ?
+							"(%s OPERATOR(pg_catalog.=) envault.current_tenant_as(NULL::%s))" :
+							"(%s OPERATOR(pg_catalog.=) (SELECT envault.current_tenant_as(NULL::%s)))",
 							quote_identifier(col),
 							format_type_be_qualified(getBaseType(typid)));
 			break;

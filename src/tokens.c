@@ -23,6 +23,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "scaleout.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -380,6 +381,10 @@ tok_open(Relation *tokens, Relation *tenants, Relation *revocations)
 		Oid			tokens_relid = get_relname_relid("tokens", nsp);
 		Oid			tenants_relid = get_relname_relid("tenants", nsp);
 		Oid			revocations_relid = get_relname_relid("token_revocations", nsp);
+
+		/* on Citus, tenants is a reference table: read this node's copy */
+		if (OidIsValid(tenants_relid))
+			tenants_relid = env_local_copy(tenants_relid);
 
 		if (!OidIsValid(tokens_relid) || !OidIsValid(tenants_relid))
 			elog(ERROR, "envault.tokens or envault.tenants does not exist");

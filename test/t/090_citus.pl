@@ -1,0 +1,262 @@
+# envault TAP test: a Citus cluster of a coordinator and two workers on one
+# machine (docs/scale-out.md).  Citus is built from its source release by
+# scripts/citus.sh, which the test command runs first; where it is not
+# installed (the chroots of other PostgreSQL majors) the test is skipped.
+#
+# 1. envault.scale_out() refuses a coordinator that is not in the Citus
+#    metadata, then makes envault.tenants and envault.data_keys reference
+#    tables with a copy on each of the three nodes.
+# 2. Data path pushed down: env_decrypt_text runs on the workers, next to
+#    the shards, and returns what a single node returns; each worker's
+#    access log records its decryptions, attributed to the coordinator
+#    session (Citus's global pid in application_name).
+# 3. Key changes bite on every node at once: a session whose worker
+#    connections hold cached keys sees a retirement, a restore, a rotation
+#    and a tenant revocation at its next statement (Citus commits them to
+#    the workers in two phases; nothing is left prepared).
+# 4. Tenant context on workers: an application role that authenticated in
+#    a transaction sees its tenant's rows of a distributed table isolated
+#    with envault.isolate_table, and no row without a context; the proof
+#    that carries the context can neither be read nor forged by the role,
+#    nor replayed for another role.
+# 5. pgbench across the cluster: decryptions of single rows by many clients
+#    complete without an error.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $pg_config = $ENV{PG_CONFIG} // 'pg_config';
+my $sharedir = `$pg_config --sharedir`;
+chomp $sharedir;
+plan skip_all => 'Citus is not installed (scripts/citus.sh builds it)'
+  unless -f "$sharedir/extension/citus.control";
+
+my $master = random_key_hex();
+my $pepper = random_key_hex();
+my @nodes;
+foreach my $name ('coordinator', 'worker1', 'worker2')
+{
+	my $n = PostgreSQL::Test::Cluster->new($name);
+	$n->init;
+	my $dir = $n->basedir;
+	write_private_file("$dir/master.key", "$master\n");
+	write_private_file("$dir/pepper.key", "$pepper\n");
+	$n->append_conf('postgresql.conf',
+		"shared_preload_libraries = 'citus, envault'\n"
+		  . "envault.master_key_file = '$dir/master.key'\n"
+		  . "envault.pepper_file = '$dir/pepper.key'\n"
+		  . "citus.node_conninfo = 'sslmode=disable'\n"
+		  . "citus.propagate_set_commands = 'local'\n"
+		  . "max_connections = 60\n"
+		  . "max_prepared_transactions = 20\n");
+	$n->start;
+	$n->safe_psql('postgres', 'CREATE EXTENSION citus');
+	push @nodes, $n;
+}
+my ($coord, @workers) = @nodes;
+
+sub on_coord { return $coord->safe_psql('postgres', $_[0]); }
+
+# psql on the coordinator: (exit code, stdout, stderr)
+sub try_coord
+{
+	my ($sql, %opt) = @_;
+	my ($out, $err);
+	my $rc = $coord->psql('postgres', $sql,
+		stdout => \$out, stderr => \$err,
+		extra_params => ['-v', 'VERBOSITY=verbose', @{ $opt{params} // [] }]);
+	return ($rc, $out, $err);
+}
+
+foreach my $w (@workers)
+{
+	on_coord(sprintf("SELECT citus_add_node('%s', %d)", $w->host, $w->port));
+}
+
+# --- 1. key tables on every node ---------------------------------------------
+
+on_coord(q{
+CREATE EXTENSION envault;
+SELECT envault.create_tenant(t) FROM unnest(ARRAY['acme', 'globex', 'initech']) t;
+});
+my ($rc, $out, $err) = try_coord('SELECT * FROM envault.scale_out()');
+like($err, qr/ERROR:  55000: the coordinator is not in the Citus metadata/,
+	'scale_out: refused while the coordinator is not in the metadata');
+on_coord(sprintf("SELECT citus_set_coordinator_host('%s', %d)", $coord->host, $coord->port));
+is(on_coord('SELECT key_table, nodes FROM envault.scale_out() ORDER BY 1'),
+	"envault.tenants|3\nenvault.data_keys|3",
+	'scale_out: tenants and data_keys are reference tables on three nodes');
+is(on_coord('SELECT key_table, nodes FROM envault.scale_out() ORDER BY 1'),
+	"envault.tenants|3\nenvault.data_keys|3",
+	'scale_out: running it again changes nothing');
+foreach my $w (@workers)
+{
+	is( on_coord(qq{
+SELECT result FROM run_command_on_workers(\$\$SELECT string_agg(tenant, ',' ORDER BY tenant) FROM envault.tenants\$\$)
+ WHERE nodeport = @{[$w->port]}}),
+		'acme,globex,initech', 'worker ' . $w->port . ': has every tenant');
+}
+
+# --- 2. the data path on the workers -------------------------------------------
+
+# data keys are written to every node in two phases: create them before a
+# statement that writes a distributed table uses them (docs/scale-out.md)
+on_coord(q{
+SELECT envault.create_data_key(t, 'pii') FROM unnest(ARRAY['acme', 'globex', 'initech']) t;
+CREATE TABLE customers (tenant text NOT NULL, id int NOT NULL, email bytea NOT NULL,
+                        PRIMARY KEY (tenant, id));
+SELECT create_distributed_table('customers', 'tenant', shard_count => 8);
+INSERT INTO customers
+SELECT t, g, envault.env_encrypt(t, 'pii', g || '@' || t || '.example', int4send(g))
+  FROM unnest(ARRAY['acme', 'globex', 'initech']) t, generate_series(1, 50) g;
+});
+# the same rows on one node, for comparison
+on_coord(q{
+CREATE TABLE customers_local AS SELECT * FROM customers;
+});
+is( on_coord(q{
+SELECT count(*) FROM customers c JOIN customers_local l USING (tenant, id)
+ WHERE envault.env_decrypt_text(c.email, int4send(c.id))
+       IS DISTINCT FROM envault.env_decrypt_text(l.email, int4send(l.id))
+    OR envault.env_decrypt_text(c.email, int4send(c.id)) <> c.id || '@' || c.tenant || '.example'}),
+	'0', 'decrypt on the workers: identical to a single node');
+my $plan = on_coord(q{
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT envault.env_decrypt_text(email, int4send(id)) FROM customers});
+like($plan, qr/Task Count: 8/, 'a multi-shard decryption runs as one task per shard');
+like($plan, qr/Node: host=\S+ port=@{[$workers[0]->port]}.*env_decrypt_text/s,
+	'the task query that a worker runs decrypts there');
+
+# every worker's access log records its decryptions, with the global pid
+# of the coordinator session in application_name
+my $gpid = on_coord(q{
+SELECT citus_backend_gpid();
+SELECT count(envault.env_decrypt_text(email, int4send(id))) FROM customers;
+SELECT envault.flush_access_log();
+SELECT result FROM run_command_on_workers('SELECT envault.flush_access_log()') LIMIT 0;
+});
+($gpid) = split /\n/, $gpid;
+my $logged = 0;
+foreach my $w (@workers)
+{
+	$w->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM envault.access_log WHERE application_name LIKE '%gpid=$gpid%'")
+	  or die 'no access log record on worker ' . $w->port;
+	$logged += $w->safe_psql('postgres', qq{
+SELECT coalesce(sum(count), 0) FROM envault.access_log
+ WHERE event = 'decrypt' AND application_name = 'citus_internal gpid=$gpid'});
+}
+is($logged, 150, 'workers: 150 decryptions recorded, attributed to the coordinator session');
+
+# --- 3. key changes reach every node at once ---------------------------------
+
+my $s = $coord->background_psql('postgres', on_error_stop => 0);
+$s->query_safe('\set VERBOSITY verbose');
+my $count_sql = q{SELECT count(envault.env_decrypt_text(email, int4send(id))) FROM customers WHERE tenant = 'globex';};
+is($s->query($count_sql), '50', 'warm session: decrypts globex on a worker');
+on_coord(q{SELECT envault.rotate_data_key('globex', 'pii')});
+on_coord(q{SELECT envault.retire_data_key('globex', 'pii', 1)});
+$s->{stderr} = '';
+$s->query($count_sql);
+like($s->{stderr}, qr/ERROR:  55000: data key of tenant "globex", purpose "pii", version 1 is retired\n.*CONTEXT:  while executing command on \S+:@{[$workers[0]->port]}|ERROR:  55000: data key of tenant "globex", purpose "pii", version 1 is retired\n.*CONTEXT:  while executing command on \S+:@{[$workers[1]->port]}/s,
+	'warm session: a retirement bites at its next statement on the worker');
+on_coord(q{SELECT envault.restore_data_key('globex', 'pii', 1)});
+$s->{stderr} = '';
+is($s->query($count_sql), '50', 'warm session: the restored key decrypts again');
+on_coord(q{INSERT INTO customers VALUES
+  ('globex', 51, envault.env_encrypt('globex', 'pii', '51@globex.example', int4send(51)))});
+is( $s->query(q{SELECT envault.key_state(email) || ' ' || envault.env_decrypt_text(email, int4send(id))
+  FROM customers WHERE tenant = 'globex' AND id = 51}),
+	'active 51@globex.example', 'warm session: a value under the new data key decrypts on the worker');
+on_coord(q{SELECT envault.revoke_tenant('globex')});
+$s->{stderr} = '';
+$s->query($count_sql);
+like($s->{stderr}, qr/ERROR:  55000: envault tenant "globex" is revoked\n.*CONTEXT:  while executing command on /s,
+	'warm session: a tenant revocation bites at its next statement on the worker');
+on_coord(q{SELECT envault.restore_tenant('globex')});
+$s->{stderr} = '';
+is($s->query($count_sql), '51', 'warm session: the restored tenant decrypts again');
+$s->quit;
+foreach my $n (@nodes)
+{
+	is($n->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'),
+		'0', 'node ' . $n->port . ': no transaction left prepared');
+}
+
+# --- 4. the tenant context on the workers ------------------------------------
+
+on_coord(q{
+CREATE ROLE app LOGIN IN ROLE envault_user;
+GRANT SELECT, INSERT ON customers TO app;
+SELECT envault.isolate_table('customers', 'tenant');
+});
+is(on_coord(q{SELECT envault.policy_isolates('customers', envault.isolation_expr('customers', 'tenant'))}),
+	't', 'isolate_table on a distributed table: its policy (without a subquery)');
+my $token = on_coord(q{SELECT envault.issue_token('initech', 'app')});
+my @as_app = (params => ['-U', 'app']);
+($rc, $out, $err) = try_coord(qq{
+BEGIN;
+SELECT envault.authenticate('$token');
+SELECT count(*), min(tenant), max(tenant), count(envault.env_decrypt_text(email, int4send(id))) FROM customers;
+INSERT INTO customers VALUES ('initech', 99, envault.env_encrypt('initech', 'pii', 'x', int4send(99)));
+COMMIT;}, @as_app);
+is($err, '', 'app in a transaction: no error');
+is($out, "initech\n50|initech|initech|50",
+	'app: sees and decrypts only its tenant\'s rows, on the worker that holds them');
+($rc, $out, $err) = try_coord(q{SELECT count(*) FROM customers}, @as_app);
+is($out, '0', 'app without a context: no row on any worker');
+($rc, $out, $err) = try_coord(q{SELECT count(envault.env_decrypt_text(email, int4send(id))) FROM customers WHERE tenant = 'acme'}, @as_app);
+is($out, '0', 'app without a context: decrypts nothing');
+($rc, $out, $err) = try_coord(qq{
+BEGIN;
+SELECT envault.authenticate('$token') IS NOT NULL;
+SELECT current_setting('envault.tenant_proof');}, @as_app);
+like($err, qr/ERROR:  42501: must be superuser or have privileges of pg_read_all_settings to examine "envault.tenant_proof"/,
+	'app: cannot read the proof');
+# (SET LOCAL in a transaction block: what Citus hands to the workers)
+($rc, $out, $err) = try_coord(q{
+BEGIN;
+SET LOCAL envault.tenant_proof = '1.61636d65.617070.999999999999999.0000000000000000000000000000000000000000000000000000000000000000';
+SELECT count(*) FROM customers WHERE tenant = 'acme';}, @as_app);
+like($err, qr/ERROR:  28000: envault tenant context proof is not valid\nDETAIL:  Its HMAC does not match.*\nCONTEXT:  while executing command on /s,
+	'app: a forged proof is refused');
+# a valid proof, made for the superuser, replayed by app
+my $proof = (split /\n/, on_coord(q{
+BEGIN;
+SELECT envault.set_tenant('acme');
+SELECT current_setting('envault.tenant_proof');
+COMMIT;}))[1];
+like($proof, qr/^1\.61636d65\.[0-9a-f]+\.\d+\.[0-9a-f]{64}$/, 'superuser: a proof for acme');
+($rc, $out, $err) = try_coord(qq{
+BEGIN;
+SET LOCAL envault.tenant_proof = '$proof';
+SELECT count(*) FROM customers WHERE tenant = 'acme';}, @as_app);
+like($err, qr/ERROR:  28000: envault tenant context proof is not valid\nDETAIL:  It was made for another role.*\nCONTEXT:  while executing command on /s,
+	'app: a proof made for another role is refused');
+is(on_coord(q{SELECT count(*) FROM customers WHERE tenant = 'initech'}), '51',
+	'the row app inserted is on its tenant\'s shard');
+
+# --- 5. pgbench across the cluster -------------------------------------------
+
+my $script = $coord->basedir . '/decrypt.sql';
+open my $fh, '>', $script or die $!;
+print $fh q{\set id random(1, 50)
+SELECT envault.env_decrypt_text(email, int4send(id)) FROM customers WHERE tenant = 'acme' AND id = :id;
+};
+close $fh;
+my ($stdout, $stderr);
+my $ok = IPC::Run::run(
+	[ 'pgbench', '-n', '-h', $coord->host, '-p', $coord->port, '-c', '8', '-j', '2',
+	  '-T', '3', '-f', $script, 'postgres' ],
+	'>', \$stdout, '2>', \$stderr);
+ok($ok, 'pgbench: 8 clients decrypting single rows through the coordinator');
+like($stdout, qr/number of failed transactions: 0 /, 'pgbench: no failed transaction');
+
+done_testing();
