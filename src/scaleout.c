@@ -70,6 +70,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -272,6 +273,8 @@ so_check_before_start(void)
 	SpinLockRelease(&so_shared->mutex);
 	if (!remain)
 		return;
+	/* COMMIT PREPARED runs without a snapshot: take one for the query */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_prepared_xacts"
@@ -280,6 +283,7 @@ so_check_before_start(void)
 		elog(ERROR, "could not list prepared transactions");
 	remain = SPI_processed > 0;
 	SPI_finish();
+	PopActiveSnapshot();
 	if (!remain)
 	{
 		SpinLockAcquire(&so_shared->mutex);

@@ -13,7 +13,8 @@
 # 3. Key changes bite on every node at once: a session whose worker
 #    connections hold cached keys sees a retirement, a restore, a rotation
 #    and a tenant revocation at its next statement (Citus commits them to
-#    the workers in two phases; nothing is left prepared).
+#    the workers in two phases; nothing is left prepared).  On one node, a
+#    key change made with PREPARE TRANSACTION bites at COMMIT PREPARED.
 # 4. Tenant context on workers: an application role that authenticated in
 #    a transaction sees its tenant's rows of a distributed table isolated
 #    with envault.isolate_table, and no row without a context; the proof
@@ -184,6 +185,44 @@ on_coord(q{SELECT envault.restore_tenant('globex')});
 $s->{stderr} = '';
 is($s->query($count_sql), '51', 'warm session: the restored tenant decrypts again');
 $s->quit;
+
+# The same by hand, with one node's own keys: a key change prepared with
+# PREPARE TRANSACTION is not seen until COMMIT PREPARED, then at once (a
+# session whose cache holds the key)
+# (in a database without Citus, which refuses PREPARE TRANSACTION for a
+# transaction that wrote reference tables)
+$coord->safe_psql('postgres', 'CREATE DATABASE plain');
+$coord->safe_psql('plain', q{
+CREATE EXTENSION envault;
+SELECT envault.create_tenant('acme');
+CREATE TABLE customers_local (tenant text, id int, email bytea);
+INSERT INTO customers_local
+SELECT 'acme', g, envault.env_encrypt('acme', 'pii', 'x' || g, int4send(g)) FROM generate_series(1, 50) g;
+});
+my $local_sql = q{SELECT count(envault.env_decrypt_text(email, int4send(id))) FROM customers_local WHERE tenant = 'acme';};
+$s = $coord->background_psql('plain', on_error_stop => 0);
+$s->query_safe('\set VERBOSITY verbose');
+is($s->query($local_sql), '50', 'one node, warm session: decrypts acme');
+sub on_plain { return $coord->safe_psql('plain', $_[0]); }
+on_plain(q{BEGIN; SELECT envault.revoke_tenant('acme'); PREPARE TRANSACTION 'envault_revoke_acme';});
+$s->{stderr} = '';
+is($s->query($local_sql), '50', 'one node: a prepared revocation is not in force yet');
+is($s->{stderr}, '', 'one node: no error before COMMIT PREPARED');
+on_plain(q{COMMIT PREPARED 'envault_revoke_acme'});
+$s->query($local_sql);
+like($s->{stderr}, qr/ERROR:  55000: envault tenant "acme" is revoked/,
+	'one node, warm session: the revocation bites after COMMIT PREPARED');
+on_plain(q{BEGIN; SELECT envault.restore_tenant('acme'); PREPARE TRANSACTION 'envault_restore_acme';});
+on_plain(q{ROLLBACK PREPARED 'envault_restore_acme';});
+$s->{stderr} = '';
+$s->query($local_sql);
+like($s->{stderr}, qr/ERROR:  55000: envault tenant "acme" is revoked/,
+	'one node: a restore rolled back with ROLLBACK PREPARED changes nothing');
+on_plain(q{SELECT envault.restore_tenant('acme')});
+$s->{stderr} = '';
+is($s->query($local_sql), '50', 'one node: restored');
+$s->quit;
+
 foreach my $n (@nodes)
 {
 	is($n->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'),
