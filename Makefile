@@ -5,9 +5,13 @@
 #                             the TAP tests (test/t); run as a non-root user
 #   scripts/test.sh           everything, as CI runs it
 #
+#   make freeze               at a release: keep this version's install
+#                             script as src/envault--$(EXTVERSION).sql
+#   make dist                 the release tarball, from git
+#
 # The install script is edited in src/envault.sql and built into
 # envault--$(EXTVERSION).sql; upgrade scripts are src/envault--A--B.sql,
-# and src/envault--0.1.0.sql is the install script of release 0.1.0.
+# and src/envault--X.sql is the frozen install script of release X.
 
 EXTENSION  = envault
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" envault.control)
@@ -23,7 +27,9 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o \
 DATA_built = envault--$(EXTVERSION).sql
 # the frozen install scripts of earlier releases (CREATE EXTENSION envault
 # VERSION '0.1.0'), and the upgrade scripts between releases
-DATA = src/envault--0.1.0.sql src/envault--0.2.0.sql $(wildcard src/envault--*--*.sql)
+# (every src/envault--*.sql: a frozen script is never edited again, and the
+# version under development has none until make freeze)
+DATA = $(filter-out src/envault--$(EXTVERSION).sql,$(wildcard src/envault--*.sql))
 
 REGRESS = setup format_vectors encrypt errors null_arguments privileges tenant_context rls lifecycle \
           chain chain_tamper chain_meaning chain_tree chain_vectors access_log secrets_store pgcrypto_migration \
@@ -50,7 +56,7 @@ PG_CFLAGS += $(SANITIZE_FLAGS)
 SHLIB_LINK += $(SANITIZE_FLAGS)
 endif
 
-EXTRA_CLEAN = tmp_check_regress results regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress results regression.diffs regression.out envault-*.tar.gz
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -58,6 +64,24 @@ include $(PGXS)
 
 envault--$(EXTVERSION).sql: src/envault.sql envault.control
 	cp $< $@
+
+# --- releases -------------------------------------------------------------------
+# make freeze: the install script of this version becomes a frozen file,
+# installed as it is from then on (then raise default_version in
+# envault.control and add src/envault--$(EXTVERSION)--<next>.sql).  Refuses
+# to overwrite a frozen script.
+freeze: envault--$(EXTVERSION).sql
+	@if [ -e src/envault--$(EXTVERSION).sql ]; then \
+		echo "src/envault--$(EXTVERSION).sql is frozen already" >&2; exit 1; fi
+	cp envault--$(EXTVERSION).sql src/envault--$(EXTVERSION).sql
+
+# make dist: envault-$(EXTVERSION).tar.gz from the committed tree (HEAD),
+# the form PGXN takes (META.json at the top)
+dist:
+	git archive --format=tar.gz --prefix=envault-$(EXTVERSION)/ \
+		-o envault-$(EXTVERSION).tar.gz HEAD
+
+.PHONY: freeze dist
 
 # PGXS does not track headers: every object depends on all of ours
 $(OBJS): $(wildcard src/*.h)

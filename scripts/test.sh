@@ -4,10 +4,15 @@
 #   2. TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster, among them a
 #      Citus cluster of three nodes (Citus built by scripts/citus.sh),
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
-#   4. the format test vectors against an independent implementation,
+#   4. META.json against the PGXN Meta Spec, and make dist (the tarball
+#      holds what it must and builds); the format test vectors against an
+#      independent implementation,
 #   5. the audit chain test vectors against an independent implementation
 #      and envault-verify, and the Merkle tree self-test (RFC 6962's data),
-#   6. a short run of every libFuzzer harness (fuzz/run.sh),
+#   6. the Debian package (debian/, pg_buildext): built, installed with apt
+#      on a fresh Debian 12 chroot, pg_regress against the installed
+#      package (scripts/package.sh); a short run of every libFuzzer
+#      harness (fuzz/run.sh),
 #   7. PostgreSQL 17 and 18, each in a chroot of the Debian suite that
 #      carries it: pg_regress, pgTAP, the TAP tests of what differs between
 #      majors, and a PostgreSQL 15 database restored (scripts/test-major.sh),
@@ -77,6 +82,33 @@ as_pg "$PGBIN/psql" -h "$pgdir" -p 54391 -d postgres -qAt -v ON_ERROR_STOP=1 \
 cluster_stop "$pgdir"
 count_prove "$work/pgtap.log"
 
+say "release: META.json (PGXN Meta Spec), make dist builds"
+if python3 "$tree/test/meta/check_meta.py"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+# the tarball of the committed tree holds what PGXN and a packager need,
+# and builds on its own
+dist_has_all() {
+	local f
+	for f in META.json LICENSE CHANGELOG.md README.md envault.control Makefile src/envault.sql; do
+		[ -f "$1/$f" ] || { echo "dist: $f missing" >&2; return 1; }
+	done
+}
+distdir=$(pg_workdir dist)
+if [ ! -d "$tree/.git" ]; then
+	echo "not a git checkout: make dist not tried"
+elif as_pg make -C "$tree" -s dist &&
+	as_pg tar -xzf "$tree"/envault-*.tar.gz -C "$distdir" &&
+	dist_has_all "$distdir"/envault-* &&
+	as_pg make -C "$distdir"/envault-* -s all >/dev/null; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+rm -rf "$distdir"
+
 say "format test vectors (independent implementation)"
 if python3 "$tree/test/vectors/check_vectors.py" "$tree/docs/format.md"; then
 	passed=$((passed + 1))
@@ -96,6 +128,13 @@ say "Merkle tree self-test (RFC 6962 test data, every proof up to 140 leaves)"
 if cc -O1 -Wall -Werror -I"$tree/src" -o "$work/merkle_selftest" \
 	"$tree/test/unit/merkle_selftest.c" "$tree/src/merkle.c" "$tree/src/crypto.c" -lcrypto &&
 	"$work/merkle_selftest"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+
+say "Debian package: built, installed on a fresh Debian 12, pg_regress against it (scripts/package.sh)"
+if bash "$ENVAULT_ROOT/scripts/package.sh"; then
 	passed=$((passed + 1))
 else
 	failed=$((failed + 1))

@@ -35,7 +35,11 @@
  *   identity, so that they keep verifying;
  * - checkpoints sign Merkle tree heads under the origin as key name
  *   (checkpoints.tree_root); those of 0.2.0 keep verifying as they are;
- *   witnesses cosign them (cosign(), checkpoint_cosignatures).
+ *   witnesses cosign them (cosign(), checkpoint_cosignatures);
+ * - envault.tenants and envault.data_keys get the statement trigger
+ *   key_tables_changed (every backend drops its cached keys when any
+ *   change to them commits, in one phase or two), and scale_out() makes
+ *   them Citus reference tables (docs/scale-out.md).
  */
 \echo Use "ALTER EXTENSION envault UPDATE TO '0.3.0'" to load this file. \quit
 

@@ -466,7 +466,7 @@ env_scaleout_context_set(const char *tenant)
 	pfree(sql.data);
 }
 
-static void so_bad_proof(const char *why) pg_attribute_noreturn();
+static ENV_NORETURN void so_bad_proof(const char *why) ENV_NORETURN_AFTER;
 
 static void
 so_bad_proof(const char *why)

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(126);
+SELECT plan(132);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -39,7 +39,8 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'flush_access_log', 'access_log_status',
                                       'put_secret', 'get_secret', 'delete_secret',
                                       'record_verification', 'list_secrets',
-                                      'env_decrypt_text_compat', 'migrate_pgcrypto_column']);
+                                      'env_decrypt_text_compat', 'migrate_pgcrypto_column',
+                                      'key_tables_changed', 'scale_out']);
 
 -- signatures
 SELECT function_returns('envault', 'env_encrypt', ARRAY['text', 'text', 'bytea', 'bytea'], 'bytea');
@@ -101,6 +102,10 @@ SELECT function_privs_are('envault', 'key_state', ARRAY['bytea'], 'envault_admin
 SELECT function_privs_are('envault', 'set_tenant', ARRAY['text', 'boolean'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'issue_token', ARRAY['text', 'text', 'timestamptz'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'revoke_tenant_tokens', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
+-- scale_out() converts the key tables (superuser only); the trigger
+-- function is no one's to call
+SELECT function_privs_are('envault', 'scale_out', ARRAY[]::text[], 'envault_admin', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'key_tables_changed', ARRAY[]::text[], 'envault_admin', ARRAY[]::text[]);
 SELECT is((SELECT count(*)::int FROM pg_proc
             WHERE pronamespace = 'envault'::regnamespace
               AND has_function_privilege('public', oid, 'EXECUTE')), 0,
@@ -121,6 +126,13 @@ SELECT table_privs_are('envault', 'token_revocations', 'envault_user', ARRAY[]::
 SELECT table_privs_are('envault', 'token_revocations', 'envault_admin', ARRAY['SELECT']);
 SELECT table_privs_are('envault', 'key_events', 'envault_user', ARRAY[]::text[]);
 SELECT table_privs_are('envault', 'key_events', 'envault_admin', ARRAY['SELECT']);
+-- every change of the key tables, by anyone, flushes every session's key cache
+SELECT has_trigger('envault', 'tenants', 'tenants_changed'::name,
+                   'tenants: key_tables_changed');
+SELECT has_trigger('envault', 'data_keys', 'data_keys_changed'::name,
+                   'data_keys: key_tables_changed');
+SELECT trigger_is('envault', 'tenants', 'tenants_changed', 'envault', 'key_tables_changed');
+SELECT trigger_is('envault', 'data_keys', 'data_keys_changed', 'envault', 'key_tables_changed');
 SELECT has_trigger('envault', 'key_events', 'zz_envault_chain'::name,
                    'key_events is an audit chain');
 SELECT has_trigger('envault', 'key_events', 'zz_envault_chain_refuse'::name,

@@ -27,8 +27,10 @@
 # transaction's snapshot (see below).
 #
 # A control shows that B really decrypts from its cache: a change made
-# behind envault's back (a plain UPDATE of envault.data_keys, which tells no
-# one) refuses a fresh session but not B.
+# behind envault's back (an UPDATE of envault.data_keys with triggers off,
+# session_replication_role = replica, which tells no one) refuses a fresh
+# session but not B.  A plain UPDATE of the key tables, by anyone, reaches
+# B at its next statement (the statement trigger key_tables_changed).
 
 use strict;
 use warnings;
@@ -62,6 +64,22 @@ sub write_private_file
 }
 
 # --- sessions -----------------------------------------------------------------
+
+# Set the state of acme/docs version 1 in its table with triggers off
+# (session_replication_role = replica): a change that tells no one.
+sub behind_back
+{
+	my ($s, $state, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	session_is(
+		$s, qq{SET session_replication_role = replica;
+	       UPDATE envault.data_keys SET state = '$state'
+	       WHERE tenant = 'acme' AND purpose = 'docs' AND version = 1;
+	       RESET session_replication_role},
+		'', $name);
+	return;
+}
+
 
 # A long-lived session that goes on after an error, with SQLSTATEs shown.
 sub open_session
@@ -348,18 +366,25 @@ session_is($sb, $encrypt_sql, $encrypt_out, 'B encrypts for acme');
 
 # A plain UPDATE of the key table tells no backend: a fresh session sees the
 # key retired, B goes on with the key it holds.
-session_is(
-	$sa, q{UPDATE envault.data_keys SET state = 'retired'
-	       WHERE tenant = 'acme' AND purpose = 'docs' AND version = 1},
-	'', 'A retires version 1 behind envault\'s back');
+behind_back($sa, 'retired', 'A retires version 1 behind envault\'s back');
 fresh_fails($node, decrypt_sql(1), $retired_v1,
 	'control: a fresh session, version 1 retired in the table');
 session_is($sb, $acme_sql, $acme_out,
 	'control: B still decrypts version 1 from its cache');
+behind_back($sa, 'rotated', 'A puts version 1 back');
+
+# A plain UPDATE of a key table is seen by B at its next statement.
+session_is(
+	$sa, q{UPDATE envault.data_keys SET state = 'retired'
+	       WHERE tenant = 'acme' AND purpose = 'docs' AND version = 1},
+	'', 'A retires version 1 with a plain UPDATE');
+session_fails($sb, $acme_sql, $retired_v1,
+	'B, next statement: the plain UPDATE reached it (key_tables_changed)');
 session_is(
 	$sa, q{UPDATE envault.data_keys SET state = 'rotated'
 	       WHERE tenant = 'acme' AND purpose = 'docs' AND version = 1},
-	'', 'A puts version 1 back');
+	'', 'A puts version 1 back with a plain UPDATE');
+session_is($sb, $acme_sql, $acme_out, 'B, next statement, decrypts version 1 again');
 
 # Each change below is first checked in a transaction B opened (and
 # decrypted in, from its cache) before A made it, with literal ciphertexts,
@@ -485,19 +510,13 @@ session_is(
 # Again behind envault's back, mark version 1 retired in the table: if B
 # reloads its keys (as it must after the rotation) it sees that, if it kept
 # its cached keys it would not.
-session_is(
-	$sa, q{UPDATE envault.data_keys SET state = 'retired'
-	       WHERE tenant = 'acme' AND purpose = 'docs' AND version = 1},
-	'', 'A marks version 1 retired behind envault\'s back');
+behind_back($sa, 'retired', 'A marks version 1 retired behind envault\'s back');
 session_is($sb, decrypt_literal_sql(3, 4, 5), decrypted(3, 4, 5),
 	'B, next statement, decrypts after the tenant key rotation');
 session_fails($sb, decrypt_literal_sql(1), $retired_v1,
 	'B reloaded version 1 from the table after the rotation');
 session_is($sb, 'ROLLBACK', '', 'B ends its transaction');
-session_is(
-	$sa, q{UPDATE envault.data_keys SET state = 'rotated'
-	       WHERE tenant = 'acme' AND purpose = 'docs' AND version = 1},
-	'', 'A removes the mark');
+behind_back($sa, 'rotated', 'A removes the mark');
 session_is($sb, $acme_sql, $acme_out,
 	'B decrypts every value of acme under the new tenant key');
 session_is($sb, $encrypt_sql, $encrypt_out,

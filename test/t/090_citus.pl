@@ -13,14 +13,17 @@
 # 3. Key changes bite on every node at once: a session whose worker
 #    connections hold cached keys sees a retirement, a restore, a rotation
 #    and a tenant revocation at its next statement (Citus commits them to
-#    the workers in two phases; nothing is left prepared).  On one node, a
+#    the workers in two phases; nothing is left prepared); so do a tenant
+#    created afterwards, rekey_tenant and destroy_data_key.  On one node, a
 #    key change made with PREPARE TRANSACTION bites at COMMIT PREPARED.
 # 4. Tenant context on workers: an application role that authenticated in
 #    a transaction sees its tenant's rows of a distributed table isolated
 #    with envault.isolate_table, and no row without a context; the proof
 #    that carries the context can neither be read nor forged by the role,
 #    nor replayed for another role.
-# 5. pgbench across the cluster: decryptions of single rows by many clients
+# 5. Shard moves (citus_move_shard_placement) and tenant isolation
+#    (isolate_tenant_to_new_shard) keep every tenant's rows decrypting.
+# 6. pgbench across the cluster: decryptions of single rows by many clients
 #    complete without an error.
 
 use strict;
@@ -55,6 +58,7 @@ foreach my $name ('coordinator', 'worker1', 'worker2')
 		  . "envault.pepper_file = '$dir/pepper.key'\n"
 		  . "citus.node_conninfo = 'sslmode=disable'\n"
 		  . "citus.propagate_set_commands = 'local'\n"
+		  . "citus.local_hostname = '" . $n->host . "'\n"
 		  . "max_connections = 60\n"
 		  . "max_prepared_transactions = 20\n");
 	$n->start;
@@ -184,6 +188,36 @@ like($s->{stderr}, qr/ERROR:  55000: envault tenant "globex" is revoked\n.*CONTE
 on_coord(q{SELECT envault.restore_tenant('globex')});
 $s->{stderr} = '';
 is($s->query($count_sql), '51', 'warm session: the restored tenant decrypts again');
+
+# a tenant created after scale_out, re-keyed, and a destroyed data key
+on_coord(q{
+SELECT envault.create_tenant('umbrella');
+SELECT envault.create_data_key('umbrella', 'pii');
+INSERT INTO customers VALUES
+  ('umbrella', 1, envault.env_encrypt('umbrella', 'pii', 'u@umbrella.example', int4send(1)));
+});
+my $umbrella_sql = q{SELECT envault.env_decrypt_text(email, int4send(id)) FROM customers WHERE tenant = 'umbrella';};
+is($s->query($umbrella_sql), 'u@umbrella.example',
+	'warm session: a tenant created after scale_out decrypts on its worker');
+on_coord(q{SELECT envault.rekey_tenant('umbrella')});
+is($s->query($umbrella_sql), 'u@umbrella.example',
+	'warm session: after rekey_tenant, the rewrapped data key still decrypts on the worker');
+on_coord(q{
+SELECT envault.rotate_data_key('umbrella', 'pii');
+SELECT envault.retire_data_key('umbrella', 'pii', 1);
+SELECT envault.destroy_data_key('umbrella', 'pii', 1);
+});
+$s->{stderr} = '';
+$s->query($umbrella_sql);
+like($s->{stderr}, qr/ERROR:  \w{5}: data key of tenant "umbrella", purpose "pii", version 1 was destroyed/,
+	'warm session: a destroyed data key decrypts nothing on the worker');
+foreach my $w (@workers)
+{
+	is( $w->safe_psql('postgres', q{
+SELECT count(*) FROM envault.data_keys WHERE tenant = 'umbrella' AND version = 1
+   AND state = 'destroyed' AND wrapped_key IS NULL}),
+		'1', 'worker ' . $w->port . ': its copy of the destroyed key holds no key');
+}
 $s->quit;
 
 # The same by hand, with one node's own keys: a key change prepared with
@@ -282,7 +316,27 @@ like($err, qr/ERROR:  28000: envault tenant context proof is not valid\nDETAIL: 
 is(on_coord(q{SELECT count(*) FROM customers WHERE tenant = 'initech'}), '51',
 	'the row app inserted is on its tenant\'s shard');
 
-# --- 5. pgbench across the cluster -------------------------------------------
+# --- 5. shard moves and tenant isolation keep the data path -----------------------
+
+my ($shard, $from) = split /\|/, on_coord(q{
+SELECT s.shardid, n.nodeport
+  FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+ WHERE s.shardid = get_shard_id_for_distribution_column('customers', 'acme')});
+my ($to) = grep { $_ != $from } map { $_->port } @workers;
+on_coord(qq{SELECT citus_move_shard_placement($shard, '@{[$coord->host]}', $from,
+  '@{[$coord->host]}', $to, shard_transfer_mode => 'block_writes')});
+is( on_coord(q{SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+ WHERE p.shardid = get_shard_id_for_distribution_column('customers', 'acme')}),
+	$to, 'acme\'s shard moved to the other worker');
+is( on_coord(q{SELECT count(*) FROM customers
+ WHERE tenant = 'acme' AND envault.env_decrypt_text(email, int4send(id)) = id || '@acme.example'}),
+	'50', 'after the shard move, acme decrypts on its new worker');
+on_coord(q{SELECT isolate_tenant_to_new_shard('customers', 'globex', shard_transfer_mode => 'block_writes')});
+is( on_coord(q{SELECT count(*) FROM customers
+ WHERE tenant = 'globex' AND envault.env_decrypt_text(email, int4send(id)) = id || '@globex.example'}),
+	'51', 'globex isolated to a shard of its own: decrypts there');
+
+# --- 6. pgbench across the cluster -------------------------------------------
 
 my $script = $coord->basedir . '/decrypt.sql';
 open my $fh, '>', $script or die $!;
