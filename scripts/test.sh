@@ -4,7 +4,10 @@
 #   2. TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster, among them a
 #      Citus cluster of three nodes (Citus built by scripts/citus.sh),
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
-#   4. META.json against the PGXN Meta Spec, and make dist (the tarball
+#   4. every SQL example of README.md and docs/operations.md, run as
+#      written (test/docs/run_examples.py); docs/reference.md against the
+#      install script, META.json against
+#      the PGXN Meta Spec, and make dist (the tarball
 #      holds what it must and builds); the format test vectors against an
 #      independent implementation,
 #   5. the audit chain test vectors against an independent implementation
@@ -82,7 +85,35 @@ as_pg "$PGBIN/psql" -h "$pgdir" -p 54391 -d postgres -qAt -v ON_ERROR_STOP=1 \
 cluster_stop "$pgdir"
 count_prove "$work/pgtap.log"
 
-say "release: META.json (PGXN Meta Spec), make dist builds"
+say "documentation examples: every SQL block of README.md and docs/operations.md, as written"
+exdir="$work/examples"
+as_pg mkdir -p "$exdir"
+new_key_file "$exdir/master.key"
+new_key_file "$exdir/pepper.key"
+# a KMS for the customer-managed key of the BYOK examples
+as_pg sh -c "umask 077; openssl rand -hex 32 > '$exdir/kms.secret'"
+as_pg tee "$exdir/kms.sh" >/dev/null <<EOF
+#!/bin/sh
+printf '%s/%s' "\$(cat '$exdir/kms.secret')" "\$1" | sha256sum | cut -c1-64
+EOF
+as_pg chmod 0700 "$exdir/kms.sh"
+cluster_start "$exdir" 54393 "envault.master_key_file = '$exdir/master.key'" \
+	"envault.pepper_file = '$exdir/pepper.key'" \
+	"envault.customer_key_command = '$exdir/kms.sh %t'"
+(cd "$tree" && as_pg env PGHOST="$exdir" PGPORT=54393 PGUSER=postgres PSQL="$PGBIN/psql" \
+	python3 test/docs/run_examples.py) 2>&1 | tee "$work/examples.log" || true
+cluster_stop "$exdir"
+ok=$(sed -n 's/^examples: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$work/examples.log")
+bad=$(sed -n 's/^examples: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$work/examples.log")
+passed=$((passed + ${ok:-0}))
+failed=$((failed + ${bad:-1}))
+
+say "release: docs/reference.md agrees with the install script; META.json (PGXN Meta Spec); make dist builds"
+if python3 "$tree/test/reference/check_reference.py"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
 if python3 "$tree/test/meta/check_meta.py"; then
 	passed=$((passed + 1))
 else

@@ -25,6 +25,9 @@
 #    (isolate_tenant_to_new_shard) keep every tenant's rows decrypting.
 # 6. pgbench across the cluster: decryptions of single rows by many clients
 #    complete without an error.
+# 7. A customer-managed key (use_customer_key) reaches every node's copy of
+#    the key tables; every node asks the same KMS command; withholding the
+#    key stops decryption on the workers at the next statement.
 
 use strict;
 use warnings;
@@ -44,6 +47,18 @@ plan skip_all => 'Citus is not installed (scripts/citus.sh builds it)'
 
 my $master = random_key_hex();
 my $pepper = random_key_hex();
+
+# A KMS for customer-managed keys that every node asks (the same command on
+# each): the key of a tenant derives from a secret; a tenant whose owner
+# withholds its key gets none.
+my $kms = PostgreSQL::Test::Utils::tempdir();
+write_private_file("$kms/secret", random_key_hex());
+write_private_file("$kms/customer-key.sh", <<"EOS");
+#!/bin/sh
+[ -e "$kms/withheld-\$1" ] && { echo "kms: key of \$1 withheld" >&2; exit 3; }
+printf '%s/%s' "\$(cat '$kms/secret')" "\$1" | sha256sum | cut -c1-64
+EOS
+chmod 0700, "$kms/customer-key.sh";
 my @nodes;
 foreach my $name ('coordinator', 'worker1', 'worker2')
 {
@@ -59,6 +74,7 @@ foreach my $name ('coordinator', 'worker1', 'worker2')
 		  . "citus.node_conninfo = 'sslmode=disable'\n"
 		  . "citus.propagate_set_commands = 'local'\n"
 		  . "citus.local_hostname = '" . $n->host . "'\n"
+		  . "envault.customer_key_command = '$kms/customer-key.sh %t'\n"
 		  . "max_connections = 60\n"
 		  . "max_prepared_transactions = 20\n");
 	$n->start;
@@ -351,5 +367,26 @@ my $ok = IPC::Run::run(
 	'>', \$stdout, '2>', \$stderr);
 ok($ok, 'pgbench: 8 clients decrypting single rows through the coordinator');
 like($stdout, qr/number of failed transactions: 0 /, 'pgbench: no failed transaction');
+
+# --- 7. customer-managed keys across the cluster ---------------------------
+
+on_coord(q{SELECT envault.use_customer_key('initech')});
+foreach my $w (@workers)
+{
+	is( $w->safe_psql('postgres', q{
+SELECT key_source, customer_kcv IS NOT NULL, master_kcv IS NULL, key_version
+  FROM envault.tenants WHERE tenant = 'initech'}),
+		'customer|t|t|2', 'worker ' . $w->port . ': initech is under its customer key');
+}
+my $initech_sql = q{SELECT count(*) FROM customers
+ WHERE tenant = 'initech' AND envault.env_decrypt_text(email, int4send(id)) = id || '@initech.example'};
+is(on_coord($initech_sql), '50',
+	'BYOK: the rewrapped data key decrypts on the worker, which asks the KMS');
+write_private_file("$kms/withheld-initech", '');
+($rc, $out, $err) = try_coord($initech_sql);
+like($err, qr/ERROR:  38000: .*initech.*\n(.*\n)*CONTEXT:  while executing command on /,
+	'BYOK: a withheld customer key stops decryption on the worker at once');
+unlink "$kms/withheld-initech";
+is(on_coord($initech_sql), '50', 'BYOK: the key given back, the worker decrypts again');
 
 done_testing();
