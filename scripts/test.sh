@@ -4,7 +4,8 @@
 #   2. TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster, among them a
 #      Citus cluster of three nodes (Citus built by scripts/citus.sh),
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
-#   4. every SQL example of README.md and docs/operations.md, run as
+#   4. every SQL example of README.md, docs/operations.md and
+#      docs/application.md, run as
 #      written (test/docs/run_examples.py); docs/reference.md against the
 #      install script, META.json against
 #      the PGXN Meta Spec, and make dist (the tarball
@@ -85,7 +86,7 @@ as_pg "$PGBIN/psql" -h "$pgdir" -p 54391 -d postgres -qAt -v ON_ERROR_STOP=1 \
 cluster_stop "$pgdir"
 count_prove "$work/pgtap.log"
 
-say "documentation examples: every SQL block of README.md and docs/operations.md, as written"
+say "documentation examples: every SQL block of README.md, docs/operations.md and docs/application.md, as written"
 exdir="$work/examples"
 as_pg mkdir -p "$exdir"
 new_key_file "$exdir/master.key"

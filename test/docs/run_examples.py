@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run every SQL example of README.md and docs/operations.md, as written.
+"""Run every SQL example of README.md, docs/operations.md and
+docs/application.md, as written.
 
 Each ```sql block runs in a database of its own (created and dropped
 here), after the fixture that the comment <!-- example: NAME --> on the
@@ -18,7 +19,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FILES = ["README.md", "docs/operations.md"]
+FILES = ["README.md", "docs/operations.md", "docs/application.md"]
 PSQL = os.environ.get("PSQL", "psql")
 EXAMPLE_ROLES = ["app", "app_owner"]
 
