@@ -149,6 +149,7 @@ extern bytea *env_open_ciphertext(bytea *ciphertext, bytea *aad,
 extern void env_tenant_init(void);
 extern void env_tenant_check(const char *tenant, size_t len, bool for_ciphertext);
 extern const char *env_tenant_token_id(void);
+extern void env_tenant_revalidate(void);
 
 /* tokens.c */
 extern bool env_token_verify(text *token, char *tenant_out);

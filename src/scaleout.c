@@ -60,6 +60,7 @@
 #include "catalog/pg_namespace.h"
 #include "commands/dbcommands.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
@@ -100,6 +101,16 @@ static char so_checked_tenant[ENV_TENANT_MAXLEN + 1];
 static TimestampTz so_checked_expires = 0;
 
 static bool so_registered = false;	/* this transaction's PREPARE */
+
+/*
+ * A context was dropped in this transaction (its token revoked or
+ * expired): no proof is adopted here until the transaction ends, and the
+ * next statement clears the proof on the workers too.
+ */
+static bool so_refuse_proofs = false;
+static int	so_citus = -1;		/* is Citus loaded? -1: not known yet */
+static bool so_checking = false;	/* in so_executor_start's checks */
+static ExecutorStart_hook_type so_prev_executor_start = NULL;
 static ProcessUtility_hook_type so_prev_process_utility = NULL;
 static shmem_request_hook_type so_prev_shmem_request = NULL;
 static shmem_startup_hook_type so_prev_shmem_startup = NULL;
@@ -338,7 +349,52 @@ so_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT)
+	{
 		so_registered = false;
+		so_refuse_proofs = false;
+	}
+}
+
+void
+env_scaleout_context_dropped(void)
+{
+	so_refuse_proofs = true;
+}
+
+/*
+ * On a Citus node, every statement checks the tenant context first: a
+ * statement whose envault calls all run on the workers (a decryption in a
+ * query on a distributed table) would otherwise never look at the token
+ * here, and a revoked token would go on working through the workers until
+ * the transaction ends.  A context dropped earlier in the transaction
+ * (then ROLLBACK TO SAVEPOINT) also takes its proof off the workers before
+ * the statement reaches them.
+ */
+static void
+so_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (so_citus < 0)
+		so_citus = GetConfigOption("citus.propagate_set_commands", true, false) != NULL;
+	/* not again for the queries these checks run themselves */
+	if (so_citus && !so_checking && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		so_checking = true;
+		PG_TRY();
+		{
+			env_tenant_revalidate();
+			if (so_refuse_proofs && so_proof != NULL && so_proof[0] != '\0')
+				env_scaleout_context_set(NULL);
+		}
+		PG_FINALLY();
+		{
+			so_checking = false;
+		}
+		PG_END_TRY();
+	}
+	if (so_prev_executor_start)
+		so_prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
 }
 
 /*
@@ -497,7 +553,7 @@ env_scaleout_context(char *tenant)
 	char	   *end;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (so_proof == NULL || so_proof[0] == '\0')
+	if (so_proof == NULL || so_proof[0] == '\0' || so_refuse_proofs)
 		return false;
 	if (so_checked_proof != NULL && strcmp(so_checked_proof, so_proof) == 0)
 	{
@@ -581,6 +637,8 @@ env_scaleout_init(void)
 							NULL, NULL, NULL);
 	so_prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = so_process_utility;
+	so_prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = so_executor_start;
 	RegisterXactCallback(so_xact_callback, NULL);
 	if (process_shared_preload_libraries_in_progress)
 	{

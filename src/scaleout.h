@@ -40,4 +40,7 @@ extern void env_scaleout_context_set(const char *tenant);
 extern bool env_scaleout_context(char *tenant);
 extern uint64 env_scaleout_proof_serial(void);
 
+/* tenant.c dropped a context (token revoked or expired) in this transaction */
+extern void env_scaleout_context_dropped(void);
+
 #endif							/* ENVAULT_SCALEOUT_H */

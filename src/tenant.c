@@ -208,6 +208,8 @@ ten_drop(EnvTokenState why)
 		if (e->state.from_token && strcmp(e->state.token_id, token_id) == 0)
 			memset(&e->state, 0, sizeof(TenState));
 	memset(&ten_current, 0, sizeof(ten_current));
+	/* nor may a proof of it, on Citus, bring it back in this transaction */
+	env_scaleout_context_dropped();
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("envault token of the current tenant context is no longer valid"),
@@ -260,6 +262,13 @@ ten_revalidate(void)
 	if (st != ENV_TOKEN_ALIVE)
 		ten_drop(st);
 	ten_current.verified = changes;
+}
+
+/* The checks of ten_revalidate(), for each statement on a Citus node */
+void
+env_tenant_revalidate(void)
+{
+	ten_revalidate();
 }
 
 static void
