@@ -692,6 +692,8 @@ CREATE FUNCTION envault.scale_out()
 RETURNS TABLE (key_table regclass, nodes integer)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Citus's notices about the tables' local data, which scale_out() removes
+SET client_min_messages = warning
 AS $scale_out$
 DECLARE
 	t	regclass;

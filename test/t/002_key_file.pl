@@ -10,22 +10,15 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash qw(random_key_hex write_private_file);
 
 use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-# A fresh random master key, as 64 lowercase hex characters.
-sub random_key_hex
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
-	my $n = read($fh, my $bytes, 32);
-	close $fh;
-	die "short read from /dev/urandom" unless defined $n && $n == 32;
-	return unpack('H*', $bytes);
-}
 
 # Check value of a master key (hex), as envault stores it: the first 16
 # bytes of HMAC-SHA256(key, "envault/v1/key-check-value").
@@ -35,20 +28,6 @@ sub kcv_hex
 	return substr(
 		hmac_sha256_hex('envault/v1/key-check-value', pack('H*', $key_hex)),
 		0, 32);
-}
-
-# Write a file that only its owner can read and write (or $mode).
-sub write_private_file
-{
-	my ($path, $contents, $mode) = @_;
-	$mode = 0600 unless defined $mode;
-	unlink $path;
-	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
-	  or die "could not create \"$path\": $!";
-	print $fh $contents or die "could not write \"$path\": $!";
-	close $fh or die "could not close \"$path\": $!";
-	chmod($mode, $path) or die "could not chmod \"$path\": $!";
-	return;
 }
 
 my $key = random_key_hex();

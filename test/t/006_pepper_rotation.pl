@@ -20,22 +20,15 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash qw(random_key_hex write_private_file);
 
 use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-# A fresh random 32-byte secret, as 64 lowercase hex characters.
-sub random_key_hex
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
-	my $n = read($fh, my $bytes, 32);
-	close $fh;
-	die "short read from /dev/urandom" unless defined $n && $n == 32;
-	return unpack('H*', $bytes);
-}
 
 # The version envault stores for a pepper (hex): the first 8 bytes of its
 # check value, HMAC-SHA256(pepper, "envault/v1/pepper-check-value").
@@ -65,20 +58,6 @@ sub token_hmac
 	my ($id, $secret) = token_parts($token);
 	return hmac_sha256_hex('envault/v1/token' . pack('H*', $id) . pack('H*', $secret),
 		pack('H*', $pepper_hex));
-}
-
-# Write a file that only its owner can read and write (or $mode).
-sub write_private_file
-{
-	my ($path, $contents, $mode) = @_;
-	$mode = 0600 unless defined $mode;
-	unlink $path;
-	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
-	  or die "could not create \"$path\": $!";
-	print $fh $contents or die "could not write \"$path\": $!";
-	close $fh or die "could not close \"$path\": $!";
-	chmod($mode, $path) or die "could not chmod \"$path\": $!";
-	return;
 }
 
 my $master = random_key_hex();

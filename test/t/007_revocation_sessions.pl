@@ -34,34 +34,15 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash qw(random_key_hex write_private_file);
 
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-# A fresh random master key, as 64 lowercase hex characters.
-sub random_key_hex
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
-	my $n = read($fh, my $bytes, 32);
-	close $fh;
-	die "short read from /dev/urandom" unless defined $n && $n == 32;
-	return unpack('H*', $bytes);
-}
-
-# Write a file that only its owner can read and write.
-sub write_private_file
-{
-	my ($path, $contents) = @_;
-	unlink $path;
-	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
-	  or die "could not create \"$path\": $!";
-	print $fh $contents or die "could not write \"$path\": $!";
-	close $fh or die "could not close \"$path\": $!";
-	return;
-}
 
 # --- sessions -----------------------------------------------------------------
 
@@ -79,7 +60,6 @@ sub behind_back
 		'', $name);
 	return;
 }
-
 
 # A long-lived session that goes on after an error, with SQLSTATEs shown.
 sub open_session

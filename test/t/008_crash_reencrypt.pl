@@ -22,22 +22,15 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash qw(random_key_hex);
 
 use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
-
-# A fresh random master key, as 64 lowercase hex characters.
-sub random_key_hex
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
-	my $n = read($fh, my $bytes, 32);
-	close $fh;
-	die "short read from /dev/urandom" unless defined $n && $n == 32;
-	return unpack('H*', $bytes);
-}
 
 my $key = random_key_hex();
 my $node = PostgreSQL::Test::Cluster->new('crash');

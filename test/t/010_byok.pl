@@ -39,6 +39,9 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash qw(random_key_hex write_private_file);
 
 use Digest::SHA qw(hmac_sha256_hex sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
@@ -48,16 +51,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
-
-# 32 random bytes as 64 lowercase hex characters.
-sub random_key_hex
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
-	my $n = read($fh, my $bytes, 32);
-	close $fh;
-	die "short read from /dev/urandom" unless defined $n && $n == 32;
-	return unpack('H*', $bytes);
-}
 
 # First 16 bytes of HMAC-SHA256(key, label), as hex.
 sub kcv_hex
@@ -70,19 +63,6 @@ sub customer_kcv { return kcv_hex($_[0], 'envault/v1/customer-key-check-value');
 
 # The fingerprint envault shows in messages: the first 8 bytes of a kcv.
 sub fingerprint { return substr($_[0], 0, 16); }
-
-sub write_private_file
-{
-	my ($path, $contents, $mode) = @_;
-	$mode = 0600 unless defined $mode;
-	unlink $path;
-	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
-	  or die "could not create \"$path\": $!";
-	print $fh $contents or die "could not write \"$path\": $!";
-	close $fh or die "could not close \"$path\": $!";
-	chmod($mode, $path) or die "could not chmod \"$path\": $!";
-	return;
-}
 
 # A SQL string literal.
 sub lit

@@ -12,6 +12,9 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash qw(random_key_hex);
 
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::Cluster;
@@ -20,15 +23,6 @@ use Test::More;
 
 my $prlimit = '/usr/bin/prlimit';
 plan skip_all => 'prlimit(1) is not available' unless -x $prlimit;
-
-sub random_key_hex
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
-	my $n = read($fh, my $bytes, 32);
-	close $fh;
-	die "short read from /dev/urandom" unless defined $n && $n == 32;
-	return unpack('H*', $bytes);
-}
 
 my $node = PostgreSQL::Test::Cluster->new('mlock');
 my $keyfile = $node->basedir . '/master.key';

@@ -27,6 +27,9 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultCrash qw(random_key_hex write_private_file);
 
 use Digest::SHA qw(sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
@@ -39,28 +42,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $root = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
-
-# A fresh random 32-byte secret, as 64 lowercase hex characters.
-sub random_key_hex
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "open /dev/urandom: $!";
-	my $n = read($fh, my $bytes, 32);
-	close $fh;
-	die "short read from /dev/urandom" unless defined $n && $n == 32;
-	return unpack('H*', $bytes);
-}
-
-# Write a file that only its owner can read and write.
-sub write_private_file
-{
-	my ($path, $contents) = @_;
-	unlink $path;
-	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
-	  or die "could not create \"$path\": $!";
-	print $fh $contents or die "could not write \"$path\": $!";
-	close $fh or die "could not close \"$path\": $!";
-	return;
-}
 
 # The pg_regress suites, in the order of the Makefile's REGRESS list
 my $makefile = slurp_file("$root/Makefile");

@@ -5,7 +5,8 @@
 #   use EnvaultCrash;
 #
 # random_key_hex()                  a fresh random 256-bit key, in hex
-# write_private_file($path, $text)  a file only its owner can read (mode 0600)
+# write_private_file($path, $text[, $mode])  a file only its owner can read
+#                                   (mode 0600 unless given, e.g. 0700 for a script)
 # start_script($node, $name, $sql)  psql runs $sql from a file, in the
 #                                   background; stdout and stderr go to files
 # script_running($script)           is that psql still running?
@@ -72,13 +73,14 @@ sub random_key_hex
 
 sub write_private_file
 {
-	my ($path, $contents) = @_;
+	my ($path, $contents, $mode) = @_;
+	$mode = 0600 unless defined $mode;
 	unlink $path;
 	sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
 	  or die "could not create \"$path\": $!";
 	print $fh $contents or die "could not write \"$path\": $!";
 	close $fh or die "could not close \"$path\": $!";
-	chmod(0600, $path) or die "could not chmod \"$path\": $!";
+	chmod($mode, $path) or die "could not chmod \"$path\": $!";
 	return;
 }
 
