@@ -444,14 +444,9 @@ ks_relcache_callback(Datum arg, Oid relid)
 void
 env_keystore_changed(void)
 {
-	Oid			nsp = get_namespace_oid("envault", false);
-
 	ks_evict_all();
 	ks_changes++;
-	ks_bump_at_commit = true;
-	ks_tenants_relid = get_relname_relid("tenants", nsp);
-	if (OidIsValid(ks_tenants_relid))
-		CacheInvalidateRelcacheByRelid(ks_tenants_relid);
+	env_keystore_tables_changed();
 }
 
 /*

@@ -423,17 +423,13 @@ envault_key_tables_changed(PG_FUNCTION_ARGS)
 
 #define SO_PROOF_VERSION	"1"
 
+/* Append the hex of len bytes (PostgreSQL's hex_encode) */
 static void
 so_hex(StringInfo buf, const uint8 *p, size_t len)
 {
-	static const char digits[] = "0123456789abcdef";
-	size_t		i;
-
-	for (i = 0; i < len; i++)
-	{
-		appendStringInfoChar(buf, digits[p[i] >> 4]);
-		appendStringInfoChar(buf, digits[p[i] & 15]);
-	}
+	enlargeStringInfo(buf, (int) (2 * len));
+	buf->len += (int) hex_encode((const char *) p, len, buf->data + buf->len);
+	buf->data[buf->len] = '\0';
 }
 
 static bool

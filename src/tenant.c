@@ -233,7 +233,7 @@ ten_revalidate(void)
 	 * A Citus worker: no context of our own, or one adopted from a proof
 	 * that has changed since; the coordinator's proof, if any, decides.
 	 */
-	if ((!ten_current.is_set && env_scaleout_proof_serial() != 0) ||
+	if (!ten_current.is_set ||
 		(ten_current.from_proof &&
 		 ten_current.proof_serial != env_scaleout_proof_serial()))
 	{
