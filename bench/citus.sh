@@ -13,9 +13,14 @@
 #           the coordinator: SELECT env_decrypt_text(v) against SELECT p of
 #           a random row of a random tenant; and the decryption again with
 #           the workers' access logs off (envault.access_log), for their
-#           share of the cost.
+#           share of the cost;
+#   chains  INSERT of one row per statement (pgbench, 8 clients, 30
+#           tenants) into a distributed table chained by envault
+#           (enable_audit_chain) against the same table unchained, and an
+#           INSERT ... SELECT of BENCH_CHAIN_ROWS rows into each.
 # fsync stays on: every decryption on a worker is committed to its access
-# log, and that cost is part of what is measured.
+# log, every chained insert to the worker's WAL, and that cost is part of
+# what is measured.
 # Timings are medians of BENCH_REPS rounds (rounds alternate which query goes
 # first); ratios are of medians.  Never asserts a timing.  The output is also
 # saved to bench/out/citus-<UTC time>.txt.  See docs/scale-out.md.
@@ -24,6 +29,7 @@
 #   BENCH_CITUS_ROWS=300000  rows of the distributed table (3 tenants)
 #   BENCH_REPS=7             timed rounds per case
 #   BENCH_PGBENCH_TX=2000    transactions per pgbench client
+#   BENCH_CHAIN_ROWS=30000   rows of each bulk INSERT ... SELECT (chains)
 #   BENCH_PORT=54395         coordinator port (workers: the next two)
 #   BENCH_SKIP_BUILD=1       use the installed envault as it is
 #
@@ -35,8 +41,9 @@ source "$ENVAULT_ROOT/scripts/citus.sh"
 rows=${BENCH_CITUS_ROWS:-300000}
 reps=${BENCH_REPS:-7}
 pgbench_tx=${BENCH_PGBENCH_TX:-2000}
+chain_rows=${BENCH_CHAIN_ROWS:-30000}
 port=${BENCH_PORT:-54395}
-for n in "$rows" "$reps" "$pgbench_tx" "$port"; do
+for n in "$rows" "$reps" "$pgbench_tx" "$chain_rows" "$port"; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench/citus.sh: not a positive integer: $n" >&2; exit 2; }
 done
 
@@ -100,6 +107,13 @@ psql_c <<-EOF
 	ALTER TABLE bench_one ADD PRIMARY KEY (tenant, id);
 	VACUUM ANALYZE bench_one;
 	SELECT run_command_on_workers('VACUUM ANALYZE') \g /dev/null
+	-- the same table chained and not, each with one unique index
+	CREATE TABLE chain_dist (tenant text NOT NULL, id bigserial, what text NOT NULL);
+	SELECT create_distributed_table('chain_dist', 'tenant', shard_count => 8) \g /dev/null
+	SELECT envault.enable_audit_chain('chain_dist', 'tenant') \g /dev/null
+	CREATE TABLE plain_dist (tenant text NOT NULL, id bigserial, what text NOT NULL,
+	                         UNIQUE (tenant, id));
+	SELECT create_distributed_table('plain_dist', 'tenant', shard_count => 8) \g /dev/null
 	CREATE TABLE timings (name text, ms float8);
 EOF
 
@@ -138,6 +152,12 @@ as_pg tee "$scripts/decrypt.sql" >/dev/null <<-EOF
 	\set id random(1, $rows / 3) * 3 + :t
 	SELECT envault.env_decrypt_text(v) FROM bench_dist WHERE tenant = (ARRAY['acme', 'globex', 'initech'])[:t + 1] AND id = :id;
 EOF
+for t in chain plain; do
+	as_pg tee "$scripts/insert, $t.sql" >/dev/null <<-EOF
+		\set t random(1, 30)
+		INSERT INTO ${t}_dist (tenant, what) VALUES ('tenant' || :t, 'event of client ' || :client_id);
+	EOF
+done
 pgb() {				# pgb SCRIPT [warm-up: not recorded]
 	local tps
 	tps=$(as_pg "$PGBIN/pgbench" -n -M prepared -c 8 -j 2 -t "$pgbench_tx" -h "$dir" -p "$port" \
@@ -165,6 +185,23 @@ for ((r = 1; r <= reps; r++)); do
 	worker_log on
 done
 
+say "chains: pgbench inserts and INSERT ... SELECT of $chain_rows rows, $reps rounds"
+bulk_insert() {
+	timed "INSERT ... SELECT, $1" \
+		"INSERT INTO $1_dist (tenant, what) SELECT 'tenant' || (g % 30 + 1), 'bulk row ' || g FROM generate_series(1, $chain_rows) g"
+}
+pgb "insert, chain" warm-up
+pgb "insert, plain" warm-up
+for ((r = 1; r <= reps; r++)); do
+	if ((r % 2)); then
+		pgb "insert, plain"; pgb "insert, chain"; bulk_insert plain; bulk_insert chain
+	else
+		pgb "insert, chain"; pgb "insert, plain"; bulk_insert chain; bulk_insert plain
+	fi
+done
+psql_c -At -c "SELECT 'chains verified: ' || count(*) FILTER (WHERE ok) || ' of ' || count(*) || ' tenants, '
+	|| sum(rows_checked) || ' rows' FROM envault.verify_chain('chain_dist')" >"$dir/verified"
+
 mkdir -p "$ENVAULT_ROOT/bench/out"
 out="$ENVAULT_ROOT/bench/out/citus-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
@@ -175,7 +212,7 @@ out="$ENVAULT_ROOT/bench/out/citus-$(date -u +%Y%m%dT%H%M%SZ).txt"
 	rev=$(git -C "$ENVAULT_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 	git -C "$ENVAULT_ROOT" diff --quiet HEAD -- src 2>/dev/null || rev="$rev, src/ modified"
 	echo "envault:    commit $rev"
-	echo "command:    bench/citus.sh (rows=$rows reps=$reps pgbench_tx=$pgbench_tx)"
+	echo "command:    bench/citus.sh (rows=$rows reps=$reps pgbench_tx=$pgbench_tx chain_rows=$chain_rows)"
 	psql_c -P footer=off <<-'EOF'
 		\echo '== Timings (median of the rounds)'
 		SELECT name AS "case", round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1) AS "ms (median)",
@@ -190,7 +227,11 @@ out="$ENVAULT_ROOT/bench/out/citus-$(date -u +%Y%m%dT%H%M%SZ).txt"
 		        ('decrypt: distributed / one node', 'distributed, env_decrypt_text', 'one node, env_decrypt_text'),
 		        ('pgbench: decrypt / plain time (1/throughput)', 'pgbench 8 clients, decrypt', 'pgbench 8 clients, plain'),
 		        ('pgbench: decrypt, access log off on the workers / plain time',
-		         'pgbench 8 clients, decrypt, access log off on the workers', 'pgbench 8 clients, plain')) r(what, x, y)
+		         'pgbench 8 clients, decrypt, access log off on the workers', 'pgbench 8 clients, plain'),
+		        ('pgbench: chained insert / plain insert time', 'pgbench 8 clients, insert, chain',
+		         'pgbench 8 clients, insert, plain'),
+		        ('INSERT ... SELECT: chained / plain', 'INSERT ... SELECT, chain',
+		         'INSERT ... SELECT, plain')) r(what, x, y)
 		  JOIN m a ON a.name = r.x JOIN m b ON b.name = r.y;
 	EOF
 	psql_c -At -c "WITH m AS (SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms FROM timings GROUP BY name)
@@ -198,5 +239,6 @@ out="$ENVAULT_ROOT/bench/out/citus-$(date -u +%Y%m%dT%H%M%SZ).txt"
 		      - (SELECT ms FROM m WHERE name = 'distributed, plain')) * 1000 / $rows)::numeric, 3) || ' us, one node '
 		   || round((((SELECT ms FROM m WHERE name = 'one node, env_decrypt_text')
 		      - (SELECT ms FROM m WHERE name = 'one node, plain')) * 1000 / $rows)::numeric, 3) || ' us'"
+	cat "$dir/verified"
 } | tee "$out"
 say "saved to ${out#"$ENVAULT_ROOT"/}"

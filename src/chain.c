@@ -37,6 +37,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "scaleout.h"
 
 #include <sched.h>
 
@@ -239,6 +240,10 @@ ch_columns_hash(EnvChain *ch)
  * Build what envault needs to know of a chained table from the registry and
  * the catalogs.  Returns NULL if the table is not chained.
  */
+static EnvChain *ch_build_from(Oid relid, int32 chain_id, const char *identity,
+							 const char *tenant_column, bool builtin, bool sharded);
+static EnvChain *ch_build_shard(Oid relid);
+
 static EnvChain *
 ch_build(Oid relid)
 {
@@ -250,6 +255,32 @@ ch_build(Oid relid)
 	char	   *identity;
 	char	   *tenant_column;
 	bool		builtin;
+
+	env_spi_begin(&s);
+	values[0] = ObjectIdGetDatum(relid);
+	env_spi_run(CH_Q_REGISTRY, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		env_spi_end(&s);
+		return ch_build_shard(relid);
+	}
+	chain_id = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
+	identity = env_spi_cstring(&s, 2, &isnull);
+	tenant_column = pstrdup(NameStr(*DatumGetName(env_spi_col(&s, 3, &isnull,
+															  false, NAMEDATALEN))));
+	builtin = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
+	env_spi_end(&s);
+	return ch_build_from(relid, chain_id, identity, tenant_column, builtin, false);
+}
+
+/*
+ * What envault knows of a chained table, from what the registry (or, for a
+ * shard, the chain trigger) says of it and the table's columns.
+ */
+static EnvChain *
+ch_build_from(Oid relid, int32 chain_id, const char *identity,
+			  const char *tenant_column, bool builtin, bool sharded)
+{
 	Relation	rel;
 	TupleDesc	desc;
 	MemoryContext cxt;
@@ -261,21 +292,6 @@ ch_build(Oid relid)
 	AttrNumber	prev_attnum;
 	AttrNumber	hash_attnum;
 	int			i;
-
-	env_spi_begin(&s);
-	values[0] = ObjectIdGetDatum(relid);
-	env_spi_run(CH_Q_REGISTRY, 1, types, values, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-	{
-		env_spi_end(&s);
-		return NULL;
-	}
-	chain_id = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
-	identity = env_spi_cstring(&s, 2, &isnull);
-	tenant_column = pstrdup(NameStr(*DatumGetName(env_spi_col(&s, 3, &isnull,
-															  false, NAMEDATALEN))));
-	builtin = DatumGetBool(env_spi_col(&s, 4, &isnull, true, 1));
-	env_spi_end(&s);
 
 	/* errors first, so that nothing is left in TopMemoryContext */
 	rel = relation_open(relid, AccessShareLock);
@@ -301,6 +317,7 @@ ch_build(Oid relid)
 	ch->identity = pstrdup(identity);
 	ch->identity_len = strlen(identity);
 	ch->builtin = builtin;
+	ch->sharded = sharded;
 	ch->tenant_attnum = tenant_attnum;
 	ch->seq_attnum = seq_attnum;
 	ch->at_attnum = at_attnum;
@@ -341,6 +358,101 @@ ch_build(Oid relid)
 	Assert(ch->tenant_col >= 0);
 	ch->valid = true;
 	return ch;
+}
+
+/*
+ * Is this trigger envault's chain trigger: named zz_envault_chain on the
+ * table itself, zz_envault_chain_<shardid> on a Citus shard of it?
+ */
+static bool
+ch_is_chain_trigger(const Trigger *tg)
+{
+	size_t		n = strlen(ENV_CHAIN_TRIGGER);
+	const char *p = tg->tgname + n;
+
+	if (strncmp(tg->tgname, ENV_CHAIN_TRIGGER, n) != 0)
+		return false;
+	if (*p == '\0')
+		return true;
+	if (*p++ != '_' || *p == '\0')
+		return false;
+	for (; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/* The chain trigger of a relation, or NULL */
+static const Trigger *
+ch_chain_trigger(Relation rel)
+{
+	TriggerDesc *td = rel->trigdesc;
+	int			i;
+
+	for (i = 0; td != NULL && i < td->numtriggers; i++)
+		if (ch_is_chain_trigger(&td->triggers[i]))
+			return &td->triggers[i];
+	return NULL;
+}
+
+/*
+ * A Citus shard of a distributed chained table, on the node that holds it.
+ * The chain is registered on the coordinator only; its trigger, which
+ * Citus gives every shard (moved and split ones too), names it:
+ * envault.chain_insert('<identity>', '<tenant column>', '<chain_id>').  The
+ * shard must have the same trigger as its table on this node, so that a
+ * table's owner cannot make an unrelated table pass for a chain.  Its
+ * chain_id here is the coordinator's, negated: it never meets this node's
+ * own chains in the lock and head tables.
+ */
+static EnvChain *
+ch_build_shard(Oid relid)
+{
+	Oid			parent = env_citus_shard_parent(relid);
+	Relation	rel;
+	Relation	prel;
+	const Trigger *tg;
+	const Trigger *ptg;
+	char	   *identity = NULL;
+	char	   *tenant_column = NULL;
+	int64		chain_id = 0;
+	int			i;
+
+	if (!OidIsValid(parent))
+		return NULL;
+	rel = relation_open(relid, AccessShareLock);
+	prel = relation_open(parent, AccessShareLock);
+	tg = ch_chain_trigger(rel);
+	ptg = ch_chain_trigger(prel);
+	if (tg != NULL && ptg != NULL && tg->tgnargs == 3 && ptg->tgnargs == 3 &&
+		tg->tgfoid == ptg->tgfoid)
+	{
+		bool		same = true;
+
+		for (i = 0; i < 3; i++)
+			same = same && strcmp(tg->tgargs[i], ptg->tgargs[i]) == 0;
+		if (same)
+		{
+			identity = pstrdup(tg->tgargs[0]);
+			tenant_column = pstrdup(tg->tgargs[1]);
+			chain_id = pg_strtoint64(tg->tgargs[2]);
+		}
+	}
+	if (identity == NULL && tg != NULL && tg->tgnargs == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("\"%s\" was chained before it was distributed", get_rel_name(parent)),
+				 errdetail("Its shards do not know the chain: a chain on Citus is enabled on the distributed table."),
+				 errhint("Distribute an empty table, then run envault.enable_audit_chain() on it (docs/scale-out.md).")));
+	relation_close(prel, AccessShareLock);
+	relation_close(rel, AccessShareLock);
+	if (identity == NULL)
+		return NULL;
+	if (chain_id <= 0 || chain_id > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the chain trigger of \"%s\" names no valid chain", get_rel_name(relid))));
+	return ch_build_from(relid, (int32) -chain_id, identity, tenant_column, false, true);
 }
 
 #define CH_Q_REGISTERED \
@@ -402,6 +514,53 @@ env_chain_require(Oid relid)
 						get_rel_name(relid) ? get_rel_name(relid) : "?"),
 				 errhint("Turn it into one with envault.enable_audit_chain().")));
 	return ch;
+}
+
+/*
+ * The chain of a SQL function's first argument, tbl: not null, readable by
+ * the caller (env_chain_check_access) and chained.
+ */
+EnvChain *
+env_chain_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tbl must not be null")));
+	env_chain_check_access(PG_GETARG_OID(0), false);
+	return env_chain_require(PG_GETARG_OID(0));
+}
+
+/*
+ * For what a chain on Citus does not have yet: signed checkpoints and what
+ * rests on them (Merkle proofs, cosigning, export, purge, retention).  A
+ * distributed table's chain lives on its shards, which record no heads or
+ * trees of their own; refuse, naming the function.
+ */
+void
+env_chain_refuse_distributed(EnvChain *ch, const char *what)
+{
+	if (ch->sharded || env_is_citus_table(ch->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s is not supported on distributed audit chain %s", what, ch->identity),
+				 errdetail("A distributed table's chain lives on its shards, which keep no heads, anchors or retention of their own.")));
+}
+
+/*
+ * For what runs on the Citus coordinator, on the distributed table: a
+ * shard's chain is part of that table's, whose checkpoints the coordinator
+ * keeps.
+ */
+void
+env_chain_refuse_shard(EnvChain *ch, const char *what)
+{
+	if (ch->sharded)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s runs on the Citus coordinator, not on a shard of audit chain %s",
+						what, ch->identity),
+				 errhint("Call it on the coordinator with the distributed table.")));
 }
 
 /* The value of a tenant given as text, in the tenant column's type */
@@ -879,13 +1038,99 @@ ch_heads_fetch_at(Relation rel, const ChHead *h)
 	return result;
 }
 
+/*
+ * The head of a tenant's chain on a Citus shard: its newest row, found
+ * through the chain's unique index on (tenant, envault_seq).  The shard
+ * holds all of the tenant's rows and moves with them, so the head needs no
+ * table that would have to move too.  Read with a new snapshot: the caller
+ * holds the chain lock, so every earlier writer has committed or rolled
+ * back.
+ */
+static void
+ch_load_tail(EnvChain *ch, ChHead *h)
+{
+	Snapshot	snap;
+	Datum		value = (Datum) 0;
+
+	if (!h->tenant_null)
+		value = env_chain_tenant_value(ch, cstring_to_text_with_len(h->tenant,
+																	h->tenant_len));
+	ItemPointerSetInvalid(&h->tid);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	h->seq = env_chain_tail(ch, value, h->tenant_null, snap, h->hash);
+	UnregisterSnapshot(snap);
+}
+
+/*
+ * The newest row of a tenant's chain on a Citus shard as snap sees it: its
+ * sequence number (0 if none) and, into hash, its hash (the genesis if
+ * none).
+ */
+int64
+env_chain_tail(EnvChain *ch, Datum value, bool isnull, Snapshot snap, uint8 *hash)
+{
+	Relation	rel;
+	Relation	idx;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		seq = 0;
+
+	Assert(ch->sharded);
+	if (!OidIsValid(ch->index_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("shard \"%s\" of audit chain %s has no unique index on its tenant column and " ENV_CHAIN_SEQ_COL,
+						get_rel_name(ch->relid), ch->identity),
+				 errdetail("On Citus, a tenant's newest row is found through that index."),
+				 errhint("Create it on the distributed table: CREATE UNIQUE INDEX ON table (tenant_column, " ENV_CHAIN_SEQ_COL ").")));
+	memcpy(hash, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+	rel = table_open(ch->relid, AccessShareLock);
+	idx = index_open(ch->index_oid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	env_chain_tenant_key(ch, &key, isnull, value);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		snull;
+		bool		hnull;
+		Datum		d = slot_getattr(slot, ch->seq_attnum, &snull);
+		Datum		hd = slot_getattr(slot, ch->hash_attnum, &hnull);
+		bytea	   *b = hnull ? NULL : DatumGetByteaPP(hd);
+
+		if (snull || hnull || DatumGetInt64(d) <= 0 ||
+			VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the newest row of audit chain %s in \"%s\" has no valid hash",
+							ch->identity, get_rel_name(ch->relid)),
+					 errhint("Run envault.verify_chain() to locate the damage.")));
+		seq = DatumGetInt64(d);
+		memcpy(hash, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return seq;
+}
+
 /* Read a tenant's head: its number and hash, or the genesis. */
 static void
 ch_load_head(EnvChain *ch, ChHead *h)
 {
 	Oid			index;
-	Relation	rel = ch_heads_open(AccessShareLock, &index);
-	HeapTuple	tup = ch_heads_fetch_at(rel, h);
+	Relation	rel;
+	HeapTuple	tup;
+
+	if (ch->sharded)
+	{
+		ch_load_tail(ch, h);
+		return;
+	}
+	rel = ch_heads_open(AccessShareLock, &index);
+	tup = ch_heads_fetch_at(rel, h);
 
 	if (!HeapTupleIsValid(tup))
 		tup = ch_heads_fetch(rel, index, h->key.chain_id, h->tenant,
@@ -1130,6 +1375,12 @@ ch_store_heads(Oid relid)
 			continue;
 		if (ch == NULL || ch->relid != h->relid)
 			ch = env_chain_require(h->relid);
+		if (ch->sharded)
+		{
+			/* a shard's head is its newest row (ch_load_tail) */
+			h->dirty = false;
+			continue;
+		}
 		if (rel == NULL)
 			rel = ch_heads_open(RowExclusiveLock, &index);
 		ch_heads_put(rel, index, h->key.chain_id, h->tenant, h->tenant_len,
@@ -1503,13 +1754,8 @@ static bool
 ch_has_chain_trigger(Oid relid)
 {
 	Relation	rel = table_open(relid, NoLock);
-	TriggerDesc *td = rel->trigdesc;
-	bool		found = false;
-	int			i;
+	bool		found = ch_chain_trigger(rel) != NULL;
 
-	for (i = 0; td != NULL && i < td->numtriggers; i++)
-		if (strcmp(td->triggers[i].tgname, ENV_CHAIN_TRIGGER) == 0)
-			found = true;
 	table_close(rel, NoLock);
 	return found;
 }
@@ -1631,22 +1877,13 @@ ch_refuse_temp_types(Relation rel)
 static int
 ch_spi_connect(void)
 {
-	int			level;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	level = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	return level;
+	return env_caller_spi_begin();
 }
 
 static void
 ch_spi_finish(int level)
 {
-	AtEOXact_GUC(true, level);
-	SPI_finish();
+	env_caller_spi_end(level);
 }
 
 static void
@@ -1799,6 +2036,86 @@ ch_backfill(Oid relid, const char *qualified)
 	return n;
 }
 
+#define CH_Q_CITUS_TABLE \
+	"SELECT p.partmethod OPERATOR(pg_catalog.=) 'h'," \
+	"       pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)" \
+	"  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Can this Citus table be chained?  It must be distributed by hash of the
+ * tenant column, so that each tenant's rows, and so its whole chain, live
+ * on one shard, where one lock orders its writers.  Returns whether it has
+ * rows (read through Citus, from the shards).
+ */
+static bool
+ch_citus_check(Oid relid, const char *relname, const char *tenant_column)
+{
+	Oid			types[1] = {REGCLASSOID};
+	Datum		values[1];
+	bool		isnull;
+	bool		hash;
+	char	   *column;
+	bool		has_rows;
+	EnvSpi		s;
+	int			level;
+
+	env_spi_begin(&s);
+	values[0] = ObjectIdGetDatum(relid);
+	env_spi_run(CH_Q_CITUS_TABLE, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "\"%s\" is not in pg_dist_partition", relname);
+	hash = DatumGetBool(env_spi_col(&s, 1, &isnull, true, 1)) && !isnull;
+	column = env_spi_cstring(&s, 2, &isnull);
+	env_spi_end(&s);
+	if (!hash || isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"%s\" is a Citus table that is not distributed by hash", relname),
+				 errdetail("A chain on Citus lives on the shard of each tenant; reference and local tables have none."),
+				 errhint("Distribute the table by its tenant column with create_distributed_table().")));
+	if (strcmp(column, tenant_column) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"%s\" is distributed by column \"%s\", not by tenant column \"%s\"",
+						relname, column, tenant_column),
+				 errdetail("Each tenant's chain must live on one shard, where one lock orders its writers.")));
+
+	/* read as the caller, who owns the table */
+	level = ch_spi_connect();
+	ch_exec(psprintf("SELECT FROM %s LIMIT 1",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												get_rel_name(relid))),
+			SPI_OK_SELECT);
+	has_rows = SPI_processed > 0;
+	ch_spi_finish(level);
+	if (has_rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("distributed table \"%s\" has rows", relname),
+				 errdetail("Existing rows of a distributed table are not linked; the chain starts with the first row."),
+				 errhint("Enable the chain on the empty table, right after create_distributed_table().")));
+	return false;
+}
+
+/*
+ * Inside ch_spi_connect(): let Citus create or drop triggers on the shards
+ * of a distributed table (citus.enable_unsafe_triggers, for this command
+ * only: envault's triggers touch nothing but the shard they fire on), and,
+ * with a table, create the unique index on (tenant, envault_seq) through
+ * which a shard finds a tenant's newest row and that refuses a fork.
+ */
+static void
+ch_citus_prepare(const char *qualified, const char *tenant_column)
+{
+	(void) set_config_option("citus.enable_unsafe_triggers", "on",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	if (qualified != NULL)
+		ch_exec(psprintf("CREATE UNIQUE INDEX ON %s (%s, " ENV_CHAIN_SEQ_COL ")",
+						 qualified, quote_identifier(tenant_column)),
+				SPI_OK_UTILITY);
+}
+
 static bool
 ch_has_update_triggers(Relation rel)
 {
@@ -1829,6 +2146,8 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	char	   *meaning;
 	AttrNumber	tatt;
 	bool		has_rows;
+	bool		distributed;
+	volatile int32 chain_id;
 	volatile int64 linked = 0;
 	EnvSpi		s;
 	Oid			types[6] = {REGCLASSOID, TEXTOID, NAMEOID, BOOLOID, NAMEOID, TEXTOID};
@@ -1904,6 +2223,10 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 					 errmsg("tenant column \"%s\" must not be a generated column",
 							NameStr(*tenant_column))));
 	}
+	distributed = env_is_citus_table(relid);
+	if (distributed)
+		has_rows = ch_citus_check(relid, relname, NameStr(*tenant_column));
+	else
 	{
 		TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
 
@@ -1949,6 +2272,11 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 		env_spi_run(CH_Q_REGISTER, 6, types, values, SPI_OK_INSERT_RETURNING);
 	else
 		env_spi_run(CH_Q_REGISTER_0_2, 5, types, values, SPI_OK_INSERT_RETURNING);
+	{
+		bool		isnull;
+
+		chain_id = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
+	}
 	env_spi_end(&s);
 	CommandCounterIncrement();
 	CacheInvalidateRelcacheByRelid(relid);
@@ -1962,8 +2290,13 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 					 " ALTER COLUMN " ENV_CHAIN_PREV_COL " SET NOT NULL,"
 					 " ALTER COLUMN " ENV_CHAIN_HASH_COL " SET NOT NULL",
 					 qualified), SPI_OK_UTILITY);
+	if (distributed)
+		ch_citus_prepare(qualified, NameStr(*tenant_column));
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER " BEFORE INSERT ON %s"
-					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_insert()", qualified),
+					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_insert(%s)", qualified,
+					 distributed ?
+					 psprintf("%s, %s, '%d'", quote_literal_cstr(identity),
+							  quote_literal_cstr(NameStr(*tenant_column)), chain_id) : ""),
 			SPI_OK_UTILITY);
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_refuse BEFORE UPDATE OR DELETE ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_refuse()", qualified),
@@ -1971,9 +2304,11 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_truncate BEFORE TRUNCATE ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_refuse()", qualified),
 			SPI_OK_UTILITY);
-	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_heads AFTER INSERT ON %s"
-					 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_heads()", qualified),
-			SPI_OK_UTILITY);
+	/* a shard's heads are its newest rows (ch_load_tail) */
+	if (!distributed)
+		ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_heads AFTER INSERT ON %s"
+						 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_heads()", qualified),
+				SPI_OK_UTILITY);
 	ch_spi_finish(level);
 	}
 	PG_FINALLY();
@@ -2055,10 +2390,13 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	{
 	int			level = ch_spi_connect();
 
+	if (env_is_citus_table(relid))
+		ch_citus_prepare(NULL, NULL);
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
 	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
-	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_heads ON %s", qualified), SPI_OK_UTILITY);
+	ch_exec(psprintf("DROP TRIGGER IF EXISTS " ENV_CHAIN_TRIGGER "_heads ON %s", qualified),
+			SPI_OK_UTILITY);
 	env_spi_begin(&s);
 	values[0] = ObjectIdGetDatum(relid);
 	env_spi_run(CH_Q_UNREGISTER, 1, types, values, SPI_OK_DELETE_RETURNING);

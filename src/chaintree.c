@@ -80,6 +80,9 @@ typedef struct CtRow
 } CtRow;
 
 static bytea *ct_bytea(const uint8 *hash);
+static bool ct_routed_prove(EnvChain *ch, text *tenant, int64 size, uint8 *root,
+							int64 old_size, bool old_tree,
+							uint8 (*proof)[ENV_MERKLE_HASH_LEN], int *nproof);
 
 static int
 ct_cmp_rows(const void *a, const void *b)
@@ -399,9 +402,19 @@ ct_open(CtTree *tr, EnvChain *ch, text *tenant_arg, bool build)
 	CommandCounterIncrement();
 	tr->snap = RegisterSnapshot(GetLatestSnapshot());
 	ct_key(tr, values, nulls);
-	ct_query(CT_Q_HEAD(tr->t.isnull), 2, types, values, nulls, tr->snap);
-	tr->head = SPI_processed == 0 ? 0 :
-		DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (ch->sharded)
+	{
+		/* a shard's head is the tenant's newest row */
+		uint8		hash[ENV_CHAIN_HASH_LEN];
+
+		tr->head = env_chain_tail(ch, tr->tenant_value, tr->t.isnull, tr->snap, hash);
+	}
+	else
+	{
+		ct_query(CT_Q_HEAD(tr->t.isnull), 2, types, values, nulls, tr->snap);
+		tr->head = SPI_processed == 0 ? 0 :
+			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	ct_query(CT_Q_TREE(tr->t.isnull), 2, types, values, nulls, tr->snap);
 	if (SPI_processed > 0)
 	{
@@ -623,6 +636,11 @@ env_chain_tree_prove(EnvChain *ch, text *tenant, int64 size, uint8 *root,
 	bool		ok;
 
 	*nproof = 0;
+	if (env_chain_distributed(ch))
+	{
+		pfree(tr);
+		return ct_routed_prove(ch, tenant, size, root, old_size, old_tree, proof, nproof);
+	}
 	env_spi_begin(&s);
 	ct_open(tr, ch, tenant, true);
 	if (size < 1 || size > (int64) tr->f.size || old_size < 0 || old_size > size)
@@ -732,12 +750,126 @@ ct_proof_result(CtTree *tr, EnvSpi *s, bool ok,
 	return construct_array(d, n, BYTEAOID, -1, false, TYPALIGN_INT);
 }
 
+/* --- distributed tables: on the tenant's shard (chainroute.c) ------------- */
+
+static ENV_NORETURN void ct_no_rows(EnvChain *ch) ENV_NORETURN_AFTER;
+
+static void
+ct_no_rows(EnvChain *ch)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("audit chain %s has no rows for this tenant", ch->identity)));
+}
+
+/* tree_head() of a distributed table: the shard's, through Citus */
+static Datum
+ct_routed_head(FunctionCallInfo fcinfo, EnvChain *ch, TupleDesc desc)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[2];
+	bool		nulls[2];
+	char		anulls[1] = {PG_ARGISNULL(2) ? 'n' : ' '};
+	bool		found;
+	int			level;
+
+	values[0] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	level = env_chain_route(ch, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+							"t.tree_size, t.root",
+							", LATERAL envault.tree_head(c.tableoid::pg_catalog.regclass, $1, $2) t",
+							1, types, values, anulls, &found);
+	if (!found)
+		ct_no_rows(ch);
+	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &nulls[0]);
+	values[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &nulls[1]);
+	values[1] = nulls[1] ? (Datum) 0 : PointerGetDatum(SPI_datumTransfer(values[1], false, -1));
+	env_chain_route_end(level);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc),
+													  values, nulls)));
+}
+
+/* inclusion_proof() or consistency_proof() of a distributed table */
+static Datum
+ct_routed_proof(FunctionCallInfo fcinfo, EnvChain *ch, const char *fn)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {PG_GETARG_DATUM(2), PG_GETARG_DATUM(3)};
+	bool		found;
+	bool		isnull;
+	Datum		d;
+	int			level;
+
+	level = env_chain_route(ch, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+							psprintf("envault.%s(c.tableoid::pg_catalog.regclass, $1, $2, $3)", fn),
+							NULL, 2, types, values, NULL, &found);
+	if (!found)
+		ct_no_rows(ch);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	d = SPI_datumTransfer(d, false, -1);
+	env_chain_route_end(level);
+	return d;
+}
+
+/*
+ * env_chain_tree_prove() of a distributed table: the tree head of size
+ * rows and the proof from old_size, both from the tenant's shard.
+ */
+static bool
+ct_routed_prove(EnvChain *ch, text *tenant, int64 size, uint8 *root,
+				int64 old_size, bool old_tree,
+				uint8 (*proof)[ENV_MERKLE_HASH_LEN], int *nproof)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(size), Int64GetDatum(old_size)};
+	bool		found;
+	bool		isnull;
+	bool		pnull;
+	bytea	   *b;
+	Datum		pd;
+	Datum	   *elems;
+	int			n;
+	int			i;
+	int			level;
+
+	level = env_chain_route(ch, tenant,
+							psprintf("t.root, CASE WHEN $3 OPERATOR(pg_catalog.>) 0 THEN"
+									 " envault.%s(c.tableoid::pg_catalog.regclass, $1, $3, $2) END",
+									 old_tree ? "consistency_proof" : "inclusion_proof"),
+							", LATERAL envault.tree_head(c.tableoid::pg_catalog.regclass, $1, $2) t",
+							2, types, values, NULL, &found);
+	if (!found)
+		ct_no_rows(ch);
+	b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || VARSIZE_ANY_EXHDR(b) != ENV_MERKLE_HASH_LEN)
+		elog(ERROR, "the shard of audit chain %s returned no tree head", ch->identity);
+	memcpy(root, VARDATA_ANY(b), ENV_MERKLE_HASH_LEN);
+	*nproof = 0;
+	pd = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &pnull);
+	if (!pnull)
+	{
+		deconstruct_array(DatumGetArrayTypeP(pd), BYTEAOID, -1, false, TYPALIGN_INT,
+						  &elems, NULL, &n);
+		if (n > ENV_MERKLE_MAX_LEVELS)
+			elog(ERROR, "the shard of audit chain %s returned a proof too long", ch->identity);
+		for (i = 0; i < n; i++)
+		{
+			b = DatumGetByteaPP(elems[i]);
+			if (VARSIZE_ANY_EXHDR(b) != ENV_MERKLE_HASH_LEN)
+				elog(ERROR, "the shard of audit chain %s returned a bad proof", ch->identity);
+			memcpy(proof[i], VARDATA_ANY(b), ENV_MERKLE_HASH_LEN);
+		}
+		*nproof = n;
+	}
+	env_chain_route_end(level);
+	return true;
+}
+
 /*
  * Common start of the SQL functions: the chain, its tree up to date.
  * Arguments from the third on must not be null; names[] names them.
  */
 static CtTree *
-ct_begin(FunctionCallInfo fcinfo, EnvSpi *s, const char *const *names)
+ct_begin(FunctionCallInfo fcinfo, EnvSpi *s, const char *const *names, EnvChain **chp)
 {
 	EnvChain   *ch;
 	CtTree	   *tr;
@@ -754,6 +886,9 @@ ct_begin(FunctionCallInfo fcinfo, EnvSpi *s, const char *const *names)
 					 errmsg("%s must not be null", names[i - 2])));
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));
+	*chp = ch;
+	if (env_chain_distributed(ch))
+		return NULL;			/* the caller asks the tenant's shard */
 	tr = palloc(sizeof(CtTree));
 	env_spi_begin(s);
 	ct_open(tr, ch, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), true);
@@ -774,14 +909,20 @@ envault_tree_head(PG_FUNCTION_ARGS)
 {
 	static const char *const names[] = {NULL};
 	EnvSpi		s;
-	CtTree	   *tr = ct_begin(fcinfo, &s, names);
-	int64		size = PG_ARGISNULL(2) ? (int64) tr->f.size : PG_GETARG_INT64(2);
+	EnvChain   *ch;
+	CtTree	   *tr = ct_begin(fcinfo, &s, names, &ch);
+	int64		size;
 	uint8		root[ENV_MERKLE_HASH_LEN];
 	TupleDesc	desc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	MemoryContext callcxt;
 
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "tree_head must return a row");
+	if (tr == NULL)
+		return ct_routed_head(fcinfo, ch, desc);
+	size = PG_ARGISNULL(2) ? (int64) tr->f.size : PG_GETARG_INT64(2);
 	if (PG_ARGISNULL(2) && size == 0)
 	{
 		ct_close(tr, &s);
@@ -796,8 +937,6 @@ envault_tree_head(PG_FUNCTION_ARGS)
 	callcxt = s.caller_cxt;
 	ct_close(tr, &s);
 	MemoryContextSwitchTo(callcxt);
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "tree_head must return a row");
 	values[0] = Int64GetDatum(size);
 	values[1] = PointerGetDatum(ct_bytea(root));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc),
@@ -818,13 +957,16 @@ envault_inclusion_proof(PG_FUNCTION_ARGS)
 {
 	static const char *const names[] = {"seq", "tree_size"};
 	EnvSpi		s;
-	CtTree	   *tr = ct_begin(fcinfo, &s, names);
+	EnvChain   *ch;
+	CtTree	   *tr = ct_begin(fcinfo, &s, names, &ch);
 	int64		seq = PG_GETARG_INT64(2);
 	int64		size = PG_GETARG_INT64(3);
 	uint8		proof[ENV_MERKLE_MAX_LEVELS][ENV_MERKLE_HASH_LEN];
 	int			n;
 	bool		ok;
 
+	if (tr == NULL)
+		PG_RETURN_DATUM(ct_routed_proof(fcinfo, ch, "inclusion_proof"));
 	ct_check_size(tr, "tree_size", size);
 	if (seq < 1 || seq > size)
 		ereport(ERROR,
@@ -850,12 +992,16 @@ envault_consistency_proof(PG_FUNCTION_ARGS)
 {
 	static const char *const names[] = {"old_size", "new_size"};
 	EnvSpi		s;
-	CtTree	   *tr = ct_begin(fcinfo, &s, names);
+	EnvChain   *ch;
+	CtTree	   *tr = ct_begin(fcinfo, &s, names, &ch);
 	int64		old_size = PG_GETARG_INT64(2);
 	int64		new_size = PG_GETARG_INT64(3);
 	uint8		proof[ENV_MERKLE_MAX_LEVELS][ENV_MERKLE_HASH_LEN];
 	int			n;
 	bool		ok;
+
+	if (tr == NULL)
+		PG_RETURN_DATUM(ct_routed_proof(fcinfo, ch, "consistency_proof"));
 
 	ct_check_size(tr, "new_size", new_size);
 	if (old_size < 1 || old_size > new_size)

@@ -22,6 +22,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "scaleout.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -41,6 +42,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -193,6 +195,15 @@ cv_add(CvChain *c, const char *tenant, size_t len, bool isnull)
 	return c->last = t;
 }
 
+/* A tenant that cv_load() found nothing of: its chain starts at row 1 */
+static void
+cv_start(CvTenant *t)
+{
+	t->expect = 1;
+	t->prev_known = true;
+	memcpy(t->prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+}
+
 /* The tenant of a tenant column of envault's tables (text, or NULL) */
 static CvTenant *
 cv_add_text(CvChain *c, Datum d, bool isnull)
@@ -230,6 +241,16 @@ cv_add_text(CvChain *c, Datum d, bool isnull)
 	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
 	"   AND ($2 IS NULL OR tenant OPERATOR(pg_catalog.=) $2)"
 
+static bytea *
+cv_bytea(const uint8 *hash)
+{
+	bytea	   *b = palloc(VARHDRSZ + ENV_CHAIN_HASH_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + ENV_CHAIN_HASH_LEN);
+	memcpy(VARDATA(b), hash, ENV_CHAIN_HASH_LEN);
+	return b;
+}
+
 static bool
 cv_bytea_hash(Datum d, bool isnull, uint8 *out)
 {
@@ -245,11 +266,58 @@ cv_bytea_hash(Datum d, bool isnull, uint8 *out)
 }
 
 /*
+ * Checkpoints of a distributed table's chains, which the Citus coordinator
+ * holds and has checked the signatures of, handed to verify_chain_json()
+ * on a shard as the tree heads to find along the walk: parallel arrays of
+ * tenants, sizes and roots.
+ */
+typedef struct CvInject
+{
+	int			n;
+	Datum	   *tenants;
+	bool	   *tnulls;
+	Datum	   *sizes;
+	Datum	   *roots;
+} CvInject;
+
+/* Add the injected tree heads of the tenants asked for to their chains */
+static void
+cv_inject(CvChain *c, const CvInject *inj, const char *tenant, size_t tenant_len)
+{
+	int			i;
+
+	for (i = 0; i < inj->n; i++)
+	{
+		text	   *tt = DatumGetTextPP(inj->tenants[i]);
+		bytea	   *root = DatumGetByteaPP(inj->roots[i]);
+		CvTenant   *t;
+		CvCheckpoint *cp;
+
+		if (inj->tnulls[i] ||
+			(tenant != NULL && (VARSIZE_ANY_EXHDR(tt) != tenant_len ||
+								memcmp(VARDATA_ANY(tt), tenant, tenant_len) != 0)))
+			continue;
+		t = cv_add(c, VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), false);
+		t->cps = t->ncps == 0 ? palloc(sizeof(CvCheckpoint)) :
+			repalloc(t->cps, sizeof(CvCheckpoint) * (t->ncps + 1));
+		cp = &t->cps[t->ncps++];
+		memset(cp, 0, sizeof(*cp));
+		cp->seq = DatumGetInt64(inj->sizes[i]);
+		cp->tree = true;
+		if (VARSIZE_ANY_EXHDR(root) == ENV_CHAIN_HASH_LEN)
+			memcpy(cp->hash, VARDATA_ANY(root), ENV_CHAIN_HASH_LEN);
+		else
+			cp->status = 1;
+		t->tree_until = Max(t->tree_until, cp->seq);
+	}
+}
+
+/*
  * Load and check the checkpoints, anchors and heads of a chain (or of one
  * tenant, given as canonical text).
  */
 static CvChain *
-cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
+cv_load(EnvChain *ch, const char *tenant, size_t tenant_len, const CvInject *inj)
 {
 	EnvSpi		s;
 	Oid			types[2] = {INT4OID, TEXTOID};
@@ -354,6 +422,8 @@ cv_load(EnvChain *ch, const char *tenant, size_t tenant_len)
 		MemoryContextSwitchTo(old);
 	}
 	env_spi_end(&s);
+	if (inj != NULL)
+		cv_inject(c, inj, tenant, tenant_len);
 
 	foreach(lc, c->tenants)
 	{
@@ -438,6 +508,9 @@ cv_pend_pop(CvTenant *t, CvPending *out)
 
 /* The checkpoint of a sequence number, or NULL */
 static CvCheckpoint *cv_checkpoint_at(CvTenant *t, int64 seq);
+static void cv_emit(CvChain *c, ReturnSetInfo *rsinfo, bool finish, bool sharded);
+static CvChain *cv_walk(EnvChain *ch, text *tenant, const CvInject *inj);
+static void cv_json_str(StringInfo buf, const char *s, size_t len);
 
 /*
  * The next row in sequence order, into the tree: the tree head checkpoints
@@ -591,9 +664,12 @@ cv_row(EnvChain *ch, CvTenant *t, TupleTableSlot *slot, const EnvChainTenant *ct
 	cv_link(t, &p);
 }
 
-/* After every row: gaps, signatures, truncation, the head. */
+/*
+ * After every row: gaps, signatures, truncation, the head.  A Citus shard
+ * records no head: its newest row is the head (chain.c, ch_load_tail).
+ */
 static void
-cv_finish(CvTenant *t)
+cv_finish(CvTenant *t, bool sharded)
 {
 	int			i;
 	int64		last;
@@ -652,7 +728,7 @@ cv_finish(CvTenant *t)
 				 memcmp(t->head_hash, t->prev, ENV_CHAIN_HASH_LEN) != 0)
 			cv_bad(t, last, "hash mismatch");
 	}
-	else if (t->seen)
+	else if (t->seen && !sharded)
 		cv_bad(t, 1, "missing row");
 }
 
@@ -672,6 +748,132 @@ cv_cmp_tenant(const ListCell *a, const ListCell *b)
 	return (x->tenant_len > y->tenant_len) - (x->tenant_len < y->tenant_len);
 }
 
+#define CV_Q_GATHER \
+	"SELECT r.tenant, r.rows_checked, r.ok, r.first_bad_seq, r.reason" \
+	"  FROM (SELECT envault.verify_chain_json(tableoid::pg_catalog.regclass," \
+	"                 %s::pg_catalog.text, $2, $3, $4) AS j" \
+	"          FROM %s%s GROUP BY %s, tableoid) x," \
+	"       pg_catalog.json_to_recordset(x.j) AS r(tenant pg_catalog.text," \
+	"         rows_checked pg_catalog.int8, ok pg_catalog.bool," \
+	"         first_bad_seq pg_catalog.int8, reason pg_catalog.text)"
+
+/*
+ * verify_chain() of a distributed table, on the Citus coordinator.  Each
+ * tenant's chain lives on the shard that holds the tenant and is checked
+ * there, by verify_chain_json() of the shard; grouping by the tenant
+ * column, the distribution column, sends one query to each shard, all in
+ * parallel and in this transaction.  The checkpoints are the
+ * coordinator's: it checks their signatures, and hands the tree heads they
+ * signed to the shards, whose walk along the rows must meet each.  A
+ * tenant with checkpoints and no rows left has lost them all.  Runs as the
+ * caller, whose rights on the table Citus checks on the shards too.
+ */
+static void
+cv_distributed(EnvChain *ch, text *tenant, ReturnSetInfo *rsinfo)
+{
+	char	   *col;
+	char	   *qualified;
+	char	   *where;
+	EnvChainTenant want;
+	CvChain    *c;
+	ListCell   *lc;
+	Oid			types[4] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
+	Datum		values[4];
+	Datum	   *tenants;
+	Datum	   *sizes;
+	Datum	   *roots;
+	int			n = 0;
+	int			max = 16;
+	MemoryContext cxt = CurrentMemoryContext;
+	uint64		i;
+	int			level;
+
+	env_chain_sql_names(ch, &qualified, &col);
+	(void) env_chain_tenant_arg(ch, tenant, &want);
+	c = cv_load(ch, tenant ? want.text : NULL, want.len, NULL);
+
+	/* the checkpoints that verify, for the shards; the others are bad */
+	tenants = palloc(sizeof(Datum) * max);
+	sizes = palloc(sizeof(Datum) * max);
+	roots = palloc(sizeof(Datum) * max);
+	foreach(lc, c->tenants)
+	{
+		CvTenant   *t = lfirst(lc);
+		int			k;
+
+		for (k = 0; k < t->ncps; k++)
+		{
+			CvCheckpoint *cp = &t->cps[k];
+
+			if (cp->status != 0)
+				cv_bad(t, cp->seq > 0 ? cp->seq : 1, "bad signature");
+			else if (!cp->tree || cp->purge != 0 || t->tenant == NULL)
+				cv_bad(t, Max(cp->seq, 1), "checkpoint mismatch");
+			else
+			{
+				if (n == max)
+				{
+					max *= 2;
+					tenants = repalloc(tenants, sizeof(Datum) * max);
+					sizes = repalloc(sizes, sizeof(Datum) * max);
+					roots = repalloc(roots, sizeof(Datum) * max);
+				}
+				tenants[n] = PointerGetDatum(cstring_to_text_with_len(t->tenant, t->tenant_len));
+				sizes[n] = Int64GetDatum(cp->seq);
+				roots[n] = PointerGetDatum(cv_bytea(cp->hash));
+				n++;
+			}
+		}
+	}
+	values[0] = PointerGetDatum(tenant);
+	values[1] = PointerGetDatum(construct_array(tenants, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(sizes, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[3] = PointerGetDatum(construct_array(roots, n, BYTEAOID, -1, false, TYPALIGN_INT));
+	where = tenant == NULL ? "" :
+		psprintf(" WHERE %s OPERATOR(pg_catalog.=) $1::%s", col,
+				 format_type_be_qualified(ch->tenant_typid));
+
+	level = env_caller_spi_begin();
+	/* ($1 is the tenant, or a NULL nothing refers to) */
+	if (SPI_execute_with_args(psprintf(CV_Q_GATHER, col, qualified, where, col),
+							  4, types, values, tenant ? NULL : "n   ", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not gather verify_chain() from the shards of %s", ch->identity);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+		text	   *tt = DatumGetTextPP(SPI_getbinval(tup, td, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		CvTenant   *t = cv_add(c, VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), false);
+		Datum		d;
+
+		t->seen = true;
+		t->rows = DatumGetInt64(SPI_getbinval(tup, td, 2, &isnull));
+		if (!DatumGetBool(SPI_getbinval(tup, td, 3, &isnull)))
+		{
+			int64		bad = DatumGetInt64(SPI_getbinval(tup, td, 4, &isnull));
+
+			d = SPI_getbinval(tup, td, 5, &isnull);
+			cv_bad(t, bad, isnull ? "hash mismatch" : text_to_cstring(DatumGetTextPP(d)));
+		}
+		MemoryContextSwitchTo(old);
+	}
+	env_caller_spi_end(level);
+
+	foreach(lc, c->tenants)
+	{
+		CvTenant   *t = lfirst(lc);
+
+		if (!t->seen && t->ncps > 0)
+			cv_bad(t, 1, "truncated after checkpoint");
+	}
+	if (tenant != NULL)
+		(void) cv_add(c, want.text, want.len, false);
+	cv_emit(c, rsinfo, false, false);
+}
+
 /*
  * SQL function: envault.verify_chain(tbl regclass, tenant text)
  *               returns table (tenant text, rows_checked bigint, ok boolean,
@@ -685,31 +887,45 @@ Datum
 envault_verify_chain(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	EnvChain   *ch;
+	EnvChain   *ch = env_chain_arg(fcinfo);
+	text	   *tenant = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (env_chain_distributed(ch))
+		cv_distributed(ch, tenant, rsinfo);
+	else
+		cv_emit(cv_walk(ch, tenant, NULL), rsinfo, true, ch->sharded);
+	return (Datum) 0;
+}
+
+/*
+ * Walk the rows of a chain (one tenant's, through the index if there is
+ * one, or all), checking each against what cv_load() found; the caller
+ * finishes and reports each tenant.
+ */
+static CvChain *
+cv_walk(EnvChain *ch, text *tenant, const CvInject *inj)
+{
 	CvChain    *c;
-	ListCell   *lc;
 	Relation	rel;
 	Relation	idx;
 	TupleTableSlot *slot;
-	bool		one = !PG_ARGISNULL(1);
-	Datum		tenant_value = (Datum) 0;
+	bool		one = (tenant != NULL);
+	Datum		tenant_value;
 	EnvChainTenant want;
 	CvTenant   *only = NULL;
 	MemoryContext rowcxt;
 	IndexScanDesc iscan = NULL;
 	TableScanDesc hscan = NULL;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
-	InitMaterializedSRF(fcinfo, 0);
-	env_chain_check_access(PG_GETARG_OID(0), false);
-	ch = env_chain_require(PG_GETARG_OID(0));
-	tenant_value = env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
-	c = cv_load(ch, one ? want.text : NULL, want.len);
+	tenant_value = env_chain_tenant_arg(ch, tenant, &want);
+	c = cv_load(ch, one ? want.text : NULL, want.len, inj);
 	if (one)
+	{
 		only = cv_add(c, want.text, want.len, false);
+		if (only->expect == 0)
+			cv_start(only);
+	}
 
 	rel = table_open(ch->relid, AccessShareLock);
 	idx = one ? env_chain_index_open(ch) : NULL;
@@ -749,9 +965,7 @@ envault_verify_chain(PG_FUNCTION_ARGS)
 			{
 				MemoryContextSwitchTo(old);
 				t = cv_add(c, ct.text, ct.len, ct.isnull);
-				t->expect = 1;
-				t->prev_known = true;
-				memcpy(t->prev, env_chain_genesis, ENV_CHAIN_HASH_LEN);
+				cv_start(t);
 				MemoryContextSwitchTo(rowcxt);
 			}
 		}
@@ -769,6 +983,102 @@ envault_verify_chain(PG_FUNCTION_ARGS)
 		index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 
+	return c;
+}
+
+/*
+ * SQL function: envault.verify_chain_json(tbl regclass, tenant text,
+ *                                         cp_tenants text[], cp_sizes bigint[],
+ *                                         cp_roots bytea[]) returns json
+ *
+ * verify_chain() of a Citus shard, as one JSON array, for the coordinator
+ * (cv_gather): Citus pushes down to the shards only a function that
+ * returns a value.  The coordinator's checkpoints of the chain come as
+ * tree heads to find along the walk (size and root, per tenant), so that
+ * they are checked against the rows themselves, not against a tree stored
+ * beside them.
+ */
+PG_FUNCTION_INFO_V1(envault_verify_chain_json);
+Datum
+envault_verify_chain_json(PG_FUNCTION_ARGS)
+{
+	EnvChain   *ch = env_chain_arg(fcinfo);
+	CvChain    *c;
+	CvInject	inj;
+	ListCell   *lc;
+	StringInfoData buf;
+	bool		first = true;
+	int			i;
+
+	if (!ch->sharded)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a Citus shard of an audit chain", get_rel_name(ch->relid)),
+				 errhint("Call envault.verify_chain().")));
+	memset(&inj, 0, sizeof(inj));
+	if (!PG_ARGISNULL(2) && !PG_ARGISNULL(3) && !PG_ARGISNULL(4))
+	{
+		int			ns;
+		int			nr;
+		bool	   *snulls;
+		bool	   *rnulls;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT,
+						  &inj.tenants, &inj.tnulls, &inj.n);
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), INT8OID, 8, FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &inj.sizes, &snulls, &ns);
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), BYTEAOID, -1, false, TYPALIGN_INT,
+						  &inj.roots, &rnulls, &nr);
+		if (ns != inj.n || nr != inj.n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("cp_tenants, cp_sizes and cp_roots must have as many elements")));
+		for (i = 0; i < inj.n; i++)
+			if (snulls[i] || rnulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("cp_sizes and cp_roots must not contain nulls")));
+	}
+	c = cv_walk(ch, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), &inj);
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	list_sort(c->tenants, cv_cmp_tenant);
+	foreach(lc, c->tenants)
+	{
+		CvTenant   *t = lfirst(lc);
+
+		cv_finish(t, true);
+		appendStringInfoString(&buf, first ? "{\"tenant\":" : ",{\"tenant\":");
+		first = false;
+		if (t->tenant)
+			cv_json_str(&buf, t->tenant, t->tenant_len);
+		else
+			appendStringInfoString(&buf, "null");
+		appendStringInfo(&buf, ",\"rows_checked\":" INT64_FORMAT ",\"ok\":%s,\"first_bad_seq\":",
+						 t->rows, t->reason ? "false" : "true");
+		if (t->reason)
+		{
+			appendStringInfo(&buf, INT64_FORMAT ",\"reason\":", t->first_bad);
+			escape_json(&buf, t->reason);
+		}
+		else
+			appendStringInfoString(&buf, "null,\"reason\":null");
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/*
+ * The result rows, in tenant order; after cv_finish() for each tenant when
+ * finish (its rows were walked here).
+ */
+static void
+cv_emit(CvChain *c, ReturnSetInfo *rsinfo, bool finish, bool sharded)
+{
+	ListCell   *lc;
+
 	list_sort(c->tenants, cv_cmp_tenant);
 	foreach(lc, c->tenants)
 	{
@@ -776,7 +1086,8 @@ envault_verify_chain(PG_FUNCTION_ARGS)
 		Datum		out[5];
 		bool		nulls[5] = {false, false, false, false, false};
 
-		cv_finish(t);
+		if (finish)
+			cv_finish(t, sharded);
 		if (t->tenant)
 			out[0] = PointerGetDatum(cstring_to_text_with_len(t->tenant, t->tenant_len));
 		else
@@ -792,7 +1103,6 @@ envault_verify_chain(PG_FUNCTION_ARGS)
 			nulls[3] = nulls[4] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
 	}
-	return (Datum) 0;
 }
 
 /* --- export ------------------------------------------------------------------ */
@@ -962,6 +1272,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 				 errmsg("tbl must not be null")));
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));
+	env_chain_refuse_distributed(ch, "export_chain()");
 	tenant_value = env_chain_tenant_arg(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), &want);
 	if (GetDatabaseEncoding() != PG_UTF8)
 		ereport(ERROR,
@@ -969,7 +1280,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 				 errmsg("export_chain needs a database with encoding UTF8"),
 				 errdetail("Row hashes cover values in the database encoding, and the export is JSON text.")));
 	dbname = env_database_id();
-	c = cv_load(ch, tenant_null ? NULL : want.text, want.len);
+	c = cv_load(ch, tenant_null ? NULL : want.text, want.len, NULL);
 	t = cv_find(c, want.text, want.len, tenant_null);
 
 	/* the tenant's rows, through its index if there is one */
@@ -1207,6 +1518,7 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "older_than")));
 	env_chain_check_access(PG_GETARG_OID(0), true);
 	ch = env_chain_require(PG_GETARG_OID(0));
+	env_chain_refuse_distributed(ch, "purge_chain()");
 	older_than = PG_GETARG_TIMESTAMPTZ(2);
 	tenant_value = env_chain_tenant_arg(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), &want);
 	dbid = env_database_id();
@@ -1354,6 +1666,7 @@ envault_set_chain_retention(PG_FUNCTION_ARGS)
 				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "min_retention")));
 	env_chain_check_access(PG_GETARG_OID(0), true);
 	ch = env_chain_require(PG_GETARG_OID(0));
+	env_chain_refuse_distributed(ch, "set_chain_retention()");
 	values[0] = Int32GetDatum(ch->chain_id);
 	values[1] = PG_GETARG_DATUM(1);
 	env_spi_begin(&s);

@@ -562,6 +562,81 @@ envault_database_id(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(env_database_id()));
 }
 
+/* A head to sign: tenant (canonical text, or NULL), newest row and its hash */
+static CpHead *
+cp_head_new(EnvChain *ch, const char *tenant, size_t len, int64 seq, bytea *hash)
+{
+	CpHead	   *h = palloc0(sizeof(CpHead));
+
+	if (tenant)
+	{
+		h->tenant = pnstrdup(tenant, len);
+		h->tenant_len = len;
+	}
+	h->seq = seq;
+	if (hash == NULL || VARSIZE_ANY_EXHDR(hash) != ENV_CHAIN_HASH_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("head of audit chain %s has no valid hash", ch->identity),
+				 errhint("Run envault.verify_chain() to locate the damage.")));
+	memcpy(h->hash, VARDATA_ANY(hash), ENV_CHAIN_HASH_LEN);
+	return h;
+}
+
+#define CP_Q_SHARD_HEADS \
+	"SELECT DISTINCT ON (c.%s) c.%s::pg_catalog.text, c." ENV_CHAIN_SEQ_COL ", c." ENV_CHAIN_HASH_COL \
+	"  FROM %s c%s ORDER BY c.%s, c." ENV_CHAIN_SEQ_COL " DESC"
+
+/*
+ * The heads of a distributed table's chains, on the Citus coordinator:
+ * each tenant's newest row, from the shards (in parallel, as the tenant
+ * column is the distribution column).  Runs as the caller.
+ */
+static List *
+cp_shard_heads(EnvChain *ch, const EnvChainTenant *one)
+{
+	char	   *col;
+	char	   *qualified;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *heads = NIL;
+	uint64		i;
+	int			level;
+
+	if (one && one->isnull)
+		return NIL;				/* a distribution column holds no NULL */
+	env_chain_sql_names(ch, &qualified, &col);
+	if (one)
+		values[0] = PointerGetDatum(cstring_to_text_with_len(one->text, one->len));
+	level = env_caller_spi_begin();
+	if (SPI_execute_with_args(psprintf(CP_Q_SHARD_HEADS, col, col, qualified,
+									   one ? psprintf(" WHERE c.%s OPERATOR(pg_catalog.=) $1::%s", col,
+													  format_type_be_qualified(ch->tenant_typid)) : "",
+									   col),
+							  one ? 1 : 0, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the heads of audit chain %s from its shards", ch->identity);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bool		hnull;
+		text	   *tt = DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull));
+		int64		seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		bytea	   *b = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &hnull));
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		EnvChainTenant t;
+
+		/* the tenant's canonical text, as its rows hash it */
+		(void) env_chain_tenant_arg(ch, tt, &t);
+		heads = lappend(heads, cp_head_new(ch, t.text, t.len, seq, hnull ? NULL : b));
+		MemoryContextSwitchTo(old);
+	}
+	env_caller_spi_end(level);
+	return heads;
+}
+
 #define CP_Q_HEADS \
 	"SELECT tenant, seq, hash FROM envault.chain_heads" \
 	" WHERE chain_id OPERATOR(pg_catalog.=) $1" \
@@ -582,6 +657,8 @@ cp_heads(EnvChain *ch, const EnvChainTenant *one)
 	List	   *heads = NIL;
 	uint64		i;
 
+	if (env_chain_distributed(ch))
+		return cp_shard_heads(ch, one);
 	values[0] = Int32GetDatum(ch->chain_id);
 	if (one && !one->isnull)
 		values[1] = PointerGetDatum(cstring_to_text_with_len(one->text, one->len));
@@ -599,29 +676,17 @@ cp_heads(EnvChain *ch, const EnvChainTenant *one)
 		Datum		td = SPI_getbinval(tup, desc, 1, &tnull);
 		bytea	   *b;
 		MemoryContext old;
-		CpHead	   *h;
+		text	   *tt;
 
 		if (one && one->isnull && !tnull)
 			continue;			/* the chain without tenant only */
 		b = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
 		old = MemoryContextSwitchTo(s.caller_cxt);
-		h = palloc0(sizeof(CpHead));
-
-		if (!tnull)
-		{
-			text	   *tt = DatumGetTextPP(td);
-
-			h->tenant = pnstrdup(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt));
-			h->tenant_len = VARSIZE_ANY_EXHDR(tt);
-		}
-		h->seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		if (VARSIZE_ANY_EXHDR(b) != ENV_CHAIN_HASH_LEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("head of audit chain %s has no valid hash", ch->identity),
-					 errhint("Run envault.verify_chain() to locate the damage.")));
-		memcpy(h->hash, VARDATA_ANY(b), ENV_CHAIN_HASH_LEN);
-		heads = lappend(heads, h);
+		tt = tnull ? NULL : DatumGetTextPP(td);
+		heads = lappend(heads,
+						cp_head_new(ch, tt ? VARDATA_ANY(tt) : NULL,
+									tt ? VARSIZE_ANY_EXHDR(tt) : 0,
+									DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)), b));
 		MemoryContextSwitchTo(old);
 	}
 	env_spi_end(&s);
@@ -841,13 +906,16 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	bool		one = !PG_ARGISNULL(1);
 	EnvChainTenant want;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
+	ch = env_chain_arg(fcinfo);
 	InitMaterializedSRF(fcinfo, 0);
-	env_chain_check_access(PG_GETARG_OID(0), false);
-	ch = env_chain_require(PG_GETARG_OID(0));
+	env_chain_refuse_shard(ch, "checkpoint()");
+	if (env_chain_distributed(ch) && IsTransactionBlock())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("checkpoint() of distributed audit chain %s cannot run inside a transaction block",
+						ch->identity),
+				 errdetail("On Citus, rows that this transaction wrote on the shards would be signed before they commit."),
+				 errhint("Take the checkpoint in a statement of its own.")));
 	(void) env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
 	cp_run(ch, one ? &want : NULL, rsinfo);
 	return (Datum) 0;

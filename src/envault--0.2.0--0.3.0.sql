@@ -755,3 +755,16 @@ $scale_out$;
 COMMENT ON FUNCTION envault.scale_out() IS
 	'On a Citus coordinator: make the key tables reference tables, held by every node (docs/scale-out.md)';
 REVOKE ALL ON FUNCTION envault.key_tables_changed(), envault.scale_out() FROM PUBLIC;
+
+-- audit chains on Citus: verify_chain() of each shard, pushed down
+CREATE FUNCTION envault.verify_chain_json(tbl regclass, tenant text,
+										  cp_tenants text[], cp_sizes bigint[],
+										  cp_roots bytea[])
+RETURNS json
+AS 'MODULE_PATHNAME', 'envault_verify_chain_json'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[]) IS
+	'Internal: verify_chain() of a Citus shard as one value, with the coordinator''s checkpoints as tree heads to find (docs/scale-out.md)';
+REVOKE ALL ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[])
+	TO envault_admin;

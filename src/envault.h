@@ -288,6 +288,7 @@ typedef struct EnvChain
 	uint8		columns[ENV_CHAIN_HASH_LEN];	/* hash of their names and types */
 	bool		pinned;			/* some column needs pinned settings */
 	bool		builtin;		/* one of envault's own chains */
+	bool		sharded;		/* a Citus shard of a distributed chained table */
 	bool		valid;
 	MemoryContext cxt;
 } EnvChain;
@@ -305,6 +306,20 @@ extern void env_chain_init(void);
 extern EnvChain *env_chain_get(Oid relid);
 extern bool env_chain_registered(Oid relid);
 extern EnvChain *env_chain_require(Oid relid);
+extern void env_chain_refuse_distributed(EnvChain *ch, const char *what);
+extern void env_chain_refuse_shard(EnvChain *ch, const char *what);
+/* chainroute.c: a distributed table's chain, from the Citus coordinator */
+extern bool env_chain_distributed(EnvChain *ch);
+extern int	env_chain_route(EnvChain *ch, text *tenant, const char *targets,
+							const char *lateral, int nargs, Oid *types,
+							Datum *values, const char *nulls, bool *found);
+extern void env_chain_route_end(int level);
+extern int	env_caller_spi_begin(void);
+extern void env_caller_spi_end(int level);
+extern void env_chain_sql_names(EnvChain *ch, char **qualified, char **column);
+extern EnvChain *env_chain_arg(FunctionCallInfo fcinfo);
+extern int64 env_chain_tail(EnvChain *ch, Datum value, bool isnull,
+							 Snapshot snap, uint8 *hash);
 extern void env_chain_check_access(Oid relid, bool owner);
 extern Datum env_chain_tenant_value(EnvChain *ch, text *tenant);
 extern Datum env_chain_tenant_arg(EnvChain *ch, text *arg, EnvChainTenant *t);

@@ -991,6 +991,14 @@ AS 'MODULE_PATHNAME', 'envault_verify_chain'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.verify_chain(regclass, text) IS
 	'Recompute every row hash, check sequence, links and signed checkpoints';
+CREATE FUNCTION envault.verify_chain_json(tbl regclass, tenant text,
+										  cp_tenants text[], cp_sizes bigint[],
+										  cp_roots bytea[])
+RETURNS json
+AS 'MODULE_PATHNAME', 'envault_verify_chain_json'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[]) IS
+	'Internal: verify_chain() of a Citus shard as one value, with the coordinator''s checkpoints as tree heads to find (docs/scale-out.md)';
 
 CREATE FUNCTION envault.export_chain(tbl regclass, tenant text,
 									 since timestamptz DEFAULT NULL,
@@ -1461,6 +1469,7 @@ GRANT EXECUTE ON FUNCTION
 	envault.cosign(regclass, text, text),
 	envault.signing_public_key(),
 	envault.verify_chain(regclass, text),
+	envault.verify_chain_json(regclass, text, text[], bigint[], bytea[]),
 	envault.export_chain(regclass, text, timestamptz, timestamptz),
 	envault.purge_chain(regclass, text, timestamptz),
 	envault.set_chain_retention(regclass, interval)

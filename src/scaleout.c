@@ -146,6 +146,74 @@ env_is_citus_table(Oid relid)
 }
 
 /*
+ * Look a shard up in pg_dist_shard, by column keyatt (1 logicalrelid, 2
+ * shardid) equal to key: how many rows match (0, 1, or 2 for more), and
+ * column valatt of the first, which must not be null.
+ */
+static int
+so_dist_shard(AttrNumber keyatt, RegProcedure eq, Datum key, AttrNumber valatt,
+			  Datum *value)
+{
+	Oid			catalog = get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE);
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData skey;
+	HeapTuple	tup;
+	int			n = 0;
+
+	if (!OidIsValid(catalog))
+		return 0;
+	rel = table_open(catalog, AccessShareLock);
+	ScanKeyInit(&skey, keyatt, BTEqualStrategyNumber, eq, key);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &skey);
+	while (n < 2 && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, valatt, RelationGetDescr(rel), &isnull);
+
+		if (isnull)
+			break;
+		if (n++ == 0)
+			*value = d;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return n;
+}
+
+/*
+ * The distributed table whose shard relid is on this node, or InvalidOid:
+ * Citus names a shard <table>_<shardid>, in the table's schema, and keeps
+ * the shard's table in pg_dist_shard on every node with metadata.
+ */
+Oid
+env_citus_shard_parent(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+	char	   *us;
+	char	   *end;
+	char	   *pname;
+	int64		shardid;
+	Datum		d;
+	Oid			parent;
+
+	if (name == NULL || (us = strrchr(name, '_')) == NULL || us[1] < '0' || us[1] > '9')
+		return InvalidOid;
+	errno = 0;
+	shardid = strtoi64(us + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || shardid <= 0 ||
+		so_dist_shard(2, F_INT8EQ, Int64GetDatum(shardid), 1, &d) != 1)
+		return InvalidOid;
+	parent = DatumGetObjectId(d);
+	pname = get_rel_name(parent);
+	/* the same name and schema as the table, or not its shard */
+	if (pname == NULL || get_rel_namespace(parent) != get_rel_namespace(relid) ||
+		strlen(pname) != (size_t) (us - name) || strncmp(pname, name, us - name) != 0)
+		return InvalidOid;
+	return parent;
+}
+
+/*
  * The relation that holds this node's rows of one of envault's tables:
  * the table itself, or, once Citus made it a reference table, this node's
  * copy of it (shard <name>_<shardid>), which code that reads the table
@@ -154,40 +222,17 @@ env_is_citus_table(Oid relid)
 Oid
 env_local_copy(Oid relid)
 {
-	Oid			catalog;
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tup;
-	int64		shardid = 0;
-	bool		found = false;
-	char	   *name;
+	Datum		d;
+	char	   *name = NULL;
 	Oid			copy;
 
 	if (!env_is_citus_table(relid))
 		return relid;
-	catalog = get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE);
-	if (!OidIsValid(catalog))
+	if (!OidIsValid(get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE)))
 		elog(ERROR, "pg_dist_shard does not exist");
-	rel = table_open(catalog, AccessShareLock);
-	/* logicalrelid is its first column, shardid its second */
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
-	if (HeapTupleIsValid(tup = systable_getnext(scan)))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, 2, RelationGetDescr(rel), &isnull);
-
-		found = !isnull;
-		if (found)
-			shardid = DatumGetInt64(d);
-		/* a reference table has one shard */
-		if (HeapTupleIsValid(systable_getnext(scan)))
-			found = false;
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	name = found ? psprintf("%s_" INT64_FORMAT, get_rel_name(relid), shardid) : NULL;
+	/* a reference table has one shard */
+	if (so_dist_shard(1, F_OIDEQ, ObjectIdGetDatum(relid), 2, &d) == 1)
+		name = psprintf("%s_" INT64_FORMAT, get_rel_name(relid), DatumGetInt64(d));
 	copy = name ? get_relname_relid(name, get_rel_namespace(relid)) : InvalidOid;
 	if (!OidIsValid(copy))
 		ereport(ERROR,

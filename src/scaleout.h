@@ -20,6 +20,9 @@ extern void env_citus_allow_nested(void);
 /* Is the relation a Citus table (distributed, reference or Citus-local)? */
 extern bool env_is_citus_table(Oid relid);
 
+/* The distributed table of which relid is a shard on this node, or InvalidOid */
+extern Oid	env_citus_shard_parent(Oid relid);
+
 /* The relation holding this node's rows of an envault table (its copy on Citus) */
 extern Oid	env_local_copy(Oid relid);
 

@@ -342,13 +342,9 @@ envault_cosign(PG_FUNCTION_ARGS)
 	const char *dbid;
 	char	   *name = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
+	ch = env_chain_arg(fcinfo);
 	InitMaterializedSRF(fcinfo, 0);
-	env_chain_check_access(PG_GETARG_OID(0), false);
-	ch = env_chain_require(PG_GETARG_OID(0));
+	env_chain_refuse_distributed(ch, "cosign()");
 	(void) env_chain_tenant_arg(ch, one ? PG_GETARG_TEXT_PP(1) : NULL, &want);
 	if (wt_keys == NULL || wt_keys[0] == '\0' ||
 		!wt_parse_keys(wt_keys, &witnesses, NULL) || witnesses == NIL ||

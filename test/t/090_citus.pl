@@ -30,6 +30,15 @@
 # 7. A customer-managed key (use_customer_key) reaches every node's copy of
 #    the key tables; every node asks the same KMS command; withholding the
 #    key stops decryption on the workers at the next statement.
+# 8. Audit chains on a table distributed by its tenant column: each
+#    tenant's chain lives on its shard; pgbench's concurrent writers leave
+#    every chain gap-free and fork-free; verify_chain gathers from the
+#    shards, per tenant and for all; the coordinator signs checkpoints of
+#    the shards' Merkle tree heads, each shown to extend the last; shard
+#    moves and tenant isolation keep the chains verifying and growing, and
+#    the next checkpoints extend the earlier ones; a row changed and rows
+#    cut from the end on a worker behind envault's back are found; what
+#    distributed chains do not have (export, purge) is refused.
 
 use strict;
 use warnings;
@@ -61,6 +70,11 @@ write_private_file("$kms/customer-key.sh", <<"EOS");
 printf '%s/%s' "\$(cat '$kms/secret')" "\$1" | sha256sum | cut -c1-64
 EOS
 chmod 0700, "$kms/customer-key.sh";
+
+# checkpoints of distributed chains are signed on the coordinator only
+my $signing_key = "$kms/signing.pem";
+system_or_bail('openssl', 'genpkey', '-algorithm', 'ed25519', '-out', $signing_key);
+chmod 0600, $signing_key;
 my @nodes;
 foreach my $name ('coordinator', 'worker1', 'worker2')
 {
@@ -78,7 +92,8 @@ foreach my $name ('coordinator', 'worker1', 'worker2')
 		  . "citus.local_hostname = '" . $n->host . "'\n"
 		  . "envault.customer_key_command = '$kms/customer-key.sh %t'\n"
 		  . "max_connections = 60\n"
-		  . "max_prepared_transactions = 20\n");
+		  . "max_prepared_transactions = 20\n"
+		  . ($name eq 'coordinator' ? "envault.signing_key_file = '$signing_key'\n" : ''));
 	$n->start;
 	$n->safe_psql('postgres', 'CREATE EXTENSION citus');
 	push @nodes, $n;
@@ -415,5 +430,121 @@ like($err, qr/ERROR:  38000: .*initech.*\n(.*\n)*CONTEXT:  while executing comma
 	'BYOK: a withheld customer key stops decryption on the worker at once');
 unlink "$kms/withheld-initech";
 is(on_coord($initech_sql), '50', 'BYOK: the key given back, the worker decrypts again');
+
+# --- 8. audit chains on a distributed table ----------------------------------
+
+on_coord(q{CREATE TABLE events (tenant text NOT NULL, id bigserial, what text);
+SELECT create_distributed_table('events', 'tenant', shard_count => 4);
+CREATE TABLE filled (tenant text NOT NULL, x int);
+SELECT create_distributed_table('filled', 'tenant');
+INSERT INTO filled VALUES ('acme', 1)});
+($rc, $out, $err) = try_coord(q{SELECT envault.enable_audit_chain('events', 'what')});
+like($err, qr/ERROR:  0A000: "events" is distributed by column "tenant", not by tenant column "what"/,
+	'chain: refused unless the tenant column is the distribution column');
+($rc, $out, $err) = try_coord(q{SELECT envault.enable_audit_chain('filled', 'tenant')});
+like($err, qr/ERROR:  55000: distributed table "filled" has rows/,
+	'chain: refused on a distributed table that has rows');
+is(on_coord(q{SELECT envault.enable_audit_chain('events', 'tenant')}), '0',
+	'chain: enabled on an empty distributed table');
+is( on_coord(q{SELECT count(*) FROM run_command_on_shards('events',
+  $$SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgnargs = 3
+      AND tgfoid = 'envault.chain_insert'::regproc$$) WHERE success AND result = '1'}),
+	'4', 'chain: every shard has the chain trigger, which names the chain');
+
+# many writers, six tenants, one row per statement
+my $chain_script = $coord->basedir . '/chain.sql';
+open $fh, '>', $chain_script or die $!;
+print $fh q{\set t random(1, 6)
+INSERT INTO events (tenant, what) VALUES ('tenant' || :t, 'client ' || :client_id);
+};
+close $fh;
+$ok = IPC::Run::run(
+	[ 'pgbench', '-n', '-h', $coord->host, '-p', $coord->port, '-c', '8', '-j', '2',
+	  '-t', '150', '-f', $chain_script, 'postgres' ],
+	'>', \$stdout, '2>', \$stderr);
+ok($ok, 'chain: pgbench, 8 clients inserting into six tenants\' chains');
+like($stdout, qr/number of failed transactions: 0 /, 'chain: no failed insert');
+is( on_coord(q{SELECT count(*), sum(n), bool_and(n = m AND n = d) FROM (
+  SELECT count(*) n, max(envault_seq) m, count(DISTINCT envault_seq) d FROM events GROUP BY tenant) x}),
+	'6|1200|t', 'chain: every tenant\'s chain numbered 1..n without a gap or a fork');
+is( on_coord(q{SELECT count(*), sum(rows_checked), bool_and(ok) FROM envault.verify_chain('events')}),
+	'6|1200|t', 'chain: verify_chain gathers all six chains from the shards: all verify');
+my $count1 = on_coord(q{SELECT count(*) FROM events WHERE tenant = 'tenant1'});
+is(on_coord(q{SELECT tenant, rows_checked, ok FROM envault.verify_chain('events', 'tenant1')}),
+	"tenant1|$count1|t", 'chain: verify_chain of one tenant runs on its shard');
+is(on_coord(q{SELECT tenant, rows_checked, ok FROM envault.verify_chain('events', 'nobody')}),
+	'nobody|0|t', 'chain: a tenant without rows has an empty chain');
+
+# checkpoints: signed on the coordinator, of tree heads from the shards
+is(on_coord(q{SELECT count(*), sum(seq) FROM envault.checkpoint('events')}), '6|1200',
+	'chain: checkpoint() signs the tree head of each of the six chains, read on its shard');
+is( on_coord(q{SELECT t.tree_size = c.seq AND t.root = c.tree_root
+  FROM envault.tree_head('events', 'tenant1') t, envault.checkpoints c WHERE c.tenant = 'tenant1'}),
+	't', 'chain: tree_head() of a distributed table runs on the shard and matches the checkpoint');
+($rc, $out, $err) = try_coord(q{BEGIN; SELECT * FROM envault.checkpoint('events'); COMMIT});
+like($err, qr/ERROR:  25001: checkpoint\(\) of distributed audit chain public\.events cannot run inside a transaction block/,
+	'chain: no checkpoint inside a transaction block, which could sign rows it wrote on the shards');
+
+# rows of several tenants in one statement, a rolled-back insert
+on_coord(q{INSERT INTO events (tenant, what) SELECT 'tenant' || (i % 6 + 1), 'bulk' FROM generate_series(1, 60) i;
+BEGIN; INSERT INTO events (tenant, what) VALUES ('tenant3', 'rolled back'); ROLLBACK;
+INSERT INTO events (tenant, what) VALUES ('tenant3', 'after the rollback')});
+is( on_coord(q{SELECT count(*), sum(rows_checked), bool_and(ok) FROM envault.verify_chain('events')}),
+	'6|1261|t', 'chain: a statement writing six shards, and a rollback, leave every chain whole');
+
+# the shard of tenant1 moves; tenant2 gets a shard of its own
+($shard, $from) = split /\|/, on_coord(q{
+SELECT s.shardid, n.nodeport
+  FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+ WHERE s.shardid = get_shard_id_for_distribution_column('events', 'tenant1')});
+($to) = grep { $_ != $from } map { $_->port } @workers;
+on_coord(qq{SELECT citus_move_shard_placement($shard, '@{[$coord->host]}', $from,
+  '@{[$coord->host]}', $to, shard_transfer_mode => 'block_writes')});
+on_coord(q{SELECT isolate_tenant_to_new_shard('events', 'tenant2', shard_transfer_mode => 'block_writes')});
+on_coord(q{INSERT INTO events (tenant, what) SELECT 'tenant' || (i % 2 + 1), 'after the move' FROM generate_series(1, 10) i});
+is( on_coord(q{SELECT tenant, rows_checked, ok FROM envault.verify_chain('events')
+  WHERE tenant IN ('tenant1', 'tenant2') ORDER BY 1}),
+	join("\n", map { "tenant$_|" . on_coord("SELECT count(*) FROM events WHERE tenant = 'tenant$_'") . '|t' } 1, 2),
+	'chain: after a shard move and a tenant isolation, the chains grow on and verify');
+is( on_coord(q{SELECT bool_and(n = m) FROM (SELECT count(*) n, max(envault_seq) m FROM events GROUP BY tenant) x}),
+	't', 'chain: the moved and split shards continue each chain where it ended');
+is(on_coord(q{SELECT count(*) FROM envault.checkpoint('events')}), '6',
+	'chain: after the move, each grown chain is shown to extend its last checkpoint and signed again');
+is( on_coord(q{SELECT count(*), bool_and(ok) FROM envault.verify_chain('events')}), '6|t',
+	'chain: every chain verifies against both of its checkpoints');
+
+# what the chain refuses, on the shards as on one node
+($rc, $out, $err) = try_coord(q{UPDATE events SET what = 'changed' WHERE tenant = 'tenant5'});
+like($err, qr/ERROR:  42501: audit chain "events_\d+" is append-only/, 'chain: UPDATE refused on the shards');
+($rc, $out, $err) = try_coord(q{INSERT INTO events (tenant, what) VALUES ('tenant5', 'x') ON CONFLICT DO NOTHING});
+like($err, qr/ERROR:  0A000: INSERT \.\.\. ON CONFLICT is not supported on audit chain/,
+	'chain: INSERT ... ON CONFLICT refused on the shards');
+($rc, $out, $err) = try_coord(q{SELECT envault.export_chain('events', 'tenant5')});
+like($err, qr/ERROR:  0A000: export_chain\(\) is not supported on distributed audit chain public\.events/,
+	'chain: export_chain, which distributed chains do not have, is refused');
+
+# a row changed on a worker behind envault's back
+my ($tshard, $tport) = split /\|/, on_coord(q{
+SELECT shard_name('events'::regclass, s.shardid), n.nodeport
+  FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+ WHERE s.shardid = get_shard_id_for_distribution_column('events', 'tenant4')});
+my ($tworker) = grep { $_->port == $tport } @workers;
+$tworker->safe_psql('postgres', qq{SET session_replication_role = replica;
+UPDATE $tshard SET what = 'forged' WHERE tenant = 'tenant4' AND envault_seq = 3});
+is(on_coord(q{SELECT tenant, ok, first_bad_seq, reason FROM envault.verify_chain('events') WHERE NOT ok}),
+	'tenant4|f|3|hash mismatch', 'chain: a row forged on its worker is found, and only that chain is bad');
+
+# the newest rows of tenant6, signed by a checkpoint, deleted on its worker
+($tshard, $tport) = split /\|/, on_coord(q{
+SELECT shard_name('events'::regclass, s.shardid), n.nodeport
+  FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+ WHERE s.shardid = get_shard_id_for_distribution_column('events', 'tenant6')});
+($tworker) = grep { $_->port == $tport } @workers;
+my $last6 = on_coord(q{SELECT max(envault_seq) FROM events WHERE tenant = 'tenant6'});
+$tworker->safe_psql('postgres', qq{SET session_replication_role = replica;
+DELETE FROM $tshard WHERE tenant = 'tenant6' AND envault_seq >= $last6 - 1});
+is( on_coord(q{SELECT tenant, ok, first_bad_seq, reason FROM envault.verify_chain('events', 'tenant6')}),
+	"tenant6|f|@{[$last6 - 1]}|truncated after checkpoint",
+	'chain: rows cut from the end of a chain on its worker are found through the checkpoint');
 
 done_testing();
