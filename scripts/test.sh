@@ -86,11 +86,13 @@ as_pg "$PGBIN/psql" -h "$pgdir" -p 54391 -d postgres -qAt -v ON_ERROR_STOP=1 \
 cluster_stop "$pgdir"
 count_prove "$work/pgtap.log"
 
-say "documentation examples: every SQL block of README.md, docs/operations.md and docs/application.md, as written"
+say "documentation examples: every SQL block of README.md, docs/operations.md, docs/application.md and docs/reference.md, as written"
 exdir="$work/examples"
 as_pg mkdir -p "$exdir"
 new_key_file "$exdir/master.key"
 new_key_file "$exdir/pepper.key"
+# a checkpoint signing key, for the audit chain examples of docs/reference.md
+new_signing_key "$exdir/signing.pem"
 # a KMS for the customer-managed key of the BYOK examples
 as_pg sh -c "umask 077; openssl rand -hex 32 > '$exdir/kms.secret'"
 as_pg tee "$exdir/kms.sh" >/dev/null <<EOF
@@ -100,6 +102,7 @@ EOF
 as_pg chmod 0700 "$exdir/kms.sh"
 cluster_start "$exdir" 54393 "envault.master_key_file = '$exdir/master.key'" \
 	"envault.pepper_file = '$exdir/pepper.key'" \
+	"envault.signing_key_file = '$exdir/signing.pem'" \
 	"envault.customer_key_command = '$exdir/kms.sh %t'"
 (cd "$tree" && as_pg env PGHOST="$exdir" PGPORT=54393 PGUSER=postgres PSQL="$PGBIN/psql" \
 	python3 test/docs/run_examples.py) 2>&1 | tee "$work/examples.log" || true
