@@ -2126,48 +2126,21 @@ ch_has_update_triggers(Relation rel)
 }
 
 /*
- * SQL function: envault.enable_audit_chain(tbl regclass, tenant_column name)
- *               returns bigint
- *
- * Turn an ordinary table into a chained one; returns how many existing rows
- * were linked.  The caller must own the table.
+ * enable_audit_chain(), first step: may this table be chained by this
+ * column?  Refuses what cannot be, before anything changes; returns
+ * whether the table has rows to link.  The caller holds the table open.
  */
-PG_FUNCTION_INFO_V1(envault_enable_audit_chain);
-Datum
-envault_enable_audit_chain(PG_FUNCTION_ARGS)
+static bool
+ch_enable_check(Relation rel, const char *tenant_column, bool distributed)
 {
-	Oid			relid;
-	Name		tenant_column;
-	Relation	rel;
-	char	   *relname;
-	char	   *nspname;
-	char	   *qualified;
-	char	   *identity;
-	char	   *meaning;
-	AttrNumber	tatt;
-	bool		has_rows;
-	bool		distributed;
-	volatile int32 chain_id;
-	volatile int64 linked = 0;
-	EnvSpi		s;
-	Oid			types[6] = {REGCLASSOID, TEXTOID, NAMEOID, BOOLOID, NAMEOID, TEXTOID};
-	Datum		values[6];
-	bool		builtin;
-	const char *chain_cols[4] = {ENV_CHAIN_SEQ_COL, ENV_CHAIN_AT_COL,
+	Oid			relid = RelationGetRelid(rel);
+	const char *relname = RelationGetRelationName(rel);
+	const char *const chain_cols[4] = {ENV_CHAIN_SEQ_COL, ENV_CHAIN_AT_COL,
 	ENV_CHAIN_PREV_COL, ENV_CHAIN_HASH_COL};
+	AttrNumber	tatt;
+	volatile bool has_rows;
 	int			i;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "tenant_column")));
-	relid = PG_GETARG_OID(0);
-	tenant_column = PG_GETARG_NAME(1);
-
-	rel = table_open(relid, AccessExclusiveLock);
-	relname = pstrdup(RelationGetRelationName(rel));
-	nspname = get_namespace_name(RelationGetNamespace(rel));
-	qualified = quote_qualified_identifier(nspname, relname);
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -2190,12 +2163,12 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("\"%s\" is already an envault audit chain", relname)));
-	tatt = get_attnum(relid, NameStr(*tenant_column));
+	tatt = get_attnum(relid, tenant_column);
 	if (tatt == InvalidAttrNumber || tatt < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation \"%s\" does not exist",
-						NameStr(*tenant_column), relname)));
+						tenant_column, relname)));
 	for (i = 0; i < 4; i++)
 		if (get_attnum(relid, chain_cols[i]) != InvalidAttrNumber)
 			ereport(ERROR,
@@ -2205,6 +2178,7 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 					 errdetail("An audit chain adds the columns %s, %s, %s and %s.",
 							   ENV_CHAIN_SEQ_COL, ENV_CHAIN_AT_COL,
 							   ENV_CHAIN_PREV_COL, ENV_CHAIN_HASH_COL)));
+
 	/*
 	 * every column must have a canonical form: refuse reg* types early,
 	 * also inside arrays, composites, domains and ranges
@@ -2221,11 +2195,10 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
 					 errmsg("tenant column \"%s\" must not be a generated column",
-							NameStr(*tenant_column))));
+							tenant_column)));
 	}
-	distributed = env_is_citus_table(relid);
 	if (distributed)
-		has_rows = ch_citus_check(relid, relname, NameStr(*tenant_column));
+		has_rows = ch_citus_check(relid, relname, tenant_column);
 	else
 	{
 		TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
@@ -2240,26 +2213,36 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 				 errdetail("Linking the existing rows updates each of them, which would fire those triggers."),
 				 errhint("Disable the UPDATE triggers while the chain is enabled, or enable the chain on the empty table.")));
 	ch_refuse_temp_types(rel);
-	table_close(rel, NoLock);
+	return has_rows;
+}
 
-	identity = quote_qualified_identifier(nspname, relname);
-	builtin = creating_extension && strcmp(nspname, "envault") == 0;
-
-	ch_internal++;
-	PG_TRY();
-	{
-	int			level = ch_spi_connect();
+/*
+ * enable_audit_chain(), second step, inside ch_spi_connect(): add the chain
+ * columns and register the chain with what its columns mean; returns its
+ * chain_id.
+ */
+static int32
+ch_enable_register(Oid relid, const char *qualified, const char *identity,
+				   Name tenant_column, bool builtin)
+{
+	EnvSpi		s;
+	Oid			types[6] = {REGCLASSOID, TEXTOID, NAMEOID, BOOLOID, NAMEOID, TEXTOID};
+	Datum		values[6];
+	Relation	rel;
+	char	   *meaning;
+	bool		isnull;
+	int32		chain_id;
 
 	ch_exec(psprintf("ALTER TABLE %s ADD COLUMN " ENV_CHAIN_SEQ_COL " pg_catalog.int8,"
 					 " ADD COLUMN " ENV_CHAIN_AT_COL " pg_catalog.timestamptz,"
 					 " ADD COLUMN " ENV_CHAIN_PREV_COL " pg_catalog.bytea,"
 					 " ADD COLUMN " ENV_CHAIN_HASH_COL " pg_catalog.bytea", qualified),
 			SPI_OK_UTILITY);
-
 	CommandCounterIncrement();
 	rel = relation_open(relid, NoLock);
 	meaning = env_chain_meaning_of(rel);
 	relation_close(rel, NoLock);
+
 	env_spi_begin(&s);
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(identity);
@@ -2272,31 +2255,36 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 		env_spi_run(CH_Q_REGISTER, 6, types, values, SPI_OK_INSERT_RETURNING);
 	else
 		env_spi_run(CH_Q_REGISTER_0_2, 5, types, values, SPI_OK_INSERT_RETURNING);
-	{
-		bool		isnull;
-
-		chain_id = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
-	}
+	chain_id = DatumGetInt32(env_spi_col(&s, 1, &isnull, true, 4));
 	env_spi_end(&s);
 	CommandCounterIncrement();
 	CacheInvalidateRelcacheByRelid(relid);
 	ch_relcache_callback((Datum) 0, relid);
+	return chain_id;
+}
 
-	if (has_rows)
-		linked = ch_backfill(relid, qualified);
-
+/*
+ * enable_audit_chain(), last step, inside ch_spi_connect(), after the rows
+ * are linked: the chain columns become NOT NULL, and the triggers that
+ * link new rows, refuse changes and (but on Citus) write the heads.  On a
+ * distributed table, the chain trigger names the chain, for the shards.
+ */
+static void
+ch_enable_triggers(const char *qualified, const char *identity,
+				   const char *tenant_column, int32 chain_id, bool distributed)
+{
 	ch_exec(psprintf("ALTER TABLE %s ALTER COLUMN " ENV_CHAIN_SEQ_COL " SET NOT NULL,"
 					 " ALTER COLUMN " ENV_CHAIN_AT_COL " SET NOT NULL,"
 					 " ALTER COLUMN " ENV_CHAIN_PREV_COL " SET NOT NULL,"
 					 " ALTER COLUMN " ENV_CHAIN_HASH_COL " SET NOT NULL",
 					 qualified), SPI_OK_UTILITY);
 	if (distributed)
-		ch_citus_prepare(qualified, NameStr(*tenant_column));
+		ch_citus_prepare(qualified, tenant_column);
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER " BEFORE INSERT ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_insert(%s)", qualified,
 					 distributed ?
 					 psprintf("%s, %s, '%d'", quote_literal_cstr(identity),
-							  quote_literal_cstr(NameStr(*tenant_column)), chain_id) : ""),
+							  quote_literal_cstr(tenant_column), chain_id) : ""),
 			SPI_OK_UTILITY);
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_refuse BEFORE UPDATE OR DELETE ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION envault.chain_refuse()", qualified),
@@ -2309,7 +2297,60 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 		ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_heads AFTER INSERT ON %s"
 						 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_heads()", qualified),
 				SPI_OK_UTILITY);
-	ch_spi_finish(level);
+}
+
+/*
+ * SQL function: envault.enable_audit_chain(tbl regclass, tenant_column name)
+ *               returns bigint
+ *
+ * Turn an ordinary table into a chained one; returns how many existing rows
+ * were linked.  The caller must own the table.
+ */
+PG_FUNCTION_INFO_V1(envault_enable_audit_chain);
+Datum
+envault_enable_audit_chain(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Name		tenant_column;
+	Relation	rel;
+	char	   *nspname;
+	char	   *qualified;
+	char	   *identity;
+	bool		has_rows;
+	bool		distributed;
+	bool		builtin;
+	volatile int64 linked = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "tenant_column")));
+	relid = PG_GETARG_OID(0);
+	tenant_column = PG_GETARG_NAME(1);
+
+	rel = table_open(relid, AccessExclusiveLock);
+	nspname = get_namespace_name(RelationGetNamespace(rel));
+	qualified = quote_qualified_identifier(nspname, RelationGetRelationName(rel));
+	distributed = env_is_citus_table(relid);
+	has_rows = ch_enable_check(rel, NameStr(*tenant_column), distributed);
+	table_close(rel, NoLock);
+
+	/* the chain's name as its rows hash it: the table's, now */
+	identity = qualified;
+	builtin = creating_extension && strcmp(nspname, "envault") == 0;
+
+	ch_internal++;
+	PG_TRY();
+	{
+		int			level = ch_spi_connect();
+		int32		chain_id = ch_enable_register(relid, qualified, identity,
+												  tenant_column, builtin);
+
+		if (has_rows)
+			linked = ch_backfill(relid, qualified);
+		ch_enable_triggers(qualified, identity, NameStr(*tenant_column), chain_id,
+						   distributed);
+		ch_spi_finish(level);
 	}
 	PG_FINALLY();
 	{
@@ -2321,6 +2362,7 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 
 	if (!builtin)
 	{
+		EnvSpi		s;
 		char	   *detail = psprintf("%s by tenant column %s; " INT64_FORMAT " existing rows linked",
 									  identity, quote_identifier(NameStr(*tenant_column)),
 									  linked);

@@ -12,7 +12,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file);
 
 use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);

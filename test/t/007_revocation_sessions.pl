@@ -36,7 +36,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file);
 
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::BackgroundPsql;

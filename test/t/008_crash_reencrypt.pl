@@ -24,7 +24,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash qw(random_key_hex);
+use EnvaultTest qw(random_key_hex);
 
 use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;

@@ -14,7 +14,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash qw(random_key_hex);
+use EnvaultTest qw(random_key_hex);
 
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::Cluster;

@@ -23,7 +23,7 @@ use warnings;
 use File::Basename qw(dirname);
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash;
+use EnvaultTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;

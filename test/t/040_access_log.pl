@@ -45,7 +45,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash;
+use EnvaultTest;
 use EnvaultLog;
 use IPC::Run;
 use PostgreSQL::Test::BackgroundPsql;
@@ -332,7 +332,7 @@ sub open_session
 	return ($s, $s->query_safe('SELECT pg_backend_pid()'));
 }
 
-# Kill every server process at once with SIGKILL (see EnvaultCrash.pm;
+# Kill every server process at once with SIGKILL (see EnvaultTest.pm;
 # $poll, a session, lists them and is gone afterwards), restart, and check
 # that the server went through crash recovery.
 sub crash_and_restart

@@ -27,7 +27,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash;
+use EnvaultTest;
 use EnvaultLog;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;

@@ -36,7 +36,7 @@ use warnings;
 use Digest::SHA qw(hmac_sha256_hex);
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash;
+use EnvaultTest;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;

@@ -14,7 +14,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash;
+use EnvaultTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;

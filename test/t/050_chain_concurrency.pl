@@ -47,7 +47,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash
+use EnvaultTest
   qw(random_key_hex start_script finish_script query_is chain_lock_key);
 use IPC::Run;
 use PostgreSQL::Test::BackgroundPsql;

@@ -6,7 +6,7 @@
 # key an Ed25519 PEM file (openssl genpkey), mode 0600.  A chained table,
 # events, with tenants t0 to t5; most rows carry a value encrypted with
 # env_encrypt under their tenant, md5(id) with int8send(id) as associated
-# data.  Concurrent psql scripts (EnvaultCrash.pm) echo a line after every
+# data.  Concurrent psql scripts (EnvaultTest.pm) echo a line after every
 # COMMIT the server acknowledged:
 #
 #   w0, w1   one tenant each (t0, t1);
@@ -47,7 +47,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash
+use EnvaultTest
   qw(:DEFAULT crash_when_ready acks_after_crash query_is chain_lock_key);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;

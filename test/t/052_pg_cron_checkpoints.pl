@@ -26,7 +26,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash qw(random_key_hex);
+use EnvaultTest qw(random_key_hex);
 use MIME::Base64 qw(decode_base64);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;

@@ -40,7 +40,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultCrash qw(random_key_hex);
+use EnvaultTest qw(random_key_hex);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;

@@ -1,8 +1,9 @@
-# EnvaultCrash: helpers for envault's TAP tests that kill the server.
+# EnvaultTest: helpers shared by envault's TAP tests: keys and private files,
+# psql scripts in the background, and killing the server.
 #
 #   use FindBin;
 #   use lib $FindBin::RealBin;
-#   use EnvaultCrash;
+#   use EnvaultTest;
 #
 # random_key_hex()                  a fresh random 256-bit key, in hex
 # write_private_file($path, $text[, $mode])  a file only its owner can read
@@ -19,7 +20,7 @@
 # restart_after_crash($node, $offset, $name)
 #                                   start again, test that it recovered
 #
-# On request (use EnvaultCrash qw(... crash_when_ready acks_after_crash)):
+# On request (use EnvaultTest qw(... crash_when_ready acks_after_crash)):
 #
 # crash_when_ready($node, $what, $sql, @scripts)
 #                                   poll $sql (a boolean) until it is true,
@@ -44,7 +45,7 @@
 # -A), so a line it echoes after a COMMIT is an acknowledged commit: psql
 # runs the next line only once the server has answered the one before.
 
-package EnvaultCrash;
+package EnvaultTest;
 
 use strict;
 use warnings;
