@@ -90,11 +90,11 @@ $(OBJS): $(wildcard src/*.h)
 # A standalone program that verifies an export of an audit chain without a
 # database (docs/audit-chain.md), and Merkle proofs between signed tree
 # heads; and envault-witness, a witness that cosigns tree heads.  Both link
-# only libcrypto and libc: tools/ holds their own code, and they reuse the
-# plain-C layers of the extension (crypto, signed notes, the row hash
-# layout, Merkle trees), compiled here without the server's headers.  Built
-# by "make", installed into PostgreSQL's bindir by "make install", removed
-# by "make clean" and "make uninstall".
+# only libcrypto, jansson (JSON) and libc: tools/ holds their own code, and
+# they reuse the plain-C layers of the extension (crypto, signed notes, the
+# row hash layout, Merkle trees), compiled here without the server's
+# headers.  Built by "make", installed into PostgreSQL's bindir by "make
+# install", removed by "make clean" and "make uninstall".
 
 VERIFY_SRCS = tools/envault-verify.c tools/export.c tools/request.c tools/json.c \
               src/crypto.c src/note.c src/chainfmt.c src/merkle.c
@@ -106,22 +106,26 @@ VERIFY_CFLAGS = -std=gnu99 -O2 -g -Wall -Wextra -Wmissing-prototypes \
                 -Wdeclaration-after-statement -Wformat-security \
                 -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
                 $(if $(WERROR),-Werror)
+# jansson's flags from pkg-config when it knows them (Debian's
+# libjansson-dev ships jansson.pc), else the plain library
+JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JANSSON_LIBS := $(or $(shell pkg-config --libs jansson 2>/dev/null),-ljansson)
 
 all: envault-verify envault-witness
 
 tools/obj/%.o: tools/%.c $(wildcard tools/*.h) $(wildcard src/*.h)
 	@mkdir -p tools/obj
-	$(CC) $(VERIFY_CFLAGS) -Isrc -Itools -c -o $@ $<
+	$(CC) $(VERIFY_CFLAGS) -Isrc -Itools $(JANSSON_CFLAGS) -c -o $@ $<
 
 tools/obj/%.o: src/%.c $(wildcard src/*.h)
 	@mkdir -p tools/obj
 	$(CC) $(VERIFY_CFLAGS) -Isrc -c -o $@ $<
 
 envault-verify: $(VERIFY_OBJS)
-	$(CC) $(VERIFY_CFLAGS) -o $@ $^ -lcrypto
+	$(CC) $(VERIFY_CFLAGS) -o $@ $^ -lcrypto $(JANSSON_LIBS)
 
 envault-witness: $(WITNESS_OBJS)
-	$(CC) $(VERIFY_CFLAGS) -o $@ $^ -lcrypto
+	$(CC) $(VERIFY_CFLAGS) -o $@ $^ -lcrypto $(JANSSON_LIBS)
 
 install: install-envault-verify
 install-envault-verify: envault-verify envault-witness

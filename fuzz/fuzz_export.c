@@ -2,12 +2,16 @@
  *
  * fuzz_export.c
  *		libFuzzer harness: the export reader of envault-verify, from bytes
- *		to a verdict: tools/json.c, then ev_export_parse(), ev_verify() and
- *		ev_result_line() of tools/export.c.
+ *		to a verdict: env_json_parse() of tools/json.c (jansson with
+ *		envault's flags and bounds), then ev_export_parse(), ev_verify()
+ *		and ev_result_line() of tools/export.c.
  *
  * Properties, for any input:
- *	- JSON that parses, written in canonical form and parsed again, is the
- *	  same value, and writing that gives the same text again;
+ *	- JSON that is refused is refused with one line of printable ASCII;
+ *	- JSON that parses, written compactly by jansson and parsed again, is
+ *	  the same value, and writing that gives the same text again;
+ *	- with a small memory bound, it parses to the same value or fails for
+ *	  that bound, and a parse stopped for it leaks nothing (ASan checks);
  *	- an export that parses has its rows in order of seq, one value per
  *	  column each, and every checkpoint a string;
  *	- its verdict is one line, "OK: " or "FAIL: seq N: <reason>" with N at
@@ -37,34 +41,74 @@ static const char *const fz_reasons[] = {
 	"bad signature", "truncated after checkpoint", "purge not signed"
 };
 
+/* One line of printable ASCII, as envault-verify's verdict must be */
+static bool
+fz_printable(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char) *s < 0x20 || (unsigned char) *s >= 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * jansson's compact text of a value, malloc'd: json_dumpb() rather than
+ * json_dumps(), whose text would come from json.c's allocator
+ */
+static char *
+fz_dump(const json_t *v, size_t *len)
+{
+	const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+	size_t		n = json_dumpb(v, NULL, 0, flags);
+	char	   *buf;
+
+	FUZZ_ASSERT(n > 0);
+	buf = malloc(n);
+	FUZZ_ASSERT(buf != NULL && json_dumpb(v, buf, n, flags) == n);
+	*len = n;
+	return buf;
+}
+
 static void
 fz_json(const char *text, size_t len)
 {
-	EnvJsonLimits limits = {1 << 20, 64, 1 << 20};
-	EnvJsonDoc	a;
-	EnvJsonDoc	b;
+	EnvJsonLimits limits = {1 << 20, 64 << 20};
+	/* room for a few small values only */
+	EnvJsonLimits tight = {1 << 20, 2048};
+	json_t	   *a;
+	json_t	   *b;
 	char		err[256];
 	char	   *w1;
 	char	   *w2;
 	size_t		n1;
 	size_t		n2;
 
-	if (!env_json_parse(text, len, &limits, &a, err, sizeof(err)))
+	a = env_json_parse(text, len, &limits, err, sizeof(err));
+	if (a == NULL)
 	{
-		FUZZ_ASSERT(err[0] != '\0' && strchr(err, '\n') == NULL);
-		FUZZ_ASSERT(a.root == NULL && a.arena == NULL);
+		FUZZ_ASSERT(fz_printable(err));
+		FUZZ_ASSERT(env_json_parse(text, len, &tight, err, sizeof(err)) == NULL);
 		return;
 	}
-	w1 = env_json_write(a.root, &n1);
-	FUZZ_ASSERT(w1 != NULL && strlen(w1) == n1);
-	FUZZ_ASSERT(env_json_parse(w1, n1, &limits, &b, err, sizeof(err)));
-	FUZZ_ASSERT(env_json_equal(a.root, b.root));
-	w2 = env_json_write(b.root, &n2);
-	FUZZ_ASSERT(w2 != NULL && n2 == n1 && memcmp(w1, w2, n1) == 0);
+	b = env_json_parse(text, len, &tight, err, sizeof(err));
+	if (b == NULL)
+		FUZZ_ASSERT(fz_printable(err) && strstr(err, "too large to read") != NULL);
+	else
+		FUZZ_ASSERT(json_equal(a, b));
+	json_decref(b);
+
+	w1 = fz_dump(a, &n1);
+	b = env_json_parse(w1, n1, &limits, err, sizeof(err));
+	FUZZ_ASSERT(b != NULL);
+	FUZZ_ASSERT(json_equal(a, b));
+	w2 = fz_dump(b, &n2);
+	FUZZ_ASSERT(n2 == n1 && memcmp(w1, w2, n1) == 0);
 	free(w1);
 	free(w2);
-	env_json_free(&a);
-	env_json_free(&b);
+	json_decref(a);
+	json_decref(b);
 }
 
 static void
@@ -128,7 +172,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 	if (!ev_export_parse((const char *) data, size, &ex, err))
 	{
-		FUZZ_ASSERT(err[0] != '\0' && strchr(err, '\n') == NULL);
+		FUZZ_ASSERT(fz_printable(err));
 		return 0;
 	}
 	for (i = 1; i < ex.nrows; i++)
@@ -136,9 +180,11 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 					(ex.rows[i - 1].seq == ex.rows[i].seq &&
 					 ex.rows[i - 1].index < ex.rows[i].index));
 	for (i = 0; i < ex.nrows; i++)
-		FUZZ_ASSERT(ex.rows[i].seq >= 1 && ex.rows[i].values->len == ex.ncols);
+		FUZZ_ASSERT(ex.rows[i].seq >= 1 &&
+					json_array_size(ex.rows[i].values) == ex.ncols);
+	FUZZ_ASSERT(json_array_size(ex.cps) == ex.ncps);
 	for (i = 0; i < ex.ncps; i++)
-		FUZZ_ASSERT(ex.cps[i].type == ENV_JSON_STRING);
+		FUZZ_ASSERT(json_is_string(json_array_get(ex.cps, i)));
 
 	memset(&key, 0, sizeof(key));
 	memcpy(key.name, "envault", 8);

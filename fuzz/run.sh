@@ -11,7 +11,7 @@
 #   fuzz/run.sh 600     ten minutes per harness
 #
 # Needs clang 14 with its sanitizer runtimes (Debian packages clang-14 and
-# libclang-rt-14-dev) and libssl-dev.
+# libclang-rt-14-dev), libssl-dev and libjansson-dev.
 
 set -euo pipefail
 
@@ -49,7 +49,7 @@ harnesses=(
 for h in "${harnesses[@]}"; do
 	name=${h%%:*}
 	# shellcheck disable=SC2086
-	"$CLANG" $CFLAGS -o "$bin/$name" "$here/$name.c" $common ${h#*:} -lcrypto
+	"$CLANG" $CFLAGS -o "$bin/$name" "$here/$name.c" $common ${h#*:} -lcrypto -ljansson
 done
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}

@@ -27,7 +27,7 @@ chroot_packages() {
 	local v=$1
 	echo "postgresql-$v postgresql-server-dev-$v postgresql-$v-pgtap" \
 		"libtap-parser-sourcehandler-pgtap-perl libipc-run-perl perl" \
-		"libssl-dev make gcc openssl procps"
+		"libssl-dev libjansson-dev make gcc openssl procps"
 }
 
 # chroot_ensure MAJOR: print the path of the chroot, making it if needed

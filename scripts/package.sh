@@ -16,7 +16,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$ENVAULT_ROOT/scripts/chroot.sh"
 
-PACKAGE_BUILD_DEPS="debhelper postgresql-server-dev-all libssl-dev dpkg-dev fakeroot"
+PACKAGE_BUILD_DEPS="debhelper postgresql-server-dev-all libssl-dev libjansson-dev dpkg-dev fakeroot"
 EXTRA_PACKAGES="$PACKAGE_BUILD_DEPS" install_deps
 
 version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ENVAULT_ROOT/envault.control")

@@ -28,59 +28,46 @@
 #include "chainfmt.h"
 #include "export.h"
 
-static const EnvJsonLimits ev_limits = {
-	EV_EXPORT_MAXLEN, EV_EXPORT_MAXDEPTH, EV_EXPORT_MAXVALUES
-};
+static const EnvJsonLimits ev_limits = {EV_EXPORT_MAXLEN, EV_EXPORT_MAXMEMORY};
 
 /* --- reading an export ------------------------------------------------------ */
 
-typedef struct EvReader
-{
-	const char *data;
-	size_t		len;
-	char	   *err;
-} EvReader;
+static bool ev_fail(char *err, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
 
-static bool ev_fail(EvReader *r, const EnvJson *at, const char *fmt,...)
-			__attribute__((format(printf, 3, 4)));
-
-/* "line L, column C: <message>" at a value of the document */
+/*
+ * "<path>: <message>" about a value of the document.  jansson keeps no
+ * position of a value, so the path (rows[3].hash) says where it is.
+ */
 static bool
-ev_fail(EvReader *r, const EnvJson *at, const char *fmt,...)
+ev_fail(char *err, const char *fmt,...)
 {
 	va_list		ap;
-	size_t		line;
-	size_t		column;
-	int			n;
 
-	env_json_position(r->data, r->len, at->offset, &line, &column);
-	n = snprintf(r->err, EV_ERRLEN, "line %zu, column %zu: ", line, column);
-	if (n >= 0 && n < EV_ERRLEN)
-	{
-		va_start(ap, fmt);
-		vsnprintf(r->err + n, EV_ERRLEN - (size_t) n, fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	vsnprintf(err, EV_ERRLEN, fmt, ap);
+	va_end(ap);
 	return false;
 }
 
 static const char *
-ev_type_name(EnvJsonType t)
+ev_type_name(const json_t *v)
 {
-	switch (t)
+	switch (json_typeof(v))
 	{
-		case ENV_JSON_NULL:
+		case JSON_NULL:
 			return "null";
-		case ENV_JSON_FALSE:
-		case ENV_JSON_TRUE:
+		case JSON_FALSE:
+		case JSON_TRUE:
 			return "a boolean";
-		case ENV_JSON_NUMBER:
+		case JSON_INTEGER:
+		case JSON_REAL:
 			return "a number";
-		case ENV_JSON_STRING:
+		case JSON_STRING:
 			return "a string";
-		case ENV_JSON_ARRAY:
+		case JSON_ARRAY:
 			return "an array";
-		case ENV_JSON_OBJECT:
+		case JSON_OBJECT:
 			return "an object";
 	}
 	return "a value";
@@ -88,112 +75,101 @@ ev_type_name(EnvJsonType t)
 
 /*
  * An object with exactly these members; fills found[] in the order of
- * names.
+ * names.  jansson has refused duplicate keys, and goes through the members
+ * in document order, so the first unknown one is the one named.
  */
 static bool
-ev_members(EvReader *r, const EnvJson *obj, const char *path,
-		   const char *const *names, int nnames, const EnvJson **found)
+ev_members(char *err, const json_t *obj, const char *path,
+		   const char *const *names, int nnames, const json_t **found)
 {
-	size_t		i;
+	const char *key;
+	json_t	   *value;
 	int			k;
 
-	if (obj->type != ENV_JSON_OBJECT)
-		return ev_fail(r, obj, "%s: expected an object, found %s", path,
-					   ev_type_name(obj->type));
+	if (!json_is_object(obj))
+		return ev_fail(err, "%s: expected an object, found %s", path,
+					   ev_type_name(obj));
 	for (k = 0; k < nnames; k++)
 		found[k] = NULL;
-	for (i = 0; i < obj->len; i++)
+	/* json_object_foreach() takes a non-const object but changes nothing */
+	json_object_foreach((json_t *) obj, key, value)
 	{
-		const EnvJsonMember *m = &obj->u.members[i];
-
 		for (k = 0; k < nnames; k++)
-			if (m->key_len == strlen(names[k]) &&
-				memcmp(m->key, names[k], m->key_len) == 0)
+			if (strcmp(key, names[k]) == 0)
 				break;
 		if (k == nnames)
 		{
 			char		excerpt[ENV_JSON_EXCERPT_LEN];
 
-			env_json_excerpt(m->key, m->key_len, excerpt);
-			return ev_fail(r, &m->value, "%s: unknown member \"%s\"", path, excerpt);
+			env_json_excerpt(key, strlen(key), excerpt);
+			return ev_fail(err, "%s: unknown member \"%s\"", path, excerpt);
 		}
-		found[k] = &m->value;
+		found[k] = value;
 	}
 	for (k = 0; k < nnames; k++)
 		if (found[k] == NULL)
-			return ev_fail(r, obj, "%s: missing member \"%s\"", path, names[k]);
+			return ev_fail(err, "%s: missing member \"%s\"", path, names[k]);
 	return true;
 }
 
 static bool
-ev_array(EvReader *r, const EnvJson *v, const char *path)
+ev_array(char *err, const json_t *v, const char *path)
 {
-	if (v->type != ENV_JSON_ARRAY)
-		return ev_fail(r, v, "%s: expected an array, found %s", path,
-					   ev_type_name(v->type));
+	if (!json_is_array(v))
+		return ev_fail(err, "%s: expected an array, found %s", path,
+					   ev_type_name(v));
 	return true;
 }
 
 static bool
-ev_string(EvReader *r, const EnvJson *v, const char *path, bool nullable,
+ev_string(char *err, const json_t *v, const char *path, bool nullable,
 		  const char **s, size_t *len)
 {
-	if (nullable && v->type == ENV_JSON_NULL)
+	if (nullable && json_is_null(v))
 	{
 		*s = NULL;
 		*len = 0;
 		return true;
 	}
-	if (v->type != ENV_JSON_STRING)
-		return ev_fail(r, v, "%s: expected a string%s, found %s", path,
-					   nullable ? " or null" : "", ev_type_name(v->type));
-	*s = v->u.str;
-	*len = v->len;
+	if (!json_is_string(v))
+		return ev_fail(err, "%s: expected a string%s, found %s", path,
+					   nullable ? " or null" : "", ev_type_name(v));
+	*s = json_string_value(v);
+	*len = json_string_length(v);
 	return true;
 }
 
 /* A row hash or link: the base64 of 32 bytes, or null (a damaged row) */
 static bool
-ev_hash(EvReader *r, const EnvJson *v, const char *path, bool *present,
+ev_hash(char *err, const json_t *v, const char *path, bool *present,
 		uint8_t *out)
 {
 	size_t		n;
 
 	*present = false;
-	if (v->type == ENV_JSON_NULL)
+	if (json_is_null(v))
 		return true;
-	if (v->type != ENV_JSON_STRING ||
-		!env_base64_decode(v->u.str, v->len, out, ENV_SHA256_LEN, &n) ||
+	if (!json_is_string(v) ||
+		!env_base64_decode(json_string_value(v), json_string_length(v), out,
+						   ENV_SHA256_LEN, &n) ||
 		n != ENV_SHA256_LEN)
-		return ev_fail(r, v, "%s: expected the base64 of 32 bytes, or null", path);
+		return ev_fail(err, "%s: expected the base64 of 32 bytes, or null", path);
 	*present = true;
 	return true;
 }
 
-/* A sequence number: a JSON integer from 1 to 2^63 - 1 */
+/*
+ * A sequence number: a JSON integer from 1 to 2^63 - 1.  jansson reads a
+ * number with a fraction or an exponent (1.0, 1e3) as a real, and refuses
+ * an integer beyond 64 bits as "too big integer" before we see it.
+ */
 static bool
-ev_seq(EvReader *r, const EnvJson *v, const char *path, int64_t *out)
+ev_seq(char *err, const json_t *v, const char *path, int64_t *out)
 {
-	uint64_t	seq = 0;
-	size_t		i;
-
-	if (v->type != ENV_JSON_NUMBER || v->len == 0 || v->len > 19 ||
-		v->u.str[0] == '0')
-		return ev_fail(r, v, "%s: expected an integer from 1 to 9223372036854775807",
+	if (!json_is_integer(v) || json_integer_value(v) < 1)
+		return ev_fail(err, "%s: expected an integer from 1 to 9223372036854775807",
 					   path);
-	for (i = 0; i < v->len; i++)
-	{
-		unsigned	d = (unsigned) (v->u.str[i] - '0');
-
-		if (d > 9)
-			return ev_fail(r, v, "%s: expected an integer from 1 to 9223372036854775807",
-						   path);
-		seq = seq * 10 + d;		/* 19 digits cannot overflow 64 bits */
-	}
-	if (seq > (uint64_t) INT64_MAX)
-		return ev_fail(r, v, "%s: expected an integer from 1 to 9223372036854775807",
-					   path);
-	*out = (int64_t) seq;
+	*out = (int64_t) json_integer_value(v);
 	return true;
 }
 
@@ -225,21 +201,18 @@ ev_is(const char *s, size_t len, const char *want)
 
 /* Which format's members to expect: v2's if the format says so */
 static int
-ev_guess_format(const EnvJson *root)
+ev_guess_format(const json_t *root)
 {
-	size_t		i;
+	const json_t *format;
 
-	if (root->type != ENV_JSON_OBJECT)
+	if (!json_is_object(root))
 		return 2;
-	for (i = 0; i < root->len; i++)
-	{
-		const EnvJsonMember *m = &root->u.members[i];
-
-		if (ev_is(m->key, m->key_len, "format"))
-			return m->value.type == ENV_JSON_STRING &&
-				ev_is(m->value.u.str, m->value.len, EV_FORMAT) ? 2 : 1;
-	}
-	return 1;
+	format = json_object_get(root, "format");
+	if (format == NULL)
+		return 1;
+	return json_is_string(format) &&
+		ev_is(json_string_value(format), json_string_length(format),
+			  EV_FORMAT) ? 2 : 1;
 }
 
 /*
@@ -248,18 +221,19 @@ ev_guess_format(const EnvJson *root)
  * export then cannot be checked, and are mismatches.
  */
 static bool
-ev_frontier(EvReader *r, const EnvJson *v, EvExport *ex)
+ev_frontier(char *err, const json_t *v, EvExport *ex)
 {
 	uint8_t		raw[8 + ENV_MERKLE_MAX_LEVELS * ENV_MERKLE_HASH_LEN];
 	size_t		n;
 
 	ex->has_frontier = false;
-	if (v->type == ENV_JSON_NULL)
+	if (json_is_null(v))
 		return true;
-	if (v->type != ENV_JSON_STRING)
-		return ev_fail(r, v, "tree_frontier: expected a string or null, found %s",
-					   ev_type_name(v->type));
-	if (env_base64_decode(v->u.str, v->len, raw, sizeof(raw), &n) &&
+	if (!json_is_string(v))
+		return ev_fail(err, "tree_frontier: expected a string or null, found %s",
+					   ev_type_name(v));
+	if (env_base64_decode(json_string_value(v), json_string_length(v), raw,
+						  sizeof(raw), &n) &&
 		env_merkle_frontier_get(&ex->frontier, raw, n))
 		ex->has_frontier = true;
 	return true;
@@ -268,59 +242,52 @@ ev_frontier(EvReader *r, const EnvJson *v, EvExport *ex)
 bool
 ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 {
-	EvReader	r;
-	const EnvJson *top[8];
-	const EnvJson *columns;
-	const EnvJson *rows;
-	const EnvJson *cps;
+	const json_t *top[8];
+	const json_t *columns;
+	const json_t *rows;
+	const json_t *cps;
 	const char *format;
 	size_t		format_len;
 	size_t		i;
-	char		jerr[EV_ERRLEN];
 	char		path[64];
 
 	memset(ex, 0, sizeof(*ex));
-	r.data = data;
-	r.len = len;
-	r.err = err;
 	err[0] = '\0';
-	if (!env_json_parse(data, len, &ev_limits, &ex->doc, jerr, sizeof(jerr)))
-	{
-		snprintf(err, EV_ERRLEN, "%s", jerr);
+	ex->doc = env_json_parse(data, len, &ev_limits, err, EV_ERRLEN);
+	if (ex->doc == NULL)
 		return false;
-	}
 
-	ex->format = ev_guess_format(ex->doc.root);
-	if (!ev_members(&r, ex->doc.root, "the export", ev_top_names,
+	ex->format = ev_guess_format(ex->doc);
+	if (!ev_members(err, ex->doc, "the export", ev_top_names,
 					ex->format == 1 ? 7 : 8, top))
 		goto fail;
-	if (!ev_string(&r, top[0], "format", false, &format, &format_len))
+	if (!ev_string(err, top[0], "format", false, &format, &format_len))
 		goto fail;
 	if (!ev_is(format, format_len, ex->format == 1 ? EV_FORMAT_V1 : EV_FORMAT))
 	{
-		ev_fail(&r, top[0], "format: expected \"%s\" or \"%s\"", EV_FORMAT,
+		ev_fail(err, "format: expected \"%s\" or \"%s\"", EV_FORMAT,
 				EV_FORMAT_V1);
 		goto fail;
 	}
-	if (!ev_string(&r, top[1], "database", false, &ex->database, &ex->database_len) ||
-		!ev_string(&r, top[2], "chain", false, &ex->chain, &ex->chain_len) ||
-		!ev_string(&r, top[3], "tenant", true, &ex->tenant, &ex->tenant_len))
+	if (!ev_string(err, top[1], "database", false, &ex->database, &ex->database_len) ||
+		!ev_string(err, top[2], "chain", false, &ex->chain, &ex->chain_len) ||
+		!ev_string(err, top[3], "tenant", true, &ex->tenant, &ex->tenant_len))
 		goto fail;
 	if (ex->chain_len == 0)
 	{
-		ev_fail(&r, top[2], "chain: expected a table name, found \"\"");
+		ev_fail(err, "chain: expected a table name, found \"\"");
 		goto fail;
 	}
 
 	columns = top[4];
-	if (!ev_array(&r, columns, "columns"))
+	if (!ev_array(err, columns, "columns"))
 		goto fail;
-	if (columns->len > EV_EXPORT_MAXCOLUMNS)
+	if (json_array_size(columns) > EV_EXPORT_MAXCOLUMNS)
 	{
-		ev_fail(&r, columns, "columns: more than %d columns", EV_EXPORT_MAXCOLUMNS);
+		ev_fail(err, "columns: more than %d columns", EV_EXPORT_MAXCOLUMNS);
 		goto fail;
 	}
-	ex->ncols = columns->len;
+	ex->ncols = json_array_size(columns);
 	ex->cols = calloc(ex->ncols > 0 ? ex->ncols : 1, sizeof(EvColumn));
 	if (ex->cols == NULL)
 	{
@@ -329,25 +296,25 @@ ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 	}
 	for (i = 0; i < ex->ncols; i++)
 	{
-		const EnvJson *c = &columns->u.items[i];
+		const json_t *c = json_array_get(columns, i);
 
 		snprintf(path, sizeof(path), "columns[%zu]", i);
-		if (c->type != ENV_JSON_ARRAY || c->len != 2)
+		if (!json_is_array(c) || json_array_size(c) != 2)
 		{
-			ev_fail(&r, c, "%s: expected [name, type]", path);
+			ev_fail(err, "%s: expected [name, type]", path);
 			goto fail;
 		}
-		if (!ev_string(&r, &c->u.items[0], path, false, &ex->cols[i].name,
-					   &ex->cols[i].name_len) ||
-			!ev_string(&r, &c->u.items[1], path, false, &ex->cols[i].type,
-					   &ex->cols[i].type_len))
+		if (!ev_string(err, json_array_get(c, 0), path, false,
+					   &ex->cols[i].name, &ex->cols[i].name_len) ||
+			!ev_string(err, json_array_get(c, 1), path, false,
+					   &ex->cols[i].type, &ex->cols[i].type_len))
 			goto fail;
 	}
 
 	rows = top[5];
-	if (!ev_array(&r, rows, "rows"))
+	if (!ev_array(err, rows, "rows"))
 		goto fail;
-	ex->nrows = rows->len;
+	ex->nrows = json_array_size(rows);
 	ex->rows = calloc(ex->nrows > 0 ? ex->nrows : 1, sizeof(EvRow));
 	if (ex->rows == NULL)
 	{
@@ -356,40 +323,40 @@ ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 	}
 	for (i = 0; i < ex->nrows; i++)
 	{
-		const EnvJson *f[5];
+		const json_t *f[5];
 		EvRow	   *row = &ex->rows[i];
 		size_t		j;
 
 		snprintf(path, sizeof(path), "rows[%zu]", i);
-		if (!ev_members(&r, &rows->u.items[i], path, ev_row_names, 5, f))
+		if (!ev_members(err, json_array_get(rows, i), path, ev_row_names, 5, f))
 			goto fail;
 		snprintf(path, sizeof(path), "rows[%zu].seq", i);
-		if (!ev_seq(&r, f[0], path, &row->seq))
+		if (!ev_seq(err, f[0], path, &row->seq))
 			goto fail;
 		snprintf(path, sizeof(path), "rows[%zu].at", i);
-		if (!ev_string(&r, f[1], path, false, &row->at, &row->at_len))
+		if (!ev_string(err, f[1], path, false, &row->at, &row->at_len))
 			goto fail;
 		snprintf(path, sizeof(path), "rows[%zu].prev", i);
-		if (!ev_hash(&r, f[2], path, &row->has_prev, row->prev))
+		if (!ev_hash(err, f[2], path, &row->has_prev, row->prev))
 			goto fail;
 		snprintf(path, sizeof(path), "rows[%zu].hash", i);
-		if (!ev_hash(&r, f[3], path, &row->has_hash, row->hash))
+		if (!ev_hash(err, f[3], path, &row->has_hash, row->hash))
 			goto fail;
 		snprintf(path, sizeof(path), "rows[%zu].values", i);
-		if (f[4]->type != ENV_JSON_ARRAY || f[4]->len != ex->ncols)
+		if (!json_is_array(f[4]) || json_array_size(f[4]) != ex->ncols)
 		{
-			ev_fail(&r, f[4], "%s: expected an array of %zu values, one per column",
+			ev_fail(err, "%s: expected an array of %zu values, one per column",
 					path, ex->ncols);
 			goto fail;
 		}
 		for (j = 0; j < ex->ncols; j++)
 		{
-			const EnvJson *v = &f[4]->u.items[j];
+			const json_t *v = json_array_get(f[4], j);
 
-			if (v->type != ENV_JSON_STRING && v->type != ENV_JSON_NULL)
+			if (!json_is_string(v) && !json_is_null(v))
 			{
-				ev_fail(&r, v, "%s[%zu]: expected a string or null, found %s",
-						path, j, ev_type_name(v->type));
+				ev_fail(err, "%s[%zu]: expected a string or null, found %s",
+						path, j, ev_type_name(v));
 				goto fail;
 			}
 		}
@@ -399,23 +366,25 @@ ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 	if (ex->nrows > 1)
 		qsort(ex->rows, ex->nrows, sizeof(EvRow), ev_cmp_row);
 
-	if (ex->format == 2 && !ev_frontier(&r, top[7], ex))
+	if (ex->format == 2 && !ev_frontier(err, top[7], ex))
 		goto fail;
 
 	cps = top[6];
-	if (!ev_array(&r, cps, "checkpoints"))
+	if (!ev_array(err, cps, "checkpoints"))
 		goto fail;
-	for (i = 0; i < cps->len; i++)
+	for (i = 0; i < json_array_size(cps); i++)
 	{
-		if (cps->u.items[i].type != ENV_JSON_STRING)
+		const json_t *c = json_array_get(cps, i);
+
+		if (!json_is_string(c))
 		{
-			ev_fail(&r, &cps->u.items[i], "checkpoints[%zu]: expected a string, found %s",
-					i, ev_type_name(cps->u.items[i].type));
+			ev_fail(err, "checkpoints[%zu]: expected a string, found %s",
+					i, ev_type_name(c));
 			goto fail;
 		}
 	}
-	ex->ncps = cps->len;
-	ex->cps = cps->u.items;
+	ex->ncps = json_array_size(cps);
+	ex->cps = cps;
 	return true;
 
 fail:
@@ -428,7 +397,7 @@ ev_export_free(EvExport *ex)
 {
 	free(ex->cols);
 	free(ex->rows);
-	env_json_free(&ex->doc);
+	json_decref(ex->doc);
 	memset(ex, 0, sizeof(*ex));
 }
 
@@ -724,10 +693,10 @@ ev_row_hash(const EvExport *ex, const EvRow *row, const uint8_t *columns,
 
 	for (i = 0; i < ex->ncols; i++)
 	{
-		const EnvJson *v = &row->values->u.items[i];
+		const json_t *v = json_array_get(row->values, i);
 
 		/* every length is below 2^31 (the input is), so this cannot wrap */
-		len += ENV_CHAIN_OPT_LEN(v->len, v->type == ENV_JSON_NULL);
+		len += ENV_CHAIN_OPT_LEN(json_string_length(v), json_is_null(v));
 	}
 	if (len > *cap)
 	{
@@ -744,9 +713,10 @@ ev_row_hash(const EvExport *ex, const EvRow *row, const uint8_t *columns,
 							 row->prev, columns);
 	for (i = 0; i < ex->ncols; i++)
 	{
-		const EnvJson *v = &row->values->u.items[i];
+		const json_t *v = json_array_get(row->values, i);
 
-		p = env_chain_put_opt(p, v->u.str, v->len, v->type == ENV_JSON_NULL);
+		p = env_chain_put_opt(p, json_string_value(v), json_string_length(v),
+							  json_is_null(v));
 	}
 	return env_sha256(*buf, (size_t) (p - *buf), out);
 }
@@ -825,9 +795,11 @@ ev_verify_witnessed(const EvExport *ex, const EvKey *keys, int nkeys,
 	{
 		EnvCheckpoint body;
 		EvCp	   *c = &cps[i];
+		const json_t *note = json_array_get(ex->cps, i);
 
 		c->order = i;
-		c->status = ev_check_note(ex, ex->cps[i].u.str, ex->cps[i].len, ckeys,
+		c->status = ev_check_note(ex, json_string_value(note),
+								  json_string_length(note), ckeys,
 								  nkeys, witnesses, nwitnesses, &body,
 								  &c->cosigners);
 		if (c->status != 1)
@@ -1060,11 +1032,53 @@ ev_verify_witnessed(const EvExport *ex, const EvKey *keys, int nkeys,
 
 /* --- the result line ------------------------------------------------------------ */
 
-static void ev_printf(EnvJsonOut *l, const char *fmt,...)
+/* A growing NUL-terminated output buffer; oom is set if a write failed */
+typedef struct EvOut
+{
+	char	   *buf;
+	size_t		len;
+	size_t		cap;
+	bool		oom;
+} EvOut;
+
+static void
+ev_out(EvOut *o, const char *s, size_t n)
+{
+	if (o->oom)
+		return;
+	if (o->cap - o->len <= n)
+	{
+		size_t		cap = o->cap == 0 ? 256 : o->cap;
+		char	   *nb;
+
+		while (cap - o->len <= n)
+		{
+			if (cap > ((size_t) 1 << 40))
+			{
+				o->oom = true;
+				return;
+			}
+			cap *= 2;
+		}
+		nb = realloc(o->buf, cap);
+		if (nb == NULL)
+		{
+			o->oom = true;
+			return;
+		}
+		o->buf = nb;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+	o->buf[o->len] = '\0';
+}
+
+static void ev_printf(EvOut *l, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 
 static void
-ev_printf(EnvJsonOut *l, const char *fmt,...)
+ev_printf(EvOut *l, const char *fmt,...)
 {
 	char		tmp[256];
 	va_list		ap;
@@ -1076,7 +1090,7 @@ ev_printf(EnvJsonOut *l, const char *fmt,...)
 	if (n < 0 || (size_t) n >= sizeof(tmp))
 		l->oom = true;
 	else
-		env_json_out(l, tmp, (size_t) n);
+		ev_out(l, tmp, (size_t) n);
 }
 
 /*
@@ -1084,7 +1098,7 @@ ev_printf(EnvJsonOut *l, const char *fmt,...)
  * \u00XX, a backslash doubled, and with quoted, '"' as \".
  */
 static void
-ev_put_text(EnvJsonOut *l, const char *s, size_t n, bool quoted)
+ev_put_text(EvOut *l, const char *s, size_t n, bool quoted)
 {
 	size_t		i;
 
@@ -1095,27 +1109,27 @@ ev_put_text(EnvJsonOut *l, const char *s, size_t n, bool quoted)
 		if (c < 0x20 || c == 0x7f)
 			ev_printf(l, "\\u%04x", c);
 		else if (c == '\\')
-			env_json_out(l, "\\\\", 2);
+			ev_out(l, "\\\\", 2);
 		else if (quoted && c == '"')
-			env_json_out(l, "\\\"", 2);
+			ev_out(l, "\\\"", 2);
 		else
-			env_json_out(l, s + i, 1);
+			ev_out(l, s + i, 1);
 	}
 }
 
 /* <chain> tenant "<tenant>": , or <chain> without tenant: */
 static void
-ev_put_chain(EnvJsonOut *l, const EvExport *ex)
+ev_put_chain(EvOut *l, const EvExport *ex)
 {
 	ev_put_text(l, ex->chain, ex->chain_len, false);
 	if (ex->tenant != NULL)
 	{
-		env_json_out(l, " tenant \"", 9);
+		ev_out(l, " tenant \"", 9);
 		ev_put_text(l, ex->tenant, ex->tenant_len, true);
-		env_json_out(l, "\": ", 3);
+		ev_out(l, "\": ", 3);
 	}
 	else
-		env_json_out(l, " without tenant: ", 17);
+		ev_out(l, " without tenant: ", 17);
 }
 
 static const char *
@@ -1127,12 +1141,12 @@ ev_plural(size_t n, const char *one, const char *many)
 char *
 ev_result_line(const EvExport *ex, const EvResult *res)
 {
-	EnvJsonOut	l;
+	EvOut		l;
 
 	memset(&l, 0, sizeof(l));
 	if (res->witness_fail)
 	{
-		env_json_out(&l, "FAIL: ", 6);
+		ev_out(&l, "FAIL: ", 6);
 		ev_put_chain(&l, ex);
 		if (res->newest_tree > 0)
 			ev_printf(&l, "the newest checkpoint (seq %lld) has %d of %d witness cosignatures",
@@ -1147,17 +1161,17 @@ ev_result_line(const EvExport *ex, const EvResult *res)
 		ev_printf(&l, "FAIL: seq %lld: %s", (long long) res->bad_seq, res->reason);
 		if (res->where != NULL)
 		{
-			env_json_out(&l, " (checkpoint in ", 16);
+			ev_out(&l, " (checkpoint in ", 16);
 			ev_put_text(&l, res->where, strlen(res->where), false);
-			env_json_out(&l, ")", 1);
+			ev_out(&l, ")", 1);
 		}
 	}
 	else
 	{
-		env_json_out(&l, "OK: ", 4);
+		ev_out(&l, "OK: ", 4);
 		ev_put_chain(&l, ex);
 		if (res->rows == 0)
-			env_json_out(&l, "no rows", 7);
+			ev_out(&l, "no rows", 7);
 		else
 		{
 			const char *start = res->first == 1 ? "from the genesis" :
@@ -1177,12 +1191,12 @@ ev_result_line(const EvExport *ex, const EvResult *res)
 		if (res->rows > 0)
 		{
 			if (res->covered == 0)
-				env_json_out(&l, "; no row covered by a checkpoint yet", 36);
+				ev_out(&l, "; no row covered by a checkpoint yet", 36);
 			else if (res->covered < res->last)
 				ev_printf(&l, "; rows after seq %lld not yet covered by a checkpoint",
 						  (long long) res->covered);
 			else
-				env_json_out(&l, "; every row covered by a checkpoint", 35);
+				ev_out(&l, "; every row covered by a checkpoint", 35);
 		}
 		if (res->witnessed)
 			ev_printf(&l, ", cosigned by %d %s", res->cosigned,

@@ -21,8 +21,12 @@
 
 /* Bounds on what an export may hold */
 #define EV_EXPORT_MAXLEN		((size_t) 256 << 20)	/* bytes */
-#define EV_EXPORT_MAXDEPTH		8
-#define EV_EXPORT_MAXVALUES		((size_t) 48 << 20)	/* more than any export of that size holds */
+/*
+ * Memory the JSON values of an export may take while it is read (json.c):
+ * an export envault writes takes about 9 bytes of it per byte of text
+ * (2.3 GiB for the largest), one of empty objects ten times as much
+ */
+#define EV_EXPORT_MAXMEMORY		((size_t) 4 << 30)
 #define EV_EXPORT_MAXCOLUMNS	1600	/* PostgreSQL's column limit */
 #define EV_MAXKEYS				16
 #define EV_MAXWITNESSES			32
@@ -72,14 +76,14 @@ typedef struct EvRow
 	uint8_t		prev[ENV_SHA256_LEN];
 	bool		has_hash;
 	uint8_t		hash[ENV_SHA256_LEN];
-	const EnvJson *values;		/* ncols strings or nulls */
+	const json_t *values;		/* array of ncols strings or nulls */
 	size_t		index;			/* position in the export */
 } EvRow;
 
 /* An export as read: everything points into doc */
 typedef struct EvExport
 {
-	EnvJsonDoc	doc;
+	json_t	   *doc;
 	const char *database;
 	size_t		database_len;
 	const char *chain;
@@ -94,7 +98,7 @@ typedef struct EvExport
 	bool		has_frontier;	/* tree_frontier is a readable frontier */
 	EnvMerkleFrontier frontier; /* the tree of the rows before the first */
 	size_t		ncps;
-	const EnvJson *cps;			/* strings */
+	const json_t *cps;			/* array of ncps strings */
 } EvExport;
 
 /*
