@@ -82,7 +82,7 @@ chroot_test_major() {
 	local dir=$1 v=$2 cross=${3:-}
 	as_root rm -rf "$dir/build"
 	as_root mkdir -p "$dir/build"
-	if [ -d "$ENVAULT_ROOT/.git" ]; then
+	if [ -e "$ENVAULT_ROOT/.git" ]; then
 		git -C "$ENVAULT_ROOT" ls-files -z | (cd "$ENVAULT_ROOT" && tar --null -T - -cf -) |
 			as_root tar -xf - -C "$dir/build"
 	else

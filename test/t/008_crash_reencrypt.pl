@@ -24,7 +24,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex);
+use EnvaultTest qw(random_key_hex alive);
 
 use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;
@@ -45,20 +45,6 @@ $node->append_conf('postgresql.conf',
 $node->start;
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
-
-# Is process $pid still running (a zombie counts as gone)?
-sub alive
-{
-	my ($pid) = @_;
-	return 0 unless kill(0, $pid);
-	if (open my $fh, '<', "/proc/$pid/stat")
-	{
-		my $stat = <$fh>;
-		close $fh;
-		return 0 if defined $stat && $stat =~ /^\d+ \(.*\) Z /s;
-	}
-	return 1;
-}
 
 # SIGKILL the postmaster and wait until every server process that session
 # $s can see has exited (they notice the postmaster's death by themselves),

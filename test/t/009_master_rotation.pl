@@ -29,7 +29,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file alive);
 
 use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
@@ -207,20 +207,6 @@ SELECT detail FROM envault.key_events
 		push @events, [ $1, $2 ];
 	}
 	return @events;
-}
-
-# Is process $pid running (a zombie counts as gone)?
-sub alive
-{
-	my ($pid) = @_;
-	return 0 unless kill(0, $pid);
-	if (open my $fh, '<', "/proc/$pid/stat")
-	{
-		my $stat = <$fh>;
-		close $fh;
-		return 0 if defined $stat && $stat =~ /^\d+ \(.*\) Z /s;
-	}
-	return 1;
 }
 
 # ==== 1. key A, 10,000 tenants ==============================================

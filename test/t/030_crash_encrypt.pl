@@ -44,7 +44,7 @@ use warnings;
 use Digest::SHA qw(hmac_sha256_hex);
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest;
+use EnvaultTest qw(:DEFAULT acks_after_crash);
 use PostgreSQL::Test::BackgroundPsql;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -242,22 +242,6 @@ sub crash_after_progress
 	return ($offset, $at);
 }
 
-# After the crash: each script lost its server, with no error before.
-# Returns its acknowledgements, one per line.
-sub lost_server
-{
-	my ($s) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($out, $err) = finish_script($s);
-	unlike($err, qr/ERROR/, "$s->{name}: no error before the crash")
-	  or diag($err);
-	like(
-		$err,
-		qr/server closed the connection unexpectedly|connection to server was lost|terminating connection due to unexpected postmaster exit/,
-		"$s->{name}: lost its server");
-	return split /\n/, $out;
-}
-
 # ==== 1. encryption under load ================================================
 
 my $nwriters = 5;
@@ -315,7 +299,7 @@ my @acked;
 my %acked_by;
 foreach my $w (0 .. $nwriters - 1)
 {
-	my @t = lost_server($writers[$w]);
+	my @t = acks_after_crash($writers[$w]);
 	my @want = map { $_ * $nwriters + $w } 0 .. $#t;
 	is(join(',', @t), join(',', @want),
 		"writer $w: its transactions were acknowledged in order");
@@ -652,7 +636,7 @@ SELECT (SELECT count(*) >= 400 FROM kv)
 my (%tenants_acked, @keys_acked, @vals_acked);
 foreach my $s (@scripts)
 {
-	foreach my $line (lost_server($s))
+	foreach my $line (acks_after_crash($s))
 	{
 		my ($kind, @f) = split / /, $line;
 		if ($kind eq 'tenant')

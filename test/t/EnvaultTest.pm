@@ -59,7 +59,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(random_key_hex write_private_file start_script
   script_running finish_script crash restart_after_crash);
-our @EXPORT_OK = qw(crash_when_ready acks_after_crash query_is chain_lock_key);
+our @EXPORT_OK = qw(crash_when_ready acks_after_crash query_is chain_lock_key alive);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
