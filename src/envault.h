@@ -7,7 +7,10 @@
  *		crypto.c	XAES-256-GCM, HMAC, randomness, locked memory (OpenSSL)
  *		format.c	byte layouts of ciphertexts, wrapped keys, associated data
  *		secrets.c	master key and pepper: settings, loading, check values
- *		keystore.c	tenant keys and data keys: tables, wrapping, cache
+ *		keycache.c	unwrapped keys cached in locked memory; invalidation
+ *		keywrap.c	wrapping and unwrapping tenant keys and data keys
+ *		spi.c		privileged SPI as the envault schema's owner
+ *		keystore.c	tenant keys and data keys: tables, lookups, rotation
  *		errors.c	SQLSTATEs and messages shared by the SQL wrappers
  *		tenant.c	the current tenant, and who may use which tenant's keys
  *		tokens.c	API tokens stored as pepper-HMACs
@@ -28,7 +31,8 @@
  *		secretstore.c	per-tenant secrets: put_secret, get_secret ...
  *		scaleout.c	envault on Citus: reference key tables, two-phase commits
  *
- * Key material is reachable only through secrets.c and keystore.c.
+ * Key material is reachable only through secrets.c and keystore.c (with
+ * keycache.c and keywrap.c, which serve keystore.c only).
  *
  *-------------------------------------------------------------------------
  */
@@ -48,6 +52,11 @@
 #include "format.h"
 #include "note.h"
 
+/* the key store: privileged SPI, keys, and the changes of key state */
+#include "spi.h"
+#include "keystore.h"
+#include "keycache.h"
+
 /* SQLSTATE of every ciphertext authentication failure: class 22, "V01" */
 #define ERRCODE_ENVAULT_AUTH_FAILED		MAKE_SQLSTATE('2','2','V','0','1')
 
@@ -63,78 +72,6 @@ extern void env_customer_key(const char *tenant, uint8 *key, uint8 *kcv);
 extern bool env_check_hex_setting(const char *name, const char *use_instead,
 								  char **newval, bool *refused);
 extern void env_error_hex_refused(const char *name, const char *use_instead);
-
-/* keystore.c */
-typedef struct EnvDataKey
-{
-	uint64		key_id;
-	int32		version;
-	char		tenant[ENV_TENANT_MAXLEN + 1];
-	char		purpose[ENV_PURPOSE_MAXLEN + 1];
-	uint8	   *context;		/* tenant and purpose, as bound into AAD */
-	size_t		context_len;
-	TimestampTz created_at;		/* 0 when not known (loaded by id) */
-	EnvXaesKey *xk;				/* in locked memory */
-} EnvDataKey;
-
-typedef struct EnvSpi
-{
-	Oid			save_userid;
-	int			save_sec;
-	MemoryContext caller_cxt;
-	char	   *caller_name;	/* NAMEDATALEN bytes, zero-padded: a name */
-	int			guc_level;		/* search_path pinned at this nest level */
-} EnvSpi;
-
-/* a user's table as its owner, in a security-restricted operation */
-typedef struct EnvOwner
-{
-	Oid			save_userid;
-	int			save_sec;
-	int			guc_level;
-} EnvOwner;
-
-extern void env_owner_begin(EnvOwner *o, Oid relid, bool no_force_rls);
-extern void env_owner_end(EnvOwner *o);
-extern bool env_schema_has(const char *table, const char *column);
-extern void env_spi_begin(EnvSpi *s);
-extern void env_spi_end(EnvSpi *s);
-extern void env_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
-						int expect);
-extern Datum env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval,
-						 int typlen);
-extern char *env_spi_cstring(EnvSpi *s, int col, bool *isnull);
-
-extern void env_keystore_init(void);
-extern void env_keystore_changed(void);
-extern void env_keystore_tables_changed(void);
-extern bool env_keystore_change_pending(void);
-extern void env_keystore_bump(void);
-extern void env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row);
-extern int32 env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
-										  const char *purpose, size_t purpose_len);
-extern int32 env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len);
-extern int64 env_keystore_rewrap_tenants(int32 batch_size, int64 *remaining);
-extern void env_keystore_use_master_key(const char *tenant, size_t tenant_len);
-extern int32 env_keystore_rekey_tenant(const char *tenant, size_t tenant_len,
-									   bool to_customer);
-extern void env_key_event(EnvSpi *s, const char *operation, const char *tenant,
-						  const char *purpose, int32 version, const char *detail);
-extern bool env_keystore_tenant_exists(const char *tenant, size_t tenant_len);
-extern const EnvDataKey *env_keystore_index_key(const char *tenant,
-												size_t tenant_len,
-												const char *purpose,
-												size_t purpose_len);
-extern const EnvDataKey *env_keystore_active_key(const char *tenant,
-												 size_t tenant_len,
-												 const char *purpose,
-												 size_t purpose_len);
-extern const EnvDataKey *env_keystore_key_by_id(uint64 key_id);
-extern void env_keystore_create_tenant(const char *tenant, size_t tenant_len);
-extern int32 env_keystore_create_data_key(const char *tenant,
-										  size_t tenant_len,
-										  const char *purpose,
-										  size_t purpose_len);
 
 /* encrypt.c */
 extern bytea *env_open_secret(bytea *ciphertext, bytea *aad,
@@ -159,21 +96,6 @@ extern void env_check_tenant_name(const char *tenant, size_t len);
 extern void env_check_purpose_name(const char *purpose, size_t len);
 extern ENV_NORETURN void env_error_crypto(EnvCryptoStatus status, const char *what) ENV_NORETURN_AFTER;
 extern ENV_NORETURN void env_error_auth_failed(void) ENV_NORETURN_AFTER;
-
-/*
- * keystore.c: how many changes of key state (rotation, retirement,
- * destruction, revocation, token revocation ...) this backend has noticed,
- * from any backend, so far.  A caller that remembers the value can tell
- * whether anything changed since; reading it never evicts a cached key.
- */
-extern uint64 env_keystore_changes(void);
-
-/*
- * keystore.c: why the data key a ciphertext names opens nothing ("retired",
- * "destroyed", "tenant revoked", "tenant destroyed"), or NULL if it can.
- * Checks the tenant like env_keystore_key_by_id().
- */
-extern const char *env_keystore_unusable(uint64 key_id);
 
 /* tokens.c */
 
@@ -340,11 +262,6 @@ extern char *env_chain_meaning_of(Relation rel);
 /* accesslog.c */
 extern void env_access_log_init(void);
 extern void env_access_record(const EnvDataKey *key, const char *secret);
-
-/* keystore.c: the data key of the secrets store */
-#define ENV_SECRETS_PURPOSE		"_secrets"
-extern const EnvDataKey *env_keystore_secrets_key(const char *tenant,
-												  size_t tenant_len);
 
 /* checkpoint.c */
 extern void env_checkpoint_init(void);
