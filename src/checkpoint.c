@@ -1012,7 +1012,7 @@ envault_signing_public_key(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(vkey, n));
 }
 
-/* without preloading, a reload would log the key: refused (secrets.c) */
+/* without preloading, a reload would log the key: refused (masterkey.c) */
 static bool
 cp_check_key_hex(char **newval, void **extra, GucSource source)
 {

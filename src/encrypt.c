@@ -22,6 +22,8 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "encrypt.h"
+
 
 #include <sys/mman.h>
 #include <unistd.h>

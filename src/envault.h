@@ -6,16 +6,19 @@
  * Layers, bottom up:
  *		crypto.c	XAES-256-GCM, HMAC, randomness, locked memory (OpenSSL)
  *		format.c	byte layouts of ciphertexts, wrapped keys, associated data
- *		secrets.c	master key and pepper: settings, loading, check values
+ *		errors.c	SQLSTATEs and messages shared by the SQL wrappers
+ *		names.c		what tenant and purpose names may be
+ *		masterkey.c	master key and pepper: settings, loading, check values
+ *		spi.c		privileged SPI as the envault schema's owner
  *		keycache.c	unwrapped keys cached in locked memory; invalidation
  *		keywrap.c	wrapping and unwrapping tenant keys and data keys
- *		spi.c		privileged SPI as the envault schema's owner
  *		keystore.c	tenant keys and data keys: tables, lookups, rotation
- *		errors.c	SQLSTATEs and messages shared by the SQL wrappers
  *		tenant.c	the current tenant, and who may use which tenant's keys
+ *		rls.c		row-level security on the current tenant (isolate_table)
  *		tokens.c	API tokens stored as pepper-HMACs
  *		encrypt.c	SQL wrappers of the data path (env_encrypt ...)
  *		keys.c		SQL wrappers of key management (create_tenant ...)
+ *		lifecycle.c	SQL wrappers of retiring, restoring, destroying keys
  *		note.c		base64, signed notes and checkpoint text (plain C)
  *		chainfmt.c	the bytes a chain row hash covers (plain C)
  *		canon.c		canonical text of column values, for row hashes
@@ -31,7 +34,11 @@
  *		secretstore.c	per-tenant secrets: put_secret, get_secret ...
  *		scaleout.c	envault on Citus: reference key tables, two-phase commits
  *
- * Key material is reachable only through secrets.c and keystore.c (with
+ * Each module's interface is in its header (masterkey.h for masterkey.c
+ * ...); this header includes those of the modules below the audit chains,
+ * declares the chains' modules, and the errors every module shares.
+ *
+ * Key material is reachable only through masterkey.c and keystore.c (with
  * keycache.c and keywrap.c, which serve keystore.c only).
  *
  *-------------------------------------------------------------------------
@@ -52,75 +59,25 @@
 #include "format.h"
 #include "note.h"
 
-/* the key store: privileged SPI, keys, and the changes of key state */
+/*
+ * The interfaces of the modules below the audit chains, one header each,
+ * so that every module sees them (the chains' own follow below).
+ */
 #include "spi.h"
+#include "masterkey.h"
+#include "names.h"
 #include "keystore.h"
 #include "keycache.h"
+#include "tenant.h"
+#include "tokens.h"
+#include "encrypt.h"
 
 /* SQLSTATE of every ciphertext authentication failure: class 22, "V01" */
 #define ERRCODE_ENVAULT_AUTH_FAILED		MAKE_SQLSTATE('2','2','V','0','1')
 
-/* secrets.c */
-extern void env_secrets_init(void);
-extern const EnvXaesKey *env_master_key(void);
-extern const uint8 *env_master_kcv(void);
-extern const EnvXaesKey *env_previous_master_key(const uint8 **kcv);
-extern const uint8 *env_pepper(bool previous, const uint8 **kcv);
-extern char *env_kcv_fingerprint(const uint8 *kcv);
-extern void env_context_mac(const uint8 *data, size_t len, uint8 *mac);
-extern void env_customer_key(const char *tenant, uint8 *key, uint8 *kcv);
-extern bool env_check_hex_setting(const char *name, const char *use_instead,
-								  char **newval, bool *refused);
-extern void env_error_hex_refused(const char *name, const char *use_instead);
-
-/* encrypt.c */
-extern bytea *env_open_secret(bytea *ciphertext, bytea *aad,
-							  const char *tenant, size_t tenant_len,
-							  const char *secret);
-extern bytea *env_seal_with_key(const EnvDataKey *key, const uint8 *pt,
-								size_t ptlen, bytea *aad);
-extern bytea *env_open_ciphertext(bytea *ciphertext, bytea *aad,
-								  const EnvDataKey **key_out);
-
-/* tenant.c */
-extern void env_tenant_init(void);
-extern void env_tenant_check(const char *tenant, size_t len, bool for_ciphertext);
-extern const char *env_tenant_token_id(void);
-extern void env_tenant_revalidate(void);
-
-/* tokens.c */
-extern bool env_token_verify(text *token, char *tenant_out);
-
-/* errors.c */
-extern void env_check_tenant_name(const char *tenant, size_t len);
-extern void env_check_purpose_name(const char *purpose, size_t len);
+/* errors.c: the errors that envault's SQL functions share */
 extern ENV_NORETURN void env_error_crypto(EnvCryptoStatus status, const char *what) ENV_NORETURN_AFTER;
 extern ENV_NORETURN void env_error_auth_failed(void) ENV_NORETURN_AFTER;
-
-/* tokens.c */
-
-/* Why a token that verified once may no longer be valid */
-typedef enum EnvTokenState
-{
-	ENV_TOKEN_ALIVE = 0,
-	ENV_TOKEN_REVOKED,
-	ENV_TOKEN_EXPIRED,
-	ENV_TOKEN_TENANT_REVOKED,
-	ENV_TOKEN_TENANT_DESTROYED,
-	ENV_TOKEN_GONE				/* no such token (any more) */
-} EnvTokenState;
-
-/*
- * env_token_verify() that also returns the token's id (ENV_TOKEN_ID_HEXLEN
- * + 1 bytes) and its expiry (DT_NOEND when it has none).
- */
-extern bool env_token_verify_ex(text *token, char *tenant_out, char *id_out,
-								TimestampTz *expires_out);
-/* Is a token that verified earlier, for this tenant, still valid now? */
-extern EnvTokenState env_token_state(const char *token_id, const char *tenant,
-									 TimestampTz *expires_out);
-extern const char *env_token_state_text(EnvTokenState state);
-extern uint64 env_tokens_revoke_tenant(EnvSpi *s, Datum tenant);
 
 /*
  * errors.c: warn, once per process, that key memory could not be locked

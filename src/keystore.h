@@ -4,7 +4,7 @@
  *		Tenant keys and data keys: the key store's whole interface.
  *
  * Key material is reachable only through this interface and the master
- * key's (secrets.c).  The cache of unwrapped keys (keycache.h) and the
+ * key's (masterkey.h).  The cache of unwrapped keys (keycache.h) and the
  * wrapping of keys (keywrap.h) serve this module only.
  *
  *-------------------------------------------------------------------------

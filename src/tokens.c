@@ -23,6 +23,8 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "tokens.h"
+
 #include "scaleout.h"
 
 #include "access/genam.h"
