@@ -841,10 +841,7 @@ envault_checkpoint(PG_FUNCTION_ARGS)
 	bool		one = !PG_ARGISNULL(1);
 	EnvChainTenant want;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
+	env_arg_not_null(fcinfo, 0, "tbl");
 	InitMaterializedSRF(fcinfo, 0);
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));

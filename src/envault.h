@@ -78,6 +78,9 @@
 /* errors.c: the errors that envault's SQL functions share */
 extern ENV_NORETURN void env_error_crypto(EnvCryptoStatus status, const char *what) ENV_NORETURN_AFTER;
 extern ENV_NORETURN void env_error_auth_failed(void) ENV_NORETURN_AFTER;
+extern void env_arg_not_null(FunctionCallInfo fcinfo, int argno,
+							 const char *what);
+extern text *env_arg_text(FunctionCallInfo fcinfo, int argno, const char *what);
 
 /*
  * errors.c: warn, once per process, that key memory could not be locked

@@ -25,6 +25,27 @@ env_error_auth_failed(void)
 }
 
 /*
+ * An argument of a SQL function that is not STRICT, where null makes no
+ * sense: raise, naming the argument (what), if argument argno is null.
+ */
+void
+env_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
+/* A text argument that must not be null (see env_arg_not_null) */
+text *
+env_arg_text(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	env_arg_not_null(fcinfo, argno, what);
+	return PG_GETARG_TEXT_PP(argno);
+}
+
+/*
  * Map a failure of the crypto layer to an error.  Authentication failures
  * get the one message above; anything else is a library failure that should
  * not happen.

@@ -329,10 +329,8 @@ envault_authenticate(PG_FUNCTION_ARGS)
 	bool		session;
 	uint64		changes;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "token" : "session")));
+	env_arg_not_null(fcinfo, 0, "token");
+	env_arg_not_null(fcinfo, 1, "session");
 	session = PG_GETARG_BOOL(1);
 
 	/*
@@ -363,10 +361,7 @@ envault_set_tenant(PG_FUNCTION_ARGS)
 	bool		local;
 	text	   *tenant;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("is_local must not be null")));
+	env_arg_not_null(fcinfo, 1, "is_local");
 	local = PG_GETARG_BOOL(1);
 	/* a NULL tenant clears the context, as reset_tenant() does */
 	if (PG_ARGISNULL(0))

@@ -342,10 +342,7 @@ envault_cosign(PG_FUNCTION_ARGS)
 	const char *dbid;
 	char	   *name = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
+	env_arg_not_null(fcinfo, 0, "tbl");
 	InitMaterializedSRF(fcinfo, 0);
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));
