@@ -16,6 +16,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "canon.h"
 
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"

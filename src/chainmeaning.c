@@ -25,6 +25,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "chainmeaning.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"

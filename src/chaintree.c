@@ -25,6 +25,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "chaintree.h"
 
 #include "access/genam.h"
 #include "access/table.h"

@@ -19,6 +19,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "checkpoint.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -24,6 +24,7 @@
 #include "envault.h"
 #include "encrypt.h"
 
+#include "accesslog.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -6,6 +6,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "accesslog.h"
 #include "rls.h"
 #include "scaleout.h"
 

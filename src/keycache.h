@@ -5,8 +5,9 @@
  *		invalidation across backends.
  *
  * Only keystore.c looks keys up here, and only keywrap.c and keystore.c
- * take slots; the rest of envault sees the cache through the notifications
- * of changed key state below.
+ * take slots; spi.c tells the cache which relation envault.tenants is, and
+ * the rest of envault sees it only through the notifications of changed
+ * key state below.
  *
  *-------------------------------------------------------------------------
  */

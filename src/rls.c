@@ -42,7 +42,6 @@
 
 static char *rls_columns_setting = NULL;
 
-
 #define RLS_POLICY_NAME "envault_tenant_isolation"
 
 /*
