@@ -40,6 +40,10 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
+/* the module's interface: what backends call */
+extern void env_access_log_init(void);
+extern void env_access_record(const EnvDataKey *key, const char *secret);
+
 #define AL_SECRET_MAXLEN	255
 #define AL_ADDR_LEN			64
 

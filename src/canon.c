@@ -16,6 +16,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "canon.h"
 
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
@@ -502,6 +503,96 @@ canon_jsonb(StringInfo out, Jsonb *jb)
 	out->data[out->len] = '\0';
 }
 
+/* NaN and the infinities as float4out and float8out write them; 0 if finite */
+static size_t
+canon_float_special(double f, char *buf)
+{
+	if (isnan(f))
+		return (size_t) sprintf(buf, "NaN");
+	if (isinf(f))
+		return (size_t) sprintf(buf, f > 0 ? "Infinity" : "-Infinity");
+	return 0;
+}
+
+/*
+ * bytea as byteaout writes it with bytea_output = hex, in buf when it fits
+ * (ENV_CANON_BUFLEN), else palloc'd.
+ */
+static const char *
+canon_bytea(Datum d, char *buf, size_t *len)
+{
+	struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
+	size_t		n = VARSIZE_ANY_EXHDR(v);
+	const uint8 *src = (const uint8 *) VARDATA_ANY(v);
+	char	   *s;
+	size_t		i;
+
+	if (n > (MaxAllocSize - 3) / 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("bytea value is too large for an audit chain row hash")));
+	s = (2 + 2 * n < ENV_CANON_BUFLEN) ? buf : palloc(2 + 2 * n + 1);
+	s[0] = '\\';
+	s[1] = 'x';
+	for (i = 0; i < n; i++)
+	{
+		s[2 + 2 * i] = canon_hex[src[i] >> 4];
+		s[3 + 2 * i] = canon_hex[src[i] & 15];
+	}
+	*len = 2 + 2 * n;
+	return s;
+}
+
+/* a uuid as uuid_out writes it: lowercase, hyphenated */
+static size_t
+canon_uuid(const uint8 *u, char *buf)
+{
+	char	   *p = buf;
+	int			i;
+
+	for (i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = canon_hex[u[i] >> 4];
+		*p++ = canon_hex[u[i] & 15];
+	}
+	return (size_t) (p - buf);
+}
+
+/* a date in ISO form, whatever DateStyle says */
+static size_t
+canon_date(DateADT date, char *buf)
+{
+	struct pg_tm tm;
+	bool		bc;
+	char	   *p;
+
+	if (DATE_IS_NOBEGIN(date))
+		return (size_t) sprintf(buf, "-infinity");
+	if (DATE_IS_NOEND(date))
+		return (size_t) sprintf(buf, "infinity");
+	j2date(date + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+	p = canon_put_ymd(buf, &tm, &bc);
+	if (bc)
+		p += sprintf(p, " BC");
+	return (size_t) (p - buf);
+}
+
+/* a time with time zone: the time, then its offset east of UTC to the second */
+static size_t
+canon_timetz(const TimeTzADT *t, char *buf)
+{
+	int			off = -t->zone; /* seconds east of UTC */
+	int			a = off < 0 ? -off : off;
+	size_t		n = canon_time(t->time, buf);
+
+	n += (size_t) sprintf(buf + n, "%c%02d:%02d:%02d",
+						  off < 0 ? '-' : '+',
+						  a / 3600, (a / 60) % 60, a % 60);
+	return n;
+}
+
 /*
  * The canonical text of a non-null value of the column.  Returns a pointer
  * to its bytes, which is buf (ENV_CANON_BUFLEN bytes), memory of the datum
@@ -537,11 +628,8 @@ env_canon_text(const EnvCanon *c, Datum d, char *buf, size_t *len)
 			{
 				float4		f = DatumGetFloat4(d);
 
-				if (isnan(f))
-					*len = (size_t) sprintf(buf, "NaN");
-				else if (isinf(f))
-					*len = (size_t) sprintf(buf, f > 0 ? "Infinity" : "-Infinity");
-				else
+				*len = canon_float_special(f, buf);
+				if (*len == 0)
 					*len = (size_t) float_to_shortest_decimal_buf(f, buf);
 				return buf;
 			}
@@ -549,11 +637,8 @@ env_canon_text(const EnvCanon *c, Datum d, char *buf, size_t *len)
 			{
 				float8		f = DatumGetFloat8(d);
 
-				if (isnan(f))
-					*len = (size_t) sprintf(buf, "NaN");
-				else if (isinf(f))
-					*len = (size_t) sprintf(buf, f > 0 ? "Infinity" : "-Infinity");
-				else
+				*len = canon_float_special(f, buf);
+				if (*len == 0)
 					*len = (size_t) double_to_shortest_decimal_buf(f, buf);
 				return buf;
 			}
@@ -579,82 +664,19 @@ env_canon_text(const EnvCanon *c, Datum d, char *buf, size_t *len)
 				return s;
 			}
 		case ENV_CANON_BYTEA:
-			{
-				struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
-				size_t		n = VARSIZE_ANY_EXHDR(v);
-				const uint8 *src = (const uint8 *) VARDATA_ANY(v);
-				char	   *s;
-				size_t		i;
-
-				if (n > (MaxAllocSize - 3) / 2)
-					ereport(ERROR,
-							(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-							 errmsg("bytea value is too large for an audit chain row hash")));
-				s = (2 + 2 * n < ENV_CANON_BUFLEN) ? buf : palloc(2 + 2 * n + 1);
-				s[0] = '\\';
-				s[1] = 'x';
-				for (i = 0; i < n; i++)
-				{
-					s[2 + 2 * i] = canon_hex[src[i] >> 4];
-					s[3 + 2 * i] = canon_hex[src[i] & 15];
-				}
-				*len = 2 + 2 * n;
-				return s;
-			}
+			return canon_bytea(d, buf, len);
 		case ENV_CANON_UUID:
-			{
-				const uint8 *u = DatumGetUUIDP(d)->data;
-				char	   *p = buf;
-				int			i;
-
-				for (i = 0; i < UUID_LEN; i++)
-				{
-					if (i == 4 || i == 6 || i == 8 || i == 10)
-						*p++ = '-';
-					*p++ = canon_hex[u[i] >> 4];
-					*p++ = canon_hex[u[i] & 15];
-				}
-				*len = (size_t) (p - buf);
-				return buf;
-			}
+			*len = canon_uuid(DatumGetUUIDP(d)->data, buf);
+			return buf;
 		case ENV_CANON_DATE:
-			{
-				DateADT		date = DatumGetDateADT(d);
-				struct pg_tm tm;
-				bool		bc;
-				char	   *p;
-
-				if (DATE_IS_NOBEGIN(date))
-					*len = (size_t) sprintf(buf, "-infinity");
-				else if (DATE_IS_NOEND(date))
-					*len = (size_t) sprintf(buf, "infinity");
-				else
-				{
-					j2date(date + POSTGRES_EPOCH_JDATE,
-						   &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
-					p = canon_put_ymd(buf, &tm, &bc);
-					if (bc)
-						p += sprintf(p, " BC");
-					*len = (size_t) (p - buf);
-				}
-				return buf;
-			}
+			*len = canon_date(DatumGetDateADT(d), buf);
+			return buf;
 		case ENV_CANON_TIME:
 			*len = canon_time(DatumGetTimeADT(d), buf);
 			return buf;
 		case ENV_CANON_TIMETZ:
-			{
-				TimeTzADT  *t = DatumGetTimeTzADTP(d);
-				int			off = -t->zone; /* seconds east of UTC */
-				int			a = off < 0 ? -off : off;
-				size_t		n = canon_time(t->time, buf);
-
-				n += (size_t) sprintf(buf + n, "%c%02d:%02d:%02d",
-									  off < 0 ? '-' : '+',
-									  a / 3600, (a / 60) % 60, a % 60);
-				*len = n;
-				return buf;
-			}
+			*len = canon_timetz(DatumGetTimeTzADTP(d), buf);
+			return buf;
 		case ENV_CANON_TIMESTAMP:
 			*len = env_canon_timestamp(DatumGetTimestamp(d), false, buf);
 			return buf;

@@ -523,10 +523,7 @@ env_chain_require(Oid relid)
 EnvChain *
 env_chain_arg(FunctionCallInfo fcinfo)
 {
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
+	env_arg_not_null(fcinfo, 0, "tbl");
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	return env_chain_require(PG_GETARG_OID(0));
 }

@@ -26,6 +26,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "chainguard.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"

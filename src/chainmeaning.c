@@ -25,6 +25,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "chainmeaning.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -262,10 +263,7 @@ envault_chain_meaning(PG_FUNCTION_ARGS)
 	Relation	rel;
 	char	   *meaning;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
+	env_arg_not_null(fcinfo, 0, "tbl");
 	rel = relation_open(PG_GETARG_OID(0), AccessShareLock);
 	meaning = env_chain_meaning_of(rel);
 	relation_close(rel, AccessShareLock);

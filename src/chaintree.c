@@ -25,6 +25,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "chaintree.h"
 
 #include "access/genam.h"
 #include "access/table.h"
@@ -875,15 +876,10 @@ ct_begin(FunctionCallInfo fcinfo, EnvSpi *s, const char *const *names, EnvChain 
 	CtTree	   *tr;
 	int			i;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
+	env_arg_not_null(fcinfo, 0, "tbl");
 	for (i = 2; i < PG_NARGS(); i++)
-		if (PG_ARGISNULL(i) && names[i - 2] != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be null", names[i - 2])));
+		if (names[i - 2] != NULL)
+			env_arg_not_null(fcinfo, i, names[i - 2]);
 	env_chain_check_access(PG_GETARG_OID(0), false);
 	ch = env_chain_require(PG_GETARG_OID(0));
 	*chp = ch;

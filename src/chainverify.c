@@ -1225,65 +1225,37 @@ cv_export_frontier(StringInfo buf, EnvChain *ch, const EnvChainTenant *want,
 	appendStringInfoChar(buf, '"');
 }
 
-/*
- * SQL function: envault.export_chain(tbl regclass, tenant text,
- *                                    since timestamptz, until timestamptz)
- *               returns json
- *
- * The rows of one tenant's chain with envault_at in [since, until), with
- * their chain fields and canonical column values, and the checkpoints that
- * sign rows among them; the shape is in docs/audit-chain.md.
- */
-PG_FUNCTION_INFO_V1(envault_export_chain);
-Datum
-envault_export_chain(PG_FUNCTION_ARGS)
+/* What export_chain exports: one tenant's rows (or the tenant-less ones) */
+typedef struct CvExportWant
 {
-	EnvChain   *ch;
-	CvChain    *c;
-	CvTenant   *t;
+	bool		tenant_null;
+	Datum		tenant_value;
+	EnvChainTenant tenant;
+	bool		has_since;
+	bool		has_until;
+	TimestampTz since;
+	TimestampTz until;
+} CvExportWant;
+
+/*
+ * The rows export_chain exports, in the order of envault_seq, each as its
+ * JSON text, through the tenant's index if there is one.  Each row is read
+ * in a context of its own, reset after it: only the JSON is kept.
+ */
+static CvExportRow *
+cv_export_collect(EnvChain *ch, const CvExportWant *w, int64 *nrows_out)
+{
 	Relation	rel;
 	Relation	idx;
 	IndexScanDesc iscan = NULL;
 	TableScanDesc hscan = NULL;
 	TupleTableSlot *slot;
-	bool		tenant_null = PG_ARGISNULL(1);
-	bool		has_since = !PG_ARGISNULL(2);
-	bool		has_until = !PG_ARGISNULL(3);
-	TimestampTz since = has_since ? PG_GETARG_TIMESTAMPTZ(2) : 0;
-	TimestampTz until = has_until ? PG_GETARG_TIMESTAMPTZ(3) : 0;
-	Datum		tenant_value;
-	EnvChainTenant want;
-	StringInfoData buf;
 	CvExportRow *rows = NULL;
 	int64		nrows = 0;
 	int64		maxrows = 0;
-	int64		first = 0;
-	int64		last = 0;
-	const char *dbname;
 	MemoryContext rowcxt;
 	MemoryContext outcxt = CurrentMemoryContext;
-	int64		r;
-	int			i;
-	bool		any_cp = false;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
-	env_chain_check_access(PG_GETARG_OID(0), false);
-	ch = env_chain_require(PG_GETARG_OID(0));
-	env_chain_refuse_distributed(ch, "export_chain()");
-	tenant_value = env_chain_tenant_arg(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), &want);
-	if (GetDatabaseEncoding() != PG_UTF8)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("export_chain needs a database with encoding UTF8"),
-				 errdetail("Row hashes cover values in the database encoding, and the export is JSON text.")));
-	dbname = env_database_id();
-	c = cv_load(ch, tenant_null ? NULL : want.text, want.len, NULL);
-	t = cv_find(c, want.text, want.len, tenant_null);
-
-	/* the tenant's rows, through its index if there is one */
 	rel = table_open(ch->relid, AccessShareLock);
 	idx = env_chain_index_open(ch);
 	slot = table_slot_create(rel, NULL);
@@ -1292,7 +1264,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 		ScanKeyData key;
 
 		iscan = env_index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
-		env_chain_tenant_key(ch, &key, tenant_null, tenant_value);
+		env_chain_tenant_key(ch, &key, w->tenant_null, w->tenant_value);
 		index_rescan(iscan, &key, 1, NULL, 0);
 	}
 	else
@@ -1313,13 +1285,14 @@ envault_export_chain(PG_FUNCTION_ARGS)
 			break;
 		CHECK_FOR_INTERRUPTS();
 		at = DatumGetTimestampTz(slot_getattr(slot, ch->at_attnum, &isnull));
-		if ((has_since && at < since) || (has_until && at >= until))
+		if ((w->has_since && at < w->since) || (w->has_until && at >= w->until))
 			continue;
 		old = MemoryContextSwitchTo(rowcxt);
 		slot_getallattrs(slot);
 		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &ct);
-		if (!(ct.isnull ? tenant_null :
-			  (!tenant_null && ct.len == want.len && memcmp(ct.text, want.text, ct.len) == 0)))
+		if (!(ct.isnull ? w->tenant_null :
+			  (!w->tenant_null && ct.len == w->tenant.len &&
+			   memcmp(ct.text, w->tenant.text, ct.len) == 0)))
 		{
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(rowcxt);
@@ -1350,6 +1323,114 @@ envault_export_chain(PG_FUNCTION_ARGS)
 	table_close(rel, AccessShareLock);
 	if (iscan == NULL && nrows > 1)
 		qsort(rows, nrows, sizeof(CvExportRow), cv_cmp_export);
+	*nrows_out = nrows;
+	return rows;
+}
+
+/* The export's fields before its rows: format, database, chain, tenant, columns */
+static void
+cv_export_head(StringInfo buf, EnvChain *ch, const CvExportWant *w,
+			   const char *dbname)
+{
+	int			i;
+
+	appendStringInfoString(buf, "{\"format\": \"envault-chain-export-v2\", \"database\": ");
+	escape_json(buf, dbname);
+	appendStringInfoString(buf, ", \"chain\": ");
+	escape_json(buf, ch->identity);
+	appendStringInfoString(buf, ", \"tenant\": ");
+	if (w->tenant_null)
+		appendStringInfoString(buf, "null");
+	else
+		cv_json_str(buf, w->tenant.text, w->tenant.len);
+	appendStringInfoString(buf, ", \"columns\": [");
+	for (i = 0; i < ch->ncols; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(buf, ", ");
+		appendStringInfoChar(buf, '[');
+		escape_json(buf, ch->cols[i].name);
+		appendStringInfoString(buf, ", ");
+		escape_json(buf, ch->cols[i].type);
+		appendStringInfoChar(buf, ']');
+	}
+}
+
+/*
+ * The checkpoints that sign exported rows (first to last), and, when the
+ * export runs to the end of the chain, every later one too: rows they sign
+ * that are not there were truncated.  A checkpoint that does not even parse
+ * is always included, so that a verifier outside finds it as verify_chain
+ * does.
+ */
+static void
+cv_export_checkpoints(StringInfo buf, CvTenant *t, const CvExportWant *w,
+					  int64 nrows, int64 first, int64 last)
+{
+	bool		any_cp = false;
+	int			i;
+
+	for (i = 0; t != NULL && i < t->ncps; i++)
+	{
+		CvCheckpoint *cp = &t->cps[i];
+
+		if (cp->status != 1 &&
+			(cp->seq < first || (w->has_until && (nrows == 0 || cp->seq > last))))
+			continue;
+		if (any_cp)
+			appendStringInfoString(buf, ",");
+		appendStringInfoString(buf, "\n  ");
+		escape_json(buf, cp->note);
+		any_cp = true;
+	}
+}
+
+/*
+ * SQL function: envault.export_chain(tbl regclass, tenant text,
+ *                                    since timestamptz, until timestamptz)
+ *               returns json
+ *
+ * The rows of one tenant's chain with envault_at in [since, until), with
+ * their chain fields and canonical column values, and the checkpoints that
+ * sign rows among them; the shape is in docs/audit-chain.md.
+ */
+PG_FUNCTION_INFO_V1(envault_export_chain);
+Datum
+envault_export_chain(PG_FUNCTION_ARGS)
+{
+	EnvChain   *ch;
+	CvChain    *c;
+	CvTenant   *t;
+	CvExportWant w;
+	StringInfoData buf;
+	CvExportRow *rows;
+	int64		nrows;
+	int64		first = 0;
+	int64		last = 0;
+	const char *dbname;
+	int64		r;
+
+	env_arg_not_null(fcinfo, 0, "tbl");
+	w.tenant_null = PG_ARGISNULL(1);
+	w.has_since = !PG_ARGISNULL(2);
+	w.has_until = !PG_ARGISNULL(3);
+	w.since = w.has_since ? PG_GETARG_TIMESTAMPTZ(2) : 0;
+	w.until = w.has_until ? PG_GETARG_TIMESTAMPTZ(3) : 0;
+	env_chain_check_access(PG_GETARG_OID(0), false);
+	ch = env_chain_require(PG_GETARG_OID(0));
+	env_chain_refuse_distributed(ch, "export_chain()");
+	w.tenant_value = env_chain_tenant_arg(ch, w.tenant_null ? NULL : PG_GETARG_TEXT_PP(1),
+										  &w.tenant);
+	if (GetDatabaseEncoding() != PG_UTF8)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("export_chain needs a database with encoding UTF8"),
+				 errdetail("Row hashes cover values in the database encoding, and the export is JSON text.")));
+	dbname = env_database_id();
+	c = cv_load(ch, w.tenant_null ? NULL : w.tenant.text, w.tenant.len, NULL);
+	t = cv_find(c, w.tenant.text, w.tenant.len, w.tenant_null);
+
+	rows = cv_export_collect(ch, &w, &nrows);
 	if (nrows > 0)
 	{
 		first = rows[0].seq;
@@ -1357,26 +1438,7 @@ envault_export_chain(PG_FUNCTION_ARGS)
 	}
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"format\": \"envault-chain-export-v2\", \"database\": ");
-	escape_json(&buf, dbname);
-	appendStringInfoString(&buf, ", \"chain\": ");
-	escape_json(&buf, ch->identity);
-	appendStringInfoString(&buf, ", \"tenant\": ");
-	if (tenant_null)
-		appendStringInfoString(&buf, "null");
-	else
-		cv_json_str(&buf, want.text, want.len);
-	appendStringInfoString(&buf, ", \"columns\": [");
-	for (i = 0; i < ch->ncols; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoChar(&buf, '[');
-		escape_json(&buf, ch->cols[i].name);
-		appendStringInfoString(&buf, ", ");
-		escape_json(&buf, ch->cols[i].type);
-		appendStringInfoChar(&buf, ']');
-	}
+	cv_export_head(&buf, ch, &w, dbname);
 	appendStringInfoString(&buf, "], \"rows\": [");
 	for (r = 0; r < nrows; r++)
 	{
@@ -1384,31 +1446,13 @@ envault_export_chain(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, rows[r].json);
 	}
 
-	/*
-	 * The checkpoints that sign exported rows, and, when the export runs to
-	 * the end of the chain, every later one too: rows they sign that are not
-	 * there were truncated.  With no rows after since, "later" means after
-	 * the chain's head.  A checkpoint that does not even parse is always
-	 * included, so that a verifier outside finds it as verify_chain does.
-	 */
+	/* with no rows after since, "later" checkpoints are after the head */
 	if (nrows == 0)
-		first = (has_since && t != NULL && t->has_head) ? t->head_seq + 1 : 0;
+		first = (w.has_since && t != NULL && t->has_head) ? t->head_seq + 1 : 0;
 	appendStringInfoString(&buf, "\n], \"tree_frontier\": ");
-	cv_export_frontier(&buf, ch, tenant_null ? NULL : &want, first);
+	cv_export_frontier(&buf, ch, w.tenant_null ? NULL : &w.tenant, first);
 	appendStringInfoString(&buf, ", \"checkpoints\": [");
-	for (i = 0; t != NULL && i < t->ncps; i++)
-	{
-		CvCheckpoint *cp = &t->cps[i];
-
-		if (cp->status != 1 &&
-			(cp->seq < first || (has_until && (nrows == 0 || cp->seq > last))))
-			continue;
-		if (any_cp)
-			appendStringInfoString(&buf, ",");
-		appendStringInfoString(&buf, "\n  ");
-		escape_json(&buf, cp->note);
-		any_cp = true;
-	}
+	cv_export_checkpoints(&buf, t, &w, nrows, first, last);
 	appendStringInfoString(&buf, "\n]}\n");
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
@@ -1474,59 +1518,18 @@ cv_refuse_delete_code(EnvChain *ch)
 	table_close(rel, AccessShareLock);
 }
 
-/*
- * SQL function: envault.purge_chain(tbl regclass, tenant text,
- *                                   older_than timestamptz) returns bigint
- *
- * Delete a tenant's rows older than the newest signed checkpoint made
- * before older_than; that checkpoint's row stays as the chain's anchor.
- * Refused inside the chain's minimum retention.  Returns the rows deleted.
- */
-PG_FUNCTION_INFO_V1(envault_purge_chain);
-Datum
-envault_purge_chain(PG_FUNCTION_ARGS)
+/* purge_chain: refuse an older_than inside the chain's minimum retention */
+static void
+cv_purge_check_retention(EnvSpi *s, EnvChain *ch, TimestampTz older_than)
 {
-	EnvChain   *ch;
-	EnvSpi		s;
-	TimestampTz older_than;
-	TimestampTz limit;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
 	bool		isnull;
-	bool		tenant_null = PG_ARGISNULL(1);
-	Datum		tenant_value = (Datum) 0;
-	EnvChainTenant want;
-	Oid			types[6] = {INT4OID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID, NAMEOID};
-	Datum		values[6];
-	char		nulls[6 + 1] = "      ";
-	uint64		i;
-	volatile int64 anchor = 0;
-	volatile int64 checkpoint_id = 0;
-	volatile int64 deleted = 0;
-	char	   *sql;
-	char	   *check;
-	char	   *qualified;
-	const char *tcol;
-	char	   *where;
-	EnvOwner	owner;
-	Oid			dtypes[2];
-	Datum		dvalues[2];
-	char		dnulls[2 + 1] = "  ";
-	char	   *dbid;
+	TimestampTz limit;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "older_than")));
-	env_chain_check_access(PG_GETARG_OID(0), true);
-	ch = env_chain_require(PG_GETARG_OID(0));
-	env_chain_refuse_distributed(ch, "purge_chain()");
-	older_than = PG_GETARG_TIMESTAMPTZ(2);
-	tenant_value = env_chain_tenant_arg(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), &want);
-	dbid = env_database_id();
-
-	env_spi_begin(&s);
 	values[0] = Int32GetDatum(ch->chain_id);
 	env_spi_run(CV_Q_RETENTION, 1, types, values, SPI_OK_SELECT);
-	limit = DatumGetTimestampTz(env_spi_col(&s, 2, &isnull, true, 8));
+	limit = DatumGetTimestampTz(env_spi_col(s, 2, &isnull, true, 8));
 	if (older_than > limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -1534,14 +1537,42 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 						ch->identity),
 				 errdetail("The chain keeps every row for %s: rows newer than %s cannot be purged.",
 						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   env_spi_col(&s, 1, &isnull, false, 16))),
+															   env_spi_col(s, 1, &isnull, false, 16))),
 						   timestamptz_to_str(limit))));
+}
 
-	/* the newest checkpoint made before older_than that still verifies */
+/*
+ * The tenant's argument of purge_chain and the chain_anchors row, as text:
+ * null for the chain's rows without a tenant.
+ */
+static void
+cv_purge_tenant_param(const EnvChainTenant *want, bool tenant_null,
+					  Datum *value, char *null)
+{
 	if (!tenant_null)
-		values[1] = PointerGetDatum(cstring_to_text_with_len(want.text, want.len));
+		*value = PointerGetDatum(cstring_to_text_with_len(want->text, want->len));
 	else
-		nulls[1] = 'n';
+		*null = 'n';
+}
+
+/*
+ * purge_chain's anchor: the seq of the newest checkpoint made before
+ * older_than that still verifies (for this database, dbid), and its
+ * checkpoint_id; raises if there is none.
+ */
+static int64
+cv_purge_anchor(EnvChain *ch, const EnvChainTenant *want, bool tenant_null,
+				TimestampTz older_than, const char *dbid, int64 *checkpoint_id)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	char		nulls[3 + 1] = "   ";
+	bool		isnull;
+	int64		anchor = 0;
+	uint64		i;
+
+	values[0] = Int32GetDatum(ch->chain_id);
+	cv_purge_tenant_param(want, tenant_null, &values[1], &nulls[1]);
 	values[2] = TimestampTzGetDatum(older_than);
 	if (SPI_execute_with_args(CV_Q_ANCHOR_CANDIDATE, 3, types, values, nulls, true, 0)
 		!= SPI_OK_SELECT)
@@ -1554,31 +1585,44 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 
 		if (env_checkpoint_check(note, strlen(note), &cp) == 0 &&
 			env_origin_matches(cp.origin, cp.origin_len, dbid, strlen(dbid),
-							   ch->identity, ch->identity_len, want.text, want.len))
+							   ch->identity, ch->identity_len, want->text, want->len))
 		{
 			anchor = (int64) cp.seq;
-			checkpoint_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-														SPI_tuptable->tupdesc, 1, &isnull));
+			*checkpoint_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1, &isnull));
 		}
 	}
 	if (anchor == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no signed checkpoint of %s, tenant %s, is older than %s",
-						ch->identity, tenant_null ? "NULL" : quote_literal_cstr(want.text),
+						ch->identity, tenant_null ? "NULL" : quote_literal_cstr(want->text),
 						timestamptz_to_str(older_than)),
 				 errdetail("Rows can be purged only up to a signed checkpoint, which stays as the anchor the remaining rows verify from."),
 				 errhint("Take checkpoints regularly with envault.checkpoint().")));
+	return anchor;
+}
 
-	/*
-	 * Delete as the table's owner, in a security-restricted operation,
-	 * letting chain_refuse() pass; a table whose deletes would run code
-	 * other than envault's is refused before anything is deleted.
-	 */
-	cv_refuse_delete_code(ch);
-	/* the tree keeps what it needs of the rows about to go */
-	if (env_schema_has("chain_trees", NULL))	/* not on 0.2.0's schema */
-		env_chain_tree_update(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), anchor - 1);
+/*
+ * Delete a tenant's rows before the anchor, as the table's owner, in a
+ * security-restricted operation, letting chain_refuse() pass (the caller
+ * refused a table whose deletes would run code other than envault's).
+ * Returns how many; every row before the anchor is gone, or nothing is.
+ */
+static int64
+cv_purge_delete(EnvChain *ch, Datum tenant_value, bool tenant_null, int64 anchor)
+{
+	char	   *sql;
+	char	   *check;
+	char	   *qualified;
+	const char *tcol;
+	char	   *where;
+	EnvOwner	owner;
+	Oid			dtypes[2];
+	Datum		dvalues[2];
+	char		dnulls[2 + 1] = "  ";
+	volatile int64 deleted = 0;
+
 	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(ch->relid)),
 										   get_rel_name(ch->relid));
 	tcol = quote_identifier(get_attname(ch->relid, ch->tenant_attnum, false));
@@ -1616,25 +1660,83 @@ envault_purge_chain(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	env_owner_end(&owner);
+	return deleted;
+}
 
+/*
+ * Record a purge: the chain's new anchor, a checkpoint that says so (the
+ * purge is a signed statement), and a key event.
+ */
+static void
+cv_purge_record(EnvSpi *s, EnvChain *ch, const EnvChainTenant *want,
+				bool tenant_null, int64 anchor, int64 checkpoint_id,
+				int64 deleted)
+{
+	Oid			types[6] = {INT4OID, TEXTOID, INT8OID, INT8OID, INT8OID, NAMEOID};
+	Datum		values[6];
+	char		nulls[6 + 1] = "      ";
+
+	values[0] = Int32GetDatum(ch->chain_id);
+	cv_purge_tenant_param(want, tenant_null, &values[1], &nulls[1]);
+	values[2] = Int64GetDatum(anchor);
+	values[3] = Int64GetDatum(checkpoint_id);
+	values[4] = Int64GetDatum(deleted);
+	values[5] = CStringGetDatum(s->caller_name);
+	if (SPI_execute_with_args(CV_Q_ANCHOR_INSERT, 6, types, values, nulls, false, 0)
+		!= SPI_OK_INSERT)
+		elog(ERROR, "could not record the chain anchor");
+	if (env_schema_has("checkpoints", "tree_root"))
+		env_checkpoint_purge(ch, want);
+	env_key_event(s, "audit chain purged", tenant_null ? NULL : want->text, NULL, -1,
+				  psprintf("%s: " INT64_FORMAT " rows before seq " INT64_FORMAT " deleted",
+						   ch->identity, deleted, anchor));
+}
+
+/*
+ * SQL function: envault.purge_chain(tbl regclass, tenant text,
+ *                                   older_than timestamptz) returns bigint
+ *
+ * Delete a tenant's rows older than the newest signed checkpoint made
+ * before older_than; that checkpoint's row stays as the chain's anchor.
+ * Refused inside the chain's minimum retention.  Returns the rows deleted.
+ */
+PG_FUNCTION_INFO_V1(envault_purge_chain);
+Datum
+envault_purge_chain(PG_FUNCTION_ARGS)
+{
+	EnvChain   *ch;
+	EnvSpi		s;
+	TimestampTz older_than;
+	bool		tenant_null = PG_ARGISNULL(1);
+	Datum		tenant_value;
+	EnvChainTenant want;
+	int64		anchor;
+	int64		checkpoint_id = 0;
+	int64		deleted;
+	char	   *dbid;
+
+	env_arg_not_null(fcinfo, 0, "tbl");
+	env_arg_not_null(fcinfo, 2, "older_than");
+	env_chain_check_access(PG_GETARG_OID(0), true);
+	ch = env_chain_require(PG_GETARG_OID(0));
+	env_chain_refuse_distributed(ch, "purge_chain()");
+	older_than = PG_GETARG_TIMESTAMPTZ(2);
+	tenant_value = env_chain_tenant_arg(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), &want);
+	dbid = env_database_id();
+
+	env_spi_begin(&s);
+	cv_purge_check_retention(&s, ch, older_than);
+	anchor = cv_purge_anchor(ch, &want, tenant_null, older_than, dbid,
+							 &checkpoint_id);
+
+	/* nothing is deleted from a table whose deletes would run its code */
+	cv_refuse_delete_code(ch);
+	/* the tree keeps what it needs of the rows about to go */
+	if (env_schema_has("chain_trees", NULL))	/* not on 0.2.0's schema */
+		env_chain_tree_update(ch, tenant_null ? NULL : PG_GETARG_TEXT_PP(1), anchor - 1);
+	deleted = cv_purge_delete(ch, tenant_value, tenant_null, anchor);
 	if (deleted > 0)
-	{
-		values[2] = Int64GetDatum(anchor);
-		values[3] = Int64GetDatum(checkpoint_id);
-		values[4] = Int64GetDatum(deleted);
-		values[5] = CStringGetDatum(s.caller_name);
-		types[2] = INT8OID;
-		types[3] = INT8OID;
-		if (SPI_execute_with_args(CV_Q_ANCHOR_INSERT, 6, types, values, nulls, false, 0)
-			!= SPI_OK_INSERT)
-			elog(ERROR, "could not record the chain anchor");
-		/* the purge is a signed statement: a checkpoint that says so */
-		if (env_schema_has("checkpoints", "tree_root"))
-			env_checkpoint_purge(ch, &want);
-		env_key_event(&s, "audit chain purged", tenant_null ? NULL : want.text, NULL, -1,
-					  psprintf("%s: " INT64_FORMAT " rows before seq " INT64_FORMAT " deleted",
-							   ch->identity, deleted, anchor));
-	}
+		cv_purge_record(&s, ch, &want, tenant_null, anchor, checkpoint_id, deleted);
 	env_spi_end(&s);
 	PG_RETURN_INT64(deleted);
 }
@@ -1660,10 +1762,8 @@ envault_set_chain_retention(PG_FUNCTION_ARGS)
 	Oid			types[2] = {INT4OID, INTERVALOID};
 	Datum		values[2];
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "min_retention")));
+	env_arg_not_null(fcinfo, 0, "tbl");
+	env_arg_not_null(fcinfo, 1, "min_retention");
 	env_chain_check_access(PG_GETARG_OID(0), true);
 	ch = env_chain_require(PG_GETARG_OID(0));
 	env_chain_refuse_distributed(ch, "set_chain_retention()");

@@ -19,6 +19,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "checkpoint.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -1080,7 +1081,7 @@ envault_signing_public_key(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(vkey, n));
 }
 
-/* without preloading, a reload would log the key: refused (secrets.c) */
+/* without preloading, a reload would log the key: refused (masterkey.c) */
 static bool
 cp_check_key_hex(char **newval, void **extra, GucSource source)
 {

@@ -22,6 +22,9 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "encrypt.h"
+
+#include "accesslog.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -75,15 +78,6 @@ enc_optional_aad(FunctionCallInfo fcinfo, int argno)
 	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
 		return NULL;
 	return PG_GETARG_BYTEA_PP(argno);
-}
-
-static void
-enc_require(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
 }
 
 /*
@@ -334,8 +328,8 @@ envault_env_encrypt(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(2))
 		PG_RETURN_NULL();
-	enc_require(fcinfo, 0, "tenant");
-	enc_require(fcinfo, 1, "purpose");
+	env_arg_not_null(fcinfo, 0, "tenant");
+	env_arg_not_null(fcinfo, 1, "purpose");
 	tenant = PG_GETARG_TEXT_PP(0);
 	purpose = PG_GETARG_TEXT_PP(1);
 
@@ -551,10 +545,8 @@ envault_blind_index(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(2))
 		PG_RETURN_NULL();
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tenant" : "purpose")));
+	env_arg_not_null(fcinfo, 0, "tenant");
+	env_arg_not_null(fcinfo, 1, "purpose");
 	tenant = PG_GETARG_TEXT_PP(0);
 	purpose = PG_GETARG_TEXT_PP(1);
 	env_tenant_check(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), false);

@@ -6,6 +6,8 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "accesslog.h"
+#include "rls.h"
 #include "scaleout.h"
 
 #include <openssl/crypto.h>
@@ -40,9 +42,10 @@ _PG_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("OpenSSL does not provide AES-256-GCM and AES-256-ECB")));
-	env_secrets_init();
+	env_masterkey_init();
 	env_keystore_init();
 	env_tenant_init();
+	env_rls_init();
 	env_chain_init();
 	env_checkpoint_init();
 	env_witness_init();

@@ -6,13 +6,19 @@
  * Layers, bottom up:
  *		crypto.c	XAES-256-GCM, HMAC, randomness, locked memory (OpenSSL)
  *		format.c	byte layouts of ciphertexts, wrapped keys, associated data
- *		secrets.c	master key and pepper: settings, loading, check values
- *		keystore.c	tenant keys and data keys: tables, wrapping, cache
  *		errors.c	SQLSTATEs and messages shared by the SQL wrappers
+ *		names.c		what tenant and purpose names may be
+ *		masterkey.c	master key and pepper: settings, loading, check values
+ *		spi.c		privileged SPI as the envault schema's owner
+ *		keycache.c	unwrapped keys cached in locked memory; invalidation
+ *		keywrap.c	wrapping and unwrapping tenant keys and data keys
+ *		keystore.c	tenant keys and data keys: tables, lookups, rotation
  *		tenant.c	the current tenant, and who may use which tenant's keys
+ *		rls.c		row-level security on the current tenant (isolate_table)
  *		tokens.c	API tokens stored as pepper-HMACs
  *		encrypt.c	SQL wrappers of the data path (env_encrypt ...)
  *		keys.c		SQL wrappers of key management (create_tenant ...)
+ *		lifecycle.c	SQL wrappers of retiring, restoring, destroying keys
  *		note.c		base64, signed notes and checkpoint text (plain C)
  *		chainfmt.c	the bytes a chain row hash covers (plain C)
  *		canon.c		canonical text of column values, for row hashes
@@ -21,6 +27,7 @@
  *		chainmeaning.c	what a chained table's columns mean, as the guard compares it
  *		merkle.c	RFC 6962 Merkle tree heads and proofs (plain C)
  *		chaintree.c	each tenant's chain as a Merkle tree: heads, proofs
+ *		chainroute.c	a distributed table's chain: calls on a tenant's shard (Citus)
  *		checkpoint.c	the signing key and signed checkpoints
  *		chainverify.c	verify_chain, export_chain, purge_chain
  *		accesslog.c	the secret access log: counting, queueing (backends)
@@ -28,7 +35,12 @@
  *		secretstore.c	per-tenant secrets: put_secret, get_secret ...
  *		scaleout.c	envault on Citus: reference key tables, two-phase commits
  *
- * Key material is reachable only through secrets.c and keystore.c.
+ * Each module's interface is in its header (masterkey.h for masterkey.c
+ * ...); this header includes them, and declares the errors every module
+ * shares (errors.c).
+ *
+ * Key material is reachable only through masterkey.c and keystore.c (with
+ * keycache.c and keywrap.c, which serve keystore.c only).
  *
  *-------------------------------------------------------------------------
  */
@@ -48,343 +60,41 @@
 #include "format.h"
 #include "note.h"
 
+/*
+ * The interfaces of the modules, one header each, so that every module
+ * sees them (the access log's, accesslog.h, is included where it is used).
+ */
+#include "spi.h"
+#include "masterkey.h"
+#include "names.h"
+#include "keystore.h"
+#include "keycache.h"
+#include "tenant.h"
+#include "tokens.h"
+#include "encrypt.h"
+#include "canon.h"
+#include "chain.h"
+#include "chainguard.h"
+#include "chaintree.h"
+#include "chainroute.h"
+#include "chainmeaning.h"
+#include "checkpoint.h"
+#include "witness.h"
+
 /* SQLSTATE of every ciphertext authentication failure: class 22, "V01" */
 #define ERRCODE_ENVAULT_AUTH_FAILED		MAKE_SQLSTATE('2','2','V','0','1')
 
-/* secrets.c */
-extern void env_secrets_init(void);
-extern const EnvXaesKey *env_master_key(void);
-extern const uint8 *env_master_kcv(void);
-extern const EnvXaesKey *env_previous_master_key(const uint8 **kcv);
-extern const uint8 *env_pepper(bool previous, const uint8 **kcv);
-extern char *env_kcv_fingerprint(const uint8 *kcv);
-extern void env_context_mac(const uint8 *data, size_t len, uint8 *mac);
-extern void env_customer_key(const char *tenant, uint8 *key, uint8 *kcv);
-extern bool env_check_hex_setting(const char *name, const char *use_instead,
-								  char **newval, bool *refused);
-extern void env_error_hex_refused(const char *name, const char *use_instead);
-
-/* keystore.c */
-typedef struct EnvDataKey
-{
-	uint64		key_id;
-	int32		version;
-	char		tenant[ENV_TENANT_MAXLEN + 1];
-	char		purpose[ENV_PURPOSE_MAXLEN + 1];
-	uint8	   *context;		/* tenant and purpose, as bound into AAD */
-	size_t		context_len;
-	TimestampTz created_at;		/* 0 when not known (loaded by id) */
-	EnvXaesKey *xk;				/* in locked memory */
-} EnvDataKey;
-
-typedef struct EnvSpi
-{
-	Oid			save_userid;
-	int			save_sec;
-	MemoryContext caller_cxt;
-	char	   *caller_name;	/* NAMEDATALEN bytes, zero-padded: a name */
-	int			guc_level;		/* search_path pinned at this nest level */
-} EnvSpi;
-
-/* a user's table as its owner, in a security-restricted operation */
-typedef struct EnvOwner
-{
-	Oid			save_userid;
-	int			save_sec;
-	int			guc_level;
-} EnvOwner;
-
-extern void env_owner_begin(EnvOwner *o, Oid relid, bool no_force_rls);
-extern void env_owner_end(EnvOwner *o);
-extern bool env_schema_has(const char *table, const char *column);
-extern void env_spi_begin(EnvSpi *s);
-extern void env_spi_end(EnvSpi *s);
-extern void env_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
-						int expect);
-extern Datum env_spi_col(EnvSpi *s, int col, bool *isnull, bool byval,
-						 int typlen);
-extern char *env_spi_cstring(EnvSpi *s, int col, bool *isnull);
-
-extern void env_keystore_init(void);
-extern void env_keystore_changed(void);
-extern void env_keystore_tables_changed(void);
-extern bool env_keystore_change_pending(void);
-extern void env_keystore_bump(void);
-extern void env_keystore_lock_tenant(EnvSpi *s, const char *tenant, void *row);
-extern int32 env_keystore_rotate_data_key(const char *tenant, size_t tenant_len,
-										  const char *purpose, size_t purpose_len);
-extern int32 env_keystore_rotate_tenant_key(const char *tenant, size_t tenant_len);
-extern int64 env_keystore_rewrap_tenants(int32 batch_size, int64 *remaining);
-extern void env_keystore_use_master_key(const char *tenant, size_t tenant_len);
-extern int32 env_keystore_rekey_tenant(const char *tenant, size_t tenant_len,
-									   bool to_customer);
-extern void env_key_event(EnvSpi *s, const char *operation, const char *tenant,
-						  const char *purpose, int32 version, const char *detail);
-extern bool env_keystore_tenant_exists(const char *tenant, size_t tenant_len);
-extern const EnvDataKey *env_keystore_index_key(const char *tenant,
-												size_t tenant_len,
-												const char *purpose,
-												size_t purpose_len);
-extern const EnvDataKey *env_keystore_active_key(const char *tenant,
-												 size_t tenant_len,
-												 const char *purpose,
-												 size_t purpose_len);
-extern const EnvDataKey *env_keystore_key_by_id(uint64 key_id);
-extern void env_keystore_create_tenant(const char *tenant, size_t tenant_len);
-extern int32 env_keystore_create_data_key(const char *tenant,
-										  size_t tenant_len,
-										  const char *purpose,
-										  size_t purpose_len);
-
-/* encrypt.c */
-extern bytea *env_open_secret(bytea *ciphertext, bytea *aad,
-							  const char *tenant, size_t tenant_len,
-							  const char *secret);
-extern bytea *env_seal_with_key(const EnvDataKey *key, const uint8 *pt,
-								size_t ptlen, bytea *aad);
-extern bytea *env_open_ciphertext(bytea *ciphertext, bytea *aad,
-								  const EnvDataKey **key_out);
-
-/* tenant.c */
-extern void env_tenant_init(void);
-extern void env_tenant_check(const char *tenant, size_t len, bool for_ciphertext);
-extern const char *env_tenant_token_id(void);
-extern void env_tenant_revalidate(void);
-
-/* tokens.c */
-extern bool env_token_verify(text *token, char *tenant_out);
-
-/* errors.c */
-extern void env_check_tenant_name(const char *tenant, size_t len);
-extern void env_check_purpose_name(const char *purpose, size_t len);
+/* errors.c: the errors that envault's SQL functions share */
 extern ENV_NORETURN void env_error_crypto(EnvCryptoStatus status, const char *what) ENV_NORETURN_AFTER;
 extern ENV_NORETURN void env_error_auth_failed(void) ENV_NORETURN_AFTER;
-
-/*
- * keystore.c: how many changes of key state (rotation, retirement,
- * destruction, revocation, token revocation ...) this backend has noticed,
- * from any backend, so far.  A caller that remembers the value can tell
- * whether anything changed since; reading it never evicts a cached key.
- */
-extern uint64 env_keystore_changes(void);
-
-/*
- * keystore.c: why the data key a ciphertext names opens nothing ("retired",
- * "destroyed", "tenant revoked", "tenant destroyed"), or NULL if it can.
- * Checks the tenant like env_keystore_key_by_id().
- */
-extern const char *env_keystore_unusable(uint64 key_id);
-
-/* tokens.c */
-
-/* Why a token that verified once may no longer be valid */
-typedef enum EnvTokenState
-{
-	ENV_TOKEN_ALIVE = 0,
-	ENV_TOKEN_REVOKED,
-	ENV_TOKEN_EXPIRED,
-	ENV_TOKEN_TENANT_REVOKED,
-	ENV_TOKEN_TENANT_DESTROYED,
-	ENV_TOKEN_GONE				/* no such token (any more) */
-} EnvTokenState;
-
-/*
- * env_token_verify() that also returns the token's id (ENV_TOKEN_ID_HEXLEN
- * + 1 bytes) and its expiry (DT_NOEND when it has none).
- */
-extern bool env_token_verify_ex(text *token, char *tenant_out, char *id_out,
-								TimestampTz *expires_out);
-/* Is a token that verified earlier, for this tenant, still valid now? */
-extern EnvTokenState env_token_state(const char *token_id, const char *tenant,
-									 TimestampTz *expires_out);
-extern const char *env_token_state_text(EnvTokenState state);
-extern uint64 env_tokens_revoke_tenant(EnvSpi *s, Datum tenant);
+extern void env_arg_not_null(FunctionCallInfo fcinfo, int argno,
+							 const char *what);
+extern text *env_arg_text(FunctionCallInfo fcinfo, int argno, const char *what);
 
 /*
  * errors.c: warn, once per process, that key memory could not be locked
  * (call right after the failed mlock, with its errno).
  */
 extern void env_warn_memory_unlocked(void);
-
-/* canon.c */
-#define ENV_CANON_BUFLEN	128
-
-typedef enum EnvCanonKind
-{
-	ENV_CANON_BOOL,
-	ENV_CANON_INT2,
-	ENV_CANON_INT4,
-	ENV_CANON_INT8,
-	ENV_CANON_UINT32,
-	ENV_CANON_FLOAT4,
-	ENV_CANON_FLOAT8,
-	ENV_CANON_NUMERIC,
-	ENV_CANON_TEXT,
-	ENV_CANON_NAME,
-	ENV_CANON_BYTEA,
-	ENV_CANON_UUID,
-	ENV_CANON_DATE,
-	ENV_CANON_TIME,
-	ENV_CANON_TIMETZ,
-	ENV_CANON_TIMESTAMP,
-	ENV_CANON_TIMESTAMPTZ,
-	ENV_CANON_INTERVAL,
-	ENV_CANON_JSONB,			/* jsonb_out's text, written here */
-	ENV_CANON_OUTPUT,			/* output function, reads no setting */
-	ENV_CANON_PINNED			/* output function, with settings pinned */
-} EnvCanonKind;
-
-typedef struct EnvCanon
-{
-	EnvCanonKind kind;
-	Oid			typid;			/* base type */
-	FmgrInfo	out;			/* for ENV_CANON_OUTPUT and _PINNED */
-} EnvCanon;
-
-extern void env_canon_init(EnvCanon *c, Oid typid, const char *column);
-extern bool env_canon_needs_pinning(const EnvCanon *c);
-extern int	env_canon_pin(void);
-extern void env_canon_unpin(int level);
-extern bool env_canon_reg_type(Oid typid);
-extern size_t env_canon_timestamp(Timestamp ts, bool utc, char *buf);
-extern const char *env_canon_text(const EnvCanon *c, Datum d, char *buf,
-								  size_t *len);
-
-/* chain.c */
-#define ENV_CHAIN_SEQ_COL		"envault_seq"
-#define ENV_CHAIN_AT_COL		"envault_at"
-#define ENV_CHAIN_PREV_COL		"envault_prev"
-#define ENV_CHAIN_HASH_COL		"envault_hash"
-#define ENV_CHAIN_TRIGGER		"zz_envault_chain"
-
-/* One hashed column of a chained table */
-typedef struct EnvChainCol
-{
-	AttrNumber	attnum;
-	EnvCanon	canon;
-	char	   *name;
-	char	   *type;			/* as hashed: format_type, schema-qualified */
-} EnvChainCol;
-
-/* What envault knows of a chained table; see env_chain_get() */
-typedef struct EnvChain
-{
-	Oid			relid;
-	int32		chain_id;
-	char	   *identity;		/* the chain's name, as hashed */
-	size_t		identity_len;
-	AttrNumber	tenant_attnum;
-	int			tenant_col;		/* index of the tenant column in cols */
-	AttrNumber	seq_attnum;
-	AttrNumber	at_attnum;
-	AttrNumber	prev_attnum;
-	AttrNumber	hash_attnum;
-	Oid			index_oid;		/* an index on (tenant, envault_seq), if any */
-	Oid			tenant_eq_proc;	/* equality of the index's first column */
-	Oid			tenant_collation;
-	Oid			tenant_typid;
-	int			ncols;
-	EnvChainCol *cols;
-	uint8		columns[ENV_CHAIN_HASH_LEN];	/* hash of their names and types */
-	bool		pinned;			/* some column needs pinned settings */
-	bool		builtin;		/* one of envault's own chains */
-	bool		sharded;		/* a Citus shard of a distributed chained table */
-	bool		valid;
-	MemoryContext cxt;
-} EnvChain;
-
-/* The canonical text of a row's tenant (NULL for the chain without one) */
-typedef struct EnvChainTenant
-{
-	const char *text;
-	size_t		len;
-	bool		isnull;
-	char		buf[ENV_CANON_BUFLEN];
-} EnvChainTenant;
-
-extern void env_chain_init(void);
-extern EnvChain *env_chain_get(Oid relid);
-extern bool env_chain_registered(Oid relid);
-extern EnvChain *env_chain_require(Oid relid);
-extern void env_chain_refuse_distributed(EnvChain *ch, const char *what);
-extern void env_chain_refuse_shard(EnvChain *ch, const char *what);
-/* chainroute.c: a distributed table's chain, from the Citus coordinator */
-extern bool env_chain_distributed(EnvChain *ch);
-extern int	env_chain_route(EnvChain *ch, text *tenant, const char *targets,
-							const char *lateral, int nargs, Oid *types,
-							Datum *values, const char *nulls, bool *found);
-extern void env_chain_route_end(int level);
-extern int	env_caller_spi_begin(void);
-extern void env_caller_spi_end(int level);
-extern void env_chain_sql_names(EnvChain *ch, char **qualified, char **column);
-extern EnvChain *env_chain_arg(FunctionCallInfo fcinfo);
-extern int64 env_chain_tail(EnvChain *ch, Datum value, bool isnull,
-							 Snapshot snap, uint8 *hash);
-extern void env_chain_check_access(Oid relid, bool owner);
-extern Datum env_chain_tenant_value(EnvChain *ch, text *tenant);
-extern Datum env_chain_tenant_arg(EnvChain *ch, text *arg, EnvChainTenant *t);
-extern bool env_chain_written(EnvChain *ch, const EnvChainTenant *t);
-extern bool env_relation_has_block(Relation rel, BlockNumber block);
-extern Relation env_chain_index_open(EnvChain *ch);
-extern void env_chain_tenant_key(EnvChain *ch, ScanKey key, bool isnull,
-								 Datum value);
-extern void env_chain_tenant(EnvChain *ch, Datum *values, bool *nulls,
-							 EnvChainTenant *t);
-extern void env_chain_row_hash(EnvChain *ch, Datum *values, bool *nulls,
-							   const EnvChainTenant *t, uint64 seq,
-							   TimestampTz at, const uint8 *prev, uint8 *out);
-extern bool env_chain_internal_ddl(void);
-extern Oid	env_chain_purging(void);
-extern void env_chain_set_purging(Oid relid);
-
-/* chainguard.c */
-extern bool env_chain_trigger_function(Oid fnoid, bool insert_only);
-
-/* chaintree.c */
-extern void env_chain_tree_update(EnvChain *ch, text *tenant, int64 purged);
-struct EnvMerkleFrontier;
-extern bool env_chain_tree_frontier(EnvChain *ch, text *tenant, int64 size,
-									struct EnvMerkleFrontier *out);
-extern bool env_chain_tree_prove(EnvChain *ch, text *tenant, int64 size,
-								 uint8 *root, int64 old_size, bool old_tree,
-								 uint8 (*proof)[ENV_CHAIN_HASH_LEN], int *nproof);
-
-/* chainmeaning.c */
-extern char *env_chain_meaning_of(Relation rel);
-
-/* accesslog.c */
-extern void env_access_log_init(void);
-extern void env_access_record(const EnvDataKey *key, const char *secret);
-
-/* keystore.c: the data key of the secrets store */
-#define ENV_SECRETS_PURPOSE		"_secrets"
-extern const EnvDataKey *env_keystore_secrets_key(const char *tenant,
-												  size_t tenant_len);
-
-/* checkpoint.c */
-extern void env_checkpoint_init(void);
-extern void env_checkpoint_purge(EnvChain *ch, const EnvChainTenant *t);
-
-/* What a signer or witness is told: a proof that a tree extends old_size */
-typedef struct EnvTreeProof
-{
-	int64		old_size;		/* 0: none */
-	int			n;
-	uint8		hashes[64][ENV_CHAIN_HASH_LEN];
-} EnvTreeProof;
-
-struct StringInfoData;
-extern size_t env_run_filter(const char *name, const char *command,
-							 const char *input, size_t len, char *out,
-							 size_t out_max);
-extern void env_append_proof(struct StringInfoData *buf,
-							 const EnvTreeProof *proof);
-extern int64 env_size_reply(const char *out);
-
-/* witness.c */
-extern void env_witness_init(void);
-extern char *env_database_id(void);
-extern int	env_checkpoint_check(const char *note, size_t len,
-								 EnvCheckpoint *cp);
 
 #endif							/* ENVAULT_H */

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * errors.c
- *		The SQLSTATEs and messages that envault's SQL functions share, and
- *		validation of tenant and purpose names.
+ *		The SQLSTATEs and messages that envault's SQL functions share.
  *
  * Every ciphertext that fails authentication, whatever the reason (a changed
  * byte, a truncation, wrong associated data, bytes that are not an envault
@@ -26,6 +25,27 @@ env_error_auth_failed(void)
 }
 
 /*
+ * An argument of a SQL function that is not STRICT, where null makes no
+ * sense: raise, naming the argument (what), if argument argno is null.
+ */
+void
+env_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
+/* A text argument that must not be null (see env_arg_not_null) */
+text *
+env_arg_text(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	env_arg_not_null(fcinfo, argno, what);
+	return PG_GETARG_TEXT_PP(argno);
+}
+
+/*
  * Map a failure of the crypto layer to an error.  Authentication failures
  * get the one message above; anything else is a library failure that should
  * not happen.
@@ -38,59 +58,6 @@ env_error_crypto(EnvCryptoStatus status, const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 			 errmsg("OpenSSL failed while %s", what)));
-}
-
-/*
- * Tenant names: 1 to 255 bytes, no control characters.  They appear in key
- * tables, in associated data and in error messages.
- */
-void
-env_check_tenant_name(const char *tenant, size_t len)
-{
-	size_t		i;
-
-	if (len == 0 || len > ENV_TENANT_MAXLEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid tenant name"),
-				 errdetail("A tenant name must be 1 to %d bytes long.",
-						   ENV_TENANT_MAXLEN)));
-	for (i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) tenant[i];
-
-		if (c < 0x20 || c == 0x7f)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid tenant name"),
-					 errdetail("A tenant name must not contain control characters.")));
-	}
-}
-
-/*
- * Purposes: short names such as "secrets" or "messages": 1 to 63 bytes of
- * lowercase ASCII letters, digits, '_', '-' and '.', starting with a letter
- * or a digit.
- */
-void
-env_check_purpose_name(const char *purpose, size_t len)
-{
-	size_t		i;
-	bool		ok = (len >= 1 && len <= ENV_PURPOSE_MAXLEN);
-
-	for (i = 0; ok && i < len; i++)
-	{
-		char		c = purpose[i];
-
-		ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			(i > 0 && (c == '_' || c == '-' || c == '.'));
-	}
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid purpose name"),
-				 errdetail("A purpose is 1 to %d characters from a-z, 0-9, \"_\", \"-\" and \".\", starting with a letter or a digit.",
-						   ENV_PURPOSE_MAXLEN)));
 }
 
 /*

@@ -16,22 +16,12 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 
-static text *
-keys_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	return PG_GETARG_TEXT_PP(argno);
-}
-
 /* SQL function: envault.create_tenant(tenant text) returns void */
 PG_FUNCTION_INFO_V1(envault_create_tenant);
 Datum
 envault_create_tenant(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
 
 	env_keystore_create_tenant(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant));
 	PG_RETURN_VOID();
@@ -42,8 +32,8 @@ PG_FUNCTION_INFO_V1(envault_create_data_key);
 Datum
 envault_create_data_key(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
-	text	   *purpose = keys_arg(fcinfo, 1, "purpose");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
+	text	   *purpose = env_arg_text(fcinfo, 1, "purpose");
 
 	PG_RETURN_INT32(env_keystore_create_data_key(VARDATA_ANY(tenant),
 												 VARSIZE_ANY_EXHDR(tenant),
@@ -56,8 +46,8 @@ PG_FUNCTION_INFO_V1(envault_rotate_data_key);
 Datum
 envault_rotate_data_key(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
-	text	   *purpose = keys_arg(fcinfo, 1, "purpose");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
+	text	   *purpose = env_arg_text(fcinfo, 1, "purpose");
 
 	PG_RETURN_INT32(env_keystore_rotate_data_key(VARDATA_ANY(tenant),
 												 VARSIZE_ANY_EXHDR(tenant),
@@ -70,7 +60,7 @@ PG_FUNCTION_INFO_V1(envault_rotate_tenant_key);
 Datum
 envault_rotate_tenant_key(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
 
 	PG_RETURN_INT32(env_keystore_rotate_tenant_key(VARDATA_ANY(tenant),
 												   VARSIZE_ANY_EXHDR(tenant)));
@@ -92,10 +82,7 @@ envault_rewrap_tenant_keys(PG_FUNCTION_ARGS)
 	bool		nulls[2] = {false, false};
 	int64		remaining;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("batch_size must not be null")));
+	env_arg_not_null(fcinfo, 0, "batch_size");
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	values[0] = Int64GetDatum(env_keystore_rewrap_tenants(PG_GETARG_INT32(0),
@@ -146,7 +133,7 @@ PG_FUNCTION_INFO_V1(envault_use_customer_key);
 Datum
 envault_use_customer_key(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
 
 	(void) env_keystore_rekey_tenant(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant), true);
 	PG_RETURN_VOID();
@@ -163,7 +150,7 @@ PG_FUNCTION_INFO_V1(envault_rekey_tenant);
 Datum
 envault_rekey_tenant(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
 
 	PG_RETURN_INT32(env_keystore_rekey_tenant(VARDATA_ANY(tenant),
 											  VARSIZE_ANY_EXHDR(tenant), false));
@@ -174,7 +161,7 @@ PG_FUNCTION_INFO_V1(envault_use_master_key);
 Datum
 envault_use_master_key(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = keys_arg(fcinfo, 0, "tenant");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
 
 	env_keystore_use_master_key(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant));
 	PG_RETURN_VOID();

@@ -31,31 +31,48 @@ typedef struct LcKey
 	int32		version;
 } LcKey;
 
-static char *
-lc_text_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	text	   *t;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	t = PG_GETARG_TEXT_PP(argno);
-	return text_to_cstring(t);
-}
-
 static void
 lc_key_args(FunctionCallInfo fcinfo, LcKey *k)
 {
-	k->tenant = lc_text_arg(fcinfo, 0, "tenant");
-	k->purpose = lc_text_arg(fcinfo, 1, "purpose");
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("version must not be null")));
+	k->tenant = text_to_cstring(env_arg_text(fcinfo, 0, "tenant"));
+	k->purpose = text_to_cstring(env_arg_text(fcinfo, 1, "purpose"));
+	env_arg_not_null(fcinfo, 2, "version");
 	k->version = PG_GETARG_INT32(2);
 	env_check_tenant_name(k->tenant, strlen(k->tenant));
 	env_check_purpose_name(k->purpose, strlen(k->purpose));
+}
+
+/* The tenant argument (the first) of a SQL function, its name checked */
+static char *
+lc_tenant_arg(FunctionCallInfo fcinfo)
+{
+	char	   *tenant = text_to_cstring(env_arg_text(fcinfo, 0, "tenant"));
+
+	env_check_tenant_name(tenant, strlen(tenant));
+	return tenant;
+}
+
+#define LC_Q_LOCK_TENANT \
+	"SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE"
+
+/*
+ * Lock a tenant's row, whatever its state, and return the state (palloc'd);
+ * raises if the tenant does not exist.
+ */
+static char *
+lc_lock_tenant(EnvSpi *s, const char *tenant)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(tenant);
+	env_spi_run(LC_Q_LOCK_TENANT, 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("envault tenant \"%s\" does not exist", tenant)));
+	return env_spi_cstring(s, 1, &isnull);
 }
 
 #define LC_Q_KEY_STATE \
@@ -128,26 +145,85 @@ lc_refuse(const LcKey *k, const char *what, const char *state, const char *hint)
 			 lc_errhint(hint)));
 }
 
+/*
+ * What a change of a data key's state (retire, restore, destroy) does from
+ * the state the key is in: refuse, saying what the key is (with a hint, or
+ * not), change the state, or do nothing (the key is there already).
+ */
+typedef struct LcFrom
+{
+	const char *state;			/* NULL: any state not listed before */
+	const char *refusal;		/* refuse, saying it is this; NULL: don't */
+	const char *hint;
+	bool		change;
+} LcFrom;
+
+typedef struct LcChange
+{
+	const char *verb;			/* for the refusal: "cannot retire ..." */
+	const char *to;				/* the new state */
+	const char *event;			/* recorded in envault.key_events */
+	LcFrom		from[4];		/* ends with the entry of state NULL */
+} LcChange;
+
+#define LC_ROTATE_FIRST "Rotate it first with envault.rotate_data_key()."
+
+static const LcChange lc_retire = {
+	"retire", "retired", "data key retired",
+	{
+		{"active", "the active version", LC_ROTATE_FIRST, false},
+		{"destroyed", "destroyed", NULL, false},
+		{"rotated", NULL, NULL, true},
+		{NULL, NULL, NULL, false}
+	}
+};
+
+static const LcChange lc_restore = {
+	"restore", "rotated", "data key restored",
+	{
+		{"destroyed", "destroyed", "A destroyed data key is gone for good.", false},
+		{"retired", NULL, NULL, true},
+		{NULL, "not retired", NULL, false}
+	}
+};
+
+static const LcChange lc_destroy = {
+	"destroy", "destroyed", "data key destroyed",
+	{
+		{"active", "the active version", LC_ROTATE_FIRST, false},
+		{"destroyed", NULL, NULL, false},
+		{NULL, NULL, NULL, true}
+	}
+};
+
+/* Change the state of the data key the arguments name, as c says. */
+static void
+lc_change_key(FunctionCallInfo fcinfo, const LcChange *c)
+{
+	LcKey		k;
+	EnvSpi		s;
+	char	   *state;
+	const LcFrom *from;
+
+	lc_key_args(fcinfo, &k);
+	env_spi_begin(&s);
+	state = lc_lock_key(&s, &k);
+	for (from = c->from; from->state != NULL; from++)
+		if (strcmp(state, from->state) == 0)
+			break;
+	if (from->refusal != NULL)
+		lc_refuse(&k, c->verb, from->refusal, from->hint);
+	if (from->change)
+		lc_set_key_state(&s, &k, c->to, c->event);
+	env_spi_end(&s);
+}
+
 /* SQL function: envault.retire_data_key(tenant text, purpose text, version integer) returns void */
 PG_FUNCTION_INFO_V1(envault_retire_data_key);
 Datum
 envault_retire_data_key(PG_FUNCTION_ARGS)
 {
-	LcKey		k;
-	EnvSpi		s;
-	char	   *state;
-
-	lc_key_args(fcinfo, &k);
-	env_spi_begin(&s);
-	state = lc_lock_key(&s, &k);
-	if (strcmp(state, "active") == 0)
-		lc_refuse(&k, "retire", "the active version",
-				  "Rotate it first with envault.rotate_data_key().");
-	if (strcmp(state, "destroyed") == 0)
-		lc_refuse(&k, "retire", "destroyed", NULL);
-	if (strcmp(state, "rotated") == 0)
-		lc_set_key_state(&s, &k, "retired", "data key retired");
-	env_spi_end(&s);
+	lc_change_key(fcinfo, &lc_retire);
 	PG_RETURN_VOID();
 }
 
@@ -156,20 +232,7 @@ PG_FUNCTION_INFO_V1(envault_restore_data_key);
 Datum
 envault_restore_data_key(PG_FUNCTION_ARGS)
 {
-	LcKey		k;
-	EnvSpi		s;
-	char	   *state;
-
-	lc_key_args(fcinfo, &k);
-	env_spi_begin(&s);
-	state = lc_lock_key(&s, &k);
-	if (strcmp(state, "destroyed") == 0)
-		lc_refuse(&k, "restore", "destroyed",
-				  "A destroyed data key is gone for good.");
-	if (strcmp(state, "retired") != 0)
-		lc_refuse(&k, "restore", "not retired", NULL);
-	lc_set_key_state(&s, &k, "rotated", "data key restored");
-	env_spi_end(&s);
+	lc_change_key(fcinfo, &lc_restore);
 	PG_RETURN_VOID();
 }
 
@@ -178,19 +241,7 @@ PG_FUNCTION_INFO_V1(envault_destroy_data_key);
 Datum
 envault_destroy_data_key(PG_FUNCTION_ARGS)
 {
-	LcKey		k;
-	EnvSpi		s;
-	char	   *state;
-
-	lc_key_args(fcinfo, &k);
-	env_spi_begin(&s);
-	state = lc_lock_key(&s, &k);
-	if (strcmp(state, "active") == 0)
-		lc_refuse(&k, "destroy", "the active version",
-				  "Rotate it first with envault.rotate_data_key().");
-	if (strcmp(state, "destroyed") != 0)
-		lc_set_key_state(&s, &k, "destroyed", "data key destroyed");
-	env_spi_end(&s);
+	lc_change_key(fcinfo, &lc_destroy);
 	PG_RETURN_VOID();
 }
 
@@ -217,7 +268,7 @@ PG_FUNCTION_INFO_V1(envault_destroy_superseded_keys);
 Datum
 envault_destroy_superseded_keys(PG_FUNCTION_ARGS)
 {
-	char	   *tenant = lc_text_arg(fcinfo, 0, "tenant");
+	char	   *tenant = lc_tenant_arg(fcinfo);
 	EnvSpi		s;
 	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -225,7 +276,6 @@ envault_destroy_superseded_keys(PG_FUNCTION_ARGS)
 	uint64		i;
 	uint64		n;
 
-	env_check_tenant_name(tenant, strlen(tenant));
 	env_spi_begin(&s);
 	env_keystore_lock_tenant(&s, tenant, NULL);
 	values[0] = CStringGetTextDatum(tenant);
@@ -276,25 +326,17 @@ PG_FUNCTION_INFO_V1(envault_destroy_tenant);
 Datum
 envault_destroy_tenant(PG_FUNCTION_ARGS)
 {
-	char	   *tenant = lc_text_arg(fcinfo, 0, "tenant");
+	char	   *tenant = lc_tenant_arg(fcinfo);
 	EnvSpi		s;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
-	bool		isnull;
 	char	   *state;
 	uint64		nkeys;
 	char		detail[64];
 
-	env_check_tenant_name(tenant, strlen(tenant));
 	env_spi_begin(&s);
+	state = lc_lock_tenant(&s, tenant);
 	values[0] = CStringGetTextDatum(tenant);
-	env_spi_run("SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
-				1, types, values, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("envault tenant \"%s\" does not exist", tenant)));
-	state = env_spi_cstring(&s, 1, &isnull);
 	if (strcmp(state, "destroyed") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -315,23 +357,15 @@ static void
 lc_tenant_state(FunctionCallInfo fcinfo, const char *from, const char *to,
 				const char *event)
 {
-	char	   *tenant = lc_text_arg(fcinfo, 0, "tenant");
+	char	   *tenant = lc_tenant_arg(fcinfo);
 	EnvSpi		s;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
-	bool		isnull;
 	char	   *state;
 
-	env_check_tenant_name(tenant, strlen(tenant));
 	env_spi_begin(&s);
+	state = lc_lock_tenant(&s, tenant);
 	values[0] = CStringGetTextDatum(tenant);
-	env_spi_run("SELECT state FROM envault.tenants WHERE tenant OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
-				1, types, values, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("envault tenant \"%s\" does not exist", tenant)));
-	state = env_spi_cstring(&s, 1, &isnull);
 	if (strcmp(state, from) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -32,16 +32,6 @@
 /* values shorter than this get a preview that shows none of their characters */
 #define SS_PREVIEW_MIN		12
 
-static text *
-ss_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	return PG_GETARG_TEXT_PP(argno);
-}
-
 static void
 ss_check_name(text *name)
 {
@@ -161,8 +151,8 @@ PG_FUNCTION_INFO_V1(envault_put_secret);
 Datum
 envault_put_secret(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = ss_arg(fcinfo, 0, "tenant");
-	text	   *name = ss_arg(fcinfo, 1, "name");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
+	text	   *name = env_arg_text(fcinfo, 1, "name");
 	Datum		vdatum;
 	struct varlena *value;
 	const EnvDataKey *key;
@@ -240,8 +230,8 @@ PG_FUNCTION_INFO_V1(envault_get_secret);
 Datum
 envault_get_secret(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = ss_arg(fcinfo, 0, "tenant");
-	text	   *name = ss_arg(fcinfo, 1, "name");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
+	text	   *name = env_arg_text(fcinfo, 1, "name");
 	EnvSpi		s;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -289,8 +279,8 @@ PG_FUNCTION_INFO_V1(envault_delete_secret);
 Datum
 envault_delete_secret(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = ss_arg(fcinfo, 0, "tenant");
-	text	   *name = ss_arg(fcinfo, 1, "name");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
+	text	   *name = env_arg_text(fcinfo, 1, "name");
 	EnvSpi		s;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -321,9 +311,9 @@ PG_FUNCTION_INFO_V1(envault_record_verification);
 Datum
 envault_record_verification(PG_FUNCTION_ARGS)
 {
-	text	   *tenant = ss_arg(fcinfo, 0, "tenant");
-	text	   *name = ss_arg(fcinfo, 1, "name");
-	text	   *status = ss_arg(fcinfo, 2, "status");
+	text	   *tenant = env_arg_text(fcinfo, 0, "tenant");
+	text	   *name = env_arg_text(fcinfo, 1, "name");
+	text	   *status = env_arg_text(fcinfo, 2, "status");
 	EnvSpi		s;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];

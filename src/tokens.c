@@ -23,6 +23,8 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "tokens.h"
+
 #include "scaleout.h"
 
 #include "access/genam.h"
@@ -185,10 +187,8 @@ envault_issue_token(PG_FUNCTION_ARGS)
 	char		nulls[7 + 1] = "       ";
 	text	   *volatile result = NULL;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tenant" : "label")));
+	env_arg_not_null(fcinfo, 0, "tenant");
+	env_arg_not_null(fcinfo, 1, "label");
 	tenant = PG_GETARG_TEXT_PP(0);
 	label = PG_GETARG_TEXT_PP(1);
 	if (!env_keystore_tenant_exists(VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant)))
@@ -884,10 +884,7 @@ envault_revoke_token(PG_FUNCTION_ARGS)
 	char	   *id;
 	bool		revoked;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("token_id must not be null")));
+	env_arg_not_null(fcinfo, 0, "token_id");
 	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	values[0] = PG_GETARG_DATUM(0);
 	env_spi_begin(&s);
@@ -944,10 +941,7 @@ envault_revoke_tenant_tokens(PG_FUNCTION_ARGS)
 	Datum		values[1];
 	uint64		n;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tenant must not be null")));
+	env_arg_not_null(fcinfo, 0, "tenant");
 	values[0] = PG_GETARG_DATUM(0);
 	env_spi_begin(&s);
 	n = env_tokens_revoke_tenant(&s, values[0]);

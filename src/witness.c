@@ -23,6 +23,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "witness.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"

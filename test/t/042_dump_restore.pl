@@ -28,7 +28,7 @@
 # verify (that needs no master key), but nothing decrypts, and the error
 # says why: SQLSTATE F0000, the configured master key does not match the
 # key that wrapped the tenant, with both check values
-# (src/keystore.c, ks_master_for).
+# (src/keywrap.c, env_keywrap_master_for).
 
 use strict;
 use warnings;

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * secrets.c
+ * masterkey.c
  *		The server's own secrets: the master key and the token pepper (with
  *		the previous pepper during a pepper rotation).  Their settings,
  *		loading them, and their check values.
@@ -28,6 +28,7 @@
  *-------------------------------------------------------------------------
  */
 #include "envault.h"
+#include "masterkey.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -818,7 +819,7 @@ sec_define(EnvSecret *s, GucStringCheckHook check_hex, GucShowHook show_hex,
 }
 
 void
-env_secrets_init(void)
+env_masterkey_init(void)
 {
 	DefineCustomStringVariable("envault.customer_key_command",
 							   gettext_noop("Shell command that prints the customer-managed key of a tenant (%t: the tenant)."),
