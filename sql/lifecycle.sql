@@ -54,13 +54,13 @@ CALL envault.reencrypt_column('regress_nopk', 'body');
 CALL envault.reencrypt_column('regress_docs', 'body', batch_size => 0);
 
 -- Retiring: that version stops decrypting, with an error that names it;
--- restoring brings it back; the active version cannot be retired
+-- unretiring brings it back (restore_data_key is its deprecated alias); the active version cannot be retired
 INSERT INTO regress_docs VALUES (100, env_encrypt('lc', 'docs', 'under v2', int4send(100)));
 SELECT envault.rotate_data_key('lc', 'docs');
 SELECT envault.retire_data_key('lc', 'docs', 2);
 SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 100;
 SELECT envault.retire_data_key('lc', 'docs', 3);
-SELECT envault.restore_data_key('lc', 'docs', 2);
+SELECT envault.unretire_data_key('lc', 'docs', 2);
 SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 100;
 SELECT envault.restore_data_key('lc', 'docs', 2);
 SELECT envault.retire_data_key('lc', 'docs', 99);
@@ -91,14 +91,15 @@ SELECT count(*) FILTER (WHERE env_decrypt_text(body, int4send(id)) IS NOT NULL) 
   FROM regress_docs;
 SELECT envault.rotate_tenant_key('nobody');
 
--- Revoking a tenant: nothing of it opens, nor do its tokens, until restored
+-- Revoking a tenant: nothing of it opens, nor do its tokens, until unrevoked
+-- (restore_tenant is the deprecated alias of unrevoke_tenant)
 SELECT envault.issue_token('lc', 'lc app') AS lc_token \gset
 SELECT envault.revoke_tenant('lc');
 SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 1;
 SELECT env_encrypt('lc', 'docs', 'x');
 SELECT envault.verify_token(:'lc_token') IS NULL AS token_refused;
 SELECT envault.revoke_tenant('lc');
-SELECT envault.restore_tenant('lc');
+SELECT envault.unrevoke_tenant('lc');
 SELECT env_decrypt_text(body, int4send(id)) FROM regress_docs WHERE id = 1;
 SELECT envault.verify_token(:'lc_token');
 SELECT envault.restore_tenant('lc');

@@ -459,6 +459,20 @@ SET search_path = public, envault;
 SELECT envault.current_tenant();
 SELECT envault.reset_tenant();
 
+-- use_tenant: the scope flag means what authenticate()'s does (session,
+-- default false); set_tenant(tenant, is_local) is its deprecated alias
+BEGIN;
+SELECT envault.use_tenant('globex');
+SELECT envault.current_tenant() AS in_transaction;
+COMMIT;
+SELECT envault.current_tenant() IS NULL AS gone_after_commit;
+SELECT envault.use_tenant('globex', true);
+SELECT envault.current_tenant() AS for_the_session;
+SELECT envault.use_tenant(NULL);
+SELECT envault.current_tenant() IS NULL AS cleared;
+SELECT envault.use_tenant('globex', NULL);
+SELECT envault.use_tenant('nobody');
+
 DROP TABLE regress_shared;
 DROP FUNCTION regress_error(text);
 DROP ROLE regress_tc_app;

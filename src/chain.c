@@ -63,6 +63,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
+#include "parser/parse_func.h"
 #include "parser/parsetree.h"
 #include "portability/instr_time.h"
 #include "storage/bufmgr.h"
@@ -1500,7 +1501,8 @@ ch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * SQL function: envault.chain_heads() returns trigger
+ * SQL function: envault.chain_store_heads() returns trigger
+ *               (and envault.chain_heads(), its name before 0.3.0)
  *
  * AFTER INSERT FOR EACH STATEMENT on a chained table: write the heads the
  * statement advanced to envault.chain_heads, once per tenant.
@@ -1515,7 +1517,7 @@ envault_chain_store_heads(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("envault.chain_heads() must run as an AFTER FOR EACH STATEMENT trigger")));
+				 errmsg("envault.chain_store_heads() must run as an AFTER FOR EACH STATEMENT trigger")));
 	ch_store_heads(RelationGetRelid(td->tg_relation));
 	return PointerGetDatum(NULL);
 }
@@ -2289,10 +2291,17 @@ ch_enable_triggers(const char *qualified, const char *identity,
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_truncate BEFORE TRUNCATE ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_refuse()", qualified),
 			SPI_OK_UTILITY);
-	/* a shard's heads are its newest rows (ch_load_tail) */
+	/*
+	 * a shard's heads are its newest rows (ch_load_tail); the trigger
+	 * function's name before 0.3.0, for the upgrade scripts from 0.1.0
+	 */
 	if (!distributed)
 		ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_heads AFTER INSERT ON %s"
-						 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_heads()", qualified),
+						 " FOR EACH STATEMENT EXECUTE FUNCTION envault.%s()", qualified,
+						 OidIsValid(LookupFuncName(list_make2(makeString("envault"),
+															  makeString("chain_store_heads")),
+												   0, NULL, true)) ?
+						 "chain_store_heads" : "chain_heads"),
 				SPI_OK_UTILITY);
 }
 

@@ -318,7 +318,10 @@ $$;
 COMMENT ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer) IS
 	'Move a column onto the active data keys, one committed batch at a time; restartable';
 
-CREATE OR REPLACE PROCEDURE envault.migrate_pgcrypto_column(tbl regclass, col name, tenant_col name,
+-- tenant_col is tenant_column, as in every other function (a parameter
+-- cannot be renamed in place; positional calls are unchanged)
+DROP PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text, text, text, name, integer);
+CREATE PROCEDURE envault.migrate_pgcrypto_column(tbl regclass, col name, tenant_column name,
 												 purpose text, legacy_key text,
 												 only_tenant text DEFAULT NULL,
 												 aad_col name DEFAULT NULL,
@@ -339,11 +342,11 @@ DECLARE
 	n bigint;
 	m bigint;
 BEGIN
-	IF tbl IS NULL OR col IS NULL OR tenant_col IS NULL OR purpose IS NULL
+	IF tbl IS NULL OR col IS NULL OR tenant_column IS NULL OR purpose IS NULL
 	   OR legacy_key IS NULL OR batch_size IS NULL THEN
 		RAISE EXCEPTION '% must not be null',
 			CASE WHEN tbl IS NULL THEN 'tbl' WHEN col IS NULL THEN 'col'
-				 WHEN tenant_col IS NULL THEN 'tenant_col' WHEN purpose IS NULL THEN 'purpose'
+				 WHEN tenant_column IS NULL THEN 'tenant_column' WHEN purpose IS NULL THEN 'purpose'
 				 WHEN legacy_key IS NULL THEN 'legacy_key' ELSE 'batch_size' END
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -366,9 +369,9 @@ BEGIN
 			USING ERRCODE = 'datatype_mismatch';
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_col
+				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_column
 					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
-		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_col, tbl
+		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
 			USING ERRCODE = 'undefined_column';
 	END IF;
 	IF aad_col IS NOT NULL AND NOT EXISTS (
@@ -397,7 +400,7 @@ BEGIN
 	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL' ELSE pg_catalog.format('%I', aad_col) END;
 	tenant_filter := CASE WHEN only_tenant IS NULL THEN 'true'
 						  ELSE pg_catalog.format('%I::pg_catalog.text OPERATOR(pg_catalog.=) %L',
-												 tenant_col, only_tenant) END;
+												 tenant_column, only_tenant) END;
 
 	EXECUTE pg_catalog.format(
 		'SELECT pg_catalog.count(*) FROM %s WHERE %I IS NOT NULL'
@@ -419,7 +422,7 @@ BEGIN
 			'   AND %3$I IS NOT NULL'
 			'   AND pg_catalog.substr(%3$I, 1, 4) OPERATOR(pg_catalog.<>) ''\x45560101''::pg_catalog.bytea'
 			'   AND %8$s',
-			pk, tbl, col, tenant_col, aad_expr, nsp, pktype, tenant_filter)
+			pk, tbl, col, tenant_column, aad_expr, nsp, pktype, tenant_filter)
 			USING lo, hi, purpose, legacy_key;
 		GET DIAGNOSTICS m = ROW_COUNT;
 		done := done OPERATOR(pg_catalog.+) m;
@@ -435,6 +438,10 @@ END
 $$;
 COMMENT ON PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text, text, text, name, integer) IS
 	'Re-encrypt a column from pgp_sym_encrypt() to envault, one committed batch at a time, optionally one tenant; restartable';
+REVOKE ALL ON PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text, text, text, name, integer)
+	FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE envault.migrate_pgcrypto_column(regclass, name, name, text, text, text, name, integer)
+	TO envault_admin;
 
 
 -- The secrets store: the associated data of each value
@@ -768,3 +775,62 @@ COMMENT ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], 
 REVOKE ALL ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[])
 	TO envault_admin;
+
+-- names (0.3.0): one flag for the scope of a tenant context, and a verb for
+-- each undo; the old names stay as deprecated aliases until 0.4.0
+CREATE FUNCTION envault.use_tenant(tenant text, session boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_use_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.use_tenant(text, boolean) IS
+	'Make a tenant current without a token until the end of the transaction (or session); trusted middleware, envault_admin only';
+CREATE FUNCTION envault.unretire_data_key(tenant text, purpose text, version integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_restore_data_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.unretire_data_key(text, text, integer) IS
+	'Let a retired data key version decrypt again (undo envault.retire_data_key())';
+CREATE FUNCTION envault.unrevoke_tenant(tenant text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_restore_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.unrevoke_tenant(text) IS 'Undo envault.revoke_tenant()';
+COMMENT ON FUNCTION envault.set_tenant(text, boolean) IS
+	'Deprecated alias of envault.use_tenant(tenant, session => NOT is_local), removed in 0.4.0';
+COMMENT ON FUNCTION envault.restore_data_key(text, text, integer) IS
+	'Deprecated alias of envault.unretire_data_key(), removed in 0.4.0';
+COMMENT ON FUNCTION envault.restore_tenant(text) IS
+	'Deprecated alias of envault.unrevoke_tenant(), removed in 0.4.0';
+REVOKE ALL ON FUNCTION envault.use_tenant(text, boolean), envault.unretire_data_key(text, text, integer),
+	envault.unrevoke_tenant(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.use_tenant(text, boolean), envault.unretire_data_key(text, text, integer),
+	envault.unrevoke_tenant(text) TO envault_admin;
+
+CREATE FUNCTION envault.chain_store_heads()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'envault_chain_store_heads'
+LANGUAGE C;
+COMMENT ON FUNCTION envault.chain_store_heads() IS
+	'Trigger: write the heads an INSERT statement advanced to envault.chain_heads';
+COMMENT ON FUNCTION envault.chain_heads() IS
+	'Deprecated alias of envault.chain_store_heads(), for the triggers of chains made before 0.3.0; removed in 0.4.0';
+REVOKE ALL ON FUNCTION envault.chain_store_heads() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.chain_store_heads() TO envault_admin;
+-- every chain's heads trigger by its new name (the guard lets this script
+-- change chained tables), as a fresh install makes them
+DO $heads$
+DECLARE
+	c	record;
+BEGIN
+	FOR c IN
+		SELECT t.tgrelid::regclass AS tbl
+		  FROM pg_catalog.pg_trigger t
+		 WHERE t.tgname OPERATOR(pg_catalog.=) 'zz_envault_chain_heads'
+		   AND t.tgfoid OPERATOR(pg_catalog.=) 'envault.chain_heads()'::pg_catalog.regprocedure
+	LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER zz_envault_chain_heads ON %s', c.tbl);
+		EXECUTE pg_catalog.format('CREATE TRIGGER zz_envault_chain_heads AFTER INSERT ON %s'
+								  ' FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_store_heads()', c.tbl);
+	END LOOP;
+END
+$heads$;

@@ -252,7 +252,14 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'envault_set_tenant'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.set_tenant(text, boolean) IS
-	'Make a tenant current without a token (trusted middleware; envault_admin only)';
+	'Deprecated alias of envault.use_tenant(tenant, session => NOT is_local), removed in 0.4.0';
+
+CREATE FUNCTION envault.use_tenant(tenant text, session boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_use_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.use_tenant(text, boolean) IS
+	'Make a tenant current without a token until the end of the transaction (or session); trusted middleware, envault_admin only';
 
 CREATE FUNCTION envault.reset_tenant()
 RETURNS void
@@ -451,7 +458,14 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'envault_restore_data_key'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.restore_data_key(text, text, integer) IS
-	'Let a retired data key version decrypt again';
+	'Deprecated alias of envault.unretire_data_key(), removed in 0.4.0';
+
+CREATE FUNCTION envault.unretire_data_key(tenant text, purpose text, version integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_restore_data_key'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.unretire_data_key(text, text, integer) IS
+	'Let a retired data key version decrypt again (undo envault.retire_data_key())';
 
 CREATE FUNCTION envault.destroy_data_key(tenant text, purpose text, version integer)
 RETURNS void
@@ -478,7 +492,14 @@ CREATE FUNCTION envault.restore_tenant(tenant text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'envault_restore_tenant'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION envault.restore_tenant(text) IS 'Undo envault.revoke_tenant()';
+COMMENT ON FUNCTION envault.restore_tenant(text) IS
+	'Deprecated alias of envault.unrevoke_tenant(), removed in 0.4.0';
+
+CREATE FUNCTION envault.unrevoke_tenant(tenant text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'envault_restore_tenant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.unrevoke_tenant(text) IS 'Undo envault.revoke_tenant()';
 
 CREATE FUNCTION envault.use_customer_key(tenant text)
 RETURNS void
@@ -892,12 +913,18 @@ LANGUAGE C;
 COMMENT ON FUNCTION envault.chain_insert() IS
 	'Trigger: link each inserted row to its tenant''s audit chain';
 
+CREATE FUNCTION envault.chain_store_heads()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'envault_chain_store_heads'
+LANGUAGE C;
+COMMENT ON FUNCTION envault.chain_store_heads() IS
+	'Trigger: write the heads an INSERT statement advanced to envault.chain_heads';
 CREATE FUNCTION envault.chain_heads()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'envault_chain_store_heads'
 LANGUAGE C;
 COMMENT ON FUNCTION envault.chain_heads() IS
-	'Trigger: write the heads an INSERT statement advanced to envault.chain_heads';
+	'Deprecated alias of envault.chain_store_heads(), for the triggers of chains made before 0.3.0; removed in 0.4.0';
 
 CREATE FUNCTION envault.chain_refuse()
 RETURNS trigger
@@ -1187,7 +1214,7 @@ $$;
 COMMENT ON FUNCTION envault.env_decrypt_text_compat(bytea, text, bytea) IS
 	'During a migration from pgcrypto: env_decrypt_text() for envault values, pgp_sym_decrypt() for the others';
 
-CREATE PROCEDURE envault.migrate_pgcrypto_column(tbl regclass, col name, tenant_col name,
+CREATE PROCEDURE envault.migrate_pgcrypto_column(tbl regclass, col name, tenant_column name,
 												 purpose text, legacy_key text,
 												 only_tenant text DEFAULT NULL,
 												 aad_col name DEFAULT NULL,
@@ -1208,11 +1235,11 @@ DECLARE
 	n bigint;
 	m bigint;
 BEGIN
-	IF tbl IS NULL OR col IS NULL OR tenant_col IS NULL OR purpose IS NULL
+	IF tbl IS NULL OR col IS NULL OR tenant_column IS NULL OR purpose IS NULL
 	   OR legacy_key IS NULL OR batch_size IS NULL THEN
 		RAISE EXCEPTION '% must not be null',
 			CASE WHEN tbl IS NULL THEN 'tbl' WHEN col IS NULL THEN 'col'
-				 WHEN tenant_col IS NULL THEN 'tenant_col' WHEN purpose IS NULL THEN 'purpose'
+				 WHEN tenant_column IS NULL THEN 'tenant_column' WHEN purpose IS NULL THEN 'purpose'
 				 WHEN legacy_key IS NULL THEN 'legacy_key' ELSE 'batch_size' END
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -1235,9 +1262,9 @@ BEGIN
 			USING ERRCODE = 'datatype_mismatch';
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_col
+				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_column
 					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
-		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_col, tbl
+		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
 			USING ERRCODE = 'undefined_column';
 	END IF;
 	IF aad_col IS NOT NULL AND NOT EXISTS (
@@ -1266,7 +1293,7 @@ BEGIN
 	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL' ELSE pg_catalog.format('%I', aad_col) END;
 	tenant_filter := CASE WHEN only_tenant IS NULL THEN 'true'
 						  ELSE pg_catalog.format('%I::pg_catalog.text OPERATOR(pg_catalog.=) %L',
-												 tenant_col, only_tenant) END;
+												 tenant_column, only_tenant) END;
 
 	EXECUTE pg_catalog.format(
 		'SELECT pg_catalog.count(*) FROM %s WHERE %I IS NOT NULL'
@@ -1288,7 +1315,7 @@ BEGIN
 			'   AND %3$I IS NOT NULL'
 			'   AND pg_catalog.substr(%3$I, 1, 4) OPERATOR(pg_catalog.<>) ''\x45560101''::pg_catalog.bytea'
 			'   AND %8$s',
-			pk, tbl, col, tenant_col, aad_expr, nsp, pktype, tenant_filter)
+			pk, tbl, col, tenant_column, aad_expr, nsp, pktype, tenant_filter)
 			USING lo, hi, purpose, legacy_key;
 		GET DIAGNOSTICS m = ROW_COUNT;
 		done := done OPERATOR(pg_catalog.+) m;
@@ -1424,6 +1451,7 @@ GRANT EXECUTE ON FUNCTION
 	envault.create_tenant(text),
 	envault.create_data_key(text, text),
 	envault.set_tenant(text, boolean),
+	envault.use_tenant(text, boolean),
 	envault.issue_token(text, text, timestamptz),
 	envault.revoke_token(text),
 	envault.revoke_tenant_tokens(text),
@@ -1436,10 +1464,12 @@ GRANT EXECUTE ON FUNCTION
 	envault.rotate_tenant_key(text),
 	envault.retire_data_key(text, text, integer),
 	envault.restore_data_key(text, text, integer),
+	envault.unretire_data_key(text, text, integer),
 	envault.destroy_data_key(text, text, integer),
 	envault.destroy_tenant(text),
 	envault.revoke_tenant(text),
-	envault.restore_tenant(text)
+	envault.restore_tenant(text),
+	envault.unrevoke_tenant(text)
 	TO envault_admin;
 GRANT EXECUTE ON FUNCTION
 	envault.master_key_status(),
@@ -1457,6 +1487,7 @@ GRANT EXECUTE ON PROCEDURE envault.reencrypt_column(regclass, name, name, intege
 GRANT EXECUTE ON FUNCTION
 	envault.chain_insert(),
 	envault.chain_heads(),
+	envault.chain_store_heads(),
 	envault.chain_refuse(),
 	envault.enable_audit_chain(regclass, name),
 	envault.chain_meaning(regclass),

@@ -34,7 +34,7 @@
  *
  * - The tenant context.  It lives in a backend's memory (tenant.c), and the
  *   backends that Citus opens on the workers for a transaction have none.
- *   When authenticate() or set_tenant() sets a context inside a
+ *   When authenticate() or use_tenant() sets a context inside a
  *   transaction block, and Citus propagates SET LOCAL
  *   (citus.propagate_set_commands = local), envault runs
  *   SET LOCAL envault.tenant_proof = '<proof>': Citus sends it to the

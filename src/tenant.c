@@ -5,7 +5,7 @@
  *
  * The tenant context lives in this backend's memory only: no setting, no
  * table, nothing SQL can write.  It is set by envault.authenticate() from a
- * verified token, or by envault.set_tenant() for envault_admin.  By default
+ * verified token, or by envault.use_tenant() for envault_admin.  By default
  * it lasts until the end of the transaction, so that a connection returned
  * to a transaction-pooling pooler never carries one request's tenant into
  * the next.  A transaction that aborts, and a subtransaction rolled back
@@ -274,7 +274,7 @@ ten_is_admin(void)
 
 /*
  * The id of the token that set the current tenant context, or NULL when
- * no token did (no context, or set_tenant()).  For the access log's
+ * no token did (no context, or use_tenant()).  For the access log's
  * attribution of reads behind a connection pooler.
  */
 const char *
@@ -353,16 +353,42 @@ envault_authenticate(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(tenant));
 }
 
-/* SQL function: envault.set_tenant(tenant text, is_local boolean) returns void */
+static Datum ten_use(FunctionCallInfo fcinfo, bool local);
+
+/*
+ * SQL function: envault.use_tenant(tenant text, session boolean) returns void
+ *
+ * Make a tenant current without a token, for the transaction or, with
+ * session, for the session: the same flag as authenticate()'s.
+ */
+PG_FUNCTION_INFO_V1(envault_use_tenant);
+Datum
+envault_use_tenant(PG_FUNCTION_ARGS)
+{
+	env_arg_not_null(fcinfo, 1, "session");
+	return ten_use(fcinfo, !PG_GETARG_BOOL(1));
+}
+
+/*
+ * SQL function: envault.set_tenant(tenant text, is_local boolean) returns void
+ *
+ * Deprecated (0.3.0) for use_tenant(), whose flag means what
+ * authenticate()'s does: set_tenant(t, false) is use_tenant(t, true).
+ */
 PG_FUNCTION_INFO_V1(envault_set_tenant);
 Datum
 envault_set_tenant(PG_FUNCTION_ARGS)
 {
-	bool		local;
+	env_arg_not_null(fcinfo, 1, "is_local");
+	return ten_use(fcinfo, PG_GETARG_BOOL(1));
+}
+
+/* use_tenant() and set_tenant(): the tenant (argument 0), for local or not */
+static Datum
+ten_use(FunctionCallInfo fcinfo, bool local)
+{
 	text	   *tenant;
 
-	env_arg_not_null(fcinfo, 1, "is_local");
-	local = PG_GETARG_BOOL(1);
 	/* a NULL tenant clears the context, as reset_tenant() does */
 	if (PG_ARGISNULL(0))
 	{

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(134);
+SELECT plan(139);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -19,18 +19,18 @@ SELECT tables_are('envault', ARRAY['tenants', 'data_keys', 'tokens', 'token_revo
                                    'chain_trees', 'chain_nodes', 'checkpoint_cosignatures']);
 SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt_text',
                                       'blind_index', 'create_tenant', 'create_data_key',
-                                      'authenticate', 'set_tenant', 'reset_tenant',
+                                      'authenticate', 'set_tenant', 'use_tenant', 'reset_tenant',
                                       'current_tenant', 'current_tenant_as', 'issue_token', 'verify_token',
                                       'revoke_token', 'revoke_tenant_tokens', 'pepper_hmac',
                                       'isolate_table', 'isolation_report', 'isolation_expr', 'policy_isolates',
                                       'env_reencrypt', 'env_is_current', 'key_state', 'rotate_data_key',
-                                      'rotate_tenant_key', 'retire_data_key', 'restore_data_key',
+                                      'rotate_tenant_key', 'retire_data_key', 'restore_data_key', 'unretire_data_key',
                                       'destroy_data_key', 'destroy_tenant', 'revoke_tenant',
-                                      'restore_tenant', 'reencrypt_column',
+                                      'restore_tenant', 'unrevoke_tenant', 'reencrypt_column',
                                       'master_key_status',
                                       'rewrap_tenant_keys', 'rotate_master_key',
                                       'use_customer_key', 'rekey_tenant', 'destroy_superseded_keys', 'use_master_key',
-                                      'append_only', 'chain_insert', 'chain_heads', 'chain_refuse',
+                                      'append_only', 'chain_insert', 'chain_heads', 'chain_store_heads', 'chain_refuse',
                                       'chain_ddl_guard', 'chain_drop_guard', 'chain_meaning',
                                       'database_id', 'tree_head', 'inclusion_proof', 'consistency_proof',
                                       'enable_audit_chain', 'disable_audit_chain',
@@ -100,6 +100,16 @@ SELECT function_privs_are('envault', 'policy_isolates', ARRAY['regclass', 'text'
 SELECT function_privs_are('envault', 'key_state', ARRAY['bytea'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'key_state', ARRAY['bytea'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'set_tenant', ARRAY['text', 'boolean'], 'envault_admin', ARRAY['EXECUTE']);
+-- the names of 0.3.0 and their deprecated aliases: the same rights
+SELECT function_privs_are('envault', 'use_tenant', ARRAY['text', 'boolean'], 'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'use_tenant', ARRAY['text', 'boolean'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'unretire_data_key', ARRAY['text', 'text', 'integer'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'unrevoke_tenant', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
+SELECT is((SELECT array_agg(proname::text ORDER BY proname) FROM pg_proc
+            WHERE pronamespace = 'envault'::regnamespace
+              AND obj_description(oid, 'pg_proc') LIKE 'Deprecated alias of %'),
+          ARRAY['chain_heads', 'restore_data_key', 'restore_tenant', 'set_tenant'],
+          'the deprecated aliases of 0.3.0 say so');
 SELECT function_privs_are('envault', 'issue_token', ARRAY['text', 'text', 'timestamptz'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'revoke_tenant_tokens', ARRAY['text'], 'envault_admin', ARRAY['EXECUTE']);
 -- scale_out() converts the key tables (superuser only); the trigger
