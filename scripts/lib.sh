@@ -15,7 +15,9 @@ PGBIN=$(dirname "$PG_CONFIG")
 export PG_CONFIG
 # (perl brings the core modules the TAP tests use: JSON::PP, Digest::SHA;
 # postgresql-15 brings pgbench, pg_dump and pg_restore, which they run too)
-ENVAULT_PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev libjansson-dev make gcc
+# (scripts/pgindent.sh fetches and checks Debian 13's pgindent with these)
+PGINDENT_PACKAGES="curl xz-utils gpgv debian-archive-keyring"
+ENVAULT_PACKAGES="$PGINDENT_PACKAGES postgresql-15 postgresql-server-dev-15 libssl-dev libjansson-dev make gcc
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
   perl python3 python3-cryptography openssl postgresql-15-cron clang-14
   libclang-rt-14-dev gdb softhsm2 opensc mmdebstrap"

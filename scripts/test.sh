@@ -9,7 +9,8 @@
 #      written (test/docs/run_examples.py); docs/reference.md against the
 #      install script, META.json against
 #      the PGXN Meta Spec, and make dist (the tarball
-#      holds what it must and builds); the format test vectors against an
+#      holds what it must and builds); src/ and tools/ as pgindent lays
+#      them out (scripts/pgindent.sh); the format test vectors against an
 #      independent implementation,
 #   5. the audit chain test vectors against an independent implementation
 #      and envault-verify, and the Merkle tree self-test (RFC 6962's data),
@@ -143,6 +144,13 @@ else
 	failed=$((failed + 1))
 fi
 rm -rf "$distdir"
+
+say "pgindent: the C sources as PostgreSQL's pgindent lays them out (scripts/pgindent.sh)"
+if bash "$ENVAULT_ROOT/scripts/pgindent.sh"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
 
 say "format test vectors (independent implementation)"
 if python3 "$tree/test/vectors/check_vectors.py" "$tree/docs/format.md"; then
