@@ -1777,11 +1777,13 @@ ch_reaches_chain(Oid relid)
 		return InvalidOid;
 	all = find_all_inheritors(relid, AccessShareLock, NULL);
 	foreach(lc, all)
+	{
 		if (lfirst_oid(lc) != relid && ch_has_chain_trigger(lfirst_oid(lc)))
 		{
 			found = lfirst_oid(lc);
 			break;
 		}
+	}
 	list_free(all);
 	return found;
 }

@@ -990,7 +990,7 @@ cp_run(EnvChain *ch, const EnvChainTenant *one, ReturnSetInfo *rsinfo)
 			Datum		values[10];
 			char		nulls[10 + 1] = "          ";
 			char		origin[ENV_NOTE_MAXLEN];
-			char		text[ENV_NOTE_MAXLEN];
+			char		body[ENV_NOTE_MAXLEN];
 			char		note[ENV_NOTE_MAXLEN];
 			char		b64[ENV_BASE64_LEN(ENV_NOTE_MAXLEN) + 1];
 			char		root64[ENV_BASE64_LEN(ENV_CHAIN_HASH_LEN) + 1];
@@ -1010,9 +1010,9 @@ cp_run(EnvChain *ch, const EnvChainTenant *one, ReturnSetInfo *rsinfo)
 				olen = 0;
 			tlen = olen == 0 ? 0 :
 				env_checkpoint_text(origin, olen, (uint64) h->seq, h->root,
-									timebuf, (uint64) h->purge, text, sizeof(text));
+									timebuf, (uint64) h->purge, body, sizeof(body));
 			nlen = tlen == 0 ? 0 :
-				cp_sign(&sg, ch, h, origin, olen, text, tlen, note, sizeof(note));
+				cp_sign(&sg, ch, h, origin, olen, body, tlen, note, sizeof(note));
 			if (nlen == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

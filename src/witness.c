@@ -314,7 +314,7 @@ wt_ask(EnvChain *ch, const WtCheckpoint *c, const WtCheckpoint *last,
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("envault.witness_command did not print a valid cosignature of witness %s", w->name),
-				 errdetail("It must print one line, \"— %s \" and the base64 of the key ID, the time and the Ed25519 signature (C2SP tlog-cosignature, cosignature/v1).",
+				 errdetail("It must print one line, \"\xe2\x80\x94 %s \" and the base64 of the key ID, the time and the Ed25519 signature (C2SP tlog-cosignature, cosignature/v1).",
 						   w->name)));
 	pfree(full);
 	return psprintf("%s\n", out);
@@ -359,8 +359,10 @@ envault_cosign(PG_FUNCTION_ARGS)
 		List	   *named = NIL;
 
 		foreach(wc, witnesses)
+		{
 			if (strcmp(((WtWitness *) lfirst(wc))->name, name) == 0)
 				named = lappend(named, lfirst(wc));
+		}
 		if (named == NIL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
