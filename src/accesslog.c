@@ -102,6 +102,7 @@ static AlEntry *al_last = NULL; /* fast path: the last plain decryption */
 static bool al_pending = false; /* some entry has unflushed counts */
 static bool al_unsynced = false;	/* some entry was never recorded */
 static bool al_off_recorded = false;	/* "access log off" recorded */
+
 /* the client "access log off" was recorded for */
 static char al_off_app[NAMEDATALEN];
 static char al_off_token[ENV_TOKEN_ID_HEXLEN + 1];
@@ -109,7 +110,7 @@ static int64 al_statement_seq = 0;
 static AlSlot *al_last_slot = NULL; /* where this backend queued last */
 static uint64 al_last_ticket = 0;	/* the last position it queued there */
 static int	al_nesting = 0;
-static char al_dbname[NAMEDATALEN];	/* for server log lines, once known */
+static char al_dbname[NAMEDATALEN]; /* for server log lines, once known */
 
 static void al_before_exit(int code, Datum arg);
 
@@ -941,6 +942,7 @@ al_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+
 			/*
 			 * Decryptions of a rolled-back transaction are recorded too:
 			 * queued now without waiting (a callback must not wait); what
@@ -952,9 +954,9 @@ al_xact_callback(XactEvent event, void *arg)
 
 			/*
 			 * (al_nesting is not reset here: the hooks keep it balanced,
-			 * errors included, and a procedure's ROLLBACK ends a
-			 * transaction in the middle of its CALL, whose nesting level
-			 * must survive it.)
+			 * errors included, and a procedure's ROLLBACK ends a transaction
+			 * in the middle of its CALL, whose nesting level must survive
+			 * it.)
 			 */
 
 			/*
@@ -1158,10 +1160,11 @@ env_access_log_init(void)
 							gettext_noop("A worker connected to a database keeps DROP DATABASE from proceeding until it exits."),
 							&al_worker_idle, 3, 1, 3600,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+
 	/*
-	 * Without preloading there is no queue (no shared memory), but the
-	 * hooks still make each statement's records, which then go to the
-	 * server log when it ends, as on a standby.
+	 * Without preloading there is no queue (no shared memory), but the hooks
+	 * still make each statement's records, which then go to the server log
+	 * when it ends, as on a standby.
 	 */
 	EnableQueryId();
 	al_prev_executor_start = ExecutorStart_hook;

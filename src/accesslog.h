@@ -90,7 +90,7 @@ typedef struct AlSlot
 	uint64		written_total;	/* statistics */
 	uint64		fallback_total; /* records that went to the server log */
 	uint64		commits_total;	/* transactions that wrote records */
-	ConditionVariable cv_space;	/* a record left the ring */
+	ConditionVariable cv_space; /* a record left the ring */
 	ConditionVariable cv_durable;	/* the worker left (backends waiting for
 									 * their records sleep on their own latch,
 									 * which the worker sets) */

@@ -455,8 +455,8 @@ envault_access_log_worker_main(Datum arg)
 
 	/*
 	 * The backends that wait for a record flush the WAL up to its commit
-	 * themselves (al_wait_durable), sharing flushes; the worker does not
-	 * wait for them.
+	 * themselves (al_wait_durable), sharing flushes; the worker does not wait
+	 * for them.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* its queries name everything by schema; nothing else can stand in */

@@ -39,6 +39,7 @@ static const struct
 	const char *name;
 	const char *value;
 }			canon_pins[] =
+
 {
 	{"DateStyle", "ISO, YMD"},
 	{"IntervalStyle", "postgres"},

@@ -242,7 +242,7 @@ ch_columns_hash(EnvChain *ch)
  * the catalogs.  Returns NULL if the table is not chained.
  */
 static EnvChain *ch_build_from(Oid relid, int32 chain_id, const char *identity,
-							 const char *tenant_column, bool builtin, bool sharded);
+							   const char *tenant_column, bool builtin, bool sharded);
 static EnvChain *ch_build_shard(Oid relid);
 
 static EnvChain *
@@ -998,14 +998,15 @@ ch_heads_fetch_at(Relation rel, const ChHead *h)
 	if (e == NULL || !ItemPointerIsValid(&e->tid) ||
 		!env_relation_has_block(rel, ItemPointerGetBlockNumber(&e->tid)))
 		return NULL;
+
 	/*
 	 * The head's old versions pile up on its page; prune it once they take
-	 * most of it.  heap_page_prune_opt() alone would prune on every call:
-	 * it prunes whenever the free space is below what the fillfactor (10)
+	 * most of it.  heap_page_prune_opt() alone would prune on every call: it
+	 * prunes whenever the free space is below what the fillfactor (10)
 	 * leaves, which is always, and each pruning is a WAL record.  Pruning
 	 * every few dozen updates instead keeps the updates HOT and costs a
-	 * fraction.  (The remembered location is that of the newest version,
-	 * so the fetch below never walks the chain of old ones.)
+	 * fraction.  (The remembered location is that of the newest version, so
+	 * the fetch below never walks the chain of old ones.)
 	 */
 	buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&e->tid));
 	if (PageIsFull(BufferGetPage(buf)) ||
@@ -1317,8 +1318,8 @@ ch_heads_put(Relation rel, Oid index, int32 chain_id, const char *tenant,
 
 	/*
 	 * The version this transaction read or wrote last is still the current
-	 * one (nothing else writes a head while the chain lock is held), so it
-	 * is updated without looking it up again.
+	 * one (nothing else writes a head while the chain lock is held), so it is
+	 * updated without looking it up again.
 	 */
 	if (tid != NULL && ItemPointerIsValid(tid))
 	{
@@ -1925,6 +1926,7 @@ ch_backfill(Oid relid, const char *qualified)
 	Relation	rel = table_open(relid, AccessExclusiveLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
 	/* from the first page: a synchronized scan could start anywhere */
 	TableScanDesc scan = table_beginscan_strat(rel, snap, 0, NULL, true, false);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
@@ -1957,8 +1959,8 @@ ch_backfill(Oid relid, const char *qualified)
 
 	/*
 	 * The updates run the table's code (index expressions, constraints,
-	 * statement triggers, rules): as its owner, also when a superuser
-	 * enables the chain.
+	 * statement triggers, rules): as its owner, also when a superuser enables
+	 * the chain.
 	 */
 	env_owner_begin(&owner, relid, true);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
@@ -2181,8 +2183,8 @@ ch_enable_check(Relation rel, const char *tenant_column, bool distributed)
 							   ENV_CHAIN_PREV_COL, ENV_CHAIN_HASH_COL)));
 
 	/*
-	 * every column must have a canonical form: refuse reg* types early,
-	 * also inside arrays, composites, domains and ranges
+	 * every column must have a canonical form: refuse reg* types early, also
+	 * inside arrays, composites, domains and ranges
 	 */
 	(void) env_chain_meaning_of(rel);
 	for (i = 0; i < RelationGetDescr(rel)->natts; i++)
@@ -2293,6 +2295,7 @@ ch_enable_triggers(const char *qualified, const char *identity,
 	ch_exec(psprintf("CREATE TRIGGER " ENV_CHAIN_TRIGGER "_truncate BEFORE TRUNCATE ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION envault.chain_refuse()", qualified),
 			SPI_OK_UTILITY);
+
 	/*
 	 * a shard's heads are its newest rows (ch_load_tail); the trigger
 	 * function's name before 0.3.0, for the upgrade scripts from 0.1.0
@@ -2438,25 +2441,25 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	ch_internal++;
 	PG_TRY();
 	{
-	int			level = ch_spi_connect();
+		int			level = ch_spi_connect();
 
-	if (env_is_citus_table(relid))
-		ch_citus_prepare(NULL, NULL);
-	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
-	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
-	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
-	ch_exec(psprintf("DROP TRIGGER IF EXISTS " ENV_CHAIN_TRIGGER "_heads ON %s", qualified),
-			SPI_OK_UTILITY);
-	env_spi_begin(&s);
-	values[0] = ObjectIdGetDatum(relid);
-	env_spi_run(CH_Q_UNREGISTER, 1, types, values, SPI_OK_DELETE_RETURNING);
-	identity = env_spi_cstring(&s, 1, &isnull);
-	ncheckpoints = DatumGetInt64(env_spi_col(&s, 2, &isnull, true, 8));
-	env_key_event(&s, "audit chain disabled", NULL, NULL, -1,
-				  psprintf("%s; " INT64_FORMAT " checkpoints deleted",
-						   identity, ncheckpoints));
-	env_spi_end(&s);
-	ch_spi_finish(level);
+		if (env_is_citus_table(relid))
+			ch_citus_prepare(NULL, NULL);
+		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
+		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
+		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
+		ch_exec(psprintf("DROP TRIGGER IF EXISTS " ENV_CHAIN_TRIGGER "_heads ON %s", qualified),
+				SPI_OK_UTILITY);
+		env_spi_begin(&s);
+		values[0] = ObjectIdGetDatum(relid);
+		env_spi_run(CH_Q_UNREGISTER, 1, types, values, SPI_OK_DELETE_RETURNING);
+		identity = env_spi_cstring(&s, 1, &isnull);
+		ncheckpoints = DatumGetInt64(env_spi_col(&s, 2, &isnull, true, 8));
+		env_key_event(&s, "audit chain disabled", NULL, NULL, -1,
+					  psprintf("%s; " INT64_FORMAT " checkpoints deleted",
+							   identity, ncheckpoints));
+		env_spi_end(&s);
+		ch_spi_finish(level);
 	}
 	PG_FINALLY();
 	{

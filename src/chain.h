@@ -44,15 +44,17 @@ typedef struct EnvChain
 	AttrNumber	prev_attnum;
 	AttrNumber	hash_attnum;
 	Oid			index_oid;		/* an index on (tenant, envault_seq), if any */
-	Oid			tenant_eq_proc;	/* equality of the index's first column */
+	Oid			tenant_eq_proc; /* equality of the index's first column */
 	Oid			tenant_collation;
 	Oid			tenant_typid;
 	int			ncols;
 	EnvChainCol *cols;
-	uint8		columns[ENV_CHAIN_HASH_LEN];	/* hash of their names and types */
+	uint8		columns[ENV_CHAIN_HASH_LEN];	/* hash of their names and
+												 * types */
 	bool		pinned;			/* some column needs pinned settings */
 	bool		builtin;		/* one of envault's own chains */
-	bool		sharded;		/* a Citus shard of a distributed chained table */
+	bool		sharded;		/* a Citus shard of a distributed chained
+								 * table */
 	bool		valid;
 	MemoryContext cxt;
 } EnvChain;
@@ -74,7 +76,7 @@ extern EnvChain *env_chain_arg(FunctionCallInfo fcinfo);
 extern void env_chain_refuse_distributed(EnvChain *ch, const char *what);
 extern void env_chain_refuse_shard(EnvChain *ch, const char *what);
 extern int64 env_chain_tail(EnvChain *ch, Datum value, bool isnull,
-							 Snapshot snap, uint8 *hash);
+							Snapshot snap, uint8 *hash);
 extern void env_chain_check_access(Oid relid, bool owner);
 extern Datum env_chain_tenant_value(EnvChain *ch, text *tenant);
 extern Datum env_chain_tenant_arg(EnvChain *ch, text *arg, EnvChainTenant *t);

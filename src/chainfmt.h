@@ -79,6 +79,7 @@ extern uint8_t *env_chain_put_header(uint8_t *p, const char *chain,
 									 uint64_t seq, const char *at,
 									 size_t at_len, const uint8_t *prev,
 									 const uint8_t *columns);
+
 /* The input of the columns hash starts with these 28 bytes */
 extern uint8_t *env_chain_put_columns_header(uint8_t *p, uint32_t ncols);
 

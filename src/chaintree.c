@@ -117,8 +117,8 @@ ct_read_rows(CtTree *tr, int64 from, int64 to, int64 *n)
 
 	/*
 	 * The caller runs as envault's owner (env_spi_begin): the scan, with the
-	 * index's equality function and the types' output functions, runs as
-	 * the table's owner in a security-restricted operation instead.
+	 * index's equality function and the types' output functions, runs as the
+	 * table's owner in a security-restricted operation instead.
 	 */
 	env_owner_begin(&owner, ch->relid, true);
 	*n = 0;

@@ -54,7 +54,7 @@
 
 static char *cp_key_file = NULL;
 static char *cp_key_hex = NULL;
-static bool cp_key_hex_refused = false;	/* set without preloading */
+static bool cp_key_hex_refused = false; /* set without preloading */
 static char *cp_key_name = NULL;
 static char *cp_trusted_keys = NULL;
 static char *cp_command = NULL;
@@ -986,7 +986,7 @@ cp_run(EnvChain *ch, const EnvChainTenant *one, ReturnSetInfo *rsinfo)
 			CpHead	   *h = lfirst(lc);
 			EnvSpi		s;
 			Oid			itypes[10] = {INT4OID, TEXTOID, INT8OID, BYTEAOID,
-				TIMESTAMPTZOID, TEXTOID, BYTEAOID, TEXTOID, NAMEOID, BYTEAOID};
+			TIMESTAMPTZOID, TEXTOID, BYTEAOID, TEXTOID, NAMEOID, BYTEAOID};
 			Datum		values[10];
 			char		nulls[10 + 1] = "          ";
 			char		origin[ENV_NOTE_MAXLEN];

@@ -55,8 +55,8 @@ enc_aad_build(EncAad *a, const EnvDataKey *key, const uint8 *header,
 	a->len = env_data_aad_len(key->context_len, ua_len);
 
 	/*
-	 * The header and the key's context come on top of the caller's aad, so
-	 * an aad near the largest bytea is more than palloc() allows: a huge
+	 * The header and the key's context come on top of the caller's aad, so an
+	 * aad near the largest bytea is more than palloc() allows: a huge
 	 * allocation lets every aad PostgreSQL can hold be used.
 	 */
 	a->buf = a->len <= ENC_AAD_STACK ? a->stack :
@@ -693,7 +693,7 @@ envault_key_state(PG_FUNCTION_ARGS)
 	c = enc_header_slice(fcinfo);
 	if (!env_ct_parse((const uint8 *) VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c), &ct))
 		env_error_auth_failed();
-	why = env_keystore_unusable(ct.key_id);	/* checks the tenant */
+	why = env_keystore_unusable(ct.key_id); /* checks the tenant */
 	if (why != NULL)
 		PG_RETURN_TEXT_P(cstring_to_text(why));
 	enc_key_ref(env_keystore_key_by_id(ct.key_id), &ref);

@@ -31,10 +31,10 @@ _PG_init(void)
 		return;
 
 	/*
-	 * OpenSSL's secure heap: pages locked against swapping and excluded
-	 * from core dumps, where OpenSSL keeps the private keys it holds (the
-	 * signing key while a checkpoint is signed, its copy of an HMAC key
-	 * during a call).  Without it they would be in ordinary heap memory.
+	 * OpenSSL's secure heap: pages locked against swapping and excluded from
+	 * core dumps, where OpenSSL keeps the private keys it holds (the signing
+	 * key while a checkpoint is signed, its copy of an HMAC key during a
+	 * call).  Without it they would be in ordinary heap memory.
 	 */
 	if (!CRYPTO_secure_malloc_initialized())
 		(void) CRYPTO_secure_malloc_init(ENV_SECURE_HEAP_SIZE, 16);

@@ -205,9 +205,9 @@ env_crc32(const uint8_t *data, size_t len)
 	/*
 	 * A byte at a time, without a table indexed by data: the token's secret
 	 * passes through here, and a table lookup would make the time of each
-	 * step depend on its bytes (cache timing).  The eight bit steps of a
-	 * byte are one linear map, applied as eight independent masked XORs
-	 * rather than a chain of eight dependent shifts.
+	 * step depend on its bytes (cache timing).  The eight bit steps of a byte
+	 * are one linear map, applied as eight independent masked XORs rather
+	 * than a chain of eight dependent shifts.
 	 */
 	for (i = 0; i < len; i++)
 	{

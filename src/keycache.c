@@ -644,7 +644,7 @@ env_keycache_add_tenant_key(const char *tenant, int32 key_version,
 	}
 	PG_CATCH();
 	{
-		env_keycache_slot_free(xk);		/* out of memory: the key is not kept */
+		env_keycache_slot_free(xk); /* out of memory: the key is not kept */
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -752,7 +752,10 @@ env_keycache_add_data_key(uint64 key_id, const char *tenant, const char *purpose
 			char		name[KC_ACTIVE_KEYLEN];
 			KcActive   *a;
 
-			/* (if the entry below fails, this names a key not cached: harmless) */
+			/*
+			 * (if the entry below fails, this names a key not cached:
+			 * harmless)
+			 */
 			kc_active_name(name, tenant, tlen, purpose, plen);
 			a = hash_search(kc_active, name, HASH_ENTER, &found);
 			a->key_id = key_id;

@@ -454,9 +454,8 @@ ks_load_active(const char *tenant, const char *purpose)
 
 		/*
 		 * Read the tenant's row again, as of now, and lock it FOR KEY SHARE
-		 * until this transaction ends: a rotation of the tenant key waits
-		 * for it (see above), and nothing this takes makes a revocation
-		 * wait.
+		 * until this transaction ends: a rotation of the tenant key waits for
+		 * it (see above), and nothing this takes makes a revocation wait.
 		 */
 		ks_share_tenant(&s, tenant, &t);
 
@@ -510,9 +509,9 @@ env_keystore_active_key(const char *tenant, size_t tenant_len,
 
 	/*
 	 * envault.data_key_max_age: an active key that old is rotated before it
-	 * encrypts again.  Not in read-only transactions, which keep using it
-	 * (it is no less safe: XAES-256-GCM has no per-key usage bound), and
-	 * never for blind-index keys, whose indexes would change.
+	 * encrypts again.  Not in read-only transactions, which keep using it (it
+	 * is no less safe: XAES-256-GCM has no per-key usage bound), and never
+	 * for blind-index keys, whose indexes would change.
 	 */
 	if (ks_data_key_max_age > 0 && key->created_at != 0 &&
 		!XactReadOnly && !RecoveryInProgress() &&
@@ -903,8 +902,8 @@ ks_rotate(const char *tenant, const char *purpose, int max_age)
 	env_keystore_changed();
 
 	/*
-	 * A transaction creating the first data key of (tenant, purpose) does
-	 * not lock the tenant's row against this one: if it commits first, the
+	 * A transaction creating the first data key of (tenant, purpose) does not
+	 * lock the tenant's row against this one: if it commits first, the
 	 * version created here collides with its own.  Then retire that one too
 	 * and try again (reading as of now, its key is visible), or, under a
 	 * transaction snapshot, ask for a retry.

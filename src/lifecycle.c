@@ -373,6 +373,7 @@ lc_tenant_state(FunctionCallInfo fcinfo, const char *from, const char *to,
 	env_spi_run(psprintf("UPDATE envault.tenants SET state = '%s', state_changed_at = pg_catalog.now()"
 						 " WHERE tenant OPERATOR(pg_catalog.=) $1", to),
 				1, types, values, SPI_OK_UPDATE);
+
 	/*
 	 * A revocation is recorded in the chain of no tenant: the tenant's own
 	 * chain is locked until commit by any transaction of the tenant that

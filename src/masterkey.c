@@ -77,7 +77,10 @@ typedef struct EnvSecret
 	bool		absent;			/* loaded, and not configured */
 	uint8		kcv[ENV_KCV_LEN];
 
-	/* why the last load failed; plain buffers, as the postmaster has no palloc */
+	/*
+	 * why the last load failed; plain buffers, as the postmaster has no
+	 * palloc
+	 */
 	int			err_code;
 	char		err_msg[256];
 	char		err_detail[512];
@@ -93,6 +96,7 @@ static EnvSecret sec_master = {
 	.required = true,
 	.offset = offsetof(SecPage, master)
 };
+
 /* the same label: a master key keeps its check value when it becomes previous */
 static EnvSecret sec_previous_master = {
 	.what = "previous master key",
@@ -797,8 +801,8 @@ sec_define(EnvSecret *s, GucStringCheckHook check_hex, GucShowHook show_hex,
 
 	/*
 	 * Preloaded: read the secret now, in the postmaster, so that backends
-	 * inherit it.  A failure is logged here and raised again, as an error,
-	 * in each session that needs the secret.
+	 * inherit it.  A failure is logged here and raised again, as an error, in
+	 * each session that needs the secret.
 	 */
 	if (process_shared_preload_libraries_in_progress)
 	{

@@ -65,8 +65,8 @@ extern void env_merkle_frontier_init(EnvMerkleFrontier *f);
 extern bool env_merkle_append(EnvMerkleFrontier *f, const uint8_t *row_hash,
 							  EnvMerkleCompleted completed, void *arg);
 extern bool env_merkle_append_leaf(EnvMerkleFrontier *f,
-								  const uint8_t *leaf_hash,
-								  EnvMerkleCompleted completed, void *arg);
+								   const uint8_t *leaf_hash,
+								   EnvMerkleCompleted completed, void *arg);
 extern bool env_merkle_root(const EnvMerkleFrontier *f, uint8_t *out);
 
 /* Serialized frontier: u64(size) || the hashes, largest subtree first */

@@ -406,6 +406,7 @@ env_note_parse(const char *note, size_t len, EnvNote *out)
 		s = &out->sigs[out->nsigs];
 		s->name = p;
 		s->name_len = (size_t) (sp - p);
+
 		/*
 		 * signatures of any length (other algorithms: a cosignature, an
 		 * ML-DSA signature) parse; only Ed25519's can verify

@@ -23,7 +23,8 @@
  */
 #define ENV_NOTE_MAXLEN			4096
 #define ENV_NOTE_READ_MAXLEN	(1024 * 1024)
-#define ENV_NOTE_NAME_MAXLEN	2048	/* a checkpoint's origin is its key name */
+#define ENV_NOTE_NAME_MAXLEN	2048	/* a checkpoint's origin is its key
+										 * name */
 #define ENV_NOTE_MAXSIGS		100
 #define ENV_NOTE_KEYID_LEN		4
 

@@ -185,8 +185,8 @@ envault_isolation_expr(PG_FUNCTION_ARGS)
 
 	/*
 	 * Citus refuses subqueries in the policies of its tables: there, the
-	 * function is called per row instead of once per statement (it is
-	 * STABLE, so an index on the column still serves).
+	 * function is called per row instead of once per statement (it is STABLE,
+	 * so an index on the column still serves).
 	 */
 	citus = env_is_citus_table(relid);
 	switch (getBaseType(typid))

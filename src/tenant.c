@@ -209,8 +209,8 @@ ten_revalidate(void)
 	EnvTokenState st;
 
 	/*
-	 * A Citus worker: no context of our own, or one adopted from a proof
-	 * that has changed since; the coordinator's proof, if any, decides.
+	 * A Citus worker: no context of our own, or one adopted from a proof that
+	 * has changed since; the coordinator's proof, if any, decides.
 	 */
 	if (!ten_current.is_set ||
 		(ten_current.from_proof &&
@@ -334,9 +334,8 @@ envault_authenticate(PG_FUNCTION_ARGS)
 	session = PG_GETARG_BOOL(1);
 
 	/*
-	 * Read the count of key-state changes before the token: a revocation
-	 * that the lookup misses is counted after it, and so caught at the next
-	 * check.
+	 * Read the count of key-state changes before the token: a revocation that
+	 * the lookup misses is counted after it, and so caught at the next check.
 	 */
 	changes = env_keystore_changes();
 	if (!env_token_verify_ex(PG_GETARG_TEXT_PP(0), tenant, token_id, &expires))

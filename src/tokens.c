@@ -271,8 +271,8 @@ typedef struct TokRels
 	bool		valid;
 	Oid			tokens;
 	Oid			tenants;
-	Oid			revocations;	/* InvalidOid before ALTER EXTENSION UPDATE
-								 * to 0.3.0 */
+	Oid			revocations;	/* InvalidOid before ALTER EXTENSION UPDATE to
+								 * 0.3.0 */
 	Oid			tokens_pk;
 	Oid			tenants_pk;
 	Oid			revocations_pk;
@@ -564,7 +564,11 @@ tok_read_row(const char *id_hex, TupleTableSlot *tslot, Relation tenants,
 	}
 	tok_text_att(tslot, tok_rels.version, "tokens.pepper_version",
 				 row->version, sizeof(row->version));
-	/* revoked: a row in envault.token_revocations, or (before 0.3.0) revoked_at */
+
+	/*
+	 * revoked: a row in envault.token_revocations, or (before 0.3.0)
+	 * revoked_at
+	 */
 	(void) slot_getattr(tslot, tok_rels.revoked_at, &isnull);
 	revoked = !isnull;
 	d = slot_getattr(tslot, tok_rels.expires_at, &isnull);

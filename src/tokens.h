@@ -31,6 +31,7 @@ extern bool env_token_verify(text *token, char *tenant_out);
  */
 extern bool env_token_verify_ex(text *token, char *tenant_out, char *id_out,
 								TimestampTz *expires_out);
+
 /* Is a token that verified earlier, for this tenant, still valid now? */
 extern EnvTokenState env_token_state(const char *token_id, const char *tenant,
 									 TimestampTz *expires_out);

@@ -833,7 +833,11 @@ ev_verify_witnessed(const EvExport *ex, const EvKey *keys, int nkeys,
 								  witnesses, nwitnesses, &body, &c->cosigners);
 		c->tree = body.tree;
 		c->purge = body.purge;
-		/* the line must say what its note signs (a tree head, or a row's hash) */
+
+		/*
+		 * the line must say what its note signs (a tree head, or a row's
+		 * hash)
+		 */
 		if (c->status != 1 &&
 			(body.origin_len != log->origin_len ||
 			 memcmp(body.origin, log->origin, log->origin_len) != 0 ||
@@ -874,8 +878,8 @@ ev_verify_witnessed(const EvExport *ex, const EvKey *keys, int nkeys,
 
 			/*
 			 * The Merkle tree starts empty at row 1, or from the export's
-			 * frontier of the rows before the first; without one of the
-			 * right size, tree heads of the export cannot be checked.
+			 * frontier of the rows before the first; without one of the right
+			 * size, tree heads of the export cannot be checked.
 			 */
 			if (seq == 1)
 			{
@@ -925,7 +929,10 @@ ev_verify_witnessed(const EvExport *ex, const EvKey *keys, int nkeys,
 				tree_ok = false;
 		}
 
-		/* an export that starts mid-chain is anchored if a checkpoint signs its first row */
+		/*
+		 * an export that starts mid-chain is anchored if a checkpoint signs
+		 * its first row
+		 */
 		if (i == 0 && seq != 1)
 		{
 			size_t		k;
@@ -939,7 +946,10 @@ ev_verify_witnessed(const EvExport *ex, const EvKey *keys, int nkeys,
 				ev_bad(res, 1, "missing row", NULL);
 			else if (complete)
 			{
-				/* the whole chain from an anchor: a checkpoint states the purge */
+				/*
+				 * the whole chain from an anchor: a checkpoint states the
+				 * purge
+				 */
 				for (k = 0; k < ncps; k++)
 					if (cps[k].status == 0 && cps[k].purge == (uint64_t) seq)
 						break;
@@ -989,9 +999,9 @@ ev_verify_witnessed(const EvExport *ex, const EvKey *keys, int nkeys,
 
 	/*
 	 * Witnesses: the newest tree head of the export, the largest verified
-	 * one, must be cosigned by enough of them (counted over every
-	 * checkpoint of that size: all sign the same tree, or one is a
-	 * mismatch).  Only when nothing else is wrong.
+	 * one, must be cosigned by enough of them (counted over every checkpoint
+	 * of that size: all sign the same tree, or one is a mismatch).  Only when
+	 * nothing else is wrong.
 	 */
 	if (nwitnesses > 0)
 	{
@@ -1175,8 +1185,8 @@ ev_result_line(const EvExport *ex, const EvResult *res)
 		else
 		{
 			const char *start = res->first == 1 ? "from the genesis" :
-			res->anchored ? "anchored by a checkpoint" :
-			"starting mid-chain without an anchor";
+				res->anchored ? "anchored by a checkpoint" :
+				"starting mid-chain without an anchor";
 
 			if (res->rows == 1)
 				ev_printf(&l, "1 row (seq %lld, %s)", (long long) res->first, start);
