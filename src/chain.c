@@ -2045,22 +2045,19 @@ ch_backfill(Oid relid, const char *qualified)
 	"  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1"
 
 /*
- * Can this Citus table be chained?  It must be distributed by hash of the
- * tenant column, so that each tenant's rows, and so its whole chain, live
- * on one shard, where one lock orders its writers.  Returns whether it has
- * rows (read through Citus, from the shards).
+ * Is this Citus table distributed by hash of the tenant column, so that
+ * each tenant's rows, and so its whole chain, live on one shard, where one
+ * lock orders its writers?
  */
-static bool
-ch_citus_check(Oid relid, const char *relname, const char *tenant_column)
+static void
+ch_citus_check_distribution(Oid relid, const char *relname, const char *tenant_column)
 {
 	Oid			types[1] = {REGCLASSOID};
 	Datum		values[1];
 	bool		isnull;
 	bool		hash;
 	char	   *column;
-	bool		has_rows;
 	EnvSpi		s;
-	int			level;
 
 	env_spi_begin(&s);
 	values[0] = ObjectIdGetDatum(relid);
@@ -2082,6 +2079,20 @@ ch_citus_check(Oid relid, const char *relname, const char *tenant_column)
 				 errmsg("\"%s\" is distributed by column \"%s\", not by tenant column \"%s\"",
 						relname, column, tenant_column),
 				 errdetail("Each tenant's chain must live on one shard, where one lock orders its writers.")));
+}
+
+/*
+ * Can this Citus table be chained?  It must be distributed by the tenant
+ * column, and have no rows yet (read through Citus, from the shards):
+ * existing rows of a distributed table are not linked.
+ */
+static bool
+ch_citus_check(Oid relid, const char *relname, const char *tenant_column)
+{
+	bool		has_rows;
+	int			level;
+
+	ch_citus_check_distribution(relid, relname, tenant_column);
 
 	/* read as the caller, who owns the table */
 	level = ch_spi_connect();
@@ -2383,6 +2394,123 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 		env_spi_end(&s);
 	}
 	PG_RETURN_INT64(linked);
+}
+
+#define CH_Q_FORGET_LOCAL \
+	"WITH h AS (DELETE FROM envault.chain_heads WHERE chain_id OPERATOR(pg_catalog.=) $1)," \
+	"     t AS (DELETE FROM envault.chain_trees WHERE chain_id OPERATOR(pg_catalog.=) $1)" \
+	" DELETE FROM envault.chain_nodes WHERE chain_id OPERATOR(pg_catalog.=) $1"
+#define CH_Q_ANCHORED \
+	"SELECT 1 FROM envault.chain_anchors WHERE chain_id OPERATOR(pg_catalog.=) $1"
+
+/*
+ * SQL function: envault.distribute_audit_chain(tbl regclass,
+ *                                              shard_count integer)
+ *               returns bigint
+ *
+ * On a Citus coordinator: distribute a chained table by its tenant column,
+ * its chain with it; returns how many rows went to the shards.  Citus
+ * copies the rows with their chain columns as they are: the triggers come
+ * off for the copy, and go back on as enable_audit_chain() puts them on a
+ * distributed table (the chain trigger naming the chain, the unique index
+ * on (tenant, envault_seq)).  The chain keeps its identity and checkpoints;
+ * the coordinator's heads and stored trees of it go, as the shards' rows
+ * are its heads now.  All in one transaction.  The caller must own the
+ * table.
+ */
+PG_FUNCTION_INFO_V1(envault_distribute_audit_chain);
+Datum
+envault_distribute_audit_chain(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	EnvChain   *ch;
+	char	   *relname;
+	char	   *qualified;
+	char	   *identity;
+	char	   *tenant_column;
+	int32		chain_id;
+	volatile int64 rows = 0;
+	EnvSpi		s;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	bool		anchored;
+
+	env_arg_not_null(fcinfo, 0, "tbl");
+	relid = PG_GETARG_OID(0);
+	relname = get_rel_name(relid);
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("Citus is not installed in this database")));
+	if (!env_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname ? relname : "?");
+	ch = env_chain_require(relid);
+	if (ch->builtin)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("envault's own audit chain %s stays on the coordinator", ch->identity)));
+	if (env_is_citus_table(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("\"%s\" is a Citus table already", relname)));
+	chain_id = ch->chain_id;
+	identity = pstrdup(ch->identity);
+	tenant_column = pstrdup(get_attname(relid, ch->tenant_attnum, false));
+	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										   relname);
+
+	/* a shard knows no anchor: a purged chain must stay where it is */
+	env_spi_begin(&s);
+	values[0] = Int32GetDatum(chain_id);
+	env_spi_run(CH_Q_ANCHORED, 1, types, values, SPI_OK_SELECT);
+	anchored = SPI_processed > 0;
+	env_spi_end(&s);
+	if (anchored)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("audit chain %s has been purged", identity),
+				 errdetail("A chain on Citus starts at its first row; purge_chain() removed some.")));
+
+	ch_internal++;
+	PG_TRY();
+	{
+		int			level = ch_spi_connect();
+		bool		isnull;
+
+		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
+		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
+		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
+		ch_exec(psprintf("DROP TRIGGER IF EXISTS " ENV_CHAIN_TRIGGER "_heads ON %s", qualified),
+				SPI_OK_UTILITY);
+		ch_exec(psprintf("SELECT pg_catalog.create_distributed_table(%s::pg_catalog.regclass, %s%s)",
+						 quote_literal_cstr(qualified), quote_literal_cstr(tenant_column),
+						 PG_ARGISNULL(1) ? "" :
+						 psprintf(", shard_count => %d", PG_GETARG_INT32(1))),
+				SPI_OK_SELECT);
+		ch_exec(psprintf("SELECT pg_catalog.truncate_local_data_after_distributing_table(%s::pg_catalog.regclass)",
+						 quote_literal_cstr(qualified)), SPI_OK_SELECT);
+		ch_citus_check_distribution(relid, relname, tenant_column);
+		ch_enable_triggers(qualified, identity, tenant_column, chain_id, true);
+		ch_exec(psprintf("SELECT pg_catalog.count(*) FROM %s", qualified), SPI_OK_SELECT);
+		rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										   1, &isnull));
+		ch_spi_finish(level);
+	}
+	PG_FINALLY();
+	{
+		ch_internal--;
+	}
+	PG_END_TRY();
+
+	env_spi_begin(&s);
+	env_spi_run(CH_Q_FORGET_LOCAL, 1, types, values, SPI_OK_DELETE);
+	env_key_event(&s, "audit chain distributed", NULL, NULL, -1,
+				  psprintf("%s by tenant column %s; " INT64_FORMAT " rows on the shards",
+						   identity, quote_identifier(tenant_column), rows));
+	env_spi_end(&s);
+	CacheInvalidateRelcacheByRelid(relid);
+	ch_relcache_callback((Datum) 0, relid);
+	PG_RETURN_INT64(rows);
 }
 
 #define CH_Q_UNREGISTER \

@@ -772,6 +772,14 @@ AS 'MODULE_PATHNAME', 'envault_verify_chain_json'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[]) IS
 	'Internal: verify_chain() of a Citus shard as one value, with the coordinator''s checkpoints as tree heads to find (docs/scale-out.md)';
+CREATE FUNCTION envault.distribute_audit_chain(tbl regclass, shard_count integer DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'envault_distribute_audit_chain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.distribute_audit_chain(regclass, integer) IS
+	'On a Citus coordinator: distribute a chained table by its tenant column, its chain with it (docs/scale-out.md)';
+REVOKE ALL ON FUNCTION envault.distribute_audit_chain(regclass, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION envault.distribute_audit_chain(regclass, integer) TO envault_admin;
 REVOKE ALL ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION envault.verify_chain_json(regclass, text, text[], bigint[], bytea[])
 	TO envault_admin;

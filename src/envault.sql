@@ -983,6 +983,13 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION envault.chain_meaning(regclass) IS
 	'What a table''s columns mean (names, types down to enum labels and composite attributes, collations, generated columns, parents), as the audit chain DDL guard compares it';
 
+CREATE FUNCTION envault.distribute_audit_chain(tbl regclass, shard_count integer DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'envault_distribute_audit_chain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION envault.distribute_audit_chain(regclass, integer) IS
+	'On a Citus coordinator: distribute a chained table by its tenant column, its chain with it (docs/scale-out.md)';
+
 CREATE FUNCTION envault.disable_audit_chain(tbl regclass)
 RETURNS void
 AS 'MODULE_PATHNAME', 'envault_disable_audit_chain'
@@ -1490,6 +1497,7 @@ GRANT EXECUTE ON FUNCTION
 	envault.chain_store_heads(),
 	envault.chain_refuse(),
 	envault.enable_audit_chain(regclass, name),
+	envault.distribute_audit_chain(regclass, integer),
 	envault.chain_meaning(regclass),
 	envault.database_id(),
 	envault.tree_head(regclass, text, bigint),

@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(139);
+SELECT plan(140);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -33,7 +33,7 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'append_only', 'chain_insert', 'chain_heads', 'chain_store_heads', 'chain_refuse',
                                       'chain_ddl_guard', 'chain_drop_guard', 'chain_meaning',
                                       'database_id', 'tree_head', 'inclusion_proof', 'consistency_proof',
-                                      'enable_audit_chain', 'disable_audit_chain',
+                                      'enable_audit_chain', 'distribute_audit_chain', 'disable_audit_chain',
                                       'checkpoint', 'cosign', 'signing_public_key', 'verify_chain', 'verify_chain_json',
                                       'export_chain', 'purge_chain', 'set_chain_retention',
                                       'flush_access_log', 'access_log_status',
@@ -184,6 +184,7 @@ SELECT function_privs_are('envault', 'enable_audit_chain', ARRAY['regclass', 'na
 SELECT function_privs_are('envault', 'verify_chain', ARRAY['regclass', 'text'], 'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'verify_chain', ARRAY['regclass', 'text'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_returns('envault', 'verify_chain', ARRAY['regclass', 'text'], 'setof record');
+SELECT function_privs_are('envault', 'distribute_audit_chain', ARRAY['regclass', 'integer'], 'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'verify_chain_json', ARRAY['regclass', 'text', 'text[]', 'bigint[]', 'bytea[]'],
                           'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'verify_chain_json', ARRAY['regclass', 'text', 'text[]', 'bigint[]', 'bytea[]'],

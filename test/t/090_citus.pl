@@ -39,6 +39,9 @@
 #    the next checkpoints extend the earlier ones; a row changed and rows
 #    cut from the end on a worker behind envault's back are found; what
 #    distributed chains do not have (export, purge) is refused.
+# 9. A chained table with rows and checkpoints distributed with its chain
+#    (distribute_audit_chain): the rows keep their links, the earlier
+#    checkpoints verify on the shards, and the chains grow on.
 
 use strict;
 use warnings;
@@ -546,5 +549,32 @@ DELETE FROM $tshard WHERE tenant = 'tenant6' AND envault_seq >= $last6 - 1});
 is( on_coord(q{SELECT tenant, ok, first_bad_seq, reason FROM envault.verify_chain('events', 'tenant6')}),
 	"tenant6|f|@{[$last6 - 1]}|truncated after checkpoint",
 	'chain: rows cut from the end of a chain on its worker are found through the checkpoint');
+
+# --- 9. a chained table distributed with its chain ----------------------------
+
+on_coord(q{CREATE TABLE ledger (tenant text NOT NULL, id bigserial, entry text);
+SELECT envault.enable_audit_chain('ledger', 'tenant');
+INSERT INTO ledger (tenant, entry) SELECT 'book' || (i % 4), 'entry ' || i FROM generate_series(1, 400) i;
+SELECT count(*) FROM envault.checkpoint('ledger')});
+($rc, $out, $err) = try_coord(q{SELECT envault.distribute_audit_chain('filled')});
+like($err, qr/ERROR:  55000: table "filled" is not an envault audit chain/,
+	'distribute: refused for a table that is not chained');
+($rc, $out, $err) = try_coord(q{SELECT envault.distribute_audit_chain('envault.key_events')});
+like($err, qr/ERROR:  0A000: envault's own audit chain envault\.key_events stays on the coordinator/,
+	'distribute: envault\'s own chains stay on the coordinator');
+is(on_coord(q{SELECT envault.distribute_audit_chain('ledger', shard_count => 4)}), '400',
+	'distribute: the chained table and its 400 rows go to the shards');
+is( on_coord(q{SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'ledger'::regclass}),
+	'4', 'distribute: four shards');
+is( on_coord(q{SELECT count(*) FROM envault.chain_heads h JOIN envault.audit_chains c USING (chain_id)
+ WHERE c.tbl = 'ledger'::regclass}), '0',
+	'distribute: the coordinator keeps no heads of the chain: its shards\' rows are');
+is( on_coord(q{SELECT count(*), sum(rows_checked), bool_and(ok) FROM envault.verify_chain('ledger')}),
+	'4|400|t', 'distribute: every chain verifies on its shard against its checkpoint from before');
+on_coord(q{INSERT INTO ledger (tenant, entry) SELECT 'book' || (i % 4), 'later ' || i FROM generate_series(1, 40) i});
+is(on_coord(q{SELECT count(*) FROM envault.checkpoint('ledger')}), '4',
+	'distribute: the grown chains extend their checkpoints from before the distribution');
+is( on_coord(q{SELECT count(*), sum(rows_checked), bool_and(ok) FROM envault.verify_chain('ledger')}),
+	'4|440|t', 'distribute: and verify with both checkpoints');
 
 done_testing();
