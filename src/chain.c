@@ -1088,7 +1088,7 @@ env_chain_tail(EnvChain *ch, Datum value, bool isnull, Snapshot snap, uint8 *has
 	idx = index_open(ch->index_oid, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	env_chain_tenant_key(ch, &key, isnull, value);
-	scan = index_beginscan(rel, idx, snap, 1, 0);
+	scan = env_index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{

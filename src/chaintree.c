@@ -783,7 +783,7 @@ ct_routed_head(FunctionCallInfo fcinfo, EnvChain *ch, TupleDesc desc)
 		ct_no_rows(ch);
 	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &nulls[0]);
 	values[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &nulls[1]);
-	values[1] = nulls[1] ? (Datum) 0 : PointerGetDatum(SPI_datumTransfer(values[1], false, -1));
+	values[1] = nulls[1] ? (Datum) 0 : SPI_datumTransfer(values[1], false, -1);
 	env_chain_route_end(level);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc),
 													  values, nulls)));

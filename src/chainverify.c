@@ -899,6 +899,61 @@ envault_verify_chain(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A scan of a chain's rows: one tenant's through the chain's index on
+ * (tenant, envault_seq) when there is one (tenant given), else all rows of
+ * the table.  verify_chain() and export_chain() both read rows this way.
+ */
+typedef struct CvScan
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc iscan;
+	TableScanDesc hscan;
+	TupleTableSlot *slot;
+} CvScan;
+
+static void
+cv_scan_begin(CvScan *sc, EnvChain *ch, bool one, bool tenant_null, Datum tenant_value)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->rel = table_open(ch->relid, AccessShareLock);
+	sc->idx = one ? env_chain_index_open(ch) : NULL;
+	sc->slot = table_slot_create(sc->rel, NULL);
+	if (sc->idx != NULL)
+	{
+		ScanKeyData key;
+
+		sc->iscan = env_index_beginscan(sc->rel, sc->idx, GetActiveSnapshot(), 1, 0);
+		env_chain_tenant_key(ch, &key, tenant_null, tenant_value);
+		index_rescan(sc->iscan, &key, 1, NULL, 0);
+	}
+	else
+		sc->hscan = table_beginscan(sc->rel, GetActiveSnapshot(), 0, NULL);
+}
+
+/* The next row into sc->slot, or false at the end */
+static bool
+cv_scan_next(CvScan *sc)
+{
+	CHECK_FOR_INTERRUPTS();
+	return sc->iscan ? index_getnext_slot(sc->iscan, ForwardScanDirection, sc->slot) :
+		table_scan_getnextslot(sc->hscan, ForwardScanDirection, sc->slot);
+}
+
+static void
+cv_scan_end(CvScan *sc)
+{
+	if (sc->iscan)
+		index_endscan(sc->iscan);
+	else
+		table_endscan(sc->hscan);
+	ExecDropSingleTupleTableSlot(sc->slot);
+	if (sc->idx)
+		index_close(sc->idx, AccessShareLock);
+	table_close(sc->rel, AccessShareLock);
+}
+
+/*
  * Walk the rows of a chain (one tenant's, through the index if there is
  * one, or all), checking each against what cv_load() found; the caller
  * finishes and reports each tenant.
@@ -907,16 +962,12 @@ static CvChain *
 cv_walk(EnvChain *ch, text *tenant, const CvInject *inj)
 {
 	CvChain    *c;
-	Relation	rel;
-	Relation	idx;
-	TupleTableSlot *slot;
+	CvScan		sc;
 	bool		one = (tenant != NULL);
 	Datum		tenant_value;
 	EnvChainTenant want;
 	CvTenant   *only = NULL;
 	MemoryContext rowcxt;
-	IndexScanDesc iscan = NULL;
-	TableScanDesc hscan = NULL;
 
 	tenant_value = env_chain_tenant_arg(ch, tenant, &want);
 	c = cv_load(ch, one ? want.text : NULL, want.len, inj);
@@ -927,35 +978,17 @@ cv_walk(EnvChain *ch, text *tenant, const CvInject *inj)
 			cv_start(only);
 	}
 
-	rel = table_open(ch->relid, AccessShareLock);
-	idx = one ? env_chain_index_open(ch) : NULL;
-	slot = table_slot_create(rel, NULL);
-	if (idx != NULL)
-	{
-		ScanKeyData key;
-
-		iscan = env_index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
-		env_chain_tenant_key(ch, &key, false, tenant_value);
-		index_rescan(iscan, &key, 1, NULL, 0);
-	}
-	else
-		hscan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	cv_scan_begin(&sc, ch, one, false, tenant_value);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "envault verify_chain row",
 								   ALLOCSET_DEFAULT_SIZES);
-
-	for (;;)
+	while (cv_scan_next(&sc))
 	{
 		EnvChainTenant ct;
 		CvTenant   *t;
-		MemoryContext old;
+		MemoryContext old = MemoryContextSwitchTo(rowcxt);
 
-		if (iscan ? !index_getnext_slot(iscan, ForwardScanDirection, slot) :
-			!table_scan_getnextslot(hscan, ForwardScanDirection, slot))
-			break;
-		CHECK_FOR_INTERRUPTS();
-		old = MemoryContextSwitchTo(rowcxt);
-		slot_getallattrs(slot);
-		env_chain_tenant(ch, slot->tts_values, slot->tts_isnull, &ct);
+		slot_getallattrs(sc.slot);
+		env_chain_tenant(ch, sc.slot->tts_values, sc.slot->tts_isnull, &ct);
 		if (one)
 			t = (only && cv_is(only, ct.text, ct.len, ct.isnull)) ? only : NULL;
 		else
@@ -970,18 +1003,11 @@ cv_walk(EnvChain *ch, text *tenant, const CvInject *inj)
 			}
 		}
 		if (t != NULL)
-			cv_row(ch, t, slot, &ct);
+			cv_row(ch, t, sc.slot, &ct);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
-	if (iscan)
-		index_endscan(iscan);
-	else
-		table_endscan(hscan);
-	ExecDropSingleTupleTableSlot(slot);
-	if (idx)
-		index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	cv_scan_end(&sc);
 
 	return c;
 }
@@ -1245,34 +1271,19 @@ typedef struct CvExportWant
 static CvExportRow *
 cv_export_collect(EnvChain *ch, const CvExportWant *w, int64 *nrows_out)
 {
-	Relation	rel;
-	Relation	idx;
-	IndexScanDesc iscan = NULL;
-	TableScanDesc hscan = NULL;
-	TupleTableSlot *slot;
+	CvScan		sc;
 	CvExportRow *rows = NULL;
 	int64		nrows = 0;
 	int64		maxrows = 0;
 	MemoryContext rowcxt;
 	MemoryContext outcxt = CurrentMemoryContext;
 
-	rel = table_open(ch->relid, AccessShareLock);
-	idx = env_chain_index_open(ch);
-	slot = table_slot_create(rel, NULL);
-	if (idx != NULL)
-	{
-		ScanKeyData key;
-
-		iscan = env_index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
-		env_chain_tenant_key(ch, &key, w->tenant_null, w->tenant_value);
-		index_rescan(iscan, &key, 1, NULL, 0);
-	}
-	else
-		hscan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	cv_scan_begin(&sc, ch, true, w->tenant_null, w->tenant_value);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "envault export_chain row",
 								   ALLOCSET_DEFAULT_SIZES);
-	for (;;)
+	while (cv_scan_next(&sc))
 	{
+		TupleTableSlot *slot = sc.slot;
 		MemoryContext old;
 		bool		isnull;
 		TimestampTz at;
@@ -1280,10 +1291,6 @@ cv_export_collect(EnvChain *ch, const CvExportWant *w, int64 *nrows_out)
 		EnvChainTenant ct;
 		char	   *json;
 
-		if (iscan ? !index_getnext_slot(iscan, ForwardScanDirection, slot) :
-			!table_scan_getnextslot(hscan, ForwardScanDirection, slot))
-			break;
-		CHECK_FOR_INTERRUPTS();
 		at = DatumGetTimestampTz(slot_getattr(slot, ch->at_attnum, &isnull));
 		if ((w->has_since && at < w->since) || (w->has_until && at >= w->until))
 			continue;
@@ -1313,16 +1320,10 @@ cv_export_collect(EnvChain *ch, const CvExportWant *w, int64 *nrows_out)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
-	if (iscan)
-		index_endscan(iscan);
-	else
-		table_endscan(hscan);
-	ExecDropSingleTupleTableSlot(slot);
-	if (idx)
-		index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	if (iscan == NULL && nrows > 1)
+	/* rows come in sequence order through the index, else in any order */
+	if (sc.iscan == NULL && nrows > 1)
 		qsort(rows, nrows, sizeof(CvExportRow), cv_cmp_export);
+	cv_scan_end(&sc);
 	*nrows_out = nrows;
 	return rows;
 }
