@@ -666,7 +666,7 @@ cv_row(EnvChain *ch, CvTenant *t, TupleTableSlot *slot, const EnvChainTenant *ct
 
 /*
  * After every row: gaps, signatures, truncation, the head.  A Citus shard
- * records no head: its newest row is the head (chain.c, ch_load_tail).
+ * records no head: its newest row is the head (chainheads.c, ch_load_tail).
  */
 static void
 cv_finish(CvTenant *t, bool sharded)

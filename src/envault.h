@@ -22,7 +22,10 @@
  *		note.c		base64, signed notes and checkpoint text (plain C)
  *		chainfmt.c	the bytes a chain row hash covers (plain C)
  *		canon.c		canonical text of column values, for row hashes
- *		chain.c		audit chains: registry, insert trigger, per-tenant heads
+ *		chain.c		audit chains: the registry of chained tables, row hashes
+ *		chainheads.c	per-tenant chain heads, their locks, transaction callbacks
+ *		chaintrigger.c	the chain triggers, refusing ON CONFLICT (executor hook)
+ *		chainenable.c	enable, distribute and disable audit chains, the backfill
  *		chainguard.c	refusing changes to chained tables (event triggers)
  *		chainmeaning.c	what a chained table's columns mean, as the guard compares it
  *		merkle.c	RFC 6962 Merkle tree heads and proofs (plain C)

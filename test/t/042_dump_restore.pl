@@ -358,7 +358,7 @@ foreach my $what (sort keys %snapshot_sql)
 		"restore: $what identical to the source");
 }
 # envault's own chained tables are reloaded through the chain trigger
-# (src/chain.c, envault_chain_insert), which keeps the chain values the
+# (src/chaintrigger.c, envault_chain_insert), which keeps the chain values the
 # dump supplies: the next link, or on an empty chain its first row, which
 # for the chain of acme in envault.access_log, purged on the source, is the
 # row at its anchor.
