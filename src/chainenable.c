@@ -95,24 +95,12 @@ ch_refuse_temp_types(Relation rel)
 }
 
 /*
- * SPI as the caller (enabling and disabling a chain needs the table's
- * owner, not envault's), with search_path pinned as env_spi_begin pins it:
- * the DDL below names its types and functions by schema, and a caller's
- * schemas or temporary objects must not stand in for them.  Returns the
- * GUC nest level for ch_spi_finish.
+ * The DDL here runs through SPI as the caller (env_caller_spi_begin):
+ * enabling and disabling a chain needs the table's owner, not envault's,
+ * and search_path is pinned, as the DDL names its types and functions by
+ * schema and a caller's schemas or temporary objects must not stand in for
+ * them.
  */
-static int
-ch_spi_connect(void)
-{
-	return env_caller_spi_begin();
-}
-
-static void
-ch_spi_finish(int level)
-{
-	env_caller_spi_end(level);
-}
-
 static void
 ch_exec(const char *sql, int expect)
 {
@@ -320,13 +308,13 @@ ch_citus_check(Oid relid, const char *relname, const char *tenant_column)
 	ch_citus_check_distribution(relid, relname, tenant_column);
 
 	/* read as the caller, who owns the table */
-	level = ch_spi_connect();
+	level = env_caller_spi_begin();
 	ch_exec(psprintf("SELECT FROM %s LIMIT 1",
 					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 												get_rel_name(relid))),
 			SPI_OK_SELECT);
 	has_rows = SPI_processed > 0;
-	ch_spi_finish(level);
+	env_caller_spi_end(level);
 	if (has_rows)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -337,7 +325,7 @@ ch_citus_check(Oid relid, const char *relname, const char *tenant_column)
 }
 
 /*
- * Inside ch_spi_connect(): let Citus create or drop triggers on the shards
+ * Inside env_caller_spi_begin(): let Citus create or drop triggers on the shards
  * of a distributed table (citus.enable_unsafe_triggers, for this command
  * only: envault's triggers touch nothing but the shard they fire on), and,
  * with a table, create the unique index on (tenant, envault_seq) through
@@ -362,6 +350,18 @@ ch_has_update_triggers(Relation rel)
 
 	return td != NULL && (td->trig_update_before_row || td->trig_update_after_row ||
 						  td->trig_update_instead_row);
+}
+
+/* Inside env_caller_spi_begin(): the chain's triggers come off the table */
+static void
+ch_drop_triggers(const char *qualified)
+{
+	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
+	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
+	ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
+	/* (a distributed table's chain has none) */
+	ch_exec(psprintf("DROP TRIGGER IF EXISTS " ENV_CHAIN_TRIGGER "_heads ON %s", qualified),
+			SPI_OK_UTILITY);
 }
 
 /*
@@ -456,7 +456,7 @@ ch_enable_check(Relation rel, const char *tenant_column, bool distributed)
 }
 
 /*
- * enable_audit_chain(), second step, inside ch_spi_connect(): add the chain
+ * enable_audit_chain(), second step, inside env_caller_spi_begin(): add the chain
  * columns and register the chain with what its columns mean; returns its
  * chain_id.
  */
@@ -503,7 +503,7 @@ ch_enable_register(Oid relid, const char *qualified, const char *identity,
 }
 
 /*
- * enable_audit_chain(), last step, inside ch_spi_connect(), after the rows
+ * enable_audit_chain(), last step, inside env_caller_spi_begin(), after the rows
  * are linked: the chain columns become NOT NULL, and the triggers that
  * link new rows, refuse changes and (but on Citus) write the heads.  On a
  * distributed table, the chain trigger names the chain, for the shards.
@@ -589,7 +589,7 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	ch_internal++;
 	PG_TRY();
 	{
-		int			level = ch_spi_connect();
+		int			level = env_caller_spi_begin();
 		int32		chain_id = ch_enable_register(relid, qualified, identity,
 												  tenant_column, builtin);
 
@@ -597,7 +597,7 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 			linked = ch_backfill(relid, qualified);
 		ch_enable_triggers(qualified, identity, NameStr(*tenant_column), chain_id,
 						   distributed);
-		ch_spi_finish(level);
+		env_caller_spi_end(level);
 	}
 	PG_FINALLY();
 	{
@@ -699,14 +699,10 @@ envault_distribute_audit_chain(PG_FUNCTION_ARGS)
 	ch_internal++;
 	PG_TRY();
 	{
-		int			level = ch_spi_connect();
+		int			level = env_caller_spi_begin();
 		bool		isnull;
 
-		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
-		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
-		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
-		ch_exec(psprintf("DROP TRIGGER IF EXISTS " ENV_CHAIN_TRIGGER "_heads ON %s", qualified),
-				SPI_OK_UTILITY);
+		ch_drop_triggers(qualified);
 		ch_exec(psprintf("SELECT pg_catalog.create_distributed_table(%s::pg_catalog.regclass, %s%s)",
 						 quote_literal_cstr(qualified), quote_literal_cstr(tenant_column),
 						 PG_ARGISNULL(1) ? "" :
@@ -719,7 +715,7 @@ envault_distribute_audit_chain(PG_FUNCTION_ARGS)
 		ch_exec(psprintf("SELECT pg_catalog.count(*) FROM %s", qualified), SPI_OK_SELECT);
 		rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										   1, &isnull));
-		ch_spi_finish(level);
+		env_caller_spi_end(level);
 	}
 	PG_FINALLY();
 	{
@@ -794,15 +790,11 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	ch_internal++;
 	PG_TRY();
 	{
-		int			level = ch_spi_connect();
+		int			level = env_caller_spi_begin();
 
 		if (env_is_citus_table(relid))
 			ch_citus_prepare(NULL, NULL);
-		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER " ON %s", qualified), SPI_OK_UTILITY);
-		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_refuse ON %s", qualified), SPI_OK_UTILITY);
-		ch_exec(psprintf("DROP TRIGGER " ENV_CHAIN_TRIGGER "_truncate ON %s", qualified), SPI_OK_UTILITY);
-		ch_exec(psprintf("DROP TRIGGER IF EXISTS " ENV_CHAIN_TRIGGER "_heads ON %s", qualified),
-				SPI_OK_UTILITY);
+		ch_drop_triggers(qualified);
 		env_spi_begin(&s);
 		values[0] = ObjectIdGetDatum(relid);
 		env_spi_run(CH_Q_UNREGISTER, 1, types, values, SPI_OK_DELETE_RETURNING);
@@ -812,7 +804,7 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 					  psprintf("%s; " INT64_FORMAT " checkpoints deleted",
 							   identity, ncheckpoints));
 		env_spi_end(&s);
-		ch_spi_finish(level);
+		env_caller_spi_end(level);
 	}
 	PG_FINALLY();
 	{
