@@ -49,6 +49,13 @@ CALL envault.reencrypt_column('regress_docs', 'body', 'aad', batch_size => 10);
 CALL envault.reencrypt_column('regress_docs', 'nope');
 CALL envault.reencrypt_column('regress_docs', 'id');
 CALL envault.reencrypt_column('regress_docs', 'body', 'id');
+CALL envault.reencrypt_column('regress_docs', 'body', 'nope');
+-- the same checks, the same SQLSTATEs, as migrate_pgcrypto_column (42703
+-- for a missing column, 42804 for one not of type bytea)
+\set VERBOSITY sqlstate
+CALL envault.reencrypt_column('regress_docs', 'nope');
+CALL envault.reencrypt_column('regress_docs', 'id');
+\set VERBOSITY default
 CREATE TABLE regress_nopk (body bytea);
 CALL envault.reencrypt_column('regress_nopk', 'body');
 CALL envault.reencrypt_column('regress_docs', 'body', batch_size => 0);

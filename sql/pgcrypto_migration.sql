@@ -50,6 +50,16 @@ SELECT count(*) FILTER (WHERE env_decrypt_text(token, aad) = 'secret ' || id) AS
 CALL envault.migrate_pgcrypto_column('regress_legacy', 'token', 'org', 'tokens', NULL);
 CALL envault.migrate_pgcrypto_column('regress_legacy', 'nope', 'org', 'tokens', 'k');
 CALL envault.migrate_pgcrypto_column('regress_legacy', 'token', 'nope', 'tokens', 'k');
+CALL envault.migrate_pgcrypto_column('regress_legacy', 'org', 'org', 'tokens', 'k');
+CALL envault.migrate_pgcrypto_column('regress_legacy', 'token', 'org', 'tokens', 'k', aad_col => 'nope');
+CALL envault.migrate_pgcrypto_column('regress_legacy', 'token', 'org', 'tokens', 'k', aad_col => 'org');
+\set VERBOSITY sqlstate
+CALL envault.migrate_pgcrypto_column('regress_legacy', 'nope', 'org', 'tokens', 'k');
+CALL envault.migrate_pgcrypto_column('regress_legacy', 'org', 'org', 'tokens', 'k');
+\set VERBOSITY default
+CREATE TABLE regress_legacy_nopk (org text, token bytea);
+CALL envault.migrate_pgcrypto_column('regress_legacy_nopk', 'token', 'org', 'tokens', 'k');
+DROP TABLE regress_legacy_nopk;
 CALL envault.migrate_pgcrypto_column('regress_legacy', 'token', 'org', 'tokens', 'k', batch_size => 0);
 -- a wrong legacy key stops the batch with pgcrypto's error, nothing changed
 INSERT INTO regress_legacy (id, org, token) VALUES (42, 'mig-b', pgp_sym_encrypt('late', 'old server key'));

@@ -572,6 +572,68 @@ $$;
 COMMENT ON PROCEDURE envault.rotate_master_key(integer) IS
 	'Rewrap every tenant key still under the previous master key, one committed batch at a time; resumable';
 
+CREATE FUNCTION envault.prepare_column_walk(tbl regclass, col name, aad_col name,
+											tenant_column name, caller text,
+											OUT pk name, OUT pk_type text)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	what pg_catalog.text;
+	c pg_catalog.name;
+	must_be_bytea boolean;
+	coltype pg_catalog.regtype;
+BEGIN
+	IF tbl IS NULL OR col IS NULL OR caller IS NULL THEN
+		RAISE EXCEPTION '% must not be null',
+			CASE WHEN tbl IS NULL THEN 'tbl' WHEN col IS NULL THEN 'col' ELSE 'caller' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- the column to rewrite, the one that holds its associated data, and
+	-- the one that names each row's tenant (any type)
+	FOR what, c, must_be_bytea IN
+		SELECT v.w, v.c, v.b
+		  FROM (VALUES (1, 'column', col, true), (2, 'aad column', aad_col, true),
+					   (3, 'column', tenant_column, false)) v(i, w, c, b)
+		 WHERE v.c IS NOT NULL ORDER BY v.i LOOP
+		coltype := NULL;
+		SELECT a.atttypid::pg_catalog.regtype INTO coltype
+		  FROM pg_catalog.pg_attribute a
+		 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) c
+		   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+		IF coltype IS NULL THEN
+			RAISE EXCEPTION '% "%" of relation % does not exist', what, c, tbl
+				USING ERRCODE = 'undefined_column';
+		END IF;
+		IF must_be_bytea AND coltype OPERATOR(pg_catalog.<>) 'pg_catalog.bytea'::pg_catalog.regtype THEN
+			RAISE EXCEPTION '% "%" of relation % is not of type bytea', what, c, tbl
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = CASE WHEN what OPERATOR(pg_catalog.=) 'column'
+							 THEN 'envault ciphertexts are bytea values.'
+							 ELSE 'Keep the associated data in a bytea column, for example GENERATED ALWAYS AS (int4send(id)) STORED.' END;
+		END IF;
+	END LOOP;
+	-- the key's type by schema and name: format_type() leaves pg_catalog's
+	-- types unqualified, and the callers' casts run on their search_path
+	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pk_type
+	  FROM pg_catalog.pg_index i
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
+	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
+	IF pk IS NULL THEN
+		RAISE EXCEPTION 'relation % has no single-column primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = pg_catalog.format('%s walks the table in primary key order, one batch per transaction.', caller);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION envault.prepare_column_walk(regclass, name, name, name, text) IS
+	'Internal to reencrypt_column and migrate_pgcrypto_column: check the columns they read, and return the single-column primary key they walk';
+
 CREATE PROCEDURE envault.reencrypt_column(tbl regclass, col name,
 										  aad_col name DEFAULT NULL,
 										  batch_size integer DEFAULT 10000)
@@ -584,7 +646,6 @@ AS $$
 DECLARE
 	pk pg_catalog.name;
 	pktype pg_catalog.text;
-	coltype pg_catalog.regtype;
 	aad_expr pg_catalog.text;
 	remaining bigint;
 	done bigint := 0;
@@ -611,43 +672,8 @@ BEGIN
 	IF batch_size OPERATOR(pg_catalog.<) 1 THEN
 		RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	SELECT a.atttypid::pg_catalog.regtype INTO coltype
-	  FROM pg_catalog.pg_attribute a
-	 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
-	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
-	IF coltype IS NULL THEN
-		RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
-			USING ERRCODE = 'undefined_column';
-	END IF;
-	IF coltype OPERATOR(pg_catalog.<>) 'pg_catalog.bytea'::pg_catalog.regtype THEN
-		RAISE EXCEPTION 'column "%" of relation % is not of type bytea', col, tbl
-			USING ERRCODE = 'datatype_mismatch';
-	END IF;
-	-- the key's type by schema and name: format_type() leaves pg_catalog's
-	-- types unqualified, and the casts below run on the caller's search_path
-	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pktype
-	  FROM pg_catalog.pg_index i
-	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
-	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
-	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
-	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
-	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
-	IF pk IS NULL THEN
-		RAISE EXCEPTION 'relation % has no single-column primary key', tbl
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  HINT = 'reencrypt_column walks the table in primary key order, one batch per transaction.';
-	END IF;
-	IF aad_col IS NOT NULL AND NOT EXISTS (
-			SELECT FROM pg_catalog.pg_attribute a
-			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl
-			   AND a.attname OPERATOR(pg_catalog.=) aad_col
-			   AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
-			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
-		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
-			USING ERRCODE = 'datatype_mismatch',
-				  HINT = 'Keep the associated data in a bytea column, for example GENERATED ALWAYS AS (int4send(id)) STORED.';
-	END IF;
+	SELECT w.pk, w.pk_type INTO pk, pktype
+	  FROM envault.prepare_column_walk(tbl, col, aad_col, NULL, 'reencrypt_column') w;
 	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL'
 					 ELSE pg_catalog.format('%I', aad_col) END;
 
@@ -1261,42 +1287,9 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'The migration opens the old values with pgcrypto''s pgp_sym_decrypt_bytea().';
 	END IF;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) col
-					  AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
-					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
-		RAISE EXCEPTION 'column "%" of relation % does not exist or is not of type bytea', col, tbl
-			USING ERRCODE = 'datatype_mismatch';
-	END IF;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-				    WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) tenant_column
-					  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
-		RAISE EXCEPTION 'column "%" of relation % does not exist', tenant_column, tbl
-			USING ERRCODE = 'undefined_column';
-	END IF;
-	IF aad_col IS NOT NULL AND NOT EXISTS (
-			SELECT FROM pg_catalog.pg_attribute a
-			 WHERE a.attrelid OPERATOR(pg_catalog.=) tbl AND a.attname OPERATOR(pg_catalog.=) aad_col
-			   AND a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.bytea'::pg_catalog.regtype
-			   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
-		RAISE EXCEPTION 'aad column "%" of relation % does not exist or is not of type bytea', aad_col, tbl
-			USING ERRCODE = 'datatype_mismatch';
-	END IF;
-	-- the key's type by schema and name: format_type() leaves pg_catalog's
-	-- types unqualified, and the casts below run on the caller's search_path
-	SELECT a.attname, pg_catalog.format('%I.%I', tn.nspname, t.typname) INTO pk, pktype
-	  FROM pg_catalog.pg_index i
-	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
-	   AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-	  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
-	  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
-	 WHERE i.indrelid OPERATOR(pg_catalog.=) tbl AND i.indisprimary
-	   AND i.indnatts OPERATOR(pg_catalog.=) 1;
-	IF pk IS NULL THEN
-		RAISE EXCEPTION 'relation % has no single-column primary key', tbl
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  HINT = 'migrate_pgcrypto_column walks the table in primary key order, one batch per transaction.';
-	END IF;
+	SELECT w.pk, w.pk_type INTO pk, pktype
+	  FROM envault.prepare_column_walk(tbl, col, aad_col, tenant_column,
+									   'migrate_pgcrypto_column') w;
 	aad_expr := CASE WHEN aad_col IS NULL THEN 'NULL' ELSE pg_catalog.format('%I', aad_col) END;
 	tenant_filter := CASE WHEN only_tenant IS NULL THEN 'true'
 						  ELSE pg_catalog.format('%I::pg_catalog.text OPERATOR(pg_catalog.=) %L',
@@ -1491,6 +1484,7 @@ REVOKE ALL ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer),
 GRANT EXECUTE ON PROCEDURE envault.reencrypt_column(regclass, name, name, integer),
 	envault.rotate_master_key(integer)
 	TO envault_admin;
+GRANT EXECUTE ON FUNCTION envault.prepare_column_walk(regclass, name, name, name, text) TO envault_admin;
 GRANT EXECUTE ON FUNCTION
 	envault.chain_insert(),
 	envault.chain_heads(),

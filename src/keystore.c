@@ -262,8 +262,8 @@ ks_tenant_row(EnvSpi *s, const char *tenant, EnvTenantRow *row, int source_col)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("envault tenant \"%s\" is revoked", tenant),
-				 errdetail("Its keys cannot be used until it is restored."),
-				 errhint("An administrator can restore it with envault.restore_tenant().")));
+				 errdetail("Its keys cannot be used until it is unrevoked."),
+				 errhint("An administrator can unrevoke it with envault.unrevoke_tenant().")));
 	row->key_version = DatumGetInt32(env_spi_col(s, 2, &isnull, true, 4));
 	row->wrapped = DatumGetByteaPP(env_spi_col(s, 3, &isnull, false, -1));
 	row->kcv = DatumGetByteaPP(env_spi_col(s, 4, &isnull, false, -1));
@@ -670,7 +670,7 @@ env_keystore_key_by_id(uint64 key_id)
 				 errmsg("data key of tenant \"%s\", purpose \"%s\", version %d is retired",
 						tenant, purpose, version),
 				 errdetail("A retired data key decrypts nothing."),
-				 errhint("An administrator can restore it with envault.restore_data_key().")));
+				 errhint("An administrator can unretire it with envault.unretire_data_key().")));
 	if (strcmp(state, "destroyed") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

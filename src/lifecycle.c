@@ -178,8 +178,8 @@ static const LcChange lc_retire = {
 	}
 };
 
-static const LcChange lc_restore = {
-	"restore", "rotated", "data key restored",
+static const LcChange lc_unretire = {
+	"unretire", "rotated", "data key restored",
 	{
 		{"destroyed", "destroyed", "A destroyed data key is gone for good.", false},
 		{"retired", NULL, NULL, true},
@@ -227,12 +227,15 @@ envault_retire_data_key(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* SQL function: envault.restore_data_key(tenant text, purpose text, version integer) returns void */
+/*
+ * SQL function: envault.unretire_data_key(tenant text, purpose text,
+ * version integer) returns void, and its deprecated alias restore_data_key
+ */
 PG_FUNCTION_INFO_V1(envault_restore_data_key);
 Datum
 envault_restore_data_key(PG_FUNCTION_ARGS)
 {
-	lc_change_key(fcinfo, &lc_restore);
+	lc_change_key(fcinfo, &lc_unretire);
 	PG_RETURN_VOID();
 }
 
@@ -403,7 +406,7 @@ envault_revoke_tenant(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* SQL function: envault.restore_tenant(tenant text) returns void */
+/* SQL function: envault.unrevoke_tenant(tenant text) returns void (alias restore_tenant) */
 PG_FUNCTION_INFO_V1(envault_restore_tenant);
 Datum
 envault_restore_tenant(PG_FUNCTION_ARGS)

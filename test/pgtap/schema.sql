@@ -1,7 +1,7 @@
 -- Schema lock: envault's objects, their signatures and who may use them.
 -- A change to any of these must be deliberate, and shows up here first.
 BEGIN;
-SELECT plan(140);
+SELECT plan(142);
 
 SELECT has_extension('envault');
 SELECT has_schema('envault');
@@ -26,7 +26,7 @@ SELECT functions_are('envault', ARRAY['env_encrypt', 'env_decrypt', 'env_decrypt
                                       'env_reencrypt', 'env_is_current', 'key_state', 'rotate_data_key',
                                       'rotate_tenant_key', 'retire_data_key', 'restore_data_key', 'unretire_data_key',
                                       'destroy_data_key', 'destroy_tenant', 'revoke_tenant',
-                                      'restore_tenant', 'unrevoke_tenant', 'reencrypt_column',
+                                      'restore_tenant', 'unrevoke_tenant', 'reencrypt_column', 'prepare_column_walk',
                                       'master_key_status',
                                       'rewrap_tenant_keys', 'rotate_master_key',
                                       'use_customer_key', 'rekey_tenant', 'destroy_superseded_keys', 'use_master_key',
@@ -188,6 +188,10 @@ SELECT function_privs_are('envault', 'distribute_audit_chain', ARRAY['regclass',
 SELECT function_privs_are('envault', 'verify_chain_json', ARRAY['regclass', 'text', 'text[]', 'bigint[]', 'bytea[]'],
                           'envault_user', ARRAY[]::text[]);
 SELECT function_privs_are('envault', 'verify_chain_json', ARRAY['regclass', 'text', 'text[]', 'bigint[]', 'bytea[]'],
+                          'envault_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('envault', 'prepare_column_walk', ARRAY['regclass', 'name', 'name', 'name', 'text'],
+                          'envault_user', ARRAY[]::text[]);
+SELECT function_privs_are('envault', 'prepare_column_walk', ARRAY['regclass', 'name', 'name', 'name', 'text'],
                           'envault_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'env_reencrypt', ARRAY['bytea', 'bytea'], 'envault_user', ARRAY['EXECUTE']);
 SELECT function_privs_are('envault', 'rotate_data_key', ARRAY['text', 'text'], 'envault_user', ARRAY[]::text[]);

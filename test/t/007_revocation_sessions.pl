@@ -242,7 +242,7 @@ my $retired_v1 = error_block(
 	'55000',
 	'data key of tenant "acme", purpose "docs", version 1 is retired',
 	'A retired data key decrypts nothing.',
-	'An administrator can restore it with envault.restore_data_key().');
+	'An administrator can unretire it with envault.unretire_data_key().');
 my $destroyed_v1 = error_block(
 	'55000',
 	'data key of tenant "acme", purpose "docs", version 1 was destroyed',
@@ -250,8 +250,8 @@ my $destroyed_v1 = error_block(
 my $revoked = error_block(
 	'55000',
 	'envault tenant "acme" is revoked',
-	'Its keys cannot be used until it is restored.',
-	'An administrator can restore it with envault.restore_tenant().');
+	'Its keys cannot be used until it is unrevoked.',
+	'An administrator can unrevoke it with envault.unrevoke_tenant().');
 my $shredded = error_block(
 	'55000',
 	'the keys of envault tenant "acme" were destroyed',

@@ -298,8 +298,8 @@ my $withheld_ent = error_block(
 my $revoked_ent = error_block(
 	'55000',
 	'envault tenant "ent" is revoked',
-	'Its keys cannot be used until it is restored.',
-	'An administrator can restore it with envault.restore_tenant().');
+	'Its keys cannot be used until it is unrevoked.',
+	'An administrator can unrevoke it with envault.unrevoke_tenant().');
 my $not_configured = error_block(
 	'F0000',
 	'envault.customer_key_command is not configured',
