@@ -97,10 +97,11 @@ $(OBJS): $(wildcard src/*.h)
 # headers.  Built by "make", installed into PostgreSQL's bindir by "make
 # install", removed by "make clean" and "make uninstall".
 
-VERIFY_SRCS = tools/envault-verify.c tools/export.c tools/request.c tools/json.c \
+VERIFY_SRCS = tools/envault-verify.c tools/export.c tools/serverlog.c tools/trust.c \
+              tools/verify.c tools/report.c tools/request.c tools/json.c \
               src/crypto.c src/note.c src/chainfmt.c src/merkle.c
 VERIFY_OBJS = $(patsubst %.c,tools/obj/%.o,$(notdir $(VERIFY_SRCS)))
-WITNESS_SRCS = tools/envault-witness.c tools/request.c tools/export.c tools/json.c \
+WITNESS_SRCS = tools/envault-witness.c tools/request.c tools/trust.c \
                src/crypto.c src/note.c src/chainfmt.c src/merkle.c
 WITNESS_OBJS = $(patsubst %.c,tools/obj/%.o,$(notdir $(WITNESS_SRCS)))
 VERIFY_CFLAGS = -std=gnu99 -O2 -g -Wall -Wextra -Wmissing-prototypes \

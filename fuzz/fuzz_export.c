@@ -3,8 +3,9 @@
  * fuzz_export.c
  *		libFuzzer harness: the export reader of envault-verify, from bytes
  *		to a verdict: env_json_parse() of tools/json.c (jansson with
- *		envault's flags and bounds), then ev_export_parse(), ev_verify()
- *		and ev_result_line() of tools/export.c.
+ *		envault's flags and bounds), then ev_export_parse() of
+ *		tools/export.c, ev_verify() of tools/verify.c and ev_result_line()
+ *		of tools/report.c.
  *
  * Properties, for any input:
  *	- JSON that is refused is refused with one line of printable ASCII;
@@ -26,7 +27,7 @@
 #include <string.h>
 
 #include "chainfmt.h"
-#include "export.h"
+#include "report.h"
 #include "fuzz.h"
 
 /* The public key of the seed in test/regress.conf */

@@ -2,7 +2,7 @@
  *
  * fuzz_logline.c
  *		libFuzzer harness: the reader of checkpoint lines in server logs,
- *		ev_log_parse_line() and ev_log_add() of tools/export.c.
+ *		ev_log_parse_line() and ev_log_add() of tools/serverlog.c.
  *
  * Properties: every line of the input is read without reading outside it;
  * a line read completely is written back, from what was read, to exactly
@@ -13,7 +13,7 @@
  */
 #include <string.h>
 
-#include "export.h"
+#include "serverlog.h"
 #include "fuzz.h"
 
 static void

@@ -42,8 +42,8 @@ harnesses=(
 	"fuzz_ciphertext:$root/src/format.c"
 	"fuzz_token:$root/src/format.c"
 	"fuzz_note:"
-	"fuzz_export:$root/tools/json.c $root/tools/export.c"
-	"fuzz_logline:$root/tools/json.c $root/tools/export.c"
+	"fuzz_export:$root/tools/json.c $root/tools/export.c $root/tools/serverlog.c $root/tools/trust.c $root/tools/verify.c $root/tools/report.c"
+	"fuzz_logline:$root/tools/serverlog.c"
 )
 
 for h in "${harnesses[@]}"; do

@@ -21,8 +21,8 @@
  * signed, prints "size N" and exits 3 when it must come with a proof from
  * N rows, and says why on stderr and exits 1 when it must not be signed.
  * Usage and I/O errors go to stderr with exit status 2.
- * docs/audit-chain.md specifies what is checked; tools/export.c and
- * tools/request.c check it.
+ * docs/audit-chain.md specifies what is checked; tools/verify.c (exports)
+ * and tools/request.c (requests) check it.
  *
  * Nothing here is secret: the key files hold public keys (a private key is
  * refused without being parsed).
@@ -35,7 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "export.h"
+#include "report.h"
 #include "request.h"
 
 #define EV_KEYFILE_MAX		65536
@@ -619,243 +619,325 @@ run_request(const char *path, const EvKey *key, const char *last_path,
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+/* The command line, as given */
+typedef struct Options
 {
 	const char *keyfiles[EV_MAXKEYS];
-	int			nkeyfiles = 0;
+	int			nkeyfiles;
 	const char *witnessfiles[EV_MAXWITNESSES];
-	int			nwitnessfiles = 0;
+	int			nwitnessfiles;
 	const char *logs[EV_MAX_LOGS];
-	int			nlogs = 0;
-	const char *name = "envault";
-	const char *database = NULL;
-	const char *export_path = NULL;
-	const char *last_path = NULL;
-	const char *text_out = NULL;
-	const char *need_arg = NULL;
-	char	   *margs[4];
-	Mode		mode = MODE_EXPORT;
-	bool		complete = false;
+	int			nlogs;
+	const char *name;			/* of PEM keys */
+	const char *database;
+	const char *export_path;
+	const char *last_path;
+	const char *text_out;
+	const char *need_arg;		/* --witnesses */
+	char	   *margs[4];		/* the values of a mode's option */
+	Mode		mode;
+	bool		complete;
+} Options;
+
+/* Read the command line into o; --help exits here */
+static void
+parse_options(int argc, char **argv, Options *o)
+{
 	bool		options_done = false;
-	EvKey		keys[EV_MAXKEYS];
-	EvWitness	witnesses[EV_MAXWITNESSES];
+	int			i;
+
+	memset(o, 0, sizeof(*o));
+	o->name = "envault";
+	o->mode = MODE_EXPORT;
+	for (i = 1; i < argc; i++)
+	{
+		const char *v;
+
+		if (options_done)
+			v = NULL;
+		else if (strcmp(argv[i], "--") == 0)
+		{
+			options_done = true;
+			continue;
+		}
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+		{
+			usage(stdout);
+			exit(0);
+		}
+		else if ((v = option_value(argc, argv, &i, "--key")) != NULL)
+		{
+			if (o->nkeyfiles == EV_MAXKEYS)
+				die("at most %d keys", EV_MAXKEYS);
+			o->keyfiles[o->nkeyfiles++] = v;
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--name")) != NULL)
+		{
+			o->name = v;
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--database")) != NULL)
+		{
+			if (v[0] == '\0')
+				die("--database needs a database identity (envault.database_id())");
+			o->database = v;
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--checkpoints")) != NULL)
+		{
+			if (o->nlogs == EV_MAX_LOGS)
+				die("at most %d server logs", EV_MAX_LOGS);
+			o->logs[o->nlogs++] = v;
+			continue;
+		}
+		else if (strcmp(argv[i], "--complete") == 0)
+		{
+			o->complete = true;
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--witnesses")) != NULL)
+		{
+			o->need_arg = v;
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--witness")) != NULL)
+		{
+			if (o->nwitnessfiles == EV_MAXWITNESSES)
+				die("at most %d witnesses", EV_MAXWITNESSES);
+			o->witnessfiles[o->nwitnessfiles++] = v;
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--consistency")) != NULL)
+		{
+			set_mode(&o->mode, MODE_CONSISTENCY, v, 3, o->margs, argc, argv, &i);
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--inclusion")) != NULL)
+		{
+			set_mode(&o->mode, MODE_INCLUSION, v, 4, o->margs, argc, argv, &i);
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--check-request")) != NULL)
+		{
+			set_mode(&o->mode, MODE_REQUEST, v, 1, o->margs, argc, argv, &i);
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--last")) != NULL)
+		{
+			o->last_path = v;
+			continue;
+		}
+		else if ((v = option_value(argc, argv, &i, "--text-out")) != NULL)
+		{
+			o->text_out = v;
+			continue;
+		}
+		else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			die("unknown option \"%s\"\nTry \"%s --help\".", argv[i], progname);
+
+		/* not an option: the export */
+		if (o->export_path != NULL)
+			die("more than one export file given\nTry \"%s --help\".", progname);
+		o->export_path = argv[i];
+	}
+}
+
+/* Which options go with which mode: exits 2 if they do not */
+static void
+check_options(const Options *o)
+{
+	if (o->mode != MODE_EXPORT && o->export_path != NULL)
+		die("an export file (\"%s\") goes with no other mode\nTry \"%s --help\".",
+			o->export_path, progname);
+	if (o->mode != MODE_EXPORT && (o->nlogs > 0 || o->complete))
+		die("--checkpoints and --complete are for exports\nTry \"%s --help\".",
+			progname);
+	if (o->mode != MODE_REQUEST && (o->last_path != NULL || o->text_out != NULL))
+		die("--last and --text-out go with --check-request\nTry \"%s --help\".",
+			progname);
+	if (o->mode == MODE_REQUEST &&
+		(o->nkeyfiles > 1 || o->database != NULL || o->nwitnessfiles > 0 ||
+		 o->need_arg != NULL))
+		die("--check-request takes one --key (the log's) and no --database or --witness\nTry \"%s --help\".",
+			progname);
+	if (o->mode != MODE_REQUEST && o->nkeyfiles == 0)
+		die("no key given (--key KEYFILE)\nTry \"%s --help\".", progname);
+	if (o->mode != MODE_REQUEST && o->database == NULL)
+		die("no database given (--database ID, as envault.database_id() returns it)\nTry \"%s --help\".",
+			progname);
+	if (o->mode == MODE_EXPORT && o->export_path == NULL)
+		die("no export file given\nTry \"%s --help\".", progname);
+}
+
+/* The trusted keys, from their files */
+static void
+read_keys(const Options *o, EvKey *keys)
+{
+	char		err[EV_ERRLEN];
+	size_t		len;
+	bool		too_big;
+	int			i;
+
+	for (i = 0; i < o->nkeyfiles; i++)
+	{
+		st.key_text = read_file(o->keyfiles[i], EV_KEYFILE_MAX, &len, &too_big);
+		if (st.key_text == NULL)
+			die("could not read key file \"%s\": %s", o->keyfiles[i],
+				too_big ? "too large for a key" : strerror(errno));
+		if (!ev_key_parse(st.key_text, len, o->name, &keys[i], err))
+			die("key file \"%s\" %s", o->keyfiles[i], err);
+		free(st.key_text);
+		st.key_text = NULL;
+	}
+}
+
+/* The witnesses, from their files, each once; returns how many */
+static int
+read_witnesses(const Options *o, EvWitness *witnesses)
+{
+	char		err[EV_ERRLEN];
+	size_t		len;
+	bool		too_big;
 	int			nwitnesses = 0;
-	int			need;
-	EvResult	res;
+	int			i;
+
+	for (i = 0; i < o->nwitnessfiles; i++)
+	{
+		int			k;
+
+		st.key_text = read_file(o->witnessfiles[i], EV_KEYFILE_MAX, &len,
+								&too_big);
+		if (st.key_text == NULL)
+			die("could not read witness key file \"%s\": %s",
+				o->witnessfiles[i],
+				too_big ? "too large for a key" : strerror(errno));
+		if (!ev_witness_parse(st.key_text, len, &witnesses[nwitnesses], err))
+			die("witness key file \"%s\" %s", o->witnessfiles[i], err);
+		free(st.key_text);
+		st.key_text = NULL;
+		for (k = 0; k < nwitnesses; k++)
+			if (ev_same_witness(&witnesses[k], &witnesses[nwitnesses]))
+				break;
+		if (k == nwitnesses)
+			nwitnesses++;
+	}
+	return nwitnesses;
+}
+
+/* --witnesses N, from 0 to the witnesses given; all of them by default */
+static int
+witnesses_needed(const char *need_arg, int nwitnesses)
+{
+	char	   *end;
+	long		n;
+
+	if (need_arg == NULL)
+		return nwitnesses;
+	errno = 0;
+	n = strtol(need_arg, &end, 10);
+	if (need_arg[0] < '0' || need_arg[0] > '9' || *end != '\0' ||
+		errno != 0 || n < 0 || n > nwitnesses)
+		die("--witnesses must be a number from 0 to the %d distinct witnesses given (--witness)",
+			nwitnesses);
+	return (int) n;
+}
+
+/*
+ * Verify an export, with the checkpoints of its chain in the server logs
+ * given; print the result line.  Returns the exit status.
+ */
+static int
+run_export(const Options *o, const EvKey *keys, const EvWitness *witnesses,
+		   int nwitnesses, int need)
+{
 	char		err[EV_ERRLEN];
 	size_t		len;
 	size_t		origin_max;
 	size_t		origin_len;
 	bool		too_big;
+	EvResult	res;
 	int			i;
+
+	st.data = read_file(o->export_path, EV_EXPORT_MAXLEN, &len, &too_big);
+	if (st.data == NULL)
+	{
+		if (too_big)
+			die("\"%s\" is larger than %zu bytes, the most envault-verify reads; export the chain in parts with since and until",
+				o->export_path, EV_EXPORT_MAXLEN);
+		die("could not read \"%s\": %s", o->export_path, strerror(errno));
+	}
+	if (!ev_export_parse(st.data, len, &st.ex, err))
+	{
+		printf("FAIL: malformed export: %s\n", err);
+		return 1;
+	}
+	/* the auditor's identity decides, never the file's */
+	if (st.ex.database_len != strlen(o->database) ||
+		memcmp(st.ex.database, o->database, st.ex.database_len) != 0)
+	{
+		printf("FAIL: malformed export: database: expected \"%s\" (--database), found another\n",
+			   o->database);
+		return 1;
+	}
+
+	origin_max = 8 + 3 * st.ex.database_len + 1 + 3 * st.ex.chain_len + 1 +
+		3 * st.ex.tenant_len + 1;
+	st.origin = malloc(origin_max);
+	if (st.origin == NULL)
+		die("out of memory");
+	origin_len = ev_export_origin(&st.ex, st.origin, origin_max);
+	if (!ev_log_init(&st.log, st.origin, origin_len))
+		die("out of memory");
+	for (i = 0; i < o->nlogs; i++)
+	{
+		const char *problem = read_log(o->logs[i], &st.log);
+
+		if (problem != NULL)
+			die("could not read server log \"%s\": %s", o->logs[i], problem);
+	}
+
+	if (!ev_verify_witnessed(&st.ex, keys, o->nkeyfiles, witnesses,
+							 nwitnesses, need,
+							 o->nlogs > 0 ? &st.log : NULL, o->complete,
+							 &res))
+		die("out of memory");
+	st.line = ev_result_line(&st.ex, &res);
+	if (st.line == NULL)
+		die("out of memory");
+	printf("%s\n", st.line);
+	return res.ok ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	Options		o;
+	EvKey		keys[EV_MAXKEYS];
+	EvWitness	witnesses[EV_MAXWITNESSES];
+	int			nwitnesses;
+	int			need;
 	int			rc;
 
-	for (i = 1; i < argc; i++)
-	{
-		const char *v;
-
-		if (!options_done && strcmp(argv[i], "--") == 0)
-			options_done = true;
-		else if (!options_done && (strcmp(argv[i], "--help") == 0 ||
-								   strcmp(argv[i], "-h") == 0))
-		{
-			usage(stdout);
-			return 0;
-		}
-		else if (!options_done && (v = option_value(argc, argv, &i, "--key")) != NULL)
-		{
-			if (nkeyfiles == EV_MAXKEYS)
-				die("at most %d keys", EV_MAXKEYS);
-			keyfiles[nkeyfiles++] = v;
-		}
-		else if (!options_done && (v = option_value(argc, argv, &i, "--name")) != NULL)
-			name = v;
-		else if (!options_done && (v = option_value(argc, argv, &i, "--database")) != NULL)
-		{
-			if (v[0] == '\0')
-				die("--database needs a database identity (envault.database_id())");
-			database = v;
-		}
-		else if (!options_done &&
-				 (v = option_value(argc, argv, &i, "--checkpoints")) != NULL)
-		{
-			if (nlogs == EV_MAX_LOGS)
-				die("at most %d server logs", EV_MAX_LOGS);
-			logs[nlogs++] = v;
-		}
-		else if (!options_done && strcmp(argv[i], "--complete") == 0)
-			complete = true;
-		else if (!options_done &&
-				 (v = option_value(argc, argv, &i, "--witnesses")) != NULL)
-			need_arg = v;
-		else if (!options_done &&
-				 (v = option_value(argc, argv, &i, "--witness")) != NULL)
-		{
-			if (nwitnessfiles == EV_MAXWITNESSES)
-				die("at most %d witnesses", EV_MAXWITNESSES);
-			witnessfiles[nwitnessfiles++] = v;
-		}
-		else if (!options_done &&
-				 (v = option_value(argc, argv, &i, "--consistency")) != NULL)
-			set_mode(&mode, MODE_CONSISTENCY, v, 3, margs, argc, argv, &i);
-		else if (!options_done &&
-				 (v = option_value(argc, argv, &i, "--inclusion")) != NULL)
-			set_mode(&mode, MODE_INCLUSION, v, 4, margs, argc, argv, &i);
-		else if (!options_done &&
-				 (v = option_value(argc, argv, &i, "--check-request")) != NULL)
-			set_mode(&mode, MODE_REQUEST, v, 1, margs, argc, argv, &i);
-		else if (!options_done && (v = option_value(argc, argv, &i, "--last")) != NULL)
-			last_path = v;
-		else if (!options_done &&
-				 (v = option_value(argc, argv, &i, "--text-out")) != NULL)
-			text_out = v;
-		else if (!options_done && argv[i][0] == '-' && argv[i][1] != '\0')
-			die("unknown option \"%s\"\nTry \"%s --help\".", argv[i], progname);
-		else if (export_path == NULL)
-			export_path = argv[i];
-		else
-			die("more than one export file given\nTry \"%s --help\".", progname);
-	}
-
-	/* which options go with which mode */
-	if (mode != MODE_EXPORT && export_path != NULL)
-		die("an export file (\"%s\") goes with no other mode\nTry \"%s --help\".",
-			export_path, progname);
-	if (mode != MODE_EXPORT && (nlogs > 0 || complete))
-		die("--checkpoints and --complete are for exports\nTry \"%s --help\".",
-			progname);
-	if (mode != MODE_REQUEST && (last_path != NULL || text_out != NULL))
-		die("--last and --text-out go with --check-request\nTry \"%s --help\".",
-			progname);
-	if (mode == MODE_REQUEST &&
-		(nkeyfiles > 1 || database != NULL || nwitnessfiles > 0 || need_arg != NULL))
-		die("--check-request takes one --key (the log's) and no --database or --witness\nTry \"%s --help\".",
-			progname);
-	if (mode != MODE_REQUEST &&
-		(nkeyfiles == 0 || database == NULL ||
-		 (mode == MODE_EXPORT && export_path == NULL)))
-	{
-		fprintf(stderr, "%s: %s\n", progname,
-				nkeyfiles == 0 ? "no key given (--key KEYFILE)" :
-				database == NULL ? "no database given (--database ID, as envault.database_id() returns it)" :
-				"no export file given");
-		fprintf(stderr, "Try \"%s --help\".\n", progname);
-		return 2;
-	}
-
+	parse_options(argc, argv, &o);
+	check_options(&o);
 	if (!env_crypto_init())
 		die("could not initialize OpenSSL");
-	for (i = 0; i < nkeyfiles; i++)
-	{
-		st.key_text = read_file(keyfiles[i], EV_KEYFILE_MAX, &len, &too_big);
-		if (st.key_text == NULL)
-			die("could not read key file \"%s\": %s", keyfiles[i],
-				too_big ? "too large for a key" : strerror(errno));
-		if (!ev_key_parse(st.key_text, len, name, &keys[i], err))
-			die("key file \"%s\" %s", keyfiles[i], err);
-		free(st.key_text);
-		st.key_text = NULL;
-	}
-	for (i = 0; i < nwitnessfiles; i++)
-	{
-		int			k;
+	read_keys(&o, keys);
+	nwitnesses = read_witnesses(&o, witnesses);
+	need = witnesses_needed(o.need_arg, nwitnesses);
 
-		st.key_text = read_file(witnessfiles[i], EV_KEYFILE_MAX, &len, &too_big);
-		if (st.key_text == NULL)
-			die("could not read witness key file \"%s\": %s", witnessfiles[i],
-				too_big ? "too large for a key" : strerror(errno));
-		if (!ev_witness_parse(st.key_text, len, &witnesses[nwitnesses], err))
-			die("witness key file \"%s\" %s", witnessfiles[i], err);
-		free(st.key_text);
-		st.key_text = NULL;
-		/* the same witness twice is one */
-		for (k = 0; k < nwitnesses; k++)
-			if (witnesses[k].name_len == witnesses[nwitnesses].name_len &&
-				memcmp(witnesses[k].name, witnesses[nwitnesses].name,
-					   witnesses[k].name_len) == 0 &&
-				memcmp(witnesses[k].pub, witnesses[nwitnesses].pub,
-					   ENV_ED25519_PUBLIC_LEN) == 0)
-				break;
-		if (k == nwitnesses)
-			nwitnesses++;
-	}
-	need = nwitnesses;
-	if (need_arg != NULL)
-	{
-		char	   *end;
-		long		n;
-
-		errno = 0;
-		n = strtol(need_arg, &end, 10);
-		if (need_arg[0] < '0' || need_arg[0] > '9' || *end != '\0' ||
-			errno != 0 || n < 0 || n > nwitnesses)
-			die("--witnesses must be a number from 0 to the %d distinct witnesses given (--witness)",
-				nwitnesses);
-		need = (int) n;
-	}
-
-	if (mode == MODE_REQUEST)
-		rc = run_request(margs[0], nkeyfiles > 0 ? &keys[0] : NULL, last_path,
-						 text_out);
-	else if (mode == MODE_CONSISTENCY)
-		rc = run_consistency(margs, keys, nkeyfiles, database, witnesses,
-							 nwitnesses, need);
-	else if (mode == MODE_INCLUSION)
-		rc = run_inclusion(margs, keys, nkeyfiles, database, witnesses,
+	if (o.mode == MODE_REQUEST)
+		rc = run_request(o.margs[0], o.nkeyfiles > 0 ? &keys[0] : NULL,
+						 o.last_path, o.text_out);
+	else if (o.mode == MODE_CONSISTENCY)
+		rc = run_consistency(o.margs, keys, o.nkeyfiles, o.database,
+							 witnesses, nwitnesses, need);
+	else if (o.mode == MODE_INCLUSION)
+		rc = run_inclusion(o.margs, keys, o.nkeyfiles, o.database, witnesses,
 						   nwitnesses, need);
 	else
-	{
-		st.data = read_file(export_path, EV_EXPORT_MAXLEN, &len, &too_big);
-		if (st.data == NULL)
-		{
-			if (too_big)
-				die("\"%s\" is larger than %zu bytes, the most envault-verify reads; export the chain in parts with since and until",
-					export_path, EV_EXPORT_MAXLEN);
-			die("could not read \"%s\": %s", export_path, strerror(errno));
-		}
-		if (!ev_export_parse(st.data, len, &st.ex, err))
-		{
-			printf("FAIL: malformed export: %s\n", err);
-			cleanup();
-			return fflush(stdout) == 0 ? 1 : 2;
-		}
-		/* the auditor's identity decides, never the file's */
-		if (st.ex.database_len != strlen(database) ||
-			memcmp(st.ex.database, database, st.ex.database_len) != 0)
-		{
-			printf("FAIL: malformed export: database: expected \"%s\" (--database), found another\n",
-				   database);
-			cleanup();
-			return fflush(stdout) == 0 ? 1 : 2;
-		}
-
-		origin_max = 8 + 3 * st.ex.database_len + 1 + 3 * st.ex.chain_len + 1 +
-			3 * st.ex.tenant_len + 1;
-		st.origin = malloc(origin_max);
-		if (st.origin == NULL)
-			die("out of memory");
-		origin_len = ev_export_origin(&st.ex, st.origin, origin_max);
-		if (!ev_log_init(&st.log, st.origin, origin_len))
-			die("out of memory");
-		for (i = 0; i < nlogs; i++)
-		{
-			const char *problem = read_log(logs[i], &st.log);
-
-			if (problem != NULL)
-				die("could not read server log \"%s\": %s", logs[i], problem);
-		}
-
-		if (!ev_verify_witnessed(&st.ex, keys, nkeyfiles, witnesses, nwitnesses,
-								 need, nlogs > 0 ? &st.log : NULL, complete,
-								 &res))
-			die("out of memory");
-		st.line = ev_result_line(&st.ex, &res);
-		if (st.line == NULL)
-			die("out of memory");
-		printf("%s\n", st.line);
-		rc = res.ok ? 0 : 1;
-	}
+		rc = run_export(&o, keys, witnesses, nwitnesses, need);
 	cleanup();
 	if (fflush(stdout) != 0)
 	{

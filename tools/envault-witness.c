@@ -385,6 +385,71 @@ save_state(const char *dir, const char *text, size_t len)
 	close(fd);
 }
 
+/* One run at a time for the whole state directory, created on first use */
+static void
+lock_state(const char *dir)
+{
+	char	   *lock_path;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		refuse("could not create state directory \"%s\": %s", dir,
+			   strerror(errno));
+	lock_path = malloc(strlen(dir) + 6);
+	if (lock_path == NULL)
+		refuse("out of memory");
+	sprintf(lock_path, "%s/lock", dir);
+	st.lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st.lock_fd < 0)
+	{
+		int			saved = errno;
+
+		free(lock_path);
+		refuse("could not open \"%s/lock\": %s", dir, strerror(saved));
+	}
+	free(lock_path);
+	while (flock(st.lock_fd, LOCK_EX) != 0)
+		if (errno != EINTR)
+			refuse("could not lock \"%s/lock\": %s", dir, strerror(errno));
+}
+
+/*
+ * The cosignature line (cosignature/v1) of the request's checkpoint text,
+ * signed now, into line (of size line_size)
+ */
+static void
+cosign(const char *name, const uint8_t *pub, const EvRequest *req,
+	   char *line, size_t line_size)
+{
+	uint8_t		key_id[ENV_NOTE_KEYID_LEN];
+	uint8_t		sig[ENV_ED25519_SIG_LEN];
+	char	   *msg;
+	size_t		msg_len;
+	uint64_t	timestamp;
+	time_t		now;
+
+	now = time(NULL);
+	if (now < 0)
+		refuse("the clock is before the Epoch");
+	timestamp = (uint64_t) now;
+	msg = malloc(64 + req->text_len);
+	if (msg == NULL)
+		refuse("out of memory");
+	msg_len = env_cosignature_message(req->text, req->text_len, timestamp, msg,
+									  64 + req->text_len);
+	if (msg_len == 0 || !sign((const uint8_t *) msg, msg_len, sig) ||
+		!env_ed25519_verify(pub, (const uint8_t *) msg, msg_len, sig))
+	{
+		free(msg);
+		refuse("could not sign");
+	}
+	free(msg);
+	env_note_key_id_typed(name, strlen(name), ENV_NOTE_TYPE_COSIGNATURE, pub,
+						  key_id);
+	if (env_cosignature_line(name, strlen(name), key_id, timestamp, sig,
+							 line, line_size) == 0)
+		refuse("--name: too long");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -394,22 +459,15 @@ main(int argc, char **argv)
 	const char *dir = NULL;
 	bool		print_vkey = false;
 	uint8_t		pub[ENV_ED25519_PUBLIC_LEN];
-	uint8_t		key_id[ENV_NOTE_KEYID_LEN];
-	uint8_t		sig[ENV_ED25519_SIG_LEN];
 	char		vkey[ENV_NOTE_NAME_MAXLEN + 64];
 	char		line[ENV_NOTE_NAME_MAXLEN + 128];
-	char	   *msg;
-	size_t		msg_len;
 	EvKey		log_key;
 	EvRequest	req;
 	EvRequestStatus status;
 	char		err[EV_ERRLEN];
-	char	   *lock_path;
 	size_t		len;
 	size_t		last_len = 0;
 	uint64_t	last_size;
-	uint64_t	timestamp;
-	time_t		now;
 	int			i;
 
 	for (i = 1; i < argc; i++)
@@ -466,26 +524,7 @@ main(int argc, char **argv)
 	if (!ev_key_parse(st.log_key_text, len, "envault", &log_key, err))
 		usage_error("log key file \"%s\" %s", log_key_path, err);
 
-	/* one run at a time for the whole state, created on first use */
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		refuse("could not create state directory \"%s\": %s", dir,
-			   strerror(errno));
-	lock_path = malloc(strlen(dir) + 6);
-	if (lock_path == NULL)
-		refuse("out of memory");
-	sprintf(lock_path, "%s/lock", dir);
-	st.lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (st.lock_fd < 0)
-	{
-		int			saved = errno;
-
-		free(lock_path);
-		refuse("could not open \"%s/lock\": %s", dir, strerror(saved));
-	}
-	free(lock_path);
-	while (flock(st.lock_fd, LOCK_EX) != 0)
-		if (errno != EINTR)
-			refuse("could not lock \"%s/lock\": %s", dir, strerror(errno));
+	lock_state(dir);
 
 	st.request = read_fd(STDIN_FILENO, EV_REQUEST_MAXLEN, &len);
 	if (st.request == NULL)
@@ -510,28 +549,7 @@ main(int argc, char **argv)
 	if (status != EV_REQUEST_OK)
 		refuse("%s", err);
 
-	/* cosignature/v1 over the checkpoint text, at this time */
-	now = time(NULL);
-	if (now < 0)
-		refuse("the clock is before the Epoch");
-	timestamp = (uint64_t) now;
-	msg = malloc(64 + req.text_len);
-	if (msg == NULL)
-		refuse("out of memory");
-	msg_len = env_cosignature_message(req.text, req.text_len, timestamp, msg,
-									  64 + req.text_len);
-	if (msg_len == 0 || !sign((const uint8_t *) msg, msg_len, sig) ||
-		!env_ed25519_verify(pub, (const uint8_t *) msg, msg_len, sig))
-	{
-		free(msg);
-		refuse("could not sign");
-	}
-	free(msg);
-	env_note_key_id_typed(name, strlen(name), ENV_NOTE_TYPE_COSIGNATURE, pub,
-						  key_id);
-	if (env_cosignature_line(name, strlen(name), key_id, timestamp, sig,
-							 line, sizeof(line)) == 0)
-		refuse("--name: too long");
+	cosign(name, pub, &req, line, sizeof(line));
 
 	/* the state first: a cosignature given is one remembered */
 	st.tmp = state_path(dir, req.cp.origin, req.cp.origin_len, ".tmp");

@@ -21,9 +21,9 @@
 #ifndef ENVAULT_REQUEST_H
 #define ENVAULT_REQUEST_H
 
-#include "export.h"
 #include "merkle.h"
 #include "note.h"
+#include "trust.h"
 
 /* A note, then the consistency section */
 #define EV_REQUEST_MAXLEN	(ENV_NOTE_READ_MAXLEN + 64 + \
