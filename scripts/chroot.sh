@@ -22,12 +22,14 @@ chroot_suite() {
 	esac
 }
 
-# what a chroot needs to build envault and run its tests
+# what a chroot needs to build envault and its Debian package, and run its
+# tests
 chroot_packages() {
 	local v=$1
 	echo "postgresql-$v postgresql-server-dev-$v postgresql-$v-pgtap" \
 		"libtap-parser-sourcehandler-pgtap-perl libipc-run-perl perl" \
-		"libssl-dev libjansson-dev make gcc openssl procps"
+		"libssl-dev libjansson-dev make gcc openssl procps" \
+		"build-essential debhelper dpkg-dev fakeroot postgresql-server-dev-all"
 }
 
 # chroot_ensure MAJOR: print the path of the chroot, making it if needed

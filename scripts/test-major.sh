@@ -2,7 +2,10 @@
 # scripts/test-major.sh: the tests of one PostgreSQL major other than
 # Debian 12's, run by scripts/test.sh inside that major's chroot
 # (scripts/chroot.sh) as root, with ENVAULT_PG set:
-#   1. build with -Werror and install,
+#   1. build the Debian package postgresql-$ENVAULT_PG-envault from the
+#      sources (pg_buildext, debian/control made for this major from
+#      debian/control.in) and apt install it: the tests below run against
+#      the installed package; and build the tree with -Werror,
 #   2. pg_regress (sql/, expected/) on a temporary instance,
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
 #   4. the TAP tests that touch what differs between majors: restarts and
@@ -37,15 +40,34 @@ count_prove() {				# add prove's counts from log $1
 	[ -n "$total" ] || failed=$((failed + 1))
 }
 
-say "PostgreSQL $ENVAULT_PG: building envault"
-if make -C "$tree" -s WERROR=1 PG_CONFIG="$PG_CONFIG" all >"$work/build.log" 2>&1 &&
-	make -C "$tree" -s PG_CONFIG="$PG_CONFIG" install >>"$work/build.log" 2>&1; then
+# the package, from a copy of the sources as they came (nothing built yet)
+say "PostgreSQL $ENVAULT_PG: the Debian package postgresql-$ENVAULT_PG-envault"
+version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$tree/envault.control")
+pkg="$work/package"
+mkdir -p "$pkg"
+cp -a "$tree" "$pkg/envault-$version"
+if (cd "$pkg/envault-$version" && pg_buildext updatecontrol &&
+	grep -qx "Package: postgresql-$ENVAULT_PG-envault" debian/control &&
+	dpkg-buildpackage -us -uc -b -j"$(nproc)") >"$work/package.log" 2>&1 &&
+	deb=$(ls "$pkg"/postgresql-"$ENVAULT_PG"-envault_"$version"_*.deb) &&
+	(cd "$pkg" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "./$(basename "$deb")") >>"$work/package.log" 2>&1 &&
+	[ -x "$PGBIN/envault-verify" ] && [ -f "$("$PG_CONFIG" --pkglibdir)/envault.so" ]; then
+	dpkg-query -W -f='${Package} ${Version}: installed\n' "postgresql-$ENVAULT_PG-envault"
+	passed=$((passed + 1))
+else
+	tail -n 60 "$work/package.log"
+	failed=$((failed + 1))
+	echo; echo "$passed passed, $failed failed"
+	exit 1
+fi
+
+say "PostgreSQL $ENVAULT_PG: building envault with -Werror (the tests use the package)"
+if make -C "$tree" -s WERROR=1 PG_CONFIG="$PG_CONFIG" all >"$work/build.log" 2>&1; then
 	passed=$((passed + 1))
 else
 	cat "$work/build.log"
 	failed=$((failed + 1))
-	echo; echo "$passed passed, $failed failed"
-	exit 1
 fi
 chown -R postgres: "$tree"
 
