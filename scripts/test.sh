@@ -19,8 +19,10 @@
 #      package (scripts/package.sh); a short run of every libFuzzer
 #      harness (fuzz/run.sh),
 #   7. PostgreSQL 17 and 18, each in a chroot of the Debian suite that
-#      carries it: pg_regress, pgTAP, the TAP tests of what differs between
-#      majors, and a PostgreSQL 15 database restored (scripts/test-major.sh),
+#      carries it: its Debian package (postgresql-17-envault,
+#      postgresql-18-envault) built and installed with apt, then against
+#      it pg_regress, pgTAP, the TAP tests of what differs between majors,
+#      and a PostgreSQL 15 database restored (scripts/test-major.sh),
 #   8. pg_regress and pgTAP again under ASan and UBSan (scripts/sanitize.sh).
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 # Runs as root (tests then run as the postgres user) or as a sudoer.
