@@ -229,17 +229,145 @@ ev_frontier(char *err, const json_t *v, EvExport *ex)
 	return true;
 }
 
+/* format, database, chain and tenant */
+static bool
+ev_read_header(char *err, const json_t *const *top, EvExport *ex)
+{
+	const char *format;
+	size_t		format_len;
+
+	if (!ev_string(err, top[0], "format", false, &format, &format_len))
+		return false;
+	if (!ev_is(format, format_len, ex->format == 1 ? EV_FORMAT_V1 : EV_FORMAT))
+		return ev_fail(err, "format: expected \"%s\" or \"%s\"", EV_FORMAT,
+					   EV_FORMAT_V1);
+	if (!ev_string(err, top[1], "database", false, &ex->database, &ex->database_len) ||
+		!ev_string(err, top[2], "chain", false, &ex->chain, &ex->chain_len) ||
+		!ev_string(err, top[3], "tenant", true, &ex->tenant, &ex->tenant_len))
+		return false;
+	if (ex->chain_len == 0)
+		return ev_fail(err, "chain: expected a table name, found \"\"");
+	return true;
+}
+
+/* columns: [[name, type], ...] */
+static bool
+ev_read_columns(char *err, const json_t *columns, EvExport *ex)
+{
+	char		path[64];
+	size_t		i;
+
+	if (!ev_array(err, columns, "columns"))
+		return false;
+	if (json_array_size(columns) > EV_EXPORT_MAXCOLUMNS)
+		return ev_fail(err, "columns: more than %d columns",
+					   EV_EXPORT_MAXCOLUMNS);
+	ex->ncols = json_array_size(columns);
+	ex->cols = calloc(ex->ncols > 0 ? ex->ncols : 1, sizeof(EvColumn));
+	if (ex->cols == NULL)
+		return ev_fail(err, "out of memory");
+	for (i = 0; i < ex->ncols; i++)
+	{
+		const json_t *c = json_array_get(columns, i);
+
+		snprintf(path, sizeof(path), "columns[%zu]", i);
+		if (!json_is_array(c) || json_array_size(c) != 2)
+			return ev_fail(err, "%s: expected [name, type]", path);
+		if (!ev_string(err, json_array_get(c, 0), path, false,
+					   &ex->cols[i].name, &ex->cols[i].name_len) ||
+			!ev_string(err, json_array_get(c, 1), path, false,
+					   &ex->cols[i].type, &ex->cols[i].type_len))
+			return false;
+	}
+	return true;
+}
+
+/* rows[i]: {seq, at, prev, hash, values}, values one per column */
+static bool
+ev_read_row(char *err, const json_t *v, size_t i, size_t ncols, EvRow *row)
+{
+	const json_t *f[5];
+	char		path[64];
+	size_t		j;
+
+	snprintf(path, sizeof(path), "rows[%zu]", i);
+	if (!ev_members(err, v, path, ev_row_names, 5, f))
+		return false;
+	snprintf(path, sizeof(path), "rows[%zu].seq", i);
+	if (!ev_seq(err, f[0], path, &row->seq))
+		return false;
+	snprintf(path, sizeof(path), "rows[%zu].at", i);
+	if (!ev_string(err, f[1], path, false, &row->at, &row->at_len))
+		return false;
+	snprintf(path, sizeof(path), "rows[%zu].prev", i);
+	if (!ev_hash(err, f[2], path, &row->has_prev, row->prev))
+		return false;
+	snprintf(path, sizeof(path), "rows[%zu].hash", i);
+	if (!ev_hash(err, f[3], path, &row->has_hash, row->hash))
+		return false;
+	snprintf(path, sizeof(path), "rows[%zu].values", i);
+	if (!json_is_array(f[4]) || json_array_size(f[4]) != ncols)
+		return ev_fail(err, "%s: expected an array of %zu values, one per column",
+					   path, ncols);
+	for (j = 0; j < ncols; j++)
+	{
+		const json_t *value = json_array_get(f[4], j);
+
+		if (!json_is_string(value) && !json_is_null(value))
+			return ev_fail(err, "%s[%zu]: expected a string or null, found %s",
+						   path, j, ev_type_name(value));
+	}
+	row->values = f[4];
+	row->index = i;
+	return true;
+}
+
+/* rows, then in order of seq (stable) */
+static bool
+ev_read_rows(char *err, const json_t *rows, EvExport *ex)
+{
+	size_t		i;
+
+	if (!ev_array(err, rows, "rows"))
+		return false;
+	ex->nrows = json_array_size(rows);
+	ex->rows = calloc(ex->nrows > 0 ? ex->nrows : 1, sizeof(EvRow));
+	if (ex->rows == NULL)
+		return ev_fail(err, "out of memory");
+	for (i = 0; i < ex->nrows; i++)
+		if (!ev_read_row(err, json_array_get(rows, i), i, ex->ncols,
+						 &ex->rows[i]))
+			return false;
+	if (ex->nrows > 1)
+		qsort(ex->rows, ex->nrows, sizeof(EvRow), ev_cmp_row);
+	return true;
+}
+
+/* checkpoints: an array of signed notes, checked later (verify.c) */
+static bool
+ev_read_checkpoints(char *err, const json_t *cps, EvExport *ex)
+{
+	size_t		i;
+
+	if (!ev_array(err, cps, "checkpoints"))
+		return false;
+	for (i = 0; i < json_array_size(cps); i++)
+	{
+		const json_t *c = json_array_get(cps, i);
+
+		if (!json_is_string(c))
+			return ev_fail(err, "checkpoints[%zu]: expected a string, found %s",
+						   i, ev_type_name(c));
+	}
+	ex->ncps = json_array_size(cps);
+	ex->cps = cps;
+	return true;
+}
+
 bool
 ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 {
 	const json_t *top[8];
-	const json_t *columns;
-	const json_t *rows;
-	const json_t *cps;
-	const char *format;
-	size_t		format_len;
-	size_t		i;
-	char		path[64];
 
 	memset(ex, 0, sizeof(*ex));
 	err[0] = '\0';
@@ -249,137 +377,17 @@ ev_export_parse(const char *data, size_t len, EvExport *ex, char *err)
 
 	ex->format = ev_guess_format(ex->doc);
 	if (!ev_members(err, ex->doc, "the export", ev_top_names,
-					ex->format == 1 ? 7 : 8, top))
-		goto fail;
-	if (!ev_string(err, top[0], "format", false, &format, &format_len))
-		goto fail;
-	if (!ev_is(format, format_len, ex->format == 1 ? EV_FORMAT_V1 : EV_FORMAT))
+					ex->format == 1 ? 7 : 8, top) ||
+		!ev_read_header(err, top, ex) ||
+		!ev_read_columns(err, top[4], ex) ||
+		!ev_read_rows(err, top[5], ex) ||
+		(ex->format == 2 && !ev_frontier(err, top[7], ex)) ||
+		!ev_read_checkpoints(err, top[6], ex))
 	{
-		ev_fail(err, "format: expected \"%s\" or \"%s\"", EV_FORMAT,
-				EV_FORMAT_V1);
-		goto fail;
+		ev_export_free(ex);
+		return false;
 	}
-	if (!ev_string(err, top[1], "database", false, &ex->database, &ex->database_len) ||
-		!ev_string(err, top[2], "chain", false, &ex->chain, &ex->chain_len) ||
-		!ev_string(err, top[3], "tenant", true, &ex->tenant, &ex->tenant_len))
-		goto fail;
-	if (ex->chain_len == 0)
-	{
-		ev_fail(err, "chain: expected a table name, found \"\"");
-		goto fail;
-	}
-
-	columns = top[4];
-	if (!ev_array(err, columns, "columns"))
-		goto fail;
-	if (json_array_size(columns) > EV_EXPORT_MAXCOLUMNS)
-	{
-		ev_fail(err, "columns: more than %d columns", EV_EXPORT_MAXCOLUMNS);
-		goto fail;
-	}
-	ex->ncols = json_array_size(columns);
-	ex->cols = calloc(ex->ncols > 0 ? ex->ncols : 1, sizeof(EvColumn));
-	if (ex->cols == NULL)
-	{
-		snprintf(err, EV_ERRLEN, "out of memory");
-		goto fail;
-	}
-	for (i = 0; i < ex->ncols; i++)
-	{
-		const json_t *c = json_array_get(columns, i);
-
-		snprintf(path, sizeof(path), "columns[%zu]", i);
-		if (!json_is_array(c) || json_array_size(c) != 2)
-		{
-			ev_fail(err, "%s: expected [name, type]", path);
-			goto fail;
-		}
-		if (!ev_string(err, json_array_get(c, 0), path, false,
-					   &ex->cols[i].name, &ex->cols[i].name_len) ||
-			!ev_string(err, json_array_get(c, 1), path, false,
-					   &ex->cols[i].type, &ex->cols[i].type_len))
-			goto fail;
-	}
-
-	rows = top[5];
-	if (!ev_array(err, rows, "rows"))
-		goto fail;
-	ex->nrows = json_array_size(rows);
-	ex->rows = calloc(ex->nrows > 0 ? ex->nrows : 1, sizeof(EvRow));
-	if (ex->rows == NULL)
-	{
-		snprintf(err, EV_ERRLEN, "out of memory");
-		goto fail;
-	}
-	for (i = 0; i < ex->nrows; i++)
-	{
-		const json_t *f[5];
-		EvRow	   *row = &ex->rows[i];
-		size_t		j;
-
-		snprintf(path, sizeof(path), "rows[%zu]", i);
-		if (!ev_members(err, json_array_get(rows, i), path, ev_row_names, 5, f))
-			goto fail;
-		snprintf(path, sizeof(path), "rows[%zu].seq", i);
-		if (!ev_seq(err, f[0], path, &row->seq))
-			goto fail;
-		snprintf(path, sizeof(path), "rows[%zu].at", i);
-		if (!ev_string(err, f[1], path, false, &row->at, &row->at_len))
-			goto fail;
-		snprintf(path, sizeof(path), "rows[%zu].prev", i);
-		if (!ev_hash(err, f[2], path, &row->has_prev, row->prev))
-			goto fail;
-		snprintf(path, sizeof(path), "rows[%zu].hash", i);
-		if (!ev_hash(err, f[3], path, &row->has_hash, row->hash))
-			goto fail;
-		snprintf(path, sizeof(path), "rows[%zu].values", i);
-		if (!json_is_array(f[4]) || json_array_size(f[4]) != ex->ncols)
-		{
-			ev_fail(err, "%s: expected an array of %zu values, one per column",
-					path, ex->ncols);
-			goto fail;
-		}
-		for (j = 0; j < ex->ncols; j++)
-		{
-			const json_t *v = json_array_get(f[4], j);
-
-			if (!json_is_string(v) && !json_is_null(v))
-			{
-				ev_fail(err, "%s[%zu]: expected a string or null, found %s",
-						path, j, ev_type_name(v));
-				goto fail;
-			}
-		}
-		row->values = f[4];
-		row->index = i;
-	}
-	if (ex->nrows > 1)
-		qsort(ex->rows, ex->nrows, sizeof(EvRow), ev_cmp_row);
-
-	if (ex->format == 2 && !ev_frontier(err, top[7], ex))
-		goto fail;
-
-	cps = top[6];
-	if (!ev_array(err, cps, "checkpoints"))
-		goto fail;
-	for (i = 0; i < json_array_size(cps); i++)
-	{
-		const json_t *c = json_array_get(cps, i);
-
-		if (!json_is_string(c))
-		{
-			ev_fail(err, "checkpoints[%zu]: expected a string, found %s",
-					i, ev_type_name(c));
-			goto fail;
-		}
-	}
-	ex->ncps = json_array_size(cps);
-	ex->cps = cps;
 	return true;
-
-fail:
-	ev_export_free(ex);
-	return false;
 }
 
 void
