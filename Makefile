@@ -22,7 +22,7 @@ OBJS = src/envault.o src/crypto.o src/format.o src/errors.o src/names.o \
        src/encrypt.o src/keys.o \
        src/tenant.o src/rls.o src/tokens.o src/lifecycle.o \
        src/note.o src/chainfmt.o src/canon.o src/chain.o src/chainheads.o src/chaintrigger.o src/chainenable.o src/chainguard.o src/chainmeaning.o src/merkle.o src/chaintree.o src/chainroute.o \
-       src/checkpoint.o src/witness.o src/chainverify.o src/accesslog.o src/accessworker.o \
+       src/checkpoint.o src/witness.o src/chainverify.o src/chainpurge.o src/accesslog.o src/accessworker.o \
        src/secretstore.o src/scaleout.o
 
 DATA_built = envault--$(EXTVERSION).sql

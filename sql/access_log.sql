@@ -70,7 +70,7 @@ SELECT * FROM regress_records('regress-al-error');
 -- what a record says: who, from where, in which statement
 CREATE ROLE regress_al_app LOGIN IN ROLE envault_user;
 GRANT SELECT ON regress_al TO regress_al_app;
-SELECT envault.set_tenant('al', false);
+SELECT envault.use_tenant('al', session => true);
 SET ROLE regress_al_app;
 SET application_name = 'regress-al-who';
 SELECT env_decrypt_text(c) FROM regress_al WHERE id = 3;

@@ -217,7 +217,7 @@ SELECT envault.authenticate(:'c1_token', true);
 SELECT env_reencrypt(c) FROM regress_adv_keys WHERE name = 'c2/secrets v1';
 SELECT env_decrypt_text(env_encrypt('adv-c2', 'secrets', 'x'));
 RESET ROLE;
-SELECT envault.restore_tenant('adv-c2');
+SELECT envault.unrevoke_tenant('adv-c2');
 -- nothing cached now (a change of state empties the key cache): with
 -- adv-c2's wrapped tenant key damaged, the application is refused before
 -- that key is unwrapped

@@ -568,10 +568,8 @@ envault_enable_audit_chain(PG_FUNCTION_ARGS)
 	bool		builtin;
 	volatile int64 linked = 0;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "tbl" : "tenant_column")));
+	env_arg_not_null(fcinfo, 0, "tbl");
+	env_arg_not_null(fcinfo, 1, "tenant_column");
 	relid = PG_GETARG_OID(0);
 	tenant_column = PG_GETARG_NAME(1);
 
@@ -770,10 +768,7 @@ envault_disable_audit_chain(PG_FUNCTION_ARGS)
 	char	   *identity;
 	int64		ncheckpoints;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tbl must not be null")));
+	env_arg_not_null(fcinfo, 0, "tbl");
 	relid = PG_GETARG_OID(0);
 	rel = table_open(relid, AccessExclusiveLock);
 	qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),

@@ -18,7 +18,8 @@
  *		tokens.c	API tokens stored as pepper-HMACs
  *		encrypt.c	SQL wrappers of the data path (env_encrypt ...)
  *		keys.c		SQL wrappers of key management (create_tenant ...)
- *		lifecycle.c	SQL wrappers of retiring, restoring, destroying keys
+ *		lifecycle.c	SQL wrappers of retiring, unretiring, destroying keys,
+ *				revoking and crypto-shredding tenants
  *		note.c		base64, signed notes and checkpoint text (plain C)
  *		chainfmt.c	the bytes a chain row hash covers (plain C)
  *		canon.c		canonical text of column values, for row hashes
@@ -32,15 +33,22 @@
  *		chaintree.c	each tenant's chain as a Merkle tree: heads, proofs
  *		chainroute.c	a distributed table's chain: calls on a tenant's shard (Citus)
  *		checkpoint.c	the signing key and signed checkpoints
- *		chainverify.c	verify_chain, export_chain, purge_chain
+ *		witness.c	witnesses' cosignatures of checkpoints (cosign)
+ *		chainverify.c	verify_chain, export_chain
+ *		chainpurge.c	purge_chain, set_chain_retention
  *		accesslog.c	the secret access log: counting, queueing (backends)
  *		accessworker.c	the background worker that writes the access log
  *		secretstore.c	per-tenant secrets: put_secret, get_secret ...
  *		scaleout.c	envault on Citus: reference key tables, two-phase commits
  *
  * Each module's interface is in its header (masterkey.h for masterkey.c
- * ...); this header includes them, and declares the errors every module
- * shares (errors.c).
+ * ...); this header includes those that most modules use, and declares the
+ * errors every module shares (errors.c).  The others are included where
+ * they are used: accesslog.h, keywrap.h (keystore.c only), rls.h, merkle.h,
+ * scaleout.h, and chain_internal.h, shared by the chain*.c files only.
+ * Modules that only SQL calls (keys.c, lifecycle.c, secretstore.c) and
+ * the access log's worker (accessworker.c, which PostgreSQL starts by the
+ * name of its entry point; it shares accesslog.h) have no header.
  *
  * Key material is reachable only through masterkey.c and keystore.c (with
  * keycache.c and keywrap.c, which serve keystore.c only).

@@ -1,12 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * lifecycle.c
- *		States of data keys and tenants: retire, restore, destroy, and
+ *		States of data keys and tenants: retire, unretire, destroy, and
  *		crypto-shredding and revocation of whole tenants.
  *
  * Data key states: active (encrypts and decrypts), rotated (decrypts only),
  * retired (neither, reversibly), destroyed (its wrapped key is gone).
- * Tenant states: active, revoked (nothing opens until restored), destroyed
+ * Tenant states: active, revoked (nothing opens until unrevoked), destroyed
  * (every key gone for good).  Each change locks the tenant's row, is
  * recorded in envault.key_events, and, once committed, empties the key
  * cache of every backend before its next key lookup.
@@ -396,7 +396,7 @@ lc_tenant_state(FunctionCallInfo fcinfo, const char *from, const char *to,
  * SQL function: envault.revoke_tenant(tenant text) returns void
  *
  * Nothing of the tenant opens any more, in any backend, from its next
- * statement on, cached keys or not.  Reversible with restore_tenant.
+ * statement on, cached keys or not.  Reversible with unrevoke_tenant.
  */
 PG_FUNCTION_INFO_V1(envault_revoke_tenant);
 Datum

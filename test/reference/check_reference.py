@@ -97,7 +97,11 @@ def installed():
     rels = set(re.findall(r"CREATE (?:TABLE|VIEW) envault\.(\w+)", sql))
     settings = set()
     for f in glob.glob(os.path.join(ROOT, "src/*.c")):
-        settings |= set(re.findall(r'DefineCustom\w+Variable\(\s*"envault\.(\w+)"', open(f, encoding="utf-8").read()))
+        c = open(f, encoding="utf-8").read()
+        settings |= set(re.findall(r'DefineCustom\w+Variable\(\s*"envault\.(\w+)"', c))
+        # the master key's and the pepper's settings are defined from a
+        # table of names (masterkey.c: .hex_name = "envault.master_key" ...)
+        settings |= set(re.findall(r'\.\w+_name\s*=\s*"envault\.(\w+)"', c))
     return funcs, rels, settings
 
 
@@ -290,6 +294,12 @@ def main():
     for s in sorted(settings):
         if not re.search(r"`envault\." + s + r"`", ref):
             problems.append(f"setting not in docs/reference.md: envault.{s}")
+    # and every setting of the reference's table of settings is defined
+    section = re.search(r"^## Settings\n(.*?)^## ", ref, re.S | re.M)
+    for row in re.findall(r"^\| (`envault\.[^|]*)\|", section.group(1) if section else "", re.M):
+        for s in re.findall(r"`envault\.(\w+)`", row):
+            if s not in settings:
+                problems.append(f"in docs/reference.md but not a setting: envault.{s}")
     sql = open(os.path.join(ROOT, "src/envault.sql"), encoding="utf-8").read()
     check_entries(ref, sql, problems)
     for p in problems:

@@ -10,7 +10,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex);
+use EnvaultTest qw(random_key_hex sql_lit);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -51,14 +51,6 @@ my %rows = (
 	7 => [ 'globex', 'messages', 'text',  'globex message', '\xdeadbeef' ],
 	8 => [ 'globex', 'files',    'bytea', '', undef ],
 	9 => [ 'globex', 'files',    'bytea', 'c0ffee' x 100, '\x00' ],);
-
-sub sql_lit
-{
-	my ($v) = @_;
-	return 'NULL' unless defined $v;
-	$v =~ s/'/''/g;
-	return "'$v'";
-}
 
 my $insert = '';
 foreach my $id (sort { $a <=> $b } keys %rows)

@@ -12,23 +12,12 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file kcv_hex check_error restart_and_log);
 
-use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-# Check value of a master key (hex), as envault stores it: the first 16
-# bytes of HMAC-SHA256(key, "envault/v1/key-check-value").
-sub kcv_hex
-{
-	my ($key_hex) = @_;
-	return substr(
-		hmac_sha256_hex('envault/v1/key-check-value', pack('H*', $key_hex)),
-		0, 32);
-}
 
 my $key = random_key_hex();
 my $node = PostgreSQL::Test::Cluster->new('key_file');
@@ -47,32 +36,6 @@ sub set_key_conf
 	}
 	write_private_file($conf, $text);
 	return;
-}
-
-# Run $sql (which must fail) with verbose errors, and check the whole error:
-# SQLSTATE, message, and exactly the given detail and hint.
-sub check_error
-{
-	my ($name, $sql, $sqlstate, $message, $detail, $hint) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($ret, $out, $err) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	is($ret, 3, "$name: the statement fails");
-	my $block = "ERROR:  $sqlstate: $message\n";
-	$block .= "DETAIL:  $detail\n" if defined $detail;
-	$block .= "HINT:  $hint\n"     if defined $hint;
-	$block .= 'LOCATION:  ';
-	like($err, qr/^psql:<stdin>:\d+: \Q$block\E/m,
-		"$name: SQLSTATE, message, detail and hint");
-	return;
-}
-
-# Restart and return what the server logged while starting.
-sub restart_and_log
-{
-	my $offset = -s $node->logfile;
-	$node->restart;
-	return slurp_file($node->logfile, $offset);
 }
 
 # The WARNING the postmaster logs when it cannot load the key.
@@ -129,7 +92,7 @@ is( $node->safe_psql(
 	kcv_hex($key),
 	'the tenant key is wrapped by the key in the file');
 
-my $log = restart_and_log();
+my $log = restart_and_log($node);
 unlike($log, qr/WARNING/, 'no warning after a restart');
 is($node->safe_psql('postgres', $decrypt_sql),
 	$expected, 'values decrypt after a restart with the key file');
@@ -139,23 +102,23 @@ is($node->safe_psql('postgres', $decrypt_sql),
 my $perm_message = qq{master key file "$keyfile" has group or world access};
 
 chmod(0640, $keyfile) or die "chmod: $!";
-$log = restart_and_log();
+$log = restart_and_log($node);
 like(
 	$log,
 	warning_re($perm_message, $perm_detail, $perm_hint),
 	'a group-readable key file gives a WARNING at startup');
 is($node->safe_psql('postgres', 'SELECT 1'),
 	'1', 'the server runs with a group-readable key file');
-check_error('encrypt, group-readable file', $encrypt_sql, 'F0000',
+check_error($node, 'postgres', 'encrypt, group-readable file', $encrypt_sql, 'F0000',
 	$perm_message, $perm_detail, $perm_hint);
-check_error('decrypt, group-readable file', $decrypt_sql, 'F0000',
+check_error($node, 'postgres', 'decrypt, group-readable file', $decrypt_sql, 'F0000',
 	$perm_message, $perm_detail, $perm_hint);
 
 # The postmaster has no key now, so each session reads the file itself.
 foreach my $mode (0604, 0620, 0601)
 {
 	chmod($mode, $keyfile) or die "chmod: $!";
-	check_error(sprintf('encrypt, mode %04o', $mode),
+	check_error($node, 'postgres', sprintf('encrypt, mode %04o', $mode),
 		$encrypt_sql, 'F0000', $perm_message, $perm_detail, $perm_hint);
 }
 
@@ -172,12 +135,12 @@ my $malformed_hint =
   'Check the contents of the file that envault.master_key_file names.';
 
 write_private_file($keyfile, "not a key\n");
-$log = restart_and_log();
+$log = restart_and_log($node);
 like(
 	$log,
 	warning_re($malformed_message, $format_detail, $malformed_hint),
 	'a malformed key file gives a WARNING at startup');
-check_error('decrypt, malformed file', $decrypt_sql, 'F0000',
+check_error($node, 'postgres', 'decrypt, malformed file', $decrypt_sql, 'F0000',
 	$malformed_message, $format_detail, $malformed_hint);
 
 my %malformed = (
@@ -193,7 +156,7 @@ my %malformed = (
 foreach my $case (sort keys %malformed)
 {
 	write_private_file($keyfile, $malformed{$case});
-	check_error("encrypt, key file with $case",
+	check_error($node, 'postgres', "encrypt, key file with $case",
 		$encrypt_sql, 'F0000', $malformed_message, $format_detail,
 		$malformed_hint);
 }
@@ -215,12 +178,12 @@ foreach my $case (sort keys %wellformed)
 set_key_conf(master_key => ('z' x 64));
 my $hex_message = 'envault master key from envault.master_key is malformed';
 my $hex_hint = 'Check envault.master_key in postgresql.conf.';
-$log = restart_and_log();
+$log = restart_and_log($node);
 like(
 	$log,
 	warning_re($hex_message, $format_detail, $hex_hint),
 	'a malformed envault.master_key gives a WARNING at startup');
-check_error('decrypt, malformed envault.master_key', $decrypt_sql, 'F0000',
+check_error($node, 'postgres', 'decrypt, malformed envault.master_key', $decrypt_sql, 'F0000',
 	$hex_message, $format_detail, $hex_hint);
 set_key_conf(master_key_file => $keyfile);
 
@@ -228,20 +191,20 @@ set_key_conf(master_key_file => $keyfile);
 
 unlink($keyfile) or die "unlink: $!";
 my $open_message = qq{could not open master key file "$keyfile"};
-$log = restart_and_log();
+$log = restart_and_log($node);
 like(
 	$log,
 	warning_re(
 		$open_message, 'No such file or directory',
 		'Check envault.master_key_file.'),
 	'a missing key file gives a WARNING at startup');
-check_error(
+check_error($node, 'postgres',
 	'decrypt, missing file', $decrypt_sql, 'F0000', $open_message,
 	'No such file or directory',
 	'Check envault.master_key_file.');
 
 mkdir($keyfile, 0700) or die "mkdir: $!";
-check_error(
+check_error($node, 'postgres',
 	'decrypt, directory',
 	$decrypt_sql,
 	'F0000',
@@ -258,35 +221,35 @@ my $twice_detail =
   'More than one of envault.master_key, envault.master_key_file and envault.master_key_command is set.';
 
 set_key_conf(master_key_file => $keyfile, master_key => $key);
-$log = restart_and_log();
+$log = restart_and_log($node);
 like(
 	$log,
 	warning_re($twice_message, $twice_detail, $sources_hint),
 	'key file and key: WARNING at startup');
-check_error('decrypt, key file and key', $decrypt_sql, 'F0000',
+check_error($node, 'postgres', 'decrypt, key file and key', $decrypt_sql, 'F0000',
 	$twice_message, $twice_detail, $sources_hint);
 
 set_key_conf(
 	master_key_file => $keyfile,
 	master_key_command => "cat '$keyfile'");
-$log = restart_and_log();
+$log = restart_and_log($node);
 like(
 	$log,
 	warning_re($twice_message, $twice_detail, $sources_hint),
 	'key file and command: WARNING at startup');
-check_error('encrypt, key file and command', $encrypt_sql, 'F0000',
+check_error($node, 'postgres', 'encrypt, key file and command', $encrypt_sql, 'F0000',
 	$twice_message, $twice_detail, $sources_hint);
 
 my $none_message = 'envault master key is not configured';
 set_key_conf();
-$log = restart_and_log();
+$log = restart_and_log($node);
 like(
 	$log,
 	warning_re($none_message, undef, $sources_hint),
 	'no master key: WARNING at startup');
-check_error('decrypt, no master key', $decrypt_sql, 'F0000', $none_message,
+check_error($node, 'postgres', 'decrypt, no master key', $decrypt_sql, 'F0000', $none_message,
 	undef, $sources_hint);
-check_error(
+check_error($node, 'postgres',
 	'create_tenant, no master key',
 	q{SELECT envault.create_tenant('initech')},
 	'F0000', $none_message, undef, $sources_hint);
@@ -294,7 +257,7 @@ check_error(
 # --- back to the good file ------------------------------------------------
 
 set_key_conf(master_key_file => $keyfile);
-$log = restart_and_log();
+$log = restart_and_log($node);
 unlike($log, qr/WARNING/, 'no warning once the key file is right again');
 is($node->safe_psql('postgres', $decrypt_sql),
 	$expected, 'values decrypt again with the right key file');

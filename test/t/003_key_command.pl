@@ -12,23 +12,12 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file kcv_hex check_error restart_and_log);
 
-use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-# Check value of a master key (hex), as envault stores it: the first 16
-# bytes of HMAC-SHA256(key, "envault/v1/key-check-value").
-sub kcv_hex
-{
-	my ($key_hex) = @_;
-	return substr(
-		hmac_sha256_hex('envault/v1/key-check-value', pack('H*', $key_hex)),
-		0, 32);
-}
 
 my $key = random_key_hex();
 my $node = PostgreSQL::Test::Cluster->new('key_command');
@@ -58,29 +47,6 @@ sub take_runs
 		unlink($runs) or die "unlink: $!";
 	}
 	return $n;
-}
-
-sub check_error
-{
-	my ($name, $sql, $sqlstate, $message, $detail, $hint, %opts) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($ret, $out, $err) = $node->psql('postgres',
-		"\\set VERBOSITY verbose\n$sql", %opts);
-	is($ret, 3, "$name: the statement fails");
-	my $block = "ERROR:  $sqlstate: $message\n";
-	$block .= "DETAIL:  $detail\n" if defined $detail;
-	$block .= "HINT:  $hint\n"     if defined $hint;
-	$block .= 'LOCATION:  ';
-	like($err, qr/^psql:<stdin>:\d+: \Q$block\E/m,
-		"$name: SQLSTATE, message, detail and hint");
-	return;
-}
-
-sub restart_and_log
-{
-	my $offset = -s $node->logfile;
-	$node->restart;
-	return slurp_file($node->logfile, $offset);
 }
 
 my $decrypt_sql = 'SELECT envault.env_decrypt_text(ct) FROM secrets ORDER BY id';
@@ -129,7 +95,7 @@ is($node->safe_psql('postgres', $decrypt_sql),
 	$expected, 'and decrypt in another session');
 is(take_runs(), 0, 'sessions use the key read at startup');
 
-restart_and_log();
+restart_and_log($node);
 is($node->safe_psql('postgres', $decrypt_sql),
 	$expected, 'values decrypt after a restart');
 is(take_runs(), 1, 'the command ran once more, at the restart');
@@ -155,7 +121,7 @@ unlike($show_all, qr/^envault\.master_key_command\|/m,
 	'SHOW ALL does not list the command');
 unlike($show_all, qr/\Q$script\E/, 'SHOW ALL does not contain the command');
 
-check_error(
+check_error($node, 'postgres',
 	'SET the command',
 	q{SET envault.master_key_command = 'true'},
 	'55P02',
@@ -167,9 +133,9 @@ $node->safe_psql('postgres',
 my $alice = $node->connstr('postgres') . ' user=alice';
 my $denied =
   'must be superuser or have privileges of pg_read_all_settings to examine "envault.master_key_command"';
-check_error('SHOW as a non-superuser', 'SHOW envault.master_key_command',
+check_error($node, 'postgres', 'SHOW as a non-superuser', 'SHOW envault.master_key_command',
 	'42501', $denied, undef, undef, connstr => $alice);
-check_error(
+check_error($node, 'postgres',
 	'current_setting() as a non-superuser',
 	q{SELECT current_setting('envault.master_key_command')},
 	'42501', $denied, undef, undef, connstr => $alice);
@@ -182,7 +148,7 @@ is( $node->safe_psql(
 # --- a failing command -------------------------------------------------------
 
 set_script('exit 3');
-my $log = restart_and_log();
+my $log = restart_and_log($node);
 like(
 	$log,
 	qr/\] WARNING:  \Q$failed_message\E\n.*\] DETAIL:  \QThe command child process exited with exit code 3.\E\n.*\] HINT:  \Q$failed_hint\E\n/,
@@ -192,21 +158,21 @@ is($node->safe_psql('postgres', 'SELECT 1'),
 	'1', 'the server runs although the command failed');
 is(take_runs(), 0, 'a session that needs no key does not run the command');
 
-check_error('decrypt, command exits 3', $decrypt_sql, 'F0000',
+check_error($node, 'postgres', 'decrypt, command exits 3', $decrypt_sql, 'F0000',
 	$failed_message, 'The command child process exited with exit code 3.',
 	$failed_hint);
 is(take_runs(), 1, 'the session ran the command again');
 
 # The postmaster has no key now, so each session runs the command itself.
 set_script("cat '$keyfile'; exit 1");
-check_error(
+check_error($node, 'postgres',
 	'encrypt, command prints the key but exits 1',
 	$encrypt_sql, 'F0000', $failed_message,
 	'The command child process exited with exit code 1.',
 	$failed_hint);
 
 set_script('kill -KILL $PPID');
-check_error(
+check_error($node, 'postgres',
 	'encrypt, command killed by a signal',
 	$encrypt_sql, 'F0000', $failed_message,
 	'The command child process was terminated by signal 9: Killed.',
@@ -227,7 +193,7 @@ my %garbage = (
 foreach my $case (sort keys %garbage)
 {
 	set_script($garbage{$case});
-	check_error("decrypt, command prints $case",
+	check_error($node, 'postgres', "decrypt, command prints $case",
 		$decrypt_sql, 'F0000', $malformed_message, $format_detail,
 		$malformed_hint);
 }
@@ -236,7 +202,7 @@ foreach my $case (sort keys %garbage)
 set_script(
 	q{i=0; while [ $i -lt 2000 ]; do echo 'not a key, not a key, not a key'; i=$((i+1)); done}
 );
-check_error('decrypt, command prints 64 kB', $decrypt_sql, 'F0000',
+check_error($node, 'postgres', 'decrypt, command prints 64 kB', $decrypt_sql, 'F0000',
 	$malformed_message, $format_detail, $malformed_hint);
 take_runs();
 
@@ -254,7 +220,7 @@ is($node->safe_psql('postgres', $decrypt_sql),
 is(take_runs(), 1, 'which ran the command once too');
 
 set_script("cat '$keyfile'");
-$log = restart_and_log();
+$log = restart_and_log($node);
 unlike($log, qr/WARNING/, 'no warning after a restart with a good command');
 is($node->safe_psql('postgres', $decrypt_sql),
 	$expected, 'values decrypt after the restart');

@@ -11,23 +11,12 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file kcv_hex);
 
-use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-# Check value of a master key (hex), as envault stores it: the first 16
-# bytes of HMAC-SHA256(key, "envault/v1/key-check-value").
-sub kcv_hex
-{
-	my ($key_hex) = @_;
-	return substr(
-		hmac_sha256_hex('envault/v1/key-check-value', pack('H*', $key_hex)),
-		0, 32);
-}
 
 my $key_a = random_key_hex();
 my $key_b = random_key_hex();

@@ -16,23 +16,12 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file kcv_hex restart_and_log);
 
-use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-# Check value of a master key (hex), as envault stores it: the first 16
-# bytes of HMAC-SHA256(key, "envault/v1/key-check-value").
-sub kcv_hex
-{
-	my ($key_hex) = @_;
-	return substr(
-		hmac_sha256_hex('envault/v1/key-check-value', pack('H*', $key_hex)),
-		0, 32);
-}
 
 my $key = random_key_hex();
 my $node = PostgreSQL::Test::Cluster->new('not_preloaded');
@@ -63,13 +52,6 @@ sub take_runs
 		unlink($runs) or die "unlink: $!";
 	}
 	return $n;
-}
-
-sub restart_and_log
-{
-	my $offset = -s $node->logfile;
-	$node->restart;
-	return slurp_file($node->logfile, $offset);
 }
 
 my $keyfile = "$dir/master.key";
@@ -129,7 +111,7 @@ SELECT envault.env_decrypt_text(ct) FROM secrets WHERE id = 3},
 	'third',
 	'a new session encrypts');
 
-my $log = restart_and_log();
+my $log = restart_and_log($node);
 unlike($log, qr/WARNING/, 'no warning at startup');
 query_is($decrypt_sql, $expected, 'values decrypt after a restart');
 
@@ -140,7 +122,7 @@ write_private_file($script, "#!/bin/sh\necho run >> '$runs'\necho '$key'\n",
 	0700);
 write_private_file($conf, "envault.master_key_command = '$script'\n");
 take_runs();
-$log = restart_and_log();
+$log = restart_and_log($node);
 unlike($log, qr/WARNING/, 'no warning at startup with a key command');
 is(take_runs(), 0, 'the postmaster does not run the command');
 
@@ -158,7 +140,7 @@ is(take_runs(), 1, 'runs the command once too');
 # --- a missing key is reported in the session -------------------------------------
 
 write_private_file($conf, '');
-$log = restart_and_log();
+$log = restart_and_log($node);
 unlike($log, qr/WARNING/,
 	'without preloading, a missing key is not reported at startup');
 ($ret, $out, $err) =
@@ -202,7 +184,7 @@ foreach my $name (sort keys %refused)
 	$text .= "envault.master_key_file = '$keyfile'\n" if $name ne 'master_key';
 	$text .= "envault.pepper_file = '$pepperfile'\n" if $name eq 'previous_pepper';
 	write_private_file($conf, $text);
-	restart_and_log();
+	restart_and_log($node);
 	my $message = "envault.$name is not accepted when envault is not preloaded";
 	my $hint =
 	  "Use $use instead, or add envault to shared_preload_libraries and restart the server.";
@@ -224,7 +206,7 @@ foreach my $name (sort keys %refused)
 # refuses the hex settings without preloading: with them refused, a key is
 # never kept in a form that a reload logs.
 write_private_file($conf, "envault.master_key_file = '$keyfile'\n");
-restart_and_log();
+restart_and_log($node);
 query_is($decrypt_sql, $expected, 'the key file again: values decrypt');
 my $exposed = random_key_hex();
 push @throwaway, $exposed;

@@ -22,7 +22,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file check_error restart_and_log);
 
 use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
@@ -86,14 +86,6 @@ sub set_envault_conf
 	return;
 }
 
-# Restart and return what the server logged while starting.
-sub restart_and_log
-{
-	my $offset = -s $node->logfile;
-	$node->restart;
-	return slurp_file($node->logfile, $offset);
-}
-
 # The WARNING the postmaster logs when it cannot load a secret.
 sub warning_re
 {
@@ -102,24 +94,6 @@ sub warning_re
 	$re .= '.*\] DETAIL:  ' . quotemeta($detail) . '\n' if defined $detail;
 	$re .= '.*\] HINT:  ' . quotemeta($hint) . '\n'     if defined $hint;
 	return qr/$re/;
-}
-
-# Run $sql (which must fail) with verbose errors, and check the whole error:
-# SQLSTATE, message, and exactly the given detail and hint.
-sub check_error
-{
-	my ($name, $sql, $sqlstate, $message, $detail, $hint) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($ret, $out, $err) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	is($ret, 3, "$name: the statement fails");
-	my $block = "ERROR:  $sqlstate: $message\n";
-	$block .= "DETAIL:  $detail\n" if defined $detail;
-	$block .= "HINT:  $hint\n"     if defined $hint;
-	$block .= 'LOCATION:  ';
-	like($err, qr/^psql:<stdin>:\d+: \Q$block\E/m,
-		"$name: SQLSTATE, message, detail and hint");
-	return;
 }
 
 sub issue_token
@@ -227,7 +201,7 @@ set_envault_conf(
 	master_key_file => $master_file,
 	pepper_file => $file_b,
 	previous_pepper_file => $file_a);
-my $log = restart_and_log();
+my $log = restart_and_log($node);
 unlike($log, qr/WARNING/, 'no warning at startup with peppers B and A');
 
 check_stored('T1 after the restart, before use', $token{T1}, $pepper_a);
@@ -312,7 +286,7 @@ check_stored('T4, never used in the rotation', $token{T4}, $pepper_a,
 # --- the rotation ends: pepper B only --------------------------------------
 
 set_envault_conf(master_key_file => $master_file, pepper_file => $file_b);
-$log = restart_and_log();
+$log = restart_and_log($node);
 unlike($log, qr/WARNING/, 'no warning at startup with pepper B only');
 
 foreach my $name (qw(T1 T2 T3 T5))
@@ -327,7 +301,7 @@ is( $node->safe_psql(
 		'postgres', "SELECT envault.verify_token('$token{T4}') IS NULL"),
 	't',
 	'T4 (made under A, never used in the rotation) no longer verifies');
-check_error(
+check_error($node, 'postgres',
 	'authenticate with T4 after the rotation',
 	"SELECT envault.authenticate('$token{T4}')",
 	'28000', 'envault token is not valid', $invalid_detail);
@@ -346,7 +320,7 @@ set_envault_conf(
 	master_key_file => $master_file,
 	pepper_file => $file_b,
 	previous_pepper_file => $file_a);
-$log = restart_and_log();
+$log = restart_and_log($node);
 like(
 	$log,
 	warning_re($perm_message, $perm_detail, $perm_hint),
@@ -358,16 +332,16 @@ is($node->safe_psql('postgres', 'SELECT 1'),
 
 # Token operations fail closed with that error, even for a token of the
 # current pepper: the previous pepper is configured but cannot be used.
-check_error('verify_token with T1 (made under B)',
+check_error($node, 'postgres', 'verify_token with T1 (made under B)',
 	verify_sql($token{T1}),
 	'F0000', $perm_message, $perm_detail, $perm_hint);
-check_error('verify_token with T4 (made under A)',
+check_error($node, 'postgres', 'verify_token with T4 (made under A)',
 	verify_sql($token{T4}),
 	'F0000', $perm_message, $perm_detail, $perm_hint);
-check_error('authenticate with T1',
+check_error($node, 'postgres', 'authenticate with T1',
 	"SELECT envault.authenticate('$token{T1}')",
 	'F0000', $perm_message, $perm_detail, $perm_hint);
-check_error('issue_token',
+check_error($node, 'postgres', 'issue_token',
 	q{SELECT envault.issue_token('acme', 'not issued')},
 	'F0000', $perm_message, $perm_detail, $perm_hint);
 is( $node->safe_psql(

@@ -36,7 +36,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file verbose_session);
 
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use PostgreSQL::Test::BackgroundPsql;
@@ -59,15 +59,6 @@ sub behind_back
 	       RESET session_replication_role},
 		'', $name);
 	return;
-}
-
-# A long-lived session that goes on after an error, with SQLSTATEs shown.
-sub open_session
-{
-	my ($node) = @_;
-	my $s = $node->background_psql('postgres', on_error_stop => 0);
-	$s->query_safe('\set VERBOSITY verbose');
-	return $s;
 }
 
 # Run $sql in session $s: (stdout, stderr).  BackgroundPsql keeps stderr
@@ -298,7 +289,7 @@ sub revocation_ends_session_context
 {
 	my ($node, $sa, $name) = @_;
 	app_setup($node);
-	my $sc = open_session($node);
+	my $sc = verbose_session($node);
 	my ($tok, $tok_id) = new_token($node, "$name app session");
 	session_is($sc,
 		"SET ROLE regress_app;\nSELECT envault.authenticate('$tok', true)",
@@ -331,8 +322,8 @@ $node->append_conf('postgresql.conf',
 $node->start;
 setup_data($node);
 
-my $sa = open_session($node);
-my $sb = open_session($node);
+my $sa = verbose_session($node);
+my $sb = verbose_session($node);
 
 session_is($sb, 'SHOW envault.key_cache_ttl', '5min',
 	'B: cached keys would be kept for 5 minutes');
@@ -650,7 +641,7 @@ $sc->quit;
 # refused.
 session_is($sa, q{SET statement_timeout = '20s'}, '',
 	'(g) A waits at most 20 s for any statement');
-my $sd = open_session($node);
+my $sd = verbose_session($node);
 session_is($sd, 'SET ROLE regress_app', '', '(g) D is the application role');
 # (tokens of earlier sections still valid are revoked first, so that each
 # case below revokes exactly D's token)
@@ -752,8 +743,8 @@ is($lazy->safe_psql('postgres', 'SHOW shared_preload_libraries'),
 	'', 'lazy: envault is not preloaded');
 setup_data($lazy);
 
-$sa = open_session($lazy);
-$sb = open_session($lazy);
+$sa = verbose_session($lazy);
+$sb = verbose_session($lazy);
 
 session_is($sb, $acme_sql, $acme_out, 'lazy: B decrypts every value of acme');
 session_is($sb, $encrypt_sql, $encrypt_out, 'lazy: B encrypts for acme');

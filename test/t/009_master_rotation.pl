@@ -29,9 +29,8 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file alive);
+use EnvaultTest qw(random_key_hex write_private_file alive kcv_hex check_error);
 
-use Digest::SHA qw(hmac_sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use List::Util qw(sum0);
 use PostgreSQL::Test::BackgroundPsql;
@@ -43,16 +42,6 @@ use Time::HiRes qw(usleep);
 my $ntenants = 10_000;
 my $batch = 500;
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
-
-# Check value of a master key (hex): the first 16 bytes of
-# HMAC-SHA256(key, "envault/v1/key-check-value").
-sub kcv_hex
-{
-	my ($key_hex) = @_;
-	return substr(
-		hmac_sha256_hex('envault/v1/key-check-value', pack('H*', $key_hex)),
-		0, 32);
-}
 
 my $key_a = random_key_hex();
 my $key_b = random_key_hex();
@@ -93,26 +82,6 @@ sub restart_with
 	$node->restart;
 	unlike(slurp_file($node->logfile, $offset),
 		qr/WARNING/, "$name: the server starts without a warning");
-	return;
-}
-
-# Run $sql (which must fail) with verbose errors, and check the whole error:
-# SQLSTATE, message, and exactly the given detail and hint (a CONTEXT may
-# follow).
-sub check_error
-{
-	my ($name, $sql, $sqlstate, $message, $detail, $hint) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($ret, $out, $err) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	is($ret, 3, "$name: the statement fails");
-	my $block = "ERROR:  $sqlstate: $message\n";
-	$block .= "DETAIL:  $detail\n" if defined $detail;
-	$block .= "HINT:  $hint\n"     if defined $hint;
-	like(
-		$err,
-		qr/^psql:<stdin>:\d+: \Q$block\E(?:CONTEXT|LOCATION):  /m,
-		"$name: SQLSTATE, message, detail and hint");
 	return;
 }
 
@@ -462,7 +431,7 @@ restart_with('key B alone', master_key_file => $file_b);
 is($node->safe_psql('postgres', $status_sql),
 	"current|$fp_b", 'key B alone: master_key_status shows key B only');
 check_decrypt('key B alone', 0, $ntenants);
-check_error(
+check_error($node, 'postgres',
 	'key B alone: rotate_master_key',
 	'CALL envault.rotate_master_key()',
 	'55000',
@@ -479,7 +448,7 @@ is(scalar(rotation_events()), scalar(@events),
 restart_with('key A alone', master_key_file => $file_a);
 is($node->safe_psql('postgres', $status_sql),
 	"current|$fp_a", 'key A alone: master_key_status shows key A only');
-check_error(
+check_error($node, 'postgres',
 	'key A alone: decrypt',
 	q{SELECT envault.env_decrypt_text(ct) FROM vals WHERE id = 1},
 	'F0000',
@@ -487,7 +456,7 @@ check_error(
 	"The tenant key was wrapped by the master key with check value $fp_b; the configured master key has check value $fp_a.",
 	q{Configure the master key that this database's keys were created with.}
 );
-check_error(
+check_error($node, 'postgres',
 	'key A alone: decrypt another tenant',
 	q{SELECT envault.env_decrypt_text(ct) FROM vals WHERE id = 9999},
 	'F0000',

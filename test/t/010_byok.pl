@@ -41,9 +41,9 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex write_private_file);
+use EnvaultTest qw(random_key_hex write_private_file kcv_hex verbose_session);
 
-use Digest::SHA qw(hmac_sha256_hex sha256_hex);
+use Digest::SHA qw(sha256_hex);
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use File::Basename qw(dirname);
 use PostgreSQL::Test::BackgroundPsql;
@@ -52,12 +52,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-# First 16 bytes of HMAC-SHA256(key, label), as hex.
-sub kcv_hex
-{
-	my ($key_hex, $label) = @_;
-	return substr(hmac_sha256_hex($label, pack('H*', $key_hex)), 0, 32);
-}
 sub master_kcv   { return kcv_hex($_[0], 'envault/v1/key-check-value'); }
 sub customer_kcv { return kcv_hex($_[0], 'envault/v1/customer-key-check-value'); }
 
@@ -155,13 +149,6 @@ sub withhold { write_private_file("$dir/withheld-$_[0]", "withheld\n"); }
 sub hand_back { unlink("$dir/withheld-$_[0]") or die "unlink: $!"; }
 
 # --- sessions and errors ----------------------------------------------------
-
-sub open_session
-{
-	my $s = $node->background_psql('postgres', on_error_stop => 0);
-	$s->query_safe('\set VERBOSITY verbose');
-	return $s;
-}
 
 sub run_in
 {
@@ -487,7 +474,7 @@ is($node->safe_psql('postgres', $tenant_row_sql),
 # key: each statement that uses the tenant asks the KMS once, whatever it
 # decrypts, and a withheld key stops every session at its next statement,
 # even inside a transaction it had already opened.
-my $stmt = open_session();
+my $stmt = verbose_session($node);
 session_is($stmt, 'SHOW envault.customer_key_ttl', '0',
 	'by default customer keys are kept for one statement');
 session_is($stmt, $ent_sql, $ent_out,
@@ -531,7 +518,7 @@ $stmt->quit;
 # after the customer withholds its key.
 set_system('envault.customer_key_ttl', '2', '2s');
 
-my $long = open_session();
+my $long = verbose_session($node);
 session_is($long, 'SHOW envault.customer_key_ttl', '2s',
 	'the long-lived session keeps customer keys 2 s');
 my $t0 = time();
@@ -577,7 +564,7 @@ $long->quit;
 # --- revocation bites in a session that holds the keys ---------------------------
 
 set_system('envault.customer_key_ttl', '3600', '1h');
-my $held = open_session();
+my $held = verbose_session($node);
 session_is($held, $ent_sql, $ent_out, 'a session with a 1 h TTL decrypts ent');
 is(take_asked(), 'ent', 'fetching the key of ent');
 withhold('ent');

@@ -20,6 +20,9 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use EnvaultTest qw(check_error);
 
 use Digest::SHA qw(sha256);
 use Encode qw(encode_utf8);
@@ -783,29 +786,12 @@ check_verify('a file cut short', [ '--key', $vkey1, $cut ], 'FAIL: malformed exp
 
 # --- the signing key file ------------------------------------------------------
 
-# Run $sql (which must fail) with verbose errors, and check the whole error.
-sub check_error
-{
-	my ($name, $query, $sqlstate, $message, $detail, $hint) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql('appdb', "\\set VERBOSITY verbose\n$query");
-	is($ret, 3, "$name: the statement fails");
-	my $block = "ERROR:  $sqlstate: $message\n";
-	$block .= "DETAIL:  $detail\n" if defined $detail;
-	$block .= "HINT:  $hint\n"     if defined $hint;
-	$block .= 'LOCATION:  ';
-	like($stderr, qr/^psql:<stdin>:\d+: \Q$block\E/m,
-		"$name: SQLSTATE, message, detail and hint");
-	return;
-}
-
 my $checkpoint_sql = q{SELECT * FROM envault.checkpoint('audit', 'acme')};
 add_rows(['acme'], 81, 81);
 foreach my $mode (0640, 0604)
 {
 	chmod($mode, $key1) or die "chmod: $!";
-	check_error(
+	check_error($node, 'appdb',
 		sprintf('signing key file of mode %04o', $mode),
 		$checkpoint_sql,
 		'F0000',
@@ -823,7 +809,7 @@ system_or_bail('openssl', 'genpkey', '-algorithm', 'RSA', '-pkeyopt',
 chmod(0600, $rsa) or die "chmod: $!";
 set_conf('envault.signing_key_file', $rsa);
 add_rows(['acme'], 82, 82);
-check_error(
+check_error($node, 'appdb',
 	'an RSA key file',
 	$checkpoint_sql,
 	'F0000',
@@ -833,7 +819,7 @@ check_error(
 
 my $missing = "$dir/missing.pem";
 set_conf('envault.signing_key_file', $missing);
-check_error(
+check_error($node, 'appdb',
 	'a missing key file',
 	$checkpoint_sql,
 	'F0000',

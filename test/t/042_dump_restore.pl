@@ -37,6 +37,7 @@ use Digest::SHA qw(hmac_sha256_hex);
 use FindBin;
 use lib $FindBin::RealBin;
 use EnvaultTest;
+use EnvaultTest qw(sql_lit);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -79,13 +80,6 @@ sub new_server
 		  . "envault.pepper_file = '$dir/pepper.key'\n");
 	$node->start;
 	return $node;
-}
-
-sub sql_lit
-{
-	my ($v) = @_;
-	$v =~ s/'/''/g;
-	return "'$v'";
 }
 
 # ---- the source -------------------------------------------------------------------

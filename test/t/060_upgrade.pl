@@ -40,7 +40,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
-use EnvaultTest qw(random_key_hex);
+use EnvaultTest qw(random_key_hex sql_lit);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -99,14 +99,6 @@ my %rows = (
 	4 => [ 'globex', 'pii', 'text', 'bob@globex.example', undef ],
 	5 => [ 'globex', 'files', 'bytea', 'c0ffee' x 50, undef ],
 	6 => [ 'initech', 'pii', 'text', '', '\x00000006' ],);
-
-sub sql_lit
-{
-	my ($v) = @_;
-	return 'NULL' unless defined $v;
-	$v =~ s/'/''/g;
-	return "'$v'";
-}
 
 sub insert_rows
 {

@@ -33,6 +33,23 @@
 #                                   it echoed (its acknowledgements)
 # query_is($node, $sql, $want, $name)
 #                                   two tests: $sql runs, and returns $want
+# kcv_hex($key_hex[, $label])       a key's check value as envault stores it:
+#                                   the first 16 bytes, in hex, of
+#                                   HMAC-SHA256 keyed with $label
+#                                   ('envault/v1/key-check-value' unless
+#                                   given) over the key
+# check_error($node, $db, $name, $sql, $sqlstate, $message, $detail, $hint, %psql)
+#                                   two tests: $sql fails in $db, with
+#                                   exactly that SQLSTATE, message, detail
+#                                   and hint (undef: none), followed by its
+#                                   CONTEXT or LOCATION; %psql goes to
+#                                   $node->psql
+# restart_and_log($node)            restart the server; what it logged
+#                                   meanwhile
+# sql_lit($value)                   an SQL literal of a Perl string (NULL
+#                                   for undef)
+# verbose_session($node)            a BackgroundPsql on postgres that goes
+#                                   on after an error, with VERBOSITY verbose
 # chain_lock_key($node, $insert)    the key of the audit chain lock that the
 #                                   INSERT statement $insert takes (pg_locks:
 #                                   classid the high half, objid the low
@@ -50,6 +67,7 @@ package EnvaultTest;
 use strict;
 use warnings;
 
+use Digest::SHA qw(hmac_sha256_hex);
 use Exporter 'import';
 use Fcntl qw(O_WRONLY O_CREAT O_TRUNC);
 use IPC::Run;
@@ -59,7 +77,8 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(random_key_hex write_private_file start_script
   script_running finish_script crash restart_after_crash);
-our @EXPORT_OK = qw(crash_when_ready acks_after_crash query_is chain_lock_key alive);
+our @EXPORT_OK = qw(crash_when_ready acks_after_crash query_is chain_lock_key alive
+  kcv_hex check_error restart_and_log sql_lit verbose_session);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
@@ -220,6 +239,55 @@ sub query_is
 	is($ret, 0, "$name: the query runs") or diag($err);
 	is($out, $want, $name);
 	return;
+}
+
+sub kcv_hex
+{
+	my ($key_hex, $label) = @_;
+	$label //= 'envault/v1/key-check-value';
+	return substr(hmac_sha256_hex($label, pack('H*', $key_hex)), 0, 32);
+}
+
+sub check_error
+{
+	my ($node, $db, $name, $sql, $sqlstate, $message, $detail, $hint, %psql)
+	  = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($ret, $out, $err) =
+	  $node->psql($db, "\\set VERBOSITY verbose\n$sql", %psql);
+	is($ret, 3, "$name: the statement fails");
+	my $block = "ERROR:  $sqlstate: $message\n";
+	$block .= "DETAIL:  $detail\n" if defined $detail;
+	$block .= "HINT:  $hint\n"     if defined $hint;
+	like(
+		$err,
+		qr/^psql:<stdin>:\d+: \Q$block\E(?:CONTEXT|LOCATION):  /m,
+		"$name: SQLSTATE, message, detail and hint");
+	return;
+}
+
+sub restart_and_log
+{
+	my ($node) = @_;
+	my $offset = -s $node->logfile;
+	$node->restart;
+	return slurp_file($node->logfile, $offset);
+}
+
+sub sql_lit
+{
+	my ($v) = @_;
+	return 'NULL' unless defined $v;
+	$v =~ s/'/''/g;
+	return "'$v'";
+}
+
+sub verbose_session
+{
+	my ($node) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0);
+	$s->query_safe('\set VERBOSITY verbose');
+	return $s;
 }
 
 sub chain_lock_key

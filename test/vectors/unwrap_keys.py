@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Unwrap envault key rows with the master key, outside the database, as
 docs/format.md specifies (reusing check_vectors.py's XAES-256-GCM).  Used by
-test/t/050_no_secrets_in_log.pl to learn every key that a server held
+test/t/070_no_secrets_in_log.pl to learn every key that a server held
 unwrapped, so that it can look for them in the server log.
 
 Reads lines from standard input, fields separated by spaces, strings and
