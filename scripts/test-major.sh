@@ -4,8 +4,9 @@
 # (scripts/chroot.sh) as root, with ENVAULT_PG set:
 #   1. build the Debian package postgresql-$ENVAULT_PG-envault from the
 #      sources (pg_buildext, debian/control made for this major from
-#      debian/control.in) and apt install it: the tests below run against
-#      the installed package; and build the tree with -Werror,
+#      debian/control.in), remove the one a previous run left, apt install
+#      the new one and check that its files are what is installed: the
+#      tests below run against it; and build the tree with -Werror,
 #   2. pg_regress (sql/, expected/) on a temporary instance,
 #   3. pgTAP tests (test/pgtap/*.sql) with pg_prove,
 #   4. the TAP tests that touch what differs between majors: restarts and
@@ -46,13 +47,22 @@ version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$tree/envault.control")
 pkg="$work/package"
 mkdir -p "$pkg"
 cp -a "$tree" "$pkg/envault-$version"
-if (cd "$pkg/envault-$version" && pg_buildext updatecontrol &&
+# (for this major only, should the suite support several)
+if (cd "$pkg/envault-$version" && export PG_SUPPORTED_VERSIONS="$ENVAULT_PG" &&
+	pg_buildext updatecontrol &&
 	grep -qx "Package: postgresql-$ENVAULT_PG-envault" debian/control &&
 	dpkg-buildpackage -us -uc -b -j"$(nproc)") >"$work/package.log" 2>&1 &&
 	deb=$(ls "$pkg"/postgresql-"$ENVAULT_PG"-envault_"$version"_*.deb) &&
+	# the chroot is kept between runs, with the package of the last run
+	# (of the same version): remove it, so that apt installs this one
+	{ ! dpkg-query -W "postgresql-$ENVAULT_PG-envault" >/dev/null 2>&1 ||
+		dpkg --purge "postgresql-$ENVAULT_PG-envault"; } >>"$work/package.log" 2>&1 &&
 	(cd "$pkg" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		--no-install-recommends "./$(basename "$deb")") >>"$work/package.log" 2>&1 &&
-	[ -x "$PGBIN/envault-verify" ] && [ -f "$("$PG_CONFIG" --pkglibdir)/envault.so" ]; then
+	dpkg-deb -x "$deb" "$pkg/contents" &&
+	lib=$("$PG_CONFIG" --pkglibdir) &&
+	cmp "$pkg/contents$lib/envault.so" "$lib/envault.so" &&
+	cmp "$pkg/contents$PGBIN/envault-verify" "$PGBIN/envault-verify"; then
 	dpkg-query -W -f='${Package} ${Version}: installed\n' "postgresql-$ENVAULT_PG-envault"
 	passed=$((passed + 1))
 else

@@ -17,6 +17,7 @@
 
 #include "access/table.h"
 #include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
