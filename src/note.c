@@ -898,6 +898,27 @@ note_pct_match(const char **p, const char *end, const char *s, size_t len)
 }
 
 /*
+ * Does an origin name this database (envault/<database>/...)?  For a
+ * verifier that pins the database and takes any of its chains.
+ */
+bool
+env_origin_in_database(const char *origin, size_t origin_len,
+					   const char *database, size_t database_len)
+{
+	const char *end = origin + origin_len;
+	const char *p;
+
+	if (database == NULL || database_len == 0 || origin_len < 8 ||
+		memcmp(origin, "envault/", 8) != 0)
+		return false;
+	p = origin + 8;
+	if (!note_pct_match(&p, end, database, database_len))
+		return false;
+	/* then a chain */
+	return end - p >= 2 && *p == '/';
+}
+
+/*
  * Does an origin name this database, chain and tenant?  The database is the
  * identity the verifier pins (envault.database_id() inside the database,
  * the auditor's --database outside it); NULL matches no origin.  NULL

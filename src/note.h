@@ -179,4 +179,8 @@ extern bool env_origin_matches(const char *origin, size_t origin_len,
 							   const char *chain, size_t chain_len,
 							   const char *tenant, size_t tenant_len);
 
+/* Does an origin name this database, whatever chain it goes on with? */
+extern bool env_origin_in_database(const char *origin, size_t origin_len,
+								   const char *database, size_t database_len);
+
 #endif							/* ENVAULT_NOTE_H */

@@ -394,8 +394,8 @@ load_tree_head(const char *path, const EnvCheckpointKey *ckeys, int nkeys,
 	if (!cp->tree)
 		fail(cp->origin, cp->origin_len,
 			 "%s signs a head row's hash (envault 0.2.0), not a tree head", path);
-	if (!ev_origin_database(cp->origin, cp->origin_len, database,
-							strlen(database)))
+	if (!env_origin_in_database(cp->origin, cp->origin_len, database,
+								strlen(database)))
 		fail(cp->origin, cp->origin_len,
 			 "%s is a checkpoint of another database than %s (--database)",
 			 path, database);

@@ -70,8 +70,4 @@ extern int	ev_cosigners(const char *note, size_t len,
 						 const EvWitness *witnesses, int nwitnesses,
 						 uint64_t *mask, int *bad);
 
-/* Does a checkpoint's origin name this database (envault/<database>/...)? */
-extern bool ev_origin_database(const char *origin, size_t origin_len,
-							   const char *database, size_t database_len);
-
 #endif							/* ENVAULT_TRUST_H */

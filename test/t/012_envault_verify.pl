@@ -828,4 +828,63 @@ check_error($node, 'appdb',
 	'Check envault.signing_key_file.');
 set_conf('envault.signing_key_file', $key1);
 
+# --- proofs: two checkpoints, or one row, with nothing else ---------------
+#
+# envault-verify --consistency and --inclusion, with proofs as the database
+# gives them; a checkpoint of another database (by the pinned --database)
+# does not count, nor does a row whose hash is not the one in the tree.
+my ($old_seq, $new_seq) = split /\|/, sql(
+	q{SELECT min(seq) || '|' || max(seq) FROM envault.checkpoints
+	   WHERE tenant = 'acme' AND tree_root IS NOT NULL});
+ok($old_seq < $new_seq, 'acme has two tree-head checkpoints');
+my %note;
+foreach my $seq ($old_seq, $new_seq)
+{
+	$note{$seq} = "$dir/acme-$seq.note";
+	write_file($note{$seq},
+		sql("SELECT note FROM envault.checkpoints WHERE tenant = 'acme'
+			  AND tree_root IS NOT NULL AND seq = $seq ORDER BY checkpoint_id DESC LIMIT 1"));
+}
+my $cproof = "$dir/consistency.proof";
+write_file($cproof,
+	sql("SELECT string_agg(encode(h, 'base64'), E'\\n') FROM
+		 unnest(envault.consistency_proof('audit', 'acme', $old_seq, $new_seq)) h")
+	  . "\n");
+my @keys = ('--key', $vkey1, '--key', $vkey2);
+my ($rc, $out, $err) = run($verifier, @keys, '--database', $dbid,
+	'--consistency', $note{$old_seq}, $note{$new_seq}, $cproof);
+is($rc, 0, 'consistency: the newer checkpoint extends the older one') or diag($err);
+like($out, qr/^OK: .*: the tree of $new_seq rows extends the tree of $old_seq rows$/,
+	'consistency: what envault-verify says');
+($rc, $out, $err) = run($verifier, @keys, '--database', $otherid,
+	'--consistency', $note{$old_seq}, $note{$new_seq}, $cproof);
+is($rc, 1, 'consistency: refused for another database');
+like($out, qr/^FAIL: .* is a checkpoint of another database than \Q$otherid\E \(--database\)$/,
+	'consistency: the checkpoint names another database');
+($rc, $out, $err) = run($verifier, @keys, '--database', $dbid,
+	'--consistency', $note{$new_seq}, $note{$old_seq}, $cproof);
+is($rc, 1, 'consistency: refused with the checkpoints swapped');
+
+my $row = 3;
+my $row_hash = sql("SELECT encode(envault_hash, 'base64') FROM audit
+					 WHERE tenant = 'acme' AND envault_seq = $row");
+my $other_hash = sql("SELECT encode(envault_hash, 'base64') FROM audit
+					   WHERE tenant = 'acme' AND envault_seq = $row + 1");
+my $iproof = "$dir/inclusion.proof";
+write_file($iproof,
+	sql("SELECT string_agg(encode(h, 'base64'), E'\\n') FROM
+		 unnest(envault.inclusion_proof('audit', 'acme', $row, $new_seq)) h")
+	  . "\n");
+($rc, $out, $err) = run($verifier, @keys, '--database', $dbid,
+	'--inclusion', $note{$new_seq}, $row, $row_hash, $iproof);
+is($rc, 0, 'inclusion: the row is in the signed tree') or diag($err);
+like($out, qr/^OK: .*: row $row is in the tree of $new_seq rows$/,
+	'inclusion: what envault-verify says');
+($rc, $out, $err) = run($verifier, @keys, '--database', $dbid,
+	'--inclusion', $note{$new_seq}, $row, $other_hash, $iproof);
+is($rc, 1, 'inclusion: refused for another row\'s hash');
+($rc, $out, $err) = run($verifier, @keys, '--database', $otherid,
+	'--inclusion', $note{$new_seq}, $row, $row_hash, $iproof);
+is($rc, 1, 'inclusion: refused for another database');
+
 done_testing();
